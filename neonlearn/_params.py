@@ -1,0 +1,77 @@
+"""Hyperparameter access for layers, initializers, transforms, costs and optimizers.
+
+Every configurable neonlearn object stores its constructor arguments unchanged under
+the same names, so that ``get_params``/``set_params`` and ``sklearn.base.clone`` work on
+it, and nested names such as ``layers__hidden1__init__scale`` reach it from an
+estimator.
+"""
+import inspect
+
+
+class HyperParams:
+    """Mixin giving scikit-learn's ``get_params``/``set_params`` protocol."""
+
+    @classmethod
+    def _param_names(cls):
+        init = cls.__init__
+        if init is object.__init__:
+            return []
+        sig = inspect.signature(init)
+        names = []
+        for p in sig.parameters.values():
+            if p.name == "self" or p.kind == p.VAR_KEYWORD:
+                continue
+            if p.kind == p.VAR_POSITIONAL:
+                raise RuntimeError("%s must not take *args" % cls.__name__)
+            names.append(p.name)
+        return sorted(names)
+
+    def get_params(self, deep=True):
+        """Constructor arguments of this object (and nested ones when ``deep``)."""
+        out = {}
+        for name in self._param_names():
+            value = getattr(self, name)
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                for k, v in value.get_params(deep=True).items():
+                    out["%s__%s" % (name, k)] = v
+            out[name] = value
+        return out
+
+    def set_params(self, **params):
+        """Set constructor arguments; ``a__b=v`` sets ``b`` on the object ``a``."""
+        valid = self._param_names()
+        nested = {}
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if name not in valid:
+                raise ValueError(
+                    "Invalid parameter %r for %s. Valid parameters are: %s."
+                    % (name, type(self).__name__, valid)
+                )
+            if sub:
+                nested.setdefault(name, {})[sub] = value
+            else:
+                setattr(self, name, value)
+        for name, sub_params in nested.items():
+            getattr(self, name).set_params(**sub_params)
+        return self
+
+    def __repr__(self):
+        cls = type(self)
+        defaults = {
+            p.name: p.default
+            for p in inspect.signature(cls.__init__).parameters.values()
+        }
+        parts = []
+        for name in self._param_names():
+            value = getattr(self, name, None)
+            default = defaults.get(name, inspect.Parameter.empty)
+            try:
+                same = value is default or (
+                    type(value) is type(default) and bool(value == default)
+                )
+            except Exception:
+                same = False
+            if not same:
+                parts.append("%s=%r" % (name, value))
+        return "%s(%s)" % (cls.__name__, ", ".join(parts))

@@ -1,0 +1,116 @@
+"""The CPU backend: NumPy arrays, BLAS GEMMs and the Cython/OpenMP kernels."""
+import numpy as np
+
+from .._kernels import _dense
+from .._kernels._openmp_helpers import effective_n_threads
+from ._cpu_conv import CPUConvOps
+from ._cpu_recurrent import CPURecurrentOps
+
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def _as_dtype(dtype):
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in _DTYPES:
+        raise ValueError("dtype must be 'float32' or 'float64', got %r" % (dtype,))
+    return np.dtype(_DTYPES[name])
+
+
+class CPUBackend(CPURecurrentOps, CPUConvOps):
+    """NumPy + Cython/OpenMP kernels.
+
+    Parameters
+    ----------
+    dtype : {"float32", "float64"}
+    seed : int, numpy Generator or None
+    n_threads : int or None
+        OpenMP threads for the kernels; None follows ``OMP_NUM_THREADS`` and
+        ``threadpoolctl`` limits at call time.
+    """
+
+    name = "cpu"
+    xp = np
+
+    def __init__(self, dtype="float32", seed=None, n_threads=None):
+        self.dtype = _as_dtype(dtype)
+        self.rng = np.random.default_rng(seed)
+        self.n_threads = n_threads
+
+    # ---- arrays --------------------------------------------------------------
+    @property
+    def threads(self):
+        """Effective number of OpenMP threads for the next kernel call."""
+        return effective_n_threads(self.n_threads)
+
+    def array(self, x, dtype=None):
+        """A C-contiguous array of the backend dtype (copies only when needed)."""
+        return np.ascontiguousarray(x, dtype=self.dtype if dtype is None else dtype)
+
+    def zeros(self, shape, dtype=None):
+        return np.zeros(shape, dtype=self.dtype if dtype is None else dtype)
+
+    def empty(self, shape, dtype=None):
+        return np.empty(shape, dtype=self.dtype if dtype is None else dtype)
+
+    def to_numpy(self, x):
+        return np.asarray(x)
+
+    # ---- dense kernels -------------------------------------------------------
+    def matmul(self, a, b, out=None):
+        """GEMM through BLAS."""
+        return np.matmul(a, b, out=out)
+
+    def bias_act_fprop(self, x, bias, transform, out):
+        """``out = transform(x + bias)`` on 2-D arrays (fused when possible)."""
+        if transform is None or transform.kernel is not None:
+            code, param = (0, 0.0) if transform is None else transform.kernel
+            b = bias if bias is not None else np.empty(0, dtype=x.dtype)
+            _dense.bias_act_fprop(x, b, code, param, out, self.threads)
+        else:
+            z = x + bias if bias is not None else x
+            out[...] = transform(z)
+        return out
+
+    def act_bprop(self, y, error, transform, delta, dbias=None):
+        """``delta = error * transform'(y)``; bias gradient = column sums of delta."""
+        if transform is None or transform.kernel is not None:
+            code, param = (0, 0.0) if transform is None else transform.kernel
+            db = dbias if dbias is not None else np.empty(0, dtype=y.dtype)
+            _dense.act_bprop(y, error, code, param, delta, db, self.threads)
+        else:
+            delta[...] = transform.bprop_error(y, error)
+            if dbias is not None:
+                _dense.colsum(delta, dbias, self.threads)
+        return delta
+
+    def colsum(self, a, out):
+        """Column sums of a 2-D array, identical for any thread count."""
+        _dense.colsum(a, out, self.threads)
+        return out
+
+    def dropout_fprop(self, x, keep, mask, out):
+        """Inverted dropout with a fresh mask from the backend's generator."""
+        u = self.rng.random(x.shape, dtype=self.dtype)
+        _dense.dropout_fprop(x, u, keep, mask, out, self.threads)
+        return out
+
+    def bn_stats(self, x, mean, var):
+        _dense.bn_stats(x, mean, var, self.threads)
+
+    def bn_fprop(self, x, mean, var, gamma, beta, eps, xhat, out):
+        _dense.bn_fprop(x, mean, var, gamma, beta, eps, xhat, out, self.threads)
+        return out
+
+    def bn_bprop(self, error, xhat, var, gamma, eps, dgamma, dbeta, dx):
+        _dense.bn_bprop(error, xhat, var, gamma, eps, dgamma, dbeta, dx, self.threads)
+        return dx
+
+    def softmax(self, x, out):
+        _dense.softmax_rows(x, out, self.threads)
+        return out
+
+    def cross_entropy_multi(self, y, t, eps):
+        """Per-row ``-sum(t * log(y + eps))``."""
+        loss = np.empty(y.shape[0], dtype=y.dtype)
+        _dense.cross_entropy_multi(y, t, eps, loss, self.threads)
+        return loss

@@ -1,0 +1,280 @@
+"""Dense layers: Linear, Bias, Activation, Dropout and the compound Affine."""
+import numbers
+
+import numpy as np
+
+from ..transforms import Softmax, Transform, get_transform
+from ._base import CompoundLayer, Layer, ParameterLayer, in_shape_of
+
+__all__ = ["Linear", "Bias", "Activation", "Dropout", "Affine"]
+
+
+def _check_positive_int(value, what, owner):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError("%s: %s must be a positive integer, got %r" % (owner, what, value))
+    return int(value)
+
+
+class Linear(ParameterLayer):
+    """All-to-all layer ``y = x @ W.T`` with ``W`` of shape ``(nout, nin)``.
+
+    Images ``(C, H, W)`` are flattened first; after a recurrent layer (input shape
+    ``(T, F)``) the same weights apply at every time step: ``(N, T, F) -> (N, T, nout)``.
+
+    Parameters
+    ----------
+    nout : int
+        Number of output units.
+    init : Initializer
+    name : str or None
+    """
+
+    def __init__(self, nout, init=None, name=None):
+        self.nout = nout
+        self.init = init
+        self.name = name
+
+    def configure(self, in_obj):
+        self.in_shape = in_shape_of(in_obj)
+        nout = _check_positive_int(self.nout, "nout", self.name or "Linear")
+        if len(self.in_shape) == 2:  # a sequence: time-distributed
+            self.nin = self.in_shape[1]
+            self.out_shape = (self.in_shape[0], nout)
+        else:
+            self.nin = int(np.prod(self.in_shape))
+            self.out_shape = (nout,)
+        self.weight_shape = (nout, self.nin)
+        return self
+
+    def fprop(self, inputs, inference=False):
+        self._check_input(inputs)
+        x = inputs.reshape(-1, self.nin)
+        out = self._output((x.shape[0], self.weight_shape[0]), inference)
+        self.be.matmul(x, self.W.T, out=out)
+        if not inference:
+            self.inputs = x
+        return out.reshape((inputs.shape[0],) + self.out_shape)
+
+    def bprop(self, error):
+        e = error.reshape(-1, self.weight_shape[0])
+        self.be.matmul(e.T, self.inputs, out=self.dW)
+        if getattr(self, "skip_input_grad", False):
+            return None
+        dx = self._output((e.shape[0], self.nin), False, key="dx")
+        self.be.matmul(e, self.W, out=dx)
+        return dx.reshape((error.shape[0],) + self.in_shape)
+
+
+class Bias(ParameterLayer):
+    """Learned bias, one value per feature (or per channel for images): ``W (n,)``.
+
+    Parameters
+    ----------
+    init : Initializer
+    name : str or None
+    """
+
+    def configure(self, in_obj):
+        super().configure(in_obj)
+        n = self.in_shape[0] if len(self.in_shape) == 3 else self.in_shape[-1]
+        self.weight_shape = (n,)
+        return self
+
+    def _view(self, a):
+        """2-D view with the bias axis last (images: one row per channel)."""
+        if len(self.in_shape) == 3:
+            return a.reshape(a.shape[0], self.in_shape[0], -1)
+        return a.reshape(-1, self.weight_shape[0])
+
+    def fprop(self, inputs, inference=False):
+        self._check_input(inputs)
+        out = self._output(inputs.shape, inference)
+        if len(self.in_shape) == 3:
+            np.add(self._view(inputs), self.W[None, :, None], out=self._view(out))
+        else:
+            np.add(self._view(inputs), self.W, out=self._view(out))
+        return out
+
+    def bprop(self, error):
+        if len(self.in_shape) == 3:
+            self.dW[...] = self._view(error).sum(axis=(0, 2))
+        else:
+            self.be.colsum(self._view(error), self.dW)
+        return error
+
+
+def _feature_last(a, in_shape):
+    """2-D view ``(rows, features)``: the channel axis for images, else the last."""
+    if len(in_shape) == 3 and in_shape[1:] != (1, 1):
+        return np.ascontiguousarray(np.moveaxis(a, 1, -1)).reshape(-1, in_shape[0]), True
+    n = in_shape[0] if len(in_shape) == 3 else in_shape[-1]
+    return a.reshape(-1, n), False
+
+
+def _restore(a2, shape):
+    """Inverse of :func:`_feature_last` for a channels-last copy."""
+    n, c, h, w = shape
+    return np.ascontiguousarray(np.moveaxis(a2.reshape(n, h, w, c), -1, 1))
+
+
+class Activation(Layer):
+    """Apply a transform: ``y = transform(x)``.
+
+    Softmax acts over the feature axis (the channel axis for images).
+
+    Parameters
+    ----------
+    transform : Transform
+    name : str or None
+    """
+
+    def __init__(self, transform, name=None):
+        self.transform = transform
+        self.name = name
+
+    def configure(self, in_obj):
+        super().configure(in_obj)
+        if not isinstance(self.transform, Transform):
+            raise ValueError(
+                "Activation needs a neonlearn.transforms.Transform, got %r" % (self.transform,)
+            )
+        self.transform._check()
+        self.shortcut_error = False
+        return self
+
+    def fprop(self, inputs, inference=False):
+        x, moved = _feature_last(inputs, self.in_shape)
+        out = self._output(x.shape, inference or moved)
+        self.be.bias_act_fprop(x, None, self.transform, out)
+        if not inference:
+            self.outputs = out
+        return _restore(out, inputs.shape) if moved else out.reshape(inputs.shape)
+
+    def bprop(self, error):
+        if self.shortcut_error:  # the cost already returned d(cost)/d(pre-activation)
+            return error
+        e, moved = _feature_last(error, self.in_shape)
+        delta = self._output(e.shape, moved, key="delta")
+        self.be.act_bprop(self.outputs, e, self.transform, delta)
+        return _restore(delta, error.shape) if moved else delta.reshape(error.shape)
+
+
+class Dropout(Layer):
+    """Inverted dropout.
+
+    Training keeps each unit with probability ``keep`` and scales kept units by
+    ``1 / keep``; inference is the identity.  (neon scaled by ``keep`` at inference
+    instead; the expected outputs are the same.)
+
+    Parameters
+    ----------
+    keep : float in (0, 1], default=0.5
+    name : str or None
+    """
+
+    def __init__(self, keep=0.5, name=None):
+        self.keep = keep
+        self.name = name
+
+    def configure(self, in_obj):
+        super().configure(in_obj)
+        if not isinstance(self.keep, numbers.Real) or not 0.0 < self.keep <= 1.0:
+            raise ValueError("Dropout keep must be in (0, 1], got %r" % (self.keep,))
+        return self
+
+    def fprop(self, inputs, inference=False):
+        if inference or self.keep == 1.0:
+            self.mask = None
+            return inputs
+        x = inputs.reshape(inputs.shape[0], -1)
+        self.mask = self._output(x.shape, False, key="mask")
+        out = self._output(x.shape, False)
+        self.be.dropout_fprop(x, self.keep, self.mask, out)
+        return out.reshape(inputs.shape)
+
+    def bprop(self, error):
+        if self.mask is None:
+            return error
+        e = error.reshape(error.shape[0], -1)
+        out = self._output(e.shape, False, key="dx")
+        np.multiply(e, self.mask, out=out)
+        return out.reshape(error.shape)
+
+
+class Affine(CompoundLayer):
+    """``Linear -> (Bias | BatchNorm) -> Activation``, named as in neon.
+
+    With ``name="fc1"`` the parts are ``fc1``, ``fc1_bias`` (or ``fc1_bnorm``) and
+    ``fc1_<Transform>``.  Bias and activation run as one fused kernel.
+
+    Parameters
+    ----------
+    nout : int
+    init : Initializer
+        Initializer of the Linear weights.
+    bias : Initializer or None
+        Adds a Bias layer filled by this initializer.
+    batch_norm : bool, default=False
+        Adds a BatchNorm layer instead of a bias (both is an error).
+    activation : Transform or None
+    name : str or None
+    """
+
+    def __init__(self, nout, init=None, bias=None, batch_norm=False, activation=None,
+                 name=None):
+        self.nout = nout
+        self.init = init
+        self.bias = bias
+        self.batch_norm = batch_norm
+        self.activation = activation
+        self.name = name
+
+    def _build(self, first):
+        """Sublayers of the compound: ``first`` then (Bias | BatchNorm), Activation."""
+        from ._normalization import BatchNorm
+
+        base = self.name or type(self).__name__
+        if self.bias is not None and self.batch_norm:
+            raise ValueError("%s: use bias or batch_norm, not both" % base)
+        layers = [first]
+        if self.bias is not None:
+            layers.append(Bias(init=self.bias, name=base + "_bias"))
+        elif self.batch_norm:
+            layers.append(BatchNorm(name=base + "_bnorm"))
+        if self.activation is not None:
+            transform = get_transform(self.activation)
+            layers.append(Activation(transform, name="%s_%s" % (base, type(transform).__name__)))
+        return layers
+
+    def configure(self, in_obj):
+        base = self.name or type(self).__name__
+        self._configure_sublayers(
+            self._build(Linear(self.nout, init=self.init, name=base)), in_obj)
+        kinds = [type(layer) for layer in self.layers_]
+        self._fused = kinds == [Linear, Bias, Activation]
+        return self
+
+    def fprop(self, inputs, inference=False):
+        if not self._fused:
+            return super().fprop(inputs, inference)
+        linear, bias, act = self.layers_
+        z = linear.fprop(inputs, inference)
+        z2 = z.reshape(-1, self.out_shape[-1])
+        out = act._output(z2.shape, inference)
+        self.be.bias_act_fprop(z2, bias.W, act.transform, out)
+        if not inference:
+            act.outputs = out
+        return out.reshape(z.shape)
+
+    def bprop(self, error):
+        if not self._fused:
+            return super().bprop(error)
+        linear, bias, act = self.layers_
+        e = error.reshape(-1, self.out_shape[-1])
+        if act.shortcut_error:
+            delta = e
+            self.be.colsum(e, bias.dW)
+        else:
+            delta = act._output(e.shape, False, key="delta")
+            self.be.act_bprop(act.outputs, e, act.transform, delta, bias.dW)
+        return linear.bprop(delta.reshape(error.shape))

@@ -1,0 +1,102 @@
+"""Normalization layers: BatchNorm (dense, sequences and images)."""
+import numbers
+
+import numpy as np
+
+from ._base import ParameterLayer
+
+__all__ = ["BatchNorm"]
+
+
+class BatchNorm(ParameterLayer):
+    """Batch normalization (Ioffe and Szegedy, 2015) with neon's defaults.
+
+    Statistics are per feature for dense inputs ``(N, F)``, per feature over ``N`` and
+    ``T`` for sequences ``(N, T, F)`` and per channel over ``N, H, W`` for images.
+    Training uses the batch mean and biased variance and updates running averages
+    ``g = rho * g + (1 - rho) * batch_stat``; inference uses the running averages
+    (which start at mean 0 and variance 1).
+
+    Parameters
+    ----------
+    rho : float in [0, 1), default=0.9
+    eps : float > 0, default=1e-3
+    name : str or None
+
+    Attributes
+    ----------
+    gamma, beta : ndarray of shape (n_features,)
+        Scale and shift (``W`` is ``gamma``); gradients ``dgamma``, ``dbeta``.
+    gmean, gvar : ndarray of shape (n_features,)
+        Running mean and variance.
+    """
+
+    def __init__(self, rho=0.9, eps=1e-3, name=None):
+        self.rho = rho
+        self.eps = eps
+        self.name = name
+
+    def configure(self, in_obj):
+        super().configure(in_obj)
+        if not isinstance(self.rho, numbers.Real) or not 0.0 <= self.rho < 1.0:
+            raise ValueError("BatchNorm rho must be in [0, 1), got %r" % (self.rho,))
+        if not isinstance(self.eps, numbers.Real) or not self.eps > 0:
+            raise ValueError("BatchNorm eps must be > 0, got %r" % (self.eps,))
+        self.images = len(self.in_shape) == 3
+        n = self.in_shape[0] if self.images else self.in_shape[-1]
+        self.weight_shape = (n,)
+        return self
+
+    def allocate(self, shared_outputs=None):
+        if getattr(self, "gamma", None) is not None and self.gamma.shape == self.weight_shape:
+            return
+        be = self.be
+        self.gamma = self.W = be.array(np.ones(self.weight_shape))
+        self.beta = be.zeros(self.weight_shape)
+        self.dgamma = self.dW = be.zeros(self.weight_shape)
+        self.dbeta = be.zeros(self.weight_shape)
+        self.gmean = be.zeros(self.weight_shape)
+        self.gvar = be.array(np.ones(self.weight_shape))
+        self.mean = be.zeros(self.weight_shape)
+        self.var = be.zeros(self.weight_shape)
+        self.states = []
+
+    def param_grads(self):
+        return [(self.gamma, self.dgamma), (self.beta, self.dbeta)]
+
+    def _rows(self, a):
+        """``(rows, features)`` view (a channels-last copy for images)."""
+        if self.images:
+            return np.ascontiguousarray(np.moveaxis(a, 1, -1)).reshape(-1, self.weight_shape[0])
+        return a.reshape(-1, self.weight_shape[0])
+
+    def _unrows(self, a2, shape):
+        if self.images:
+            n, c, h, w = shape
+            return np.ascontiguousarray(np.moveaxis(a2.reshape(n, h, w, c), -1, 1))
+        return a2.reshape(shape)
+
+    def fprop(self, inputs, inference=False):
+        self._check_input(inputs)
+        be = self.be
+        x = self._rows(inputs)
+        out = self._output(x.shape, inference)
+        if inference:
+            xhat = be.empty(x.shape)
+            be.bn_fprop(x, self.gmean, self.gvar, self.gamma, self.beta, self.eps, xhat, out)
+        else:
+            be.bn_stats(x, self.mean, self.var)
+            self.xhat = self._output(x.shape, False, key="xhat")
+            be.bn_fprop(x, self.mean, self.var, self.gamma, self.beta, self.eps, self.xhat, out)
+            self.gmean *= self.rho
+            self.gmean += (1.0 - self.rho) * self.mean
+            self.gvar *= self.rho
+            self.gvar += (1.0 - self.rho) * self.var
+        return self._unrows(out, inputs.shape)
+
+    def bprop(self, error):
+        e = self._rows(error)
+        dx = self._output(e.shape, False, key="dx")
+        self.be.bn_bprop(e, self.xhat, self.var, self.gamma, self.eps,
+                         self.dgamma, self.dbeta, dx)
+        return self._unrows(dx, error.shape)

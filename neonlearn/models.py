@@ -1,0 +1,183 @@
+"""Model: runs a layer list (configure and allocate once, train, infer)."""
+import numpy as np
+
+from .backends import get_backend
+from .exceptions import TrainingDivergedError
+from .layers._base import Layer, in_shape_of
+from .layers._containers import Sequential
+from .layers._dense import Activation
+
+__all__ = ["Model"]
+
+
+def _last_leaf(layer):
+    leaves = layer.sublayers()
+    return leaves[-1] if leaves else None
+
+
+class Model:
+    """A network: a layer list run in order, with neon's training loop.
+
+    Parameters
+    ----------
+    layers : list of Layer or Layer
+        Nested lists (compound layers) are flattened.
+    backend : backend object or None
+        From :func:`neonlearn.backends.get_backend`; CPU float32 by default.
+
+    Examples
+    --------
+    >>> from neonlearn.layers import Affine
+    >>> from neonlearn.initializers import Gaussian
+    >>> from neonlearn.transforms import Rectlin, Softmax
+    >>> model = Model([Affine(32, Gaussian(scale=0.1), activation=Rectlin()),
+    ...                Affine(3, Gaussian(scale=0.1), activation=Softmax())])
+    >>> model.configure(4).out_shape
+    (3,)
+    """
+
+    def __init__(self, layers, backend=None):
+        self.layers = layers if isinstance(layers, Layer) else Sequential(layers)
+        self.be = backend if backend is not None else get_backend("cpu")
+        self.cost = None
+
+    # ---- set-up --------------------------------------------------------------
+    def configure(self, in_obj):
+        """Configure and allocate every layer for inputs of shape ``in_obj``."""
+        self.in_shape = in_shape_of(in_obj)
+        self.layers.set_backend(self.be)
+        self.layers.configure(self.in_shape)
+        self.layers.allocate()
+        # the gradient with respect to the network's input is never used
+        self.layers.sublayers()[0].skip_input_grad = True
+        self.out_shape = self.layers.out_shape
+        return self
+
+    @property
+    def layers_to_optimize(self):
+        return self.layers.layers_to_optimize()
+
+    def set_cost(self, cost):
+        """Attach the cost; pair it with the output transform (neon's shortcut)."""
+        self.cost = cost
+        last = _last_leaf(self.layers)
+        self.shortcut = (
+            cost.shortcut_transform is not None
+            and isinstance(last, Activation)
+            and isinstance(last.transform, cost.shortcut_transform)
+        )
+        if isinstance(last, Activation):
+            last.shortcut_error = self.shortcut
+
+    # ---- forward and backward -------------------------------------------------
+    def fprop(self, x, inference=False):
+        return self.layers.fprop(x, inference)
+
+    def bprop(self, delta):
+        return self.layers.bprop(delta)
+
+    def train_batch(self, x, t, weights, optimizer, epoch):
+        """One minibatch step; returns the batch's weighted mean cost."""
+        y = self.fprop(x)
+        costs = self.cost(y, t)
+        n = x.shape[0]
+        batch_cost = float(np.dot(weights, costs) / n)
+        if not np.isfinite(batch_cost):
+            raise TrainingDivergedError(
+                "Training diverged: the cost became %r at epoch %d. Lower the learning "
+                "rate (optimizer__learning_rate), clip gradients (gradient_clip_norm) "
+                "or scale the inputs." % (batch_cost, epoch))
+        grad = self.cost.bprop_shortcut(y, t) if self.shortcut else self.cost.bprop(y, t)
+        scale = (weights / n).astype(grad.dtype, copy=False)
+        grad = grad * scale.reshape((n,) + (1,) * (grad.ndim - 1))
+        self.bprop(self.be.array(grad))
+        optimizer.optimize(self.layers_to_optimize, epoch)
+        return batch_cost
+
+    def fit(self, X, T, optimizer, num_epochs, batch_size, callbacks=(), shuffle=True,
+            sample_weight=None, start_epoch=0):
+        """neon's training loop over minibatches, firing callbacks.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, ...)
+            Inputs (already in the backend's dtype).
+        T : ndarray of shape (n_samples, ...)
+            Targets in the network's output layout.
+        optimizer : Optimizer
+        num_epochs : int
+        batch_size : int
+        callbacks : list of Callback
+        shuffle : bool
+        sample_weight : ndarray of shape (n_samples,) or None
+        start_epoch : int
+            Epoch number of the first epoch (for schedules after a warm start).
+        """
+        be = self.be
+        n = X.shape[0]
+        w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, float)
+        self.finished = False
+        self.nbatches = -(-n // batch_size)
+        self.epoch_cost = self.batch_cost = float("nan")
+        for cb in callbacks:
+            cb.on_train_begin(self, num_epochs)
+        try:
+            for epoch in range(start_epoch, start_epoch + num_epochs):
+                for cb in callbacks:
+                    cb.on_epoch_begin(self, epoch)
+                order = be.rng.permutation(n) if shuffle else np.arange(n)
+                total = 0.0
+                for mb, start in enumerate(range(0, n, batch_size)):
+                    idx = order[start:start + batch_size]
+                    for cb in callbacks:
+                        cb.on_minibatch_begin(self, epoch, mb)
+                    self.batch_cost = self.train_batch(
+                        be.array(X[idx]), be.array(T[idx]), w[idx], optimizer, epoch)
+                    total += self.batch_cost * len(idx)
+                    for cb in callbacks:
+                        cb.on_minibatch_end(self, epoch, mb)
+                self.epoch_cost = total / n
+                self.epoch = epoch
+                for cb in callbacks:
+                    cb.on_epoch_end(self, epoch)
+                if self.finished:
+                    break
+        finally:
+            for cb in callbacks:
+                cb.on_train_end(self)
+        return self
+
+    def predict(self, X, batch_size=1024):
+        """Network outputs for any number of samples (last batch may be partial)."""
+        be = self.be
+        outs = [be.to_numpy(self.fprop(be.array(X[s:s + batch_size]), inference=True))
+                for s in range(0, X.shape[0], batch_size)]
+        if not outs:
+            return np.empty((0,) + tuple(self.out_shape), dtype=be.dtype)
+        return np.concatenate(outs, axis=0)
+
+    def get_cost(self, X, T, batch_size=1024):
+        """Mean cost over a data set, without training."""
+        total = 0.0
+        for s in range(0, X.shape[0], batch_size):
+            y = self.fprop(self.be.array(X[s:s + batch_size]), inference=True)
+            total += float(np.sum(self.cost(y, self.be.array(T[s:s + batch_size]))))
+        return total / max(X.shape[0], 1)
+
+    # ---- parameters -------------------------------------------------------------
+    def get_weights(self):
+        """Copies of every parameter array and BatchNorm running statistic."""
+        out = []
+        for layer in self.layers_to_optimize:
+            arrays = [p for p, _ in layer.param_grads()]
+            arrays += [getattr(layer, k) for k in ("gmean", "gvar") if hasattr(layer, k)]
+            out.append([self.be.to_numpy(a).copy() for a in arrays])
+        return out
+
+    def set_weights(self, weights):
+        """Inverse of :meth:`get_weights` (copies in place)."""
+        for layer, saved in zip(self.layers_to_optimize, weights):
+            arrays = [p for p, _ in layer.param_grads()]
+            arrays += [getattr(layer, k) for k in ("gmean", "gvar") if hasattr(layer, k)]
+            for a, s in zip(arrays, saved):
+                a[...] = self.be.array(s)

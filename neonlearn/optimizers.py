@@ -1,0 +1,341 @@
+"""Optimizers and learning-rate schedules, with neon's names and defaults.
+
+``optimizer.optimize(layers, epoch)`` updates every ``(param, grad)`` pair of the
+given parameter layers in place.  Gradients arrive already averaged over the batch
+(the costs' derivatives are divided by the batch size), then are clipped
+(``gradient_clip_norm``: the global norm over all parameters; ``gradient_clip_value``:
+elementwise).  Optimizer state lives on the layers (``layer.states``), so it is saved
+with the model and a warm start resumes it.
+"""
+import numbers
+
+import numpy as np
+
+from ._params import HyperParams
+
+__all__ = [
+    "Schedule", "StepSchedule", "PowerSchedule", "ExpSchedule", "Optimizer",
+    "GradientDescentMomentum", "RMSProp", "Adagrad", "Adadelta", "Adam",
+    "MultiOptimizer",
+]
+
+
+# ---- schedules ------------------------------------------------------------------
+class Schedule(HyperParams):
+    """Multiply the rate by ``change`` at the listed epochs, or every ``step_config``.
+
+    Parameters
+    ----------
+    step_config : int or list of int or None
+    change : float, default=1.0
+    """
+
+    def __init__(self, step_config=None, change=1.0):
+        self.step_config = step_config
+        self.change = change
+
+    def get_learning_rate(self, learning_rate, epoch):
+        if self.step_config is None:
+            return learning_rate
+        if isinstance(self.step_config, numbers.Integral):
+            steps = epoch // self.step_config
+        else:
+            steps = sum(1 for s in self.step_config if epoch >= s)
+        return learning_rate * self.change ** steps
+
+
+class StepSchedule(Schedule):
+    """Absolute rates: ``change[i]`` from epoch ``step_config[i]`` on."""
+
+    def __init__(self, step_config, change):
+        self.step_config = step_config
+        self.change = change
+
+    def get_learning_rate(self, learning_rate, epoch):
+        if len(self.step_config) != len(self.change):
+            raise ValueError("StepSchedule needs as many rates as steps")
+        rate = learning_rate
+        for step, value in zip(self.step_config, self.change):
+            if epoch >= step:
+                rate = value
+        return rate
+
+
+class PowerSchedule(Schedule):
+    """``learning_rate * change ** (epoch // step_config)``."""
+
+    def __init__(self, step_config, change):
+        self.step_config = step_config
+        self.change = change
+
+    def get_learning_rate(self, learning_rate, epoch):
+        return learning_rate * self.change ** (epoch // self.step_config)
+
+
+class ExpSchedule(Schedule):
+    """``learning_rate / (1 + decay * epoch)``."""
+
+    def __init__(self, decay):
+        self.decay = decay
+
+    def get_learning_rate(self, learning_rate, epoch):
+        return learning_rate / (1.0 + self.decay * epoch)
+
+
+# ---- optimizers -----------------------------------------------------------------
+def _check_positive(value, what, allow_zero=False):
+    ok = isinstance(value, numbers.Real) and np.isfinite(value) and (
+        value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise ValueError("%s must be a %s number, got %r"
+                         % (what, "non-negative" if allow_zero else "positive", value))
+
+
+class Optimizer(HyperParams):
+    """Base class: subclasses implement ``_update(param, grad, state, epoch)``."""
+
+    gradient_clip_norm = None
+    gradient_clip_value = None
+    n_states = 0
+
+    def _check(self):
+        if self.gradient_clip_norm is not None:
+            _check_positive(self.gradient_clip_norm, "gradient_clip_norm")
+        if self.gradient_clip_value is not None:
+            _check_positive(self.gradient_clip_value, "gradient_clip_value")
+
+    def _clip_scale(self, layers):
+        if self.gradient_clip_norm is None:
+            return 1.0
+        sq = sum(float(np.sum(g.astype(np.float64) ** 2))
+                 for layer in layers for _, g in layer.param_grads())
+        norm = np.sqrt(sq)
+        return self.gradient_clip_norm / norm if norm > self.gradient_clip_norm else 1.0
+
+    def optimize(self, layers, epoch):
+        """Update the parameters of ``layers`` (parameter layers) in place."""
+        scale = self._clip_scale(layers)
+        for layer in layers:
+            self._optimize_layer(layer, epoch, scale)
+
+    def _optimize_layer(self, layer, epoch, scale=1.0):
+        pairs = layer.param_grads()
+        if len(layer.states) != len(pairs):
+            layer.states = [[np.zeros_like(p) for _ in range(self.n_states)]
+                            for p, _ in pairs]
+        for (param, grad), state in zip(pairs, layer.states):
+            if scale != 1.0:
+                grad = grad * scale
+            if self.gradient_clip_value is not None:
+                grad = np.clip(grad, -self.gradient_clip_value, self.gradient_clip_value)
+            self._update(param, grad, state, epoch)
+
+    def _update(self, param, grad, state, epoch):
+        raise NotImplementedError
+
+
+class GradientDescentMomentum(Optimizer):
+    """SGD with momentum: ``v = mu*v - lr*(g + wdecay*W)``; ``W += v``.
+
+    Parameters
+    ----------
+    learning_rate : float
+    momentum_coef : float in [0, 1), default=0.0
+    wdecay : float, default=0.0
+    nesterov : bool, default=False
+        Nesterov momentum: ``W += mu*v - lr*(g + wdecay*W)`` with the new ``v``.
+    schedule : Schedule or None
+    gradient_clip_norm, gradient_clip_value : float or None
+    """
+
+    n_states = 1
+
+    def __init__(self, learning_rate, momentum_coef=0.0, wdecay=0.0, nesterov=False,
+                 schedule=None, gradient_clip_norm=None, gradient_clip_value=None):
+        self.learning_rate = learning_rate
+        self.momentum_coef = momentum_coef
+        self.wdecay = wdecay
+        self.nesterov = nesterov
+        self.schedule = schedule
+        self.gradient_clip_norm = gradient_clip_norm
+        self.gradient_clip_value = gradient_clip_value
+
+    def _check(self):
+        super()._check()
+        _check_positive(self.learning_rate, "learning_rate")
+        _check_positive(self.wdecay, "wdecay", allow_zero=True)
+        if not isinstance(self.momentum_coef, numbers.Real) or not 0 <= self.momentum_coef < 1:
+            raise ValueError("momentum_coef must be in [0, 1), got %r" % (self.momentum_coef,))
+
+    def _update(self, param, grad, state, epoch):
+        lr = self.learning_rate
+        if self.schedule is not None:
+            lr = self.schedule.get_learning_rate(lr, epoch)
+        (v,) = state
+        g = grad + self.wdecay * param if self.wdecay else grad
+        v *= self.momentum_coef
+        v -= lr * g
+        if self.nesterov:
+            param += self.momentum_coef * v - lr * g
+        else:
+            param += v
+
+
+class RMSProp(Optimizer):
+    """``s = rho*s + (1-rho)*g**2``; ``W -= lr*g / (sqrt(s + eps) + eps)``."""
+
+    n_states = 1
+
+    def __init__(self, decay_rate=0.95, learning_rate=2e-3, epsilon=1e-6, schedule=None,
+                 gradient_clip_norm=None, gradient_clip_value=None):
+        self.decay_rate = decay_rate
+        self.learning_rate = learning_rate
+        self.epsilon = epsilon
+        self.schedule = schedule
+        self.gradient_clip_norm = gradient_clip_norm
+        self.gradient_clip_value = gradient_clip_value
+
+    def _check(self):
+        super()._check()
+        _check_positive(self.learning_rate, "learning_rate")
+        _check_positive(self.epsilon, "epsilon")
+        if not 0 <= self.decay_rate < 1:
+            raise ValueError("decay_rate must be in [0, 1), got %r" % (self.decay_rate,))
+
+    def _update(self, param, grad, state, epoch):
+        lr = self.learning_rate
+        if self.schedule is not None:
+            lr = self.schedule.get_learning_rate(lr, epoch)
+        (s,) = state
+        s *= self.decay_rate
+        s += (1 - self.decay_rate) * grad * grad
+        param -= lr * grad / (np.sqrt(s + self.epsilon) + self.epsilon)
+
+
+class Adagrad(Optimizer):
+    """``s += g**2``; ``W -= lr*g / sqrt(s + eps)``."""
+
+    n_states = 1
+
+    def __init__(self, learning_rate=0.01, epsilon=1e-6, gradient_clip_norm=None,
+                 gradient_clip_value=None):
+        self.learning_rate = learning_rate
+        self.epsilon = epsilon
+        self.gradient_clip_norm = gradient_clip_norm
+        self.gradient_clip_value = gradient_clip_value
+
+    def _check(self):
+        super()._check()
+        _check_positive(self.learning_rate, "learning_rate")
+        _check_positive(self.epsilon, "epsilon")
+
+    def _update(self, param, grad, state, epoch):
+        (s,) = state
+        s += grad * grad
+        param -= self.learning_rate * grad / np.sqrt(s + self.epsilon)
+
+
+class Adadelta(Optimizer):
+    """Zeiler's Adadelta: ``E[g2]``, ``dx = -sqrt(E[dx2]+eps)/sqrt(E[g2]+eps)*g``."""
+
+    n_states = 2
+
+    def __init__(self, decay=0.95, epsilon=1e-6, gradient_clip_norm=None,
+                 gradient_clip_value=None):
+        self.decay = decay
+        self.epsilon = epsilon
+        self.gradient_clip_norm = gradient_clip_norm
+        self.gradient_clip_value = gradient_clip_value
+
+    def _check(self):
+        super()._check()
+        _check_positive(self.epsilon, "epsilon")
+        if not 0 <= self.decay < 1:
+            raise ValueError("decay must be in [0, 1), got %r" % (self.decay,))
+
+    def _update(self, param, grad, state, epoch):
+        eg2, edx2 = state
+        eg2 *= self.decay
+        eg2 += (1 - self.decay) * grad * grad
+        dx = -np.sqrt(edx2 + self.epsilon) / np.sqrt(eg2 + self.epsilon) * grad
+        edx2 *= self.decay
+        edx2 += (1 - self.decay) * dx * dx
+        param += dx
+
+
+class Adam(Optimizer):
+    """Adam with the bias correction folded into the rate; one step per minibatch.
+
+    ``l = lr * sqrt(1 - b2**t) / (1 - b1**t)``; ``m = b1*m + (1-b1)*g``;
+    ``v = b2*v + (1-b2)*g**2``; ``W -= l * m / (sqrt(v) + eps)``.
+    """
+
+    n_states = 2
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 schedule=None, gradient_clip_norm=None, gradient_clip_value=None):
+        self.learning_rate = learning_rate
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.schedule = schedule
+        self.gradient_clip_norm = gradient_clip_norm
+        self.gradient_clip_value = gradient_clip_value
+
+    def _check(self):
+        super()._check()
+        _check_positive(self.learning_rate, "learning_rate")
+        _check_positive(self.epsilon, "epsilon")
+        for name in ("beta_1", "beta_2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError("%s must be in [0, 1), got %r" % (name, getattr(self, name)))
+
+    def optimize(self, layers, epoch):
+        self.t_ = getattr(self, "t_", 0) + 1
+        super().optimize(layers, epoch)
+
+    def _update(self, param, grad, state, epoch):
+        lr = self.learning_rate
+        if self.schedule is not None:
+            lr = self.schedule.get_learning_rate(lr, epoch)
+        m, v = state
+        t = self.t_
+        rate = lr * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        m *= self.beta_1
+        m += (1 - self.beta_1) * grad
+        v *= self.beta_2
+        v += (1 - self.beta_2) * grad * grad
+        param -= rate * m / (np.sqrt(v) + self.epsilon)
+
+
+class MultiOptimizer(Optimizer):
+    """Different optimizers per layer: layer name beats layer class beats ``default``.
+
+    Parameters
+    ----------
+    optimizer_mapping : dict
+        ``{"default": opt, "Bias": opt2, "fc1": opt3}``.
+    """
+
+    def __init__(self, optimizer_mapping):
+        self.optimizer_mapping = optimizer_mapping
+
+    def _check(self):
+        if "default" not in self.optimizer_mapping:
+            raise ValueError("MultiOptimizer needs a 'default' optimizer")
+        for opt in self.optimizer_mapping.values():
+            opt._check()
+
+    def _pick(self, layer):
+        mapping = self.optimizer_mapping
+        if layer.name in mapping:
+            return mapping[layer.name]
+        return mapping.get(type(layer).__name__, mapping["default"])
+
+    def optimize(self, layers, epoch):
+        groups = {}
+        for layer in layers:
+            opt = self._pick(layer)
+            groups.setdefault(id(opt), (opt, []))[1].append(layer)
+        for opt, group in groups.values():
+            opt.optimize(group, epoch)

@@ -1,0 +1,216 @@
+"""Activation functions (neon's ``transforms``).
+
+A transform computes ``y = f(x)`` with ``__call__`` and its derivative **from the
+output** with ``bprop(y)``, as in neon.  ``bprop_error(y, error)`` returns the error
+propagated through the transform: ``error * bprop(y)`` for elementwise transforms and
+the full Jacobian product for :class:`Softmax`.
+
+When a :class:`Softmax` output feeds :class:`~neonlearn.costs.CrossEntropyMulti`, or a
+:class:`Logistic` output feeds :class:`~neonlearn.costs.CrossEntropyBinary`, the model
+uses neon's shortcut: the cost returns ``y - t`` and the transform passes the error
+through unchanged (``Logistic(shortcut=True)`` asks for this explicitly, as in neon).
+"""
+import numpy as np
+
+from ._params import HyperParams
+
+__all__ = [
+    "Transform", "Identity", "Rectlin", "Rectlinclip", "Explin", "Normalizer",
+    "Softmax", "Tanh", "Logistic", "get_transform",
+]
+
+
+class Transform(HyperParams):
+    """Base class of activation functions.
+
+    ``kernel`` is ``(code, param)`` for transforms that the compiled kernels fuse
+    with a bias, or ``None``.
+    """
+
+    kernel = None
+
+    def __call__(self, x):
+        raise NotImplementedError
+
+    def bprop(self, y):
+        raise NotImplementedError
+
+    def bprop_error(self, y, error):
+        return error * self.bprop(y)
+
+    def _check(self):
+        """Validate hyperparameters (called when a layer is configured)."""
+
+
+class Identity(Transform):
+    """``f(x) = x``."""
+
+    kernel = (0, 0.0)
+
+    def __call__(self, x):
+        return x
+
+    def bprop(self, y):
+        return np.ones_like(y)
+
+    def bprop_error(self, y, error):
+        return error
+
+
+class Rectlin(Transform):
+    """Rectified linear: ``max(x, 0) + slope * min(x, 0)`` (leaky when slope > 0)."""
+
+    def __init__(self, slope=0.0):
+        self.slope = slope
+
+    @property
+    def kernel(self):
+        return (1, float(self.slope))
+
+    def _check(self):
+        if not np.isfinite(self.slope) or self.slope < 0:
+            raise ValueError("Rectlin slope must be finite and >= 0, got %r" % self.slope)
+
+    def __call__(self, x):
+        return np.maximum(x, 0) + self.slope * np.minimum(x, 0)
+
+    def bprop(self, y):
+        return np.where(y > 0, 1.0, self.slope).astype(y.dtype)
+
+
+class Rectlinclip(Transform):
+    """Clipped rectified linear: ``min(max(x, 0) + slope * min(x, 0), xcut)``."""
+
+    def __init__(self, slope=0.0, xcut=20.0):
+        self.slope = slope
+        self.xcut = xcut
+
+    def _check(self):
+        if self.xcut <= 0:
+            raise ValueError("Rectlinclip xcut must be > 0, got %r" % self.xcut)
+
+    def __call__(self, x):
+        return np.minimum(np.maximum(x, 0) + self.slope * np.minimum(x, 0), self.xcut)
+
+    def bprop(self, y):
+        d = np.where(y > 0, 1.0, self.slope)
+        d = np.where(y >= self.xcut, 0.0, d)
+        return d.astype(y.dtype)
+
+
+class Explin(Transform):
+    """Exponential linear unit: ``x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
+
+    def __init__(self, alpha=1.0):
+        self.alpha = alpha
+
+    @property
+    def kernel(self):
+        return (4, float(self.alpha))
+
+    def _check(self):
+        if self.alpha < 0:
+            raise ValueError("Explin alpha must be >= 0, got %r" % self.alpha)
+
+    def __call__(self, x):
+        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0)))
+
+    def bprop(self, y):
+        return np.where(y > 0, 1.0, y + self.alpha).astype(y.dtype)
+
+
+class Normalizer(Transform):
+    """Divide by a constant: ``x / divisor`` (neon's input scaling)."""
+
+    def __init__(self, divisor=128.0):
+        self.divisor = divisor
+
+    def _check(self):
+        if self.divisor == 0:
+            raise ValueError("Normalizer divisor must be non-zero")
+
+    def __call__(self, x):
+        return x / self.divisor
+
+    def bprop(self, y):
+        return np.full_like(y, 1.0 / self.divisor)
+
+
+class Softmax(Transform):
+    """Softmax over the feature axis (the last axis)."""
+
+    def __call__(self, x):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def bprop(self, y):
+        # neon returns 1: only meaningful paired with CrossEntropyMulti.
+        return np.ones_like(y)
+
+    def bprop_error(self, y, error):
+        return y * (error - (error * y).sum(axis=-1, keepdims=True))
+
+
+class Tanh(Transform):
+    """Hyperbolic tangent; derivative ``1 - y**2``."""
+
+    kernel = (2, 0.0)
+
+    def __call__(self, x):
+        return np.tanh(x)
+
+    def bprop(self, y):
+        return 1.0 - y * y
+
+
+class Logistic(Transform):
+    """Logistic sigmoid; derivative ``y * (1 - y)``.
+
+    Parameters
+    ----------
+    shortcut : bool, default=False
+        neon's flag for pairing with :class:`~neonlearn.costs.CrossEntropyBinary`:
+        the derivative is then folded into the cost (``y - t``).  neonlearn applies
+        the shortcut automatically whenever that cost follows a Logistic output, so
+        the flag is kept for compatibility.
+    """
+
+    kernel = (3, 0.0)
+
+    def __init__(self, shortcut=False):
+        self.shortcut = shortcut
+
+    def __call__(self, x):
+        out = np.empty_like(x)
+        pos = x >= 0
+        out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+        e = np.exp(x[~pos])
+        out[~pos] = e / (1.0 + e)
+        return out
+
+    def bprop(self, y):
+        return y * (1.0 - y)
+
+
+_BY_NAME = {
+    "identity": Identity, "linear": Identity, "rectlin": Rectlin, "relu": Rectlin,
+    "rectlinclip": Rectlinclip, "explin": Explin, "elu": Explin,
+    "normalizer": Normalizer, "softmax": Softmax, "tanh": Tanh,
+    "logistic": Logistic, "sigmoid": Logistic,
+}
+
+
+def get_transform(activation):
+    """Return a Transform instance from an instance, a class, a name or None."""
+    if activation is None:
+        return None
+    if isinstance(activation, Transform):
+        return activation
+    if isinstance(activation, type) and issubclass(activation, Transform):
+        return activation()
+    if isinstance(activation, str) and activation.lower() in _BY_NAME:
+        return _BY_NAME[activation.lower()]()
+    raise ValueError(
+        "Unknown activation %r: use a neonlearn.transforms.Transform such as "
+        "Rectlin() or one of %s" % (activation, sorted(_BY_NAME))
+    )

@@ -1,0 +1,54 @@
+"""Shared fixtures: dtypes, backends and finite-difference helpers."""
+import numpy as np
+import pytest
+
+from neonlearn.backends import get_backend
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    return request.param
+
+
+@pytest.fixture
+def be64():
+    return get_backend("cpu", dtype="float64", seed=0)
+
+
+def numeric_grad(f, x, eps=1e-6):
+    """Central finite differences of the scalar function ``f`` at ``x`` (float64)."""
+    g = np.zeros_like(x)
+    flat = x.reshape(-1)
+    gflat = g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        fp = f()
+        flat[i] = old - eps
+        fm = f()
+        flat[i] = old
+        gflat[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+def check_layer_grads(layer, in_shape, be, n=3, seed=0, rtol=1e-5, atol=1e-7, x=None):
+    """Finite-difference check of a configured+allocated layer's input and
+    parameter gradients, with the scalar loss ``sum(fprop(x) * R)``."""
+    rng = np.random.default_rng(seed)
+    if x is None:
+        x = rng.standard_normal((n,) + tuple(in_shape))
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    out = layer.fprop(x.copy())
+    R = rng.standard_normal(out.shape)
+
+    def loss():
+        return float(np.sum(layer.fprop(x.copy()) * R))
+
+    layer.fprop(x.copy())
+    dx = layer.bprop(R.copy())
+    dx = None if dx is None else np.array(dx, copy=True)
+    grads = [np.array(g, copy=True) for _, g in layer.param_grads()]
+    if dx is not None:
+        np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=rtol, atol=atol)
+    for (p, _), g in zip(layer.param_grads(), grads):
+        np.testing.assert_allclose(g, numeric_grad(loss, p), rtol=rtol, atol=atol)
