@@ -1,5 +1,129 @@
-"""CPU kernels for recurrent layers (the recurrence issue)."""
+"""CPU kernels for recurrent layers and embeddings (the recurrence issue).
+
+Every method is stateless: the layer passes its weights, its preallocated buffers
+and the per-batch ``lengths`` (int32 array of shape ``(N,)``, or ``None`` when every
+sequence fills the ``T`` steps).  Recurrent kernels loop over time inside one
+compiled call (one recurrent GEMM and one fused gate kernel per step); see
+``neonlearn/_kernels/_recurrent.pyx``.
+"""
+import numpy as np
+
+from .._kernels import _embedding, _recurrent
+
+_NO_LENGTHS = np.empty(0, dtype=np.int32)
+
+_SUMMARY_MODES = {"sum": 0, "mean": 1, "last": 2}
+
+
+def _lengths(lengths):
+    return _NO_LENGTHS if lengths is None else lengths
+
+
+def _code(transform, what):
+    """Kernel code of a transform; only element-wise transforms fuse into gates."""
+    if transform is None or transform.kernel is None:
+        raise ValueError(
+            "recurrent %s must be one of Identity, Rectlin, Tanh, Logistic or Explin, "
+            "got %r" % (what, transform))
+    return transform.kernel
 
 
 class CPURecurrentOps:
     """Mixin of :class:`~neonlearn.backends.CPUBackend`: recurrent kernels."""
+
+    @staticmethod
+    def check_recurrent_transform(transform, what="activation"):
+        """Raise ValueError unless ``transform`` can run inside the gate kernels."""
+        _code(transform, what)
+
+    # ---- Recurrent ---------------------------------------------------------------
+    def rnn_fprop(self, Z, W_recur, b, h0, lengths, activation, h, scratch):
+        """``h_t = act(Z_t + W_recur h_{t-1} + b)`` for all steps; fills ``h``."""
+        code, param = _code(activation, "activation")
+        _recurrent.rnn_fprop(Z, W_recur, b, h0, _lengths(lengths), code, param, h,
+                             scratch, self.threads)
+        return h
+
+    def rnn_bprop(self, err, h, h0, W_recur, lengths, activation, dZ, dW_recur, dh):
+        """BPTT: fills ``dZ`` (pre-activation grads), ``dW_recur`` and ``dh``
+        (gradient of ``h0``)."""
+        code, param = _code(activation, "activation")
+        _recurrent.rnn_bprop(err, h, h0, W_recur, _lengths(lengths), code, param, dZ,
+                             dW_recur, dh, self.threads)
+        return dZ
+
+    # ---- LSTM ----------------------------------------------------------------------
+    def lstm_fprop(self, Z, W_recur, b, h0, c0, lengths, activation, gate_activation,
+                   gates, c, h, scratch):
+        """LSTM over all steps (gates i, f, o, g); fills ``gates``, ``c`` and ``h``."""
+        code, param = _code(activation, "activation")
+        gcode, gparam = _code(gate_activation, "gate_activation")
+        _recurrent.lstm_fprop(Z, W_recur, b, h0, c0, _lengths(lengths), code, param,
+                              gcode, gparam, gates, c, h, scratch, self.threads)
+        return h
+
+    def lstm_bprop(self, err, gates, c, h, h0, c0, W_recur, lengths, activation,
+                   gate_activation, dZ, dW_recur, dh, dc):
+        """LSTM BPTT: fills ``dZ``, ``dW_recur`` and the ``h0``/``c0`` grads."""
+        code, param = _code(activation, "activation")
+        gcode, gparam = _code(gate_activation, "gate_activation")
+        _recurrent.lstm_bprop(err, gates, c, h, h0, c0, W_recur, _lengths(lengths),
+                              code, param, gcode, gparam, dZ, dW_recur, dh, dc,
+                              self.threads)
+        return dZ
+
+    # ---- GRU -----------------------------------------------------------------------
+    def gru_fprop(self, Z, W_recur, b, h0, lengths, activation, gate_activation,
+                  gates, rh, h, scratch):
+        """GRU over all steps (gates r, z, candidate); fills ``gates``, ``rh``, ``h``."""
+        code, param = _code(activation, "activation")
+        gcode, gparam = _code(gate_activation, "gate_activation")
+        _recurrent.gru_fprop(Z, W_recur, b, h0, _lengths(lengths), code, param, gcode,
+                             gparam, gates, rh, h, scratch, self.threads)
+        return h
+
+    def gru_bprop(self, err, gates, rh, h, h0, W_recur, lengths, activation,
+                  gate_activation, dZ, dW_recur, dh, scratch):
+        """GRU BPTT: fills ``dZ``, ``dW_recur`` and ``dh`` (gradient of ``h0``)."""
+        code, param = _code(activation, "activation")
+        gcode, gparam = _code(gate_activation, "gate_activation")
+        _recurrent.gru_bprop(err, gates, rh, h, h0, W_recur, _lengths(lengths), code,
+                             param, gcode, gparam, dZ, dW_recur, dh, scratch,
+                             self.threads)
+        return dZ
+
+    # ---- time-axis helpers -----------------------------------------------------------
+    def reverse_sequences(self, x, lengths, out):
+        """Reverse each sequence within its own length (padding stays at the end)."""
+        _recurrent.reverse_sequences(x, _lengths(lengths), out, self.threads)
+        return out
+
+    def summary_fprop(self, x, lengths, mode, out):
+        """Sum, mean or last valid step over time: ``(N, T, F) -> (N, F)``."""
+        _recurrent.summary_fprop(x, _lengths(lengths), _SUMMARY_MODES[mode], out,
+                                 self.threads)
+        return out
+
+    def summary_bprop(self, error, lengths, mode, dx):
+        """Gradient of :meth:`summary_fprop` (zero on padded steps)."""
+        _recurrent.summary_bprop(error, _lengths(lengths), _SUMMARY_MODES[mode], dx,
+                                 self.threads)
+        return dx
+
+    def mask_steps(self, x, lengths):
+        """Zero the padded steps of ``x (N, T, F)`` in place."""
+        if lengths is not None:
+            _recurrent.mask_steps(x, lengths, self.threads)
+        return x
+
+    # ---- embeddings ------------------------------------------------------------------
+    def lookup_fprop(self, ids, W, out):
+        """``out[r] = W[ids[r]]`` with ``ids`` flattened to ``(M,)``, ``out (M, D)``."""
+        _embedding.lookup_fprop(ids, W, out, self.threads)
+        return out
+
+    def lookup_bprop(self, ids, error, pad_idx, dW):
+        """``dW`` = scatter-add of ``error`` rows by id (``pad_idx`` row stays 0)."""
+        _embedding.lookup_bprop(ids, error, -1 if pad_idx is None else int(pad_idx), dW,
+                                self.threads)
+        return dW

@@ -14,3 +14,18 @@ __all__ = [
     "Layer", "ParameterLayer", "CompoundLayer", "Linear", "Bias", "Activation",
     "Dropout", "Affine", "BatchNorm", "Sequential", "SkipNode",
 ]
+from ._embedding import LookupTable  # noqa: E402
+from ._recurrent import (  # noqa: E402
+    GRU, LSTM, BiLSTM, BiRNN, DeepBiLSTM, DeepBiRNN, Recurrent, RecurrentLast,
+    RecurrentMean, RecurrentSum,
+)
+
+__all__ += [
+    "LookupTable", "Recurrent", "LSTM", "GRU", "BiRNN", "BiLSTM", "DeepBiRNN",
+    "DeepBiLSTM", "RecurrentSum", "RecurrentMean", "RecurrentLast",
+]
+from ._conv import Conv, Convolution, Deconv, Deconvolution  # noqa: E402
+from ._normalization import LRN  # noqa: E402
+from ._pooling import Pooling  # noqa: E402
+
+__all__ += ["Convolution", "Deconvolution", "Conv", "Deconv", "Pooling", "LRN"]

@@ -1,0 +1,642 @@
+"""Recurrent layers: Recurrent, LSTM, GRU, their bidirectional versions and the
+summary layers (RecurrentSum, RecurrentMean, RecurrentLast).
+
+Sequences are batch-first ``(N, T, F)``; a recurrent layer's ``in_shape`` is
+``(T, F)`` and its ``out_shape`` ``(T, H)`` (every time step is output).
+
+Variable-length sequences
+-------------------------
+Sequences shorter than ``T`` are right-padded.  Before each ``fprop`` the model sets
+``layer.lengths`` (int array of shape ``(N,)``, or ``None`` when every sequence has
+``T`` steps) on every layer whose ``uses_lengths`` is True (see
+:meth:`neonlearn.models.Model.set_lengths`).  Padded steps output zeros and receive
+no gradient, so the outputs and gradients of the valid steps are exactly those of
+the unpadded sequences.  Summary layers reduce over the valid steps only
+(``RecurrentLast`` takes each sequence's last valid step), and the bidirectional
+layers run their backward direction from each sequence's own end.
+
+State
+-----
+neon's ``reset_cells=False`` carried the hidden state across minibatches.  In
+neonlearn every sample is an independent sequence, so the default is
+``reset_cells=True`` (state starts at zero for every minibatch).  With
+``reset_cells=False`` the last state of a batch is the initial state of the next batch
+of the same size (truncated backpropagation through time: no gradient flows into the
+previous batch); call :meth:`reset_state` between streams.
+"""
+import numbers
+
+import numpy as np
+
+from ..transforms import Logistic, Tanh, get_transform
+from ._base import CompoundLayer, Layer, ParameterLayer, in_shape_of
+
+__all__ = ["Recurrent", "LSTM", "GRU", "BiRNN", "BiLSTM", "DeepBiRNN", "DeepBiLSTM",
+           "RecurrentSum", "RecurrentMean", "RecurrentLast"]
+
+
+def _sequence_shape(in_obj, owner):
+    shape = in_shape_of(in_obj)
+    if len(shape) != 2:
+        raise ValueError(
+            "%s expects sequences of shape (T, F) (batch axis excluded), got %r; "
+            "put a LookupTable first for token ids" % (owner, shape))
+    return shape
+
+
+def _batch_lengths(layer, N, T):
+    """The ``lengths`` set by the model as an int32 array, or None (all full)."""
+    lengths = layer.__dict__.get("lengths")
+    if lengths is None:
+        return None
+    lengths = np.ascontiguousarray(lengths, dtype=np.int32)
+    if lengths.shape != (N,):
+        raise ValueError("%s: lengths has shape %r for a batch of %d sequences"
+                         % (layer.name or type(layer).__name__, lengths.shape, N))
+    if lengths.size and (lengths.min() < 1 or lengths.max() > T):
+        raise ValueError("%s: sequence lengths must be in [1, %d]"
+                         % (layer.name or type(layer).__name__, T))
+    if np.all(lengths == T):
+        return None
+    return lengths
+
+
+class Recurrent(ParameterLayer):
+    """Fully connected recurrent layer: ``h_t = act(W_input x_t + W_recur h_{t-1} + b)``.
+
+    Parameters
+    ----------
+    output_size : int
+        Number of hidden units ``H``.
+    init : Initializer
+        Fills the input weights ``W_input``.
+    init_inner : Initializer or None
+        Fills the recurrent weights ``W_recur`` (``init`` when None).  Biases start
+        at zero.
+    activation : Transform or None
+        Element-wise transform (Tanh when None).
+    reset_cells : bool, default=True
+        Start every minibatch from a zero state (independent sequences).  False
+        carries the state to the next batch of the same size (stateful mode).
+    name : str or None
+
+    Attributes
+    ----------
+    W_input : ndarray of shape (ngates * H, F)
+        Input weights (``W`` is an alias); gradient ``dW_input`` (``dW``).
+    W_recur : ndarray of shape (ngates * H, H)
+        Recurrent weights; gradient ``dW_recur``.
+    b : ndarray of shape (ngates * H,)
+        Biases; gradient ``db``.
+    """
+
+    ngates = 1
+    uses_lengths = True
+
+    def __init__(self, output_size, init=None, init_inner=None, activation=None,
+                 reset_cells=True, name=None):
+        self.output_size = output_size
+        self.init = init
+        self.init_inner = init_inner
+        self.activation = activation
+        self.reset_cells = reset_cells
+        self.name = name
+
+    # ---- set-up ------------------------------------------------------------------
+    def _transforms(self):
+        self.activation_ = get_transform(self.activation) or Tanh()
+        self.be.check_recurrent_transform(self.activation_, "activation")
+
+    def configure(self, in_obj):
+        owner = self.name or type(self).__name__
+        self.in_shape = _sequence_shape(in_obj, owner)
+        H = self.output_size
+        if not isinstance(H, numbers.Integral) or isinstance(H, bool) or H < 1:
+            raise ValueError("%s: output_size must be a positive integer, got %r"
+                             % (owner, H))
+        self._transforms()
+        self.H = int(H)
+        self.nin = self.in_shape[1]
+        self.out_shape = (self.in_shape[0], self.H)
+        G = self.ngates * self.H
+        self.weight_shape = (G, self.nin)
+        self.recur_shape = (G, self.H)
+        return self
+
+    def allocate(self, shared_outputs=None):
+        if (getattr(self, "W_input", None) is not None
+                and self.W_input.shape == self.weight_shape
+                and self.W_recur.shape == self.recur_shape):
+            return  # keep trained weights (warm start)
+        owner = self.name or type(self).__name__
+        if self.init is None:
+            raise ValueError("%s needs an initializer: pass init=GlorotUniform() or "
+                             "similar" % owner)
+        be = self.be
+        W = np.empty(self.weight_shape)
+        self.init.fill(W, be.rng)
+        U = np.empty(self.recur_shape)
+        (self.init_inner if self.init_inner is not None else self.init).fill(U, be.rng)
+        self.W_input = self.W = be.array(W)
+        self.W_recur = be.array(U)
+        self.b = be.zeros((self.recur_shape[0],))
+        self.dW_input = self.dW = be.zeros(self.weight_shape)
+        self.dW_recur = be.zeros(self.recur_shape)
+        self.db = be.zeros((self.recur_shape[0],))
+        self.states = []
+        self.reset_state()
+
+    def param_grads(self):
+        return [(self.W_input, self.dW_input), (self.W_recur, self.dW_recur),
+                (self.b, self.db)]
+
+    def reset_state(self):
+        """Forget the carried state (stateful mode, ``reset_cells=False``)."""
+        self._state = None
+
+    # ---- initial state -----------------------------------------------------------------
+    def _initial_state(self, N, inference, n_arrays):
+        """Zero state, or the state carried from the previous batch (stateful)."""
+        state = self.__dict__.get("_state")
+        if not self.reset_cells and state is not None and state[0].shape[0] == N:
+            return state
+        out = []
+        for k in range(n_arrays):
+            z = self._output((N, self.H), inference, key="state%d" % k)
+            z[...] = 0
+            out.append(z)
+        return tuple(out)
+
+    def _keep_state(self, *arrays):
+        if not self.reset_cells:
+            self._state = tuple(np.array(a[:, -1, :], copy=True) for a in arrays)
+
+    # ---- forward and backward ------------------------------------------------------------
+    def _project(self, inputs, inference):
+        """Input projection of every time step as one GEMM: ``(N*T, ngates*H)``."""
+        self._check_input(inputs)
+        x = inputs.reshape(-1, self.nin)
+        Z = self._output((x.shape[0], self.recur_shape[0]), inference, key="Z")
+        self.be.matmul(x, self.W_input.T, out=Z)
+        if not inference:
+            self.inputs = x
+        return Z.reshape(inputs.shape[0], self.in_shape[0], self.recur_shape[0])
+
+    def _input_grads(self, dZ):
+        """Input-weight, bias and input gradients from the pre-activation grads."""
+        be = self.be
+        dZ2 = dZ.reshape(-1, self.recur_shape[0])
+        be.matmul(dZ2.T, self.inputs, out=self.dW_input)
+        be.colsum(dZ2, self.db)
+        if getattr(self, "skip_input_grad", False):
+            return None
+        dx = self._output((dZ2.shape[0], self.nin), False, key="dx")
+        be.matmul(dZ2, self.W_input, out=dx)
+        return dx.reshape((dZ.shape[0],) + self.in_shape)
+
+    def fprop(self, inputs, inference=False):
+        N, T = inputs.shape[0], self.in_shape[0]
+        Z = self._project(inputs, inference)
+        lengths = _batch_lengths(self, N, T)
+        (h0,) = self._initial_state(N, inference, 1)
+        h = self._output((N, T, self.H), inference)
+        R = self._output((N, self.H), inference, key="R")
+        self.be.rnn_fprop(Z, self.W_recur, self.b, h0, lengths, self.activation_, h, R)
+        self._keep_state(h)
+        if not inference:
+            self.h, self.h0, self.lengths_ = h, h0, lengths
+        return h
+
+    def bprop(self, error):
+        N, T = error.shape[0], self.in_shape[0]
+        err = self.be.array(error)
+        dZ = self._output((N, T, self.recur_shape[0]), False, key="dZ")
+        dh = self._output((N, self.H), False, key="dh")
+        self.be.rnn_bprop(err, self.h, self.h0, self.W_recur, self.lengths_,
+                          self.activation_, dZ, self.dW_recur, dh)
+        return self._input_grads(dZ)
+
+
+class LSTM(Recurrent):
+    """Long short-term memory with neon's gate order **i, f, o, g**.
+
+    ``i, f, o = gate_act(.)``, ``g = act(.)``, ``c_t = f * c_{t-1} + i * g``,
+    ``h_t = o * act(c_t)``, each ``(.) = W_input[k] x_t + W_recur[k] h_{t-1} + b[k]``
+    with ``k`` the gate's block of ``H`` rows.
+
+    Parameters
+    ----------
+    output_size : int
+    init : Initializer
+    init_inner : Initializer or None
+    activation : Transform or None
+        Tanh when None.
+    gate_activation : Transform or None
+        Logistic when None.
+    reset_cells : bool, default=True
+    name : str or None
+
+    Attributes
+    ----------
+    W_input : ndarray of shape (4 * H, F)
+    W_recur : ndarray of shape (4 * H, H)
+    b : ndarray of shape (4 * H,)
+    """
+
+    ngates = 4
+
+    def __init__(self, output_size, init=None, init_inner=None, activation=None,
+                 gate_activation=None, reset_cells=True, name=None):
+        self.output_size = output_size
+        self.init = init
+        self.init_inner = init_inner
+        self.activation = activation
+        self.gate_activation = gate_activation
+        self.reset_cells = reset_cells
+        self.name = name
+
+    def _transforms(self):
+        super()._transforms()
+        self.gate_activation_ = get_transform(self.gate_activation) or Logistic()
+        self.be.check_recurrent_transform(self.gate_activation_, "gate_activation")
+
+    def fprop(self, inputs, inference=False):
+        N, T, H = inputs.shape[0], self.in_shape[0], self.H
+        Z = self._project(inputs, inference)
+        lengths = _batch_lengths(self, N, T)
+        h0, c0 = self._initial_state(N, inference, 2)
+        gates = self._output((N, T, 4 * H), inference, key="gates")
+        c = self._output((N, T, H), inference, key="c")
+        h = self._output((N, T, H), inference)
+        R = self._output((N, 4 * H), inference, key="R")
+        self.be.lstm_fprop(Z, self.W_recur, self.b, h0, c0, lengths, self.activation_,
+                           self.gate_activation_, gates, c, h, R)
+        self._keep_state(h, c)
+        if not inference:
+            self.h, self.c, self.gates = h, c, gates
+            self.h0, self.c0, self.lengths_ = h0, c0, lengths
+        return h
+
+    def bprop(self, error):
+        N, T, H = error.shape[0], self.in_shape[0], self.H
+        err = self.be.array(error)
+        dZ = self._output((N, T, 4 * H), False, key="dZ")
+        dh = self._output((N, H), False, key="dh")
+        dc = self._output((N, H), False, key="dc")
+        self.be.lstm_bprop(err, self.gates, self.c, self.h, self.h0, self.c0,
+                           self.W_recur, self.lengths_, self.activation_,
+                           self.gate_activation_, dZ, self.dW_recur, dh, dc)
+        return self._input_grads(dZ)
+
+
+class GRU(LSTM):
+    """Gated recurrent unit with neon's gate order **r, z, candidate**.
+
+    ``r, z = gate_act(W_input x_t + W_recur h_{t-1} + b)``,
+    ``cand = act(W_input_c x_t + W_recur_c (r * h_{t-1}) + b_c)``,
+    ``h_t = (1 - z) * h_{t-1} + z * cand``.
+
+    Parameters
+    ----------
+    output_size : int
+    init : Initializer
+    init_inner : Initializer or None
+    activation : Transform or None
+        Tanh when None.
+    gate_activation : Transform or None
+        Logistic when None.
+    reset_cells : bool, default=True
+    name : str or None
+
+    Attributes
+    ----------
+    W_input : ndarray of shape (3 * H, F)
+    W_recur : ndarray of shape (3 * H, H)
+    b : ndarray of shape (3 * H,)
+    """
+
+    ngates = 3
+
+    def fprop(self, inputs, inference=False):
+        N, T, H = inputs.shape[0], self.in_shape[0], self.H
+        Z = self._project(inputs, inference)
+        lengths = _batch_lengths(self, N, T)
+        (h0,) = self._initial_state(N, inference, 1)
+        gates = self._output((N, T, 3 * H), inference, key="gates")
+        rh = self._output((N, T, H), inference, key="rh")
+        h = self._output((N, T, H), inference)
+        R = self._output((N, 3 * H), inference, key="R")
+        self.be.gru_fprop(Z, self.W_recur, self.b, h0, lengths, self.activation_,
+                          self.gate_activation_, gates, rh, h, R)
+        self._keep_state(h)
+        if not inference:
+            self.h, self.rh, self.gates = h, rh, gates
+            self.h0, self.lengths_ = h0, lengths
+        return h
+
+    def bprop(self, error):
+        N, T, H = error.shape[0], self.in_shape[0], self.H
+        err = self.be.array(error)
+        dZ = self._output((N, T, 3 * H), False, key="dZ")
+        dh = self._output((N, H), False, key="dh")
+        drh = self._output((N, H), False, key="drh")
+        self.be.gru_bprop(err, self.gates, self.rh, self.h, self.h0, self.W_recur,
+                          self.lengths_, self.activation_, self.gate_activation_, dZ,
+                          self.dW_recur, dh, drh)
+        return self._input_grads(dZ)
+
+
+# ------------------------------------------------------------------------------------
+# Bidirectional layers
+# ------------------------------------------------------------------------------------
+class BiRNN(ParameterLayer):
+    """Bidirectional recurrent layer: a forward and a backward :class:`Recurrent`
+    whose outputs are concatenated, ``(N, T, 2H)``.
+
+    The backward direction reads each sequence from its own last valid step.  Its
+    two directions are the sublayers ``fwd_`` and ``bwd_`` (weights ``fwd_.W_input``,
+    ..., ``bwd_.b``); ``W`` is an alias of the forward input weights.
+
+    Parameters
+    ----------
+    output_size : int
+        Hidden units per direction.
+    init, init_inner, activation, reset_cells, name
+        As for :class:`Recurrent`.
+    """
+
+    uses_lengths = True
+    _cell = Recurrent
+
+    def __init__(self, output_size, init=None, init_inner=None, activation=None,
+                 reset_cells=True, name=None):
+        self.output_size = output_size
+        self.init = init
+        self.init_inner = init_inner
+        self.activation = activation
+        self.reset_cells = reset_cells
+        self.name = name
+
+    def _cell_params(self):
+        return dict(output_size=self.output_size, init=self.init,
+                    init_inner=self.init_inner, activation=self.activation,
+                    reset_cells=True)
+
+    def set_backend(self, backend):
+        self.be = backend
+        for cell in (self.__dict__.get("fwd_"), self.__dict__.get("bwd_")):
+            if cell is not None:
+                cell.set_backend(backend)
+
+    def configure(self, in_obj):
+        if not self.reset_cells:
+            raise ValueError("%s: bidirectional layers need reset_cells=True (the "
+                             "backward direction sees the whole sequence)"
+                             % (self.name or type(self).__name__))
+        base = self.name or type(self).__name__
+        params = self._cell_params()
+        for key, suffix in (("fwd_", "_fwd"), ("bwd_", "_bwd")):
+            cell = self.__dict__.get(key)
+            if cell is None or type(cell) is not self._cell:
+                cell = self._cell(name=base + suffix, **params)
+                setattr(self, key, cell)
+            else:  # keep the cell (and its weights, for warm starts), refresh params
+                cell.set_params(**params)
+            cell.set_backend(self.be)
+            cell.configure(in_obj)
+        self.in_shape = self.fwd_.in_shape
+        self.H = self.fwd_.H
+        self.out_shape = (self.in_shape[0], 2 * self.H)
+        self.weight_shape = self.fwd_.weight_shape
+        return self
+
+    def allocate(self, shared_outputs=None):
+        self.fwd_.allocate()
+        self.bwd_.allocate()
+        self.W, self.dW = self.fwd_.W_input, self.fwd_.dW_input
+        if not hasattr(self, "states"):
+            self.states = []
+
+    def param_grads(self):
+        return self.fwd_.param_grads() + self.bwd_.param_grads()
+
+    def fprop(self, inputs, inference=False):
+        self._check_input(inputs)
+        be, H = self.be, self.H
+        N, T = inputs.shape[0], self.in_shape[0]
+        lengths = _batch_lengths(self, N, T)
+        x = be.array(inputs)
+        self.fwd_.lengths = self.bwd_.lengths = lengths
+        hf = self.fwd_.fprop(x, inference)
+        xr = be.reverse_sequences(x, lengths, self._output(x.shape, inference, key="xr"))
+        hbr = self.bwd_.fprop(xr, inference)
+        hb = be.reverse_sequences(hbr, lengths, self._output(hbr.shape, inference,
+                                                             key="hb"))
+        out = self._output((N, T, 2 * H), inference)
+        out[:, :, :H] = hf
+        out[:, :, H:] = hb
+        if not inference:
+            self.lengths_ = lengths
+        return out
+
+    def bprop(self, error):
+        be, H = self.be, self.H
+        N, T = error.shape[0], self.in_shape[0]
+        skip = getattr(self, "skip_input_grad", False)
+        self.fwd_.skip_input_grad = self.bwd_.skip_input_grad = skip
+        ef = self._output((N, T, H), False, key="ef")
+        ef[...] = error[:, :, :H]
+        eb = self._output((N, T, H), False, key="eb")
+        eb[...] = error[:, :, H:]
+        ebr = be.reverse_sequences(eb, self.lengths_,
+                                   self._output((N, T, H), False, key="ebr"))
+        dxf = self.fwd_.bprop(ef)
+        dxbr = self.bwd_.bprop(ebr)
+        if skip:
+            return None
+        dx = be.reverse_sequences(dxbr, self.lengths_,
+                                  self._output(dxbr.shape, False, key="dx"))
+        dx += dxf
+        return dx
+
+
+class BiLSTM(BiRNN):
+    """Bidirectional :class:`LSTM`: outputs ``(N, T, 2H)``.
+
+    Parameters
+    ----------
+    output_size : int
+    init, init_inner, activation, gate_activation, reset_cells, name
+        As for :class:`LSTM`.
+    """
+
+    _cell = LSTM
+
+    def __init__(self, output_size, init=None, init_inner=None, activation=None,
+                 gate_activation=None, reset_cells=True, name=None):
+        self.output_size = output_size
+        self.init = init
+        self.init_inner = init_inner
+        self.activation = activation
+        self.gate_activation = gate_activation
+        self.reset_cells = reset_cells
+        self.name = name
+
+    def _cell_params(self):
+        params = super()._cell_params()
+        params["gate_activation"] = self.gate_activation
+        return params
+
+
+class DeepBiRNN(CompoundLayer):
+    """``depth`` stacked :class:`BiRNN` layers (each sees the previous ``2H``
+    outputs), optionally with a :class:`BatchNorm` between them.
+
+    Parameters
+    ----------
+    nout : int
+        Hidden units per direction.
+    init, init_inner, activation, reset_cells
+        As for :class:`Recurrent`.
+    depth : int, default=1
+    batch_norm : bool, default=False
+        Insert BatchNorm after every BiRNN but the last.  (neon normalized the input
+        projection inside the layer; this is the closest layer-level equivalent.)
+    name : str or None
+        The parts are named ``name``, ``name_1``, ... (``name_bnorm0`` ...).
+    """
+
+    _bi = BiRNN
+    uses_lengths = False
+
+    def __init__(self, nout, init=None, init_inner=None, activation=None,
+                 reset_cells=True, depth=1, batch_norm=False, name=None):
+        self.nout = nout
+        self.init = init
+        self.init_inner = init_inner
+        self.activation = activation
+        self.reset_cells = reset_cells
+        self.depth = depth
+        self.batch_norm = batch_norm
+        self.name = name
+
+    def _bi_params(self):
+        return dict(output_size=self.nout, init=self.init, init_inner=self.init_inner,
+                    activation=self.activation, reset_cells=self.reset_cells)
+
+    def configure(self, in_obj):
+        from ._normalization import BatchNorm
+
+        base = self.name or type(self).__name__
+        if (not isinstance(self.depth, numbers.Integral) or isinstance(self.depth, bool)
+                or self.depth < 1):
+            raise ValueError("%s: depth must be a positive integer, got %r"
+                             % (base, self.depth))
+        old = self.__dict__.get("layers_")
+        if old is not None and len(old) == (2 * self.depth - 1 if self.batch_norm
+                                            else self.depth):
+            layers = old  # warm start: keep the weights
+            for layer in layers:
+                if isinstance(layer, BiRNN):
+                    layer.set_params(**self._bi_params())
+        else:
+            layers = []
+            for k in range(self.depth):
+                layers.append(self._bi(name=base if k == 0 else "%s_%d" % (base, k),
+                                       **self._bi_params()))
+                if self.batch_norm and k < self.depth - 1:
+                    layers.append(BatchNorm(name="%s_bnorm%d" % (base, k)))
+        return self._configure_sublayers(layers, in_obj)
+
+
+class DeepBiLSTM(DeepBiRNN):
+    """``depth`` stacked :class:`BiLSTM` layers.
+
+    Parameters
+    ----------
+    nout : int
+    init, init_inner, activation, gate_activation, reset_cells, depth, batch_norm,
+    name
+        As for :class:`DeepBiRNN` and :class:`LSTM`.
+    """
+
+    _bi = BiLSTM
+
+    def __init__(self, nout, init=None, init_inner=None, activation=None,
+                 gate_activation=None, reset_cells=True, depth=1, batch_norm=False,
+                 name=None):
+        self.nout = nout
+        self.init = init
+        self.init_inner = init_inner
+        self.activation = activation
+        self.gate_activation = gate_activation
+        self.reset_cells = reset_cells
+        self.depth = depth
+        self.batch_norm = batch_norm
+        self.name = name
+
+    def _bi_params(self):
+        params = super()._bi_params()
+        params["gate_activation"] = self.gate_activation
+        return params
+
+
+# ------------------------------------------------------------------------------------
+# Summary layers
+# ------------------------------------------------------------------------------------
+class _Summary(Layer):
+    uses_lengths = True
+    mode = None
+
+    def configure(self, in_obj):
+        self.in_shape = _sequence_shape(in_obj, self.name or type(self).__name__)
+        self.out_shape = (self.in_shape[1],)
+        return self
+
+    def fprop(self, inputs, inference=False):
+        self._check_input(inputs)
+        N, T = inputs.shape[0], self.in_shape[0]
+        lengths = _batch_lengths(self, N, T)
+        out = self._output((N, self.out_shape[0]), inference)
+        self.be.summary_fprop(self.be.array(inputs), lengths, self.mode, out)
+        if not inference:
+            self.lengths_ = lengths
+        return out
+
+    def bprop(self, error):
+        dx = self._output((error.shape[0],) + self.in_shape, False, key="dx")
+        self.be.summary_bprop(self.be.array(error), self.lengths_, self.mode, dx)
+        return dx
+
+
+class RecurrentSum(_Summary):
+    """Sum over the (valid) time steps: ``(N, T, F) -> (N, F)``.
+
+    Parameters
+    ----------
+    name : str or None
+    """
+
+    mode = "sum"
+
+
+class RecurrentMean(_Summary):
+    """Mean over the valid time steps of each sequence: ``(N, T, F) -> (N, F)``.
+
+    Parameters
+    ----------
+    name : str or None
+    """
+
+    mode = "mean"
+
+
+class RecurrentLast(_Summary):
+    """Output of each sequence's last valid step: ``(N, T, F) -> (N, F)``.
+
+    Parameters
+    ----------
+    name : str or None
+    """
+
+    mode = "last"

@@ -1,0 +1,310 @@
+"""Recurrent layers against independent NumPy implementations of neon's equations
+(explicit loops over time), finite differences, masking, threads, bidirectional."""
+import numpy as np
+import pytest
+
+from neonlearn.backends import get_backend
+from neonlearn.initializers import GlorotUniform, Uniform
+from neonlearn.layers import (
+    GRU, LSTM, Affine, BiLSTM, BiRNN, DeepBiLSTM, DeepBiRNN, Recurrent, RecurrentLast,
+    RecurrentMean, RecurrentSum,
+)
+from neonlearn.transforms import Logistic, Rectlin, Softmax, Tanh
+
+from conftest import check_layer_grads
+
+N, T, F, H = 3, 5, 4, 6
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# ---- NumPy references (neon's equations, loop over time) ---------------------------
+def ref_rnn(x, Wx, Wh, b, act=np.tanh):
+    n, steps, _ = x.shape
+    h = np.zeros((n, Wh.shape[1]))
+    out = []
+    for t in range(steps):
+        h = act(x[:, t] @ Wx.T + h @ Wh.T + b)
+        out.append(h)
+    return np.stack(out, axis=1)
+
+
+def ref_lstm(x, Wx, Wh, b):
+    n, steps, _ = x.shape
+    hid = Wh.shape[1]
+    h = np.zeros((n, hid))
+    c = np.zeros((n, hid))
+    out = []
+    for t in range(steps):
+        z = x[:, t] @ Wx.T + h @ Wh.T + b
+        i = sigmoid(z[:, :hid])
+        f = sigmoid(z[:, hid:2 * hid])
+        o = sigmoid(z[:, 2 * hid:3 * hid])
+        g = np.tanh(z[:, 3 * hid:])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        out.append(h)
+    return np.stack(out, axis=1)
+
+
+def ref_gru(x, Wx, Wh, b):
+    n, steps, _ = x.shape
+    hid = Wh.shape[1]
+    h = np.zeros((n, hid))
+    out = []
+    for t in range(steps):
+        zx = x[:, t] @ Wx.T + b
+        rz = sigmoid(zx[:, :2 * hid] + h @ Wh[:2 * hid].T)
+        r, z = rz[:, :hid], rz[:, hid:]
+        cand = np.tanh(zx[:, 2 * hid:] + (r * h) @ Wh[2 * hid:].T)
+        h = (1 - z) * h + z * cand
+        out.append(h)
+    return np.stack(out, axis=1)
+
+
+REFS = {Recurrent: ref_rnn, LSTM: ref_lstm, GRU: ref_gru}
+
+
+def make(cls, dtype="float64", n_threads=None, seed=0, hidden=H, in_shape=(T, F),
+         **kw):
+    be = get_backend("cpu", dtype=dtype, seed=seed, n_threads=n_threads)
+    layer = cls(hidden, init=GlorotUniform(), init_inner=Uniform(-0.5, 0.5), **kw)
+    layer.set_backend(be)
+    layer.configure(in_shape)
+    layer.allocate()
+    if hasattr(layer, "b"):  # non-zero biases make the reference test meaningful
+        layer.b[...] = be.rng.uniform(-0.3, 0.3, layer.b.shape)
+    return layer
+
+
+@pytest.mark.parametrize("cls", [Recurrent, LSTM, GRU])
+def test_matches_numpy_reference(cls, dtype):
+    layer = make(cls, dtype)
+    x = np.random.default_rng(1).standard_normal((N, T, F))
+    out = layer.fprop(layer.be.array(x))
+    assert out.shape == (N, T, H) and out.dtype == np.dtype(dtype)
+    assert layer.W_input.shape == (cls.ngates * H, F)
+    assert layer.W_recur.shape == (cls.ngates * H, H)
+    assert layer.b.shape == (cls.ngates * H,)
+    assert layer.W is layer.W_input
+    ref = REFS[cls](x, layer.W_input.astype(float), layer.W_recur.astype(float),
+                    layer.b.astype(float))
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(out, ref, rtol=tol * 10, atol=tol)
+    out_inf = layer.fprop(layer.be.array(x), inference=True)
+    np.testing.assert_array_equal(out_inf, out)
+
+
+def test_recurrent_rectlin_reference():
+    layer = make(Recurrent, activation=Rectlin())
+    x = np.random.default_rng(2).standard_normal((N, T, F))
+    ref = ref_rnn(x, layer.W_input, layer.W_recur, layer.b, act=lambda z: np.maximum(z, 0))
+    np.testing.assert_allclose(layer.fprop(x), ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [Recurrent, LSTM, GRU, BiRNN, BiLSTM])
+def test_finite_difference_gradients(cls):
+    layer = make(cls, hidden=3, in_shape=(4, 3))
+    check_layer_grads(layer, (4, 3), layer.be, n=2, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("cls", [Recurrent, LSTM, GRU, BiLSTM])
+def test_finite_difference_gradients_masked(cls):
+    layer = make(cls, hidden=3, in_shape=(4, 3))
+    layer.lengths = np.array([4, 2, 1])
+    check_layer_grads(layer, (4, 3), layer.be, n=3, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("cls", [Recurrent, LSTM, GRU])
+def test_float32_gradients_close_to_float64(cls):
+    l64 = make(cls, "float64")
+    l32 = make(cls, "float32")
+    for (p64, _), (p32, _) in zip(l64.param_grads(), l32.param_grads()):
+        p32[...] = p64
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((N, T, F))
+    err = rng.standard_normal((N, T, H))
+    o64, o32 = l64.fprop(x), l32.fprop(x.astype(np.float32))
+    np.testing.assert_allclose(o32, o64, rtol=1e-4, atol=1e-5)
+    d64, d32 = l64.bprop(err), l32.bprop(err.astype(np.float32))
+    np.testing.assert_allclose(d32, d64, rtol=1e-3, atol=1e-4)
+    for (_, g64), (_, g32) in zip(l64.param_grads(), l32.param_grads()):
+        np.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-4)
+
+
+def _padded_vs_unpadded(layer_factory, width):
+    rng = np.random.default_rng(4)
+    lengths = np.array([T, 2, 4])
+    x = rng.standard_normal((N, T, F))
+    err = rng.standard_normal((N, T, width))
+    padded = layer_factory()
+    padded.lengths = lengths
+    xp = x.copy()
+    for n, L in enumerate(lengths):
+        xp[n, L:] = 1e3 * rng.standard_normal((T - L, F))  # garbage in the padding
+    out = np.array(padded.fprop(xp), copy=True)
+    dx = np.array(padded.bprop(err), copy=True)
+    grads = [np.array(g, copy=True) for _, g in padded.param_grads()]
+    total = [np.zeros_like(g) for g in grads]
+    for n, L in enumerate(lengths):
+        single = layer_factory()
+        single.configure((L, F))
+        o = single.fprop(x[n:n + 1, :L])
+        np.testing.assert_allclose(out[n, :L], o[0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(out[n, L:], 0)
+        d = single.bprop(err[n:n + 1, :L])
+        np.testing.assert_allclose(dx[n, :L], d[0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(dx[n, L:], 0)
+        for k, (_, g) in enumerate(single.param_grads()):
+            total[k] += g
+    for g, s in zip(grads, total):
+        np.testing.assert_allclose(g, s, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [Recurrent, LSTM, GRU, BiRNN, BiLSTM])
+def test_padded_and_masked_equals_unpadded(cls):
+    width = 2 * H if cls in (BiRNN, BiLSTM) else H
+    _padded_vs_unpadded(lambda: make(cls, seed=7), width)
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU, Recurrent])
+def test_one_and_two_threads_bitwise_equal(cls):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((8, 7, F)).astype(np.float32)
+    err = rng.standard_normal((8, 7, 16)).astype(np.float32)
+    results = []
+    for threads in (1, 2):
+        layer = make(cls, "float32", n_threads=threads, hidden=16, in_shape=(7, F))
+        layer.lengths = np.array([7, 3, 5, 7, 1, 6, 7, 2])
+        out = np.array(layer.fprop(x), copy=True)
+        dx = np.array(layer.bprop(err), copy=True)
+        results.append([out, dx] + [np.array(g, copy=True) for _, g in layer.param_grads()])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("bi, cell", [(BiRNN, Recurrent), (BiLSTM, LSTM)])
+def test_bidirectional_equals_two_directional_layers(bi, cell):
+    layer = make(bi)
+    fwd = make(cell, seed=1)
+    bwd = make(cell, seed=2)
+    for (p, _), (q, _) in zip(fwd.param_grads() + bwd.param_grads(), layer.param_grads()):
+        p[...] = q
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((N, T, F))
+    err = rng.standard_normal((N, T, 2 * H))
+    out = layer.fprop(x)
+    np.testing.assert_allclose(out[..., :H], fwd.fprop(x), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(out[..., H:], bwd.fprop(x[:, ::-1].copy())[:, ::-1],
+                               rtol=1e-12, atol=1e-14)
+    dx = layer.bprop(err)
+    dx_f = fwd.bprop(err[..., :H].copy())
+    dx_b = bwd.bprop(err[:, ::-1, H:].copy())[:, ::-1]
+    np.testing.assert_allclose(dx, dx_f + dx_b, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(layer.param_grads()[0][1], fwd.dW_input, rtol=1e-12)
+    np.testing.assert_allclose(layer.param_grads()[3][1], bwd.dW_input, rtol=1e-12)
+
+
+def test_bidirectional_backward_starts_at_each_sequence_end():
+    layer = make(BiLSTM)
+    lengths = np.array([T, 3, 1])
+    layer.lengths = lengths
+    x = np.random.default_rng(8).standard_normal((N, T, F))
+    out = layer.fprop(x)
+    for n, L in enumerate(lengths):
+        bwd = layer.bwd_
+        bwd.lengths = None
+        bwd.configure((L, F))
+        ref = bwd.fprop(x[n:n + 1, :L][:, ::-1].copy())[0, ::-1]
+        np.testing.assert_allclose(out[n, :L, H:], ref, rtol=1e-12, atol=1e-14)
+        bwd.configure((T, F))
+
+
+@pytest.mark.parametrize("deep, depth", [(DeepBiRNN, 2), (DeepBiLSTM, 2)])
+def test_deep_bidirectional(deep, depth):
+    be = get_backend("cpu", dtype="float64", seed=0)
+    layer = deep(2, init=GlorotUniform(), depth=depth, name="deep")
+    layer.set_backend(be)
+    layer.configure((3, 2))
+    layer.allocate()
+    assert layer.out_shape == (3, 4)
+    assert [l.name for l in layer.layers_] == ["deep", "deep_1"]
+    check_layer_grads(layer, (3, 2), be, n=2)
+
+
+def test_summary_layers_reference_and_grads():
+    be = get_backend("cpu", dtype="float64", seed=0)
+    x = np.random.default_rng(9).standard_normal((N, T, F))
+    lengths = np.array([T, 2, 4])
+    expected = {
+        RecurrentSum: [x[n, :L].sum(0) for n, L in enumerate(lengths)],
+        RecurrentMean: [x[n, :L].mean(0) for n, L in enumerate(lengths)],
+        RecurrentLast: [x[n, L - 1] for n, L in enumerate(lengths)],
+    }
+    for cls, ref in expected.items():
+        layer = cls()
+        layer.set_backend(be)
+        layer.configure((T, F))
+        assert layer.out_shape == (F,)
+        np.testing.assert_allclose(layer.fprop(x), x.sum(1) if cls is RecurrentSum
+                                   else x.mean(1) if cls is RecurrentMean else x[:, -1])
+        layer.lengths = lengths
+        np.testing.assert_allclose(layer.fprop(x), np.array(ref), rtol=1e-12)
+        check_layer_grads(layer, (T, F), be, x=x)
+
+
+def test_stateful_mode_carries_state():
+    x = np.random.default_rng(10).standard_normal((2, 2 * T, F))
+    whole = make(LSTM, in_shape=(2 * T, F))
+    stateful = make(LSTM, seed=0, reset_cells=False)
+    for (p, _), (q, _) in zip(stateful.param_grads(), whole.param_grads()):
+        p[...] = q
+    ref = whole.fprop(x)
+    first = np.array(stateful.fprop(x[:, :T]), copy=True)
+    second = stateful.fprop(x[:, T:])
+    np.testing.assert_allclose(np.concatenate([first, second], 1), ref, rtol=1e-12)
+    stateful.reset_state()
+    np.testing.assert_allclose(stateful.fprop(x[:, :T]), first, rtol=1e-12)
+
+
+def test_affine_after_recurrent_is_per_step():
+    be = get_backend("cpu", dtype="float64", seed=0)
+    rnn = make(GRU)
+    aff = Affine(2, init=GlorotUniform(), bias=Uniform(), activation=Softmax())
+    aff.set_backend(be)
+    aff.configure(rnn)
+    aff.allocate()
+    assert aff.out_shape == (T, 2)
+    out = aff.fprop(rnn.fprop(np.random.default_rng(0).standard_normal((N, T, F))))
+    np.testing.assert_allclose(out.sum(-1), 1.0)
+
+
+def test_invalid_configurations():
+    be = get_backend("cpu")
+    with pytest.raises(ValueError, match="output_size"):
+        LSTM(0, init=GlorotUniform()).configure((T, F))
+    with pytest.raises(ValueError, match="sequences of shape"):
+        LSTM(3, init=GlorotUniform()).configure(F)
+    layer = Recurrent(3, init=GlorotUniform(), activation=Softmax())
+    layer.set_backend(be)
+    with pytest.raises(ValueError, match="activation"):
+        layer.configure((T, F))
+    layer = make(LSTM, "float32")
+    layer.lengths = np.array([1, 2])
+    with pytest.raises(ValueError, match="lengths"):
+        layer.fprop(np.zeros((N, T, F), np.float32))
+    layer.lengths = np.array([0, 2, 3])
+    with pytest.raises(ValueError, match="lengths"):
+        layer.fprop(np.zeros((N, T, F), np.float32))
+    with pytest.raises(ValueError, match="expects inputs"):
+        make(LSTM).fprop(np.zeros((N, T + 1, F)))
+
+
+def test_warm_start_keeps_weights_and_gate_activations():
+    layer = make(LSTM, gate_activation=Logistic(), activation=Tanh())
+    W = layer.W_input.copy()
+    layer.configure((T, F))
+    layer.allocate()
+    np.testing.assert_array_equal(layer.W_input, W)
