@@ -1,0 +1,79 @@
+"""LookupTable: gather, scatter-add gradients, pad_idx, update=False, threads."""
+import numpy as np
+import pytest
+
+from neonlearn.backends import get_backend
+from neonlearn.initializers import Uniform
+from neonlearn.layers import LookupTable
+
+V, D, T = 11, 5, 6
+
+
+def make(dtype="float64", n_threads=None, **kw):
+    be = get_backend("cpu", dtype=dtype, seed=0, n_threads=n_threads)
+    layer = LookupTable(V, D, init=Uniform(-1, 1), **kw)
+    layer.set_backend(be)
+    layer.configure(T)
+    layer.allocate()
+    return layer
+
+
+def test_fprop_bprop_against_numpy(dtype):
+    layer = make(dtype)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, V, size=(4, T))
+    out = layer.fprop(ids.astype(dtype))
+    assert out.shape == (4, T, D) and layer.out_shape == (T, D)
+    np.testing.assert_array_equal(out, layer.W[ids])
+    err = rng.standard_normal((4, T, D)).astype(dtype)
+    assert layer.bprop(err) is None
+    ref = np.zeros((V, D))
+    np.add.at(ref, ids.reshape(-1), err.reshape(-1, D).astype(float))
+    np.testing.assert_allclose(layer.dW, ref, rtol=1e-5 if dtype == "float32" else 1e-12)
+
+
+def test_pad_idx_row_is_zero_and_gets_no_gradient():
+    layer = make(pad_idx=0)
+    np.testing.assert_array_equal(layer.W[0], 0)
+    ids = np.array([[0, 1, 2, 0, 0, 0]], dtype=float)
+    out = layer.fprop(ids)
+    np.testing.assert_array_equal(out[0, 3:], 0)
+    layer.bprop(np.ones((1, T, D)))
+    np.testing.assert_array_equal(layer.dW[0], 0)
+    np.testing.assert_array_equal(layer.dW[1], 1)
+
+
+def test_update_false_freezes_table():
+    layer = make(update=False)
+    assert layer.param_grads() == [] and layer.layers_to_optimize() == []
+    layer.fprop(np.zeros((2, T)))
+    assert layer.bprop(np.ones((2, T, D))) is None
+
+
+def test_threads_bitwise_equal():
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, V, size=(50, T)).astype(np.float32)
+    err = rng.standard_normal((50, T, D)).astype(np.float32)
+    grads = []
+    for threads in (1, 2):
+        layer = make("float32", n_threads=threads)
+        layer.fprop(ids)
+        layer.bprop(err)
+        grads.append(layer.dW.copy())
+    np.testing.assert_array_equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("bad", [[[-1] * T], [[V] * T], [[0.5] * T]])
+def test_invalid_ids(bad):
+    layer = make()
+    with pytest.raises(ValueError, match="ids"):
+        layer.fprop(np.array(bad, dtype=float))
+
+
+def test_invalid_configuration():
+    with pytest.raises(ValueError, match="pad_idx"):
+        LookupTable(V, D, init=Uniform(), pad_idx=V).configure(T)
+    with pytest.raises(ValueError, match="token ids"):
+        LookupTable(V, D, init=Uniform()).configure((T, 3))
+    with pytest.raises(ValueError, match="vocab_size"):
+        LookupTable(0, D, init=Uniform()).configure(T)
