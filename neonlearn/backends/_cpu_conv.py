@@ -1,5 +1,97 @@
-"""CPU kernels for convolution, pooling and LRN (the convolution issue)."""
+"""CPU kernels for convolution, pooling and LRN (the convolution issue).
+
+The methods are stateless: layers pass every array (inputs, outputs, scratch) and the
+geometry they planned at ``configure``.  Arrays are batch-first ``(N, C, H, W)``.
+"""
+import contextlib
+
+import numpy as np
+
+from .._kernels import _conv, _lrn, _pooling
+
+_CONTROLLER = None
+
+
+def _blas_single_thread(n_threads):
+    """Limit BLAS to one thread while an OpenMP region calls it from every thread.
+
+    The convolution kernels call GEMM once per sample inside ``prange``; a
+    multi-threaded BLAS there would oversubscribe the cores.
+    """
+    global _CONTROLLER
+    if n_threads <= 1:
+        return contextlib.nullcontext()
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
+def _empty_like_vec(x):
+    return np.empty(0, dtype=x.dtype)
 
 
 class CPUConvOps:
-    """Mixin of :class:`~neonlearn.backends.CPUBackend`: convolutional kernels."""
+    """Mixin of :class:`~neonlearn.backends.CPUBackend`: convolutional kernels.
+
+    ``geom`` is a tuple ``(str_h, str_w, pad_h, pad_w, dil_h, dil_w)``.
+    """
+
+    # ---- convolution -----------------------------------------------------------
+    def conv_fprop(self, x, W, out, geom, bias=None):
+        """``out = conv(x, W) (+ bias per filter)``; ``W (K, C, R, S)``."""
+        n = self.threads
+        b = _empty_like_vec(x) if bias is None else bias
+        with _blas_single_thread(n):
+            _conv.conv_fprop(x, W, b, out, *geom, n_threads=n)
+        return out
+
+    def conv_bprop_data(self, error, W, dx, geom):
+        """Gradient of the convolution with respect to its input (overwrites ``dx``)."""
+        n = self.threads
+        with _blas_single_thread(n):
+            _conv.conv_bprop_data(error, W, dx, *geom, n_threads=n)
+        return dx
+
+    def conv_bprop_filter(self, x, error, dW, geom, dbias=None):
+        """Filter gradient summed over the batch (overwrites ``dW``); with ``dbias``
+        also the per-filter bias gradient."""
+        n = self.threads
+        db = _empty_like_vec(x) if dbias is None else dbias
+        with _blas_single_thread(n):
+            _conv.conv_bprop_filter(x, error, dW, db, *geom, n_threads=n)
+        return dW
+
+    def channel_sum(self, a, out):
+        """``out[c] = a[:, c].sum()`` for images, identical for any thread count."""
+        _conv.channel_sum(a, out, self.threads)
+        return out
+
+    # ---- pooling ---------------------------------------------------------------
+    def pool_fprop(self, op, x, out, argmax, window, geom):
+        """Max (``argmax`` filled) or average pooling; ``geom = (sh, sw, ph, pw)``."""
+        R, S = window
+        if op == "max":
+            _pooling.max_pool_fprop(x, out, argmax, R, S, *geom, n_threads=self.threads)
+        else:
+            _pooling.avg_pool_fprop(x, out, R, S, *geom, n_threads=self.threads)
+        return out
+
+    def pool_bprop(self, op, error, dx, argmax, window, geom):
+        """Gradient of pooling with respect to its input (overwrites ``dx``)."""
+        R, S = window
+        if op == "max":
+            _pooling.max_pool_bprop(error, argmax, dx, n_threads=self.threads)
+        else:
+            _pooling.avg_pool_bprop(error, dx, R, S, *geom, n_threads=self.threads)
+        return dx
+
+    # ---- local response normalization -----------------------------------------
+    def lrn_fprop(self, x, denom, out, depth, ascale, bpower):
+        _lrn.lrn_fprop(x, denom, out, depth, ascale, bpower, self.threads)
+        return out
+
+    def lrn_bprop(self, x, y, denom, error, dx, depth, ascale, bpower):
+        _lrn.lrn_bprop(x, y, denom, error, dx, depth, ascale, bpower, self.threads)
+        return dx

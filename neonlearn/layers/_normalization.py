@@ -1,11 +1,11 @@
-"""Normalization layers: BatchNorm (dense, sequences and images)."""
+"""Normalization layers: BatchNorm (dense, sequences and images) and LRN."""
 import numbers
 
 import numpy as np
 
-from ._base import ParameterLayer
+from ._base import Layer, ParameterLayer
 
-__all__ = ["BatchNorm"]
+__all__ = ["BatchNorm", "LRN"]
 
 
 class BatchNorm(ParameterLayer):
@@ -100,3 +100,64 @@ class BatchNorm(ParameterLayer):
         self.be.bn_bprop(e, self.xhat, self.var, self.gamma, self.eps,
                          self.dgamma, self.dbeta, dx)
         return self._unrows(dx, error.shape)
+
+
+class LRN(Layer):
+    """Local response normalization across channels (neon's formula).
+
+    ``denom = 1 + (ascale / depth) * sum of x**2 over the depth channels centred on
+    each channel`` (zero outside), ``y = x * denom ** -bpower``.  AlexNet uses
+    ``LRN(5, ascale=1e-4, bpower=0.75)``.
+
+    Parameters
+    ----------
+    depth : int
+        Odd number of channels in the window.
+    alpha, beta : float, default=1.0, 0.0
+        Accepted for compatibility with neon, which ignores them; they have no
+        effect.
+    ascale : float, default=1.0
+    bpower : float, default=1.0
+    name : str or None
+    """
+
+    def __init__(self, depth, alpha=1.0, beta=0.0, ascale=1.0, bpower=1.0, name=None):
+        self.depth = depth
+        self.alpha = alpha
+        self.beta = beta
+        self.ascale = ascale
+        self.bpower = bpower
+        self.name = name
+
+    def configure(self, in_obj):
+        super().configure(in_obj)
+        owner = self.name or type(self).__name__
+        if len(self.in_shape) != 3:
+            raise ValueError("%s needs image inputs of shape (C, H, W), got %r"
+                             % (owner, self.in_shape))
+        if (not isinstance(self.depth, numbers.Integral) or isinstance(self.depth, bool)
+                or self.depth < 1 or self.depth % 2 == 0):
+            raise ValueError("%s: depth must be a positive odd integer, got %r"
+                             % (owner, self.depth))
+        for what in ("ascale", "bpower"):
+            if not isinstance(getattr(self, what), numbers.Real):
+                raise ValueError("%s: %s must be a number" % (owner, what))
+        return self
+
+    def fprop(self, inputs, inference=False):
+        self._check_input(inputs)
+        x = self.be.array(inputs)
+        out = self._output(x.shape, inference)
+        denom = self._output(x.shape, inference, key="denom")
+        self.be.lrn_fprop(x, denom, out, self.depth, self.ascale, self.bpower)
+        if not inference:
+            self.inputs, self.outputs, self.denom = x, out, denom
+        return out
+
+    def bprop(self, error):
+        if getattr(self, "skip_input_grad", False):
+            return None
+        error = self.be.array(error)
+        dx = self._output(error.shape, False, key="dx")
+        return self.be.lrn_bprop(self.inputs, self.outputs, self.denom, error, dx,
+                                 self.depth, self.ascale, self.bpower)

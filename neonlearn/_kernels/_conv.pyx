@@ -1,0 +1,317 @@
+"""Convolution kernels: forward, backward-data and backward-filter (im2col + GEMM).
+
+Names inside the kernels follow neon: ``N`` samples, ``C`` input channels of size
+``H x W``, ``K`` filters of size ``R x S``, outputs of size ``P x Q``.  Arrays are
+batch-first and C-contiguous: ``x (N, C, H, W)``, ``W (K, C, R, S)``,
+``y (N, K, P, Q)``.  Stride ``(sh, sw)``, zero padding ``(ph, pw)`` and dilation
+``(dh, dw)`` are handled in im2col/col2im:
+
+    y[n, k, p, q] = sum_{c, r, s} W[k, c, r, s] * x[n, c, p*sh - ph + r*dh, q*sw - pw + s*dw]
+
+Each sample is one GEMM ``W (K, CRS) @ col (CRS, PQ)``; samples run in a ``prange``
+with per-thread column buffers, and BLAS must run single-threaded inside it (the
+backend limits it with threadpoolctl).  A 1x1 convolution with unit stride and no
+padding skips im2col (the image is already the column matrix).
+
+The filter gradient is summed over a fixed number of sample chunks (independent of
+the thread count) and the chunk partials are added in chunk order, so results are
+bitwise identical for any number of threads.
+
+Deconvolution (transposed convolution) reuses the same three kernels with the roles
+of forward and backward-data swapped.
+"""
+from cython.parallel cimport prange, parallel
+from libc.stdlib cimport malloc, free, calloc
+from libc.string cimport memset, memcpy
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+cimport numpy as cnp
+from cython cimport floating
+
+cnp.import_array()
+
+DEF MAX_CHUNKS = 16
+
+
+cdef void _gemm(bint trans_a, bint trans_b, int M, int N, int K, floating alpha,
+                const floating *A, int lda, const floating *B, int ldb,
+                floating beta, floating *C, int ldc) noexcept nogil:
+    """Row-major ``C = alpha * op(A) @ op(B) + beta * C`` (``C`` is ``M x N``).
+
+    BLAS is column-major: a row-major matrix is its transpose in column-major, so
+    we compute ``C^T = op(B)^T @ op(A)^T`` by swapping the operands.
+    """
+    cdef char ta = b'T' if trans_a else b'N'
+    cdef char tb = b'T' if trans_b else b'N'
+    if floating is float:
+        sgemm(&tb, &ta, &N, &M, &K, &alpha, <float *> B, &ldb, <float *> A, &lda,
+              &beta, C, &ldc)
+    else:
+        dgemm(&tb, &ta, &N, &M, &K, &alpha, <double *> B, &ldb, <double *> A, &lda,
+              &beta, C, &ldc)
+
+
+cdef void _im2col(const floating *x, floating *col, int C, int H, int W, int R, int S,
+                  int P, int Q, int sh, int sw, int ph, int pw, int dh,
+                  int dw) noexcept nogil:
+    """col[(c*R + r)*S + s, p*Q + q] = x[c, p*sh - ph + r*dh, q*sw - pw + s*dw] or 0."""
+    cdef int c, r, s, p, q, ih, iw, q0, q1
+    cdef floating *row
+    cdef const floating *xrow
+    for c in range(C):
+        for r in range(R):
+            for s in range(S):
+                row = col + ((c * R + r) * S + s) * P * Q
+                # valid q range: 0 <= q*sw - pw + s*dw < W
+                q0 = 0
+                while q0 < Q and q0 * sw - pw + s * dw < 0:
+                    q0 += 1
+                q1 = Q
+                while q1 > q0 and (q1 - 1) * sw - pw + s * dw >= W:
+                    q1 -= 1
+                for p in range(P):
+                    ih = p * sh - ph + r * dh
+                    if ih < 0 or ih >= H:
+                        memset(row + p * Q, 0, Q * sizeof(floating))
+                        continue
+                    xrow = x + (c * H + ih) * W + s * dw - pw
+                    for q in range(q0):
+                        row[p * Q + q] = 0
+                    if sw == 1:
+                        for q in range(q0, q1):
+                            row[p * Q + q] = xrow[q]
+                    else:
+                        for q in range(q0, q1):
+                            row[p * Q + q] = xrow[q * sw]
+                    for q in range(q1, Q):
+                        row[p * Q + q] = 0
+
+
+cdef void _col2im(const floating *col, floating *x, int C, int H, int W, int R, int S,
+                  int P, int Q, int sh, int sw, int ph, int pw, int dh,
+                  int dw) noexcept nogil:
+    """Adjoint of :func:`_im2col`: ``x`` is zeroed, then columns are scattered-added."""
+    cdef int c, r, s, p, q, ih, q0, q1
+    cdef const floating *row
+    cdef floating *xrow
+    memset(x, 0, C * H * W * sizeof(floating))
+    for c in range(C):
+        for r in range(R):
+            for s in range(S):
+                row = col + ((c * R + r) * S + s) * P * Q
+                q0 = 0
+                while q0 < Q and q0 * sw - pw + s * dw < 0:
+                    q0 += 1
+                q1 = Q
+                while q1 > q0 and (q1 - 1) * sw - pw + s * dw >= W:
+                    q1 -= 1
+                for p in range(P):
+                    ih = p * sh - ph + r * dh
+                    if ih < 0 or ih >= H:
+                        continue
+                    xrow = x + (c * H + ih) * W + s * dw - pw
+                    if sw == 1:
+                        for q in range(q0, q1):
+                            xrow[q] += row[p * Q + q]
+                    else:
+                        for q in range(q0, q1):
+                            xrow[q * sw] += row[p * Q + q]
+
+
+cdef tuple _shape4(const floating[:, :, :, ::1] a):
+    return (a.shape[0], a.shape[1], a.shape[2], a.shape[3])
+
+
+def _check_geometry(x_shape, y_shape, w_shape, int sh, int sw, int ph, int pw,
+                    int dh, int dw):
+    """Check that ``y_shape`` is the convolution of ``x_shape`` by ``w_shape``."""
+    N, C, H, W = x_shape
+    N2, K, P, Q = y_shape
+    K2, C2, R, S = w_shape
+    if sh < 1 or sw < 1 or dh < 1 or dw < 1 or ph < 0 or pw < 0:
+        raise ValueError("strides and dilations must be >= 1 and padding >= 0")
+    if N != N2:
+        raise ValueError("x has %d samples but y has %d" % (N, N2))
+    if C != C2 or K != K2:
+        raise ValueError("filters of shape %r do not map %d channels to %d"
+                         % (tuple(w_shape), C, K))
+    P_exp = (H + 2 * ph - (dh * (R - 1) + 1)) // sh + 1
+    Q_exp = (W + 2 * pw - (dw * (S - 1) + 1)) // sw + 1
+    if P != P_exp or Q != Q_exp or P_exp < 1 or Q_exp < 1:
+        raise ValueError("output size (%d, %d) does not match the geometry (expected "
+                         "(%d, %d))" % (P, Q, P_exp, Q_exp))
+
+
+cdef inline bint _is_plain_1x1(int R, int S, int sh, int sw, int ph,
+                               int pw) noexcept nogil:
+    return R == 1 and S == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+
+
+def conv_fprop(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+               const floating[::1] bias, floating[:, :, :, ::1] y,
+               int sh=1, int sw=1, int ph=0, int pw=0, int dh=1, int dw=1,
+               int n_threads=1):
+    """``y = conv(x, w) (+ bias per filter)``; ``bias`` of length 0 means none."""
+    _check_geometry(_shape4(x), _shape4(y), _shape4(w), sh, sw, ph, pw, dh, dw)
+    cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef int K = w.shape[0], R = w.shape[2], S = w.shape[3]
+    cdef int P = y.shape[2], Q = y.shape[3]
+    cdef int CRS = C * R * S, PQ = P * Q, n, k, i
+    cdef bint plain = _is_plain_1x1(R, S, sh, sw, ph, pw)
+    cdef bint has_bias = bias.shape[0] > 0
+    cdef floating *col
+    cdef const floating *colp
+    cdef floating *yn
+    cdef floating bk
+    if has_bias and bias.shape[0] != K:
+        raise ValueError("bias has %d values for %d filters" % (bias.shape[0], K))
+    if N == 0:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        col = NULL
+        if not plain:
+            col = <floating *> malloc(<size_t> CRS * PQ * sizeof(floating))
+        for n in prange(N, schedule="static"):
+            if plain:
+                colp = &x[n, 0, 0, 0]
+            else:
+                _im2col(&x[n, 0, 0, 0], col, C, H, W, R, S, P, Q, sh, sw, ph, pw, dh, dw)
+                colp = col
+            yn = &y[n, 0, 0, 0]
+            _gemm(False, False, K, PQ, CRS, 1, &w[0, 0, 0, 0], CRS, colp, PQ, 0, yn, PQ)
+            if has_bias:
+                for k in range(K):
+                    bk = bias[k]
+                    for i in range(PQ):
+                        yn[k * PQ + i] += bk
+        free(col)
+
+
+def conv_bprop_data(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] w,
+                    floating[:, :, :, ::1] dx,
+                    int sh=1, int sw=1, int ph=0, int pw=0, int dh=1, int dw=1,
+                    int n_threads=1):
+    """``dx = conv^T(dy, w)``: the gradient with respect to the input (col2im)."""
+    _check_geometry(_shape4(dx), _shape4(dy), _shape4(w), sh, sw, ph, pw, dh, dw)
+    cdef int N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
+    cdef int K = w.shape[0], R = w.shape[2], S = w.shape[3]
+    cdef int P = dy.shape[2], Q = dy.shape[3]
+    cdef int CRS = C * R * S, PQ = P * Q, n
+    cdef bint plain = _is_plain_1x1(R, S, sh, sw, ph, pw)
+    cdef floating *col
+    if N == 0:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        col = NULL
+        if not plain:
+            col = <floating *> malloc(<size_t> CRS * PQ * sizeof(floating))
+        for n in prange(N, schedule="static"):
+            if plain:
+                _gemm(True, False, CRS, PQ, K, 1, &w[0, 0, 0, 0], CRS, &dy[n, 0, 0, 0],
+                      PQ, 0, &dx[n, 0, 0, 0], PQ)
+            else:
+                _gemm(True, False, CRS, PQ, K, 1, &w[0, 0, 0, 0], CRS, &dy[n, 0, 0, 0],
+                      PQ, 0, col, PQ)
+                _col2im(col, &dx[n, 0, 0, 0], C, H, W, R, S, P, Q, sh, sw, ph, pw, dh, dw)
+        free(col)
+
+
+def conv_bprop_filter(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
+                      floating[:, :, :, ::1] dw_out, floating[::1] dbias,
+                      int sh=1, int sw=1, int ph=0, int pw=0, int dh=1, int dw=1,
+                      int n_threads=1):
+    """``dw_out = sum_n dy[n] @ im2col(x[n])^T`` (overwritten) and, when ``dbias``
+    is not empty, ``dbias[k] = sum of dy[:, k]``.  Deterministic for any thread count.
+    """
+    _check_geometry(_shape4(x), _shape4(dy), _shape4(dw_out), sh, sw, ph, pw, dh, dw)
+    cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef int K = dw_out.shape[0], R = dw_out.shape[2], S = dw_out.shape[3]
+    cdef int P = dy.shape[2], Q = dy.shape[3]
+    cdef int CRS = C * R * S, PQ = P * Q, KCRS = K * CRS
+    cdef bint plain = _is_plain_1x1(R, S, sh, sw, ph, pw)
+    cdef bint has_bias = dbias.shape[0] > 0
+    cdef int n_chunks = N if N < MAX_CHUNKS else MAX_CHUNKS
+    cdef int ch, n, n0, n1, k, i, j
+    cdef size_t stride = <size_t> KCRS + K
+    cdef floating *part
+    cdef floating *col
+    cdef const floating *colp
+    cdef const floating *dyn
+    cdef floating acc
+    cdef floating *dwp = &dw_out[0, 0, 0, 0]
+    if has_bias and dbias.shape[0] != K:
+        raise ValueError("dbias has %d values for %d filters" % (dbias.shape[0], K))
+    if N == 0:
+        dw_out[...] = 0
+        if has_bias:
+            dbias[...] = 0
+        return
+    part = <floating *> calloc(n_chunks * stride, sizeof(floating))
+    if part == NULL:
+        raise MemoryError()
+    with nogil:
+        with parallel(num_threads=n_threads):
+            col = NULL
+            if not plain:
+                col = <floating *> malloc(<size_t> CRS * PQ * sizeof(floating))
+            for ch in prange(n_chunks, schedule="static"):
+                n0 = <int> ((<long> ch * N) // n_chunks)
+                n1 = <int> ((<long> (ch + 1) * N) // n_chunks)
+                for n in range(n0, n1):
+                    if plain:
+                        colp = &x[n, 0, 0, 0]
+                    else:
+                        _im2col(&x[n, 0, 0, 0], col, C, H, W, R, S, P, Q, sh, sw, ph,
+                                pw, dh, dw)
+                        colp = col
+                    dyn = &dy[n, 0, 0, 0]
+                    _gemm(False, True, K, CRS, PQ, 1, dyn, PQ, colp, PQ, 1,
+                          part + ch * stride, CRS)
+                    if has_bias:
+                        for k in range(K):
+                            acc = 0
+                            for i in range(PQ):
+                                acc = acc + dyn[k * PQ + i]
+                            part[ch * stride + KCRS + k] += acc
+            free(col)
+        # reduce the chunk partials in chunk order (parallel over elements)
+        for i in prange(<int> stride, num_threads=n_threads, schedule="static"):
+            acc = 0
+            for j in range(n_chunks):
+                acc = acc + part[j * stride + i]
+            if i < KCRS:
+                dwp[i] = acc
+            elif has_bias:
+                dbias[i - KCRS] = acc
+    free(part)
+
+
+def channel_sum(const floating[:, :, :, ::1] a, floating[::1] out, int n_threads=1):
+    """``out[k] = sum of a[:, k]`` (per-channel bias gradient), deterministic."""
+    cdef int N = a.shape[0], K = a.shape[1]
+    cdef int PQ = a.shape[2] * a.shape[3], n, k, i
+    cdef floating acc
+    cdef floating *part
+    cdef const floating *an
+    if out.shape[0] != K:
+        raise ValueError("out has %d values for %d channels" % (out.shape[0], K))
+    if N == 0:
+        out[...] = 0
+        return
+    part = <floating *> calloc(<size_t> N * K + 1, sizeof(floating))
+    if part == NULL:
+        raise MemoryError()
+    with nogil:
+        for n in prange(N, num_threads=n_threads, schedule="static"):
+            an = &a[n, 0, 0, 0]
+            for k in range(K):
+                acc = 0
+                for i in range(PQ):
+                    acc = acc + an[k * PQ + i]
+                part[n * K + k] = acc
+        for k in range(K):
+            acc = 0
+            for n in range(N):
+                acc = acc + part[n * K + k]
+            out[k] = acc
+    free(part)

@@ -1,0 +1,280 @@
+"""Convolution, Deconvolution, Conv and Deconv against naive NumPy references."""
+import numpy as np
+import pytest
+
+from conftest import check_layer_grads
+from neonlearn.backends import get_backend
+from neonlearn.initializers import Constant, Gaussian
+from neonlearn.layers import (Activation, Bias, Conv, Convolution, Deconv,
+                              Deconvolution, Sequential)
+from neonlearn.transforms import Rectlin, Tanh
+
+
+def naive_conv(x, w, stride=(1, 1), pad=(0, 0), dil=(1, 1)):
+    """Cross-correlation with explicit loops over outputs and filter taps."""
+    N, C, H, W = x.shape
+    K, _, R, S = w.shape
+    P = (H + 2 * pad[0] - (dil[0] * (R - 1) + 1)) // stride[0] + 1
+    Q = (W + 2 * pad[1] - (dil[1] * (S - 1) + 1)) // stride[1] + 1
+    y = np.zeros((N, K, P, Q))
+    for p in range(P):
+        for q in range(Q):
+            for r in range(R):
+                for s in range(S):
+                    h = p * stride[0] - pad[0] + r * dil[0]
+                    v = q * stride[1] - pad[1] + s * dil[1]
+                    if 0 <= h < H and 0 <= v < W:
+                        y[:, :, p, q] += x[:, :, h, v] @ w[:, :, r, s].T
+    return y
+
+
+def naive_deconv(x, w, stride=(1, 1), pad=(0, 0), dil=(1, 1)):
+    """Transposed convolution by scattering every input pixel (explicit loops)."""
+    N, C, H, W = x.shape
+    _, K, R, S = w.shape
+    Ho = (H - 1) * stride[0] - 2 * pad[0] + dil[0] * (R - 1) + 1
+    Wo = (W - 1) * stride[1] - 2 * pad[1] + dil[1] * (S - 1) + 1
+    y = np.zeros((N, K, Ho, Wo))
+    for h in range(H):
+        for v in range(W):
+            for r in range(R):
+                for s in range(S):
+                    oh = h * stride[0] - pad[0] + r * dil[0]
+                    ow = v * stride[1] - pad[1] + s * dil[1]
+                    if 0 <= oh < Ho and 0 <= ow < Wo:
+                        y[:, :, oh, ow] += x[:, :, h, v] @ w[:, :, r, s]
+    return y
+
+
+# (N, C, H, W, R, S, K, strides, padding, dilation)
+CASES = [
+    (2, 3, 7, 9, 3, 3, 4, 1, 0, 1),
+    (1, 1, 5, 5, 1, 1, 1, 1, 0, 1),          # batch 1, one channel, 1x1
+    (3, 5, 6, 6, 1, 1, 7, 1, 0, 1),          # 1x1 GEMM path
+    (2, 2, 11, 8, 3, 2, 3, (2, 3), (1, 0), 1),
+    (2, 4, 9, 10, 5, 3, 2, 3, 2, 1),
+    (2, 3, 10, 9, 3, 3, 5, 1, 2, 2),         # dilation
+    (1, 2, 12, 7, 2, 3, 3, {"str_h": 2, "str_w": 1}, {"pad_h": 1}, {"dil_w": 2}),
+    (4, 6, 4, 4, 4, 4, 8, 1, 0, 1),          # filter covers the image
+    (2, 3, 5, 5, 1, 1, 2, 2, 1, 1),          # strided 1x1 with padding
+]
+
+
+def _pair(v, prefix, default):
+    if isinstance(v, dict):
+        return (v.get(prefix + "_h", default), v.get(prefix + "_w", default))
+    if isinstance(v, tuple):
+        return v
+    return (v, v)
+
+
+def _layer(cls, case, be, init=None):
+    N, C, H, W, R, S, K, st, pad, dil = case
+    layer = cls((R, S, K), strides=st, padding=pad, dilation=dil,
+                init=init or Gaussian(scale=0.5))
+    layer.set_backend(be)
+    layer.configure((C, H, W))
+    layer.allocate()
+    return layer
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_convolution_matches_naive(case, dtype):
+    be = get_backend("cpu", dtype=dtype, seed=0)
+    layer = _layer(Convolution, case, be)
+    N, C, H, W = case[:4]
+    x = np.random.default_rng(1).standard_normal((N, C, H, W))
+    y = layer.fprop(be.array(x))
+    ref = naive_conv(x, layer.W.astype(np.float64), _pair(case[7], "str", 1),
+                     _pair(case[8], "pad", 0), _pair(case[9], "dil", 1))
+    assert y.shape == ref.shape == (N,) + layer.out_shape
+    assert y.dtype == np.dtype(dtype)
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_deconvolution_matches_naive(case, dtype):
+    be = get_backend("cpu", dtype=dtype, seed=0)
+    layer = _layer(Deconvolution, case, be)
+    N, C, H, W = case[:4]
+    x = np.random.default_rng(1).standard_normal((N, C, H, W))
+    y = layer.fprop(be.array(x))
+    ref = naive_deconv(x, layer.W.astype(np.float64), _pair(case[7], "str", 1),
+                       _pair(case[8], "pad", 0), _pair(case[9], "dil", 1))
+    assert y.shape == ref.shape == (N,) + layer.out_shape
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("case", CASES[:7])
+@pytest.mark.parametrize("cls", [Convolution, Deconvolution])
+def test_gradients_finite_differences(case, cls, be64):
+    layer = _layer(cls, case, be64)
+    check_layer_grads(layer, layer.in_shape, be64, n=case[0])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_deconvolution_is_the_adjoint(case, be64):
+    """<conv(x), y> == <x, deconv(y)> with the same filters."""
+    N, C, H, W, R, S, K, st, pad, dil = case
+    first = _layer(Convolution, case, be64)
+    deconv = Deconvolution((R, S, C), strides=st, padding=pad, dilation=dil,
+                           init=Gaussian())
+    deconv.set_backend(be64)
+    deconv.configure(first.out_shape)
+    deconv.allocate()
+    # the deconvolution's output size is the smallest input the convolution maps to
+    # the same output size (a strided convolution may ignore the last rows)
+    conv = Convolution((R, S, K), strides=st, padding=pad, dilation=dil,
+                       init=Gaussian())
+    conv.set_backend(be64)
+    conv.configure(deconv.out_shape)
+    conv.allocate()
+    assert conv.out_shape == first.out_shape
+    deconv.W[...] = conv.W  # (K, C, R, S) is (C_in, C_out, R, S) of the transpose
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((N,) + conv.in_shape)
+    y = rng.standard_normal((N,) + conv.out_shape)
+    np.testing.assert_allclose(np.sum(conv.fprop(x) * y), np.sum(x * deconv.fprop(y)),
+                               rtol=1e-10)
+
+
+@pytest.mark.parametrize("cls", [Convolution, Deconvolution])
+@pytest.mark.parametrize("dtype_", ["float32", "float64"])
+def test_one_and_two_threads_bitwise_equal(cls, dtype_):
+    case = (13, 5, 9, 8, 3, 3, 6, (2, 1), 1, 1)
+    results = []
+    for n_threads in (1, 2):
+        be = get_backend("cpu", dtype=dtype_, seed=0, n_threads=n_threads)
+        layer = _layer(cls, case, be)
+        rng = np.random.default_rng(3)
+        x = be.array(rng.standard_normal((case[0],) + layer.in_shape))
+        y = layer.fprop(x).copy()
+        dx = layer.bprop(be.array(rng.standard_normal(y.shape))).copy()
+        results.append((y, dx, layer.dW.copy()))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_filter_gradient_overwrites_and_skip_input_grad(be64):
+    layer = _layer(Convolution, CASES[0], be64)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2,) + layer.in_shape)
+    err = rng.standard_normal((2,) + layer.out_shape)
+    layer.fprop(x)
+    layer.bprop(err)
+    first = layer.dW.copy()
+    layer.fprop(x)
+    layer.skip_input_grad = True
+    assert layer.bprop(err) is None
+    np.testing.assert_array_equal(layer.dW, first)  # overwritten, not accumulated
+
+
+def test_inference_outputs_are_fresh_arrays(be64):
+    layer = _layer(Convolution, CASES[0], be64)
+    x = np.random.default_rng(0).standard_normal((2,) + layer.in_shape)
+    a = layer.fprop(x, inference=True)
+    b = layer.fprop(x, inference=True)
+    assert a is not b and not np.shares_memory(a, b)
+    np.testing.assert_array_equal(a, b)
+
+
+def _compound_vs_parts(compound, parts, in_shape, be, n=3):
+    rng = np.random.default_rng(5)
+    compound.set_backend(be)
+    compound.configure(in_shape)
+    compound.allocate()
+    parts = Sequential(parts)
+    parts.set_backend(be)
+    parts.configure(in_shape)
+    parts.allocate()
+    for a, b in zip(compound.layers_, parts.layers_):
+        for (pa, _), (pb, _) in zip(a.param_grads(), b.param_grads()):
+            pb[...] = pa
+    x = rng.standard_normal((n,) + tuple(in_shape))
+    err = rng.standard_normal((n,) + compound.out_shape)
+    np.testing.assert_allclose(compound.fprop(x), parts.fprop(x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(compound.bprop(err.copy()), parts.bprop(err.copy()),
+                               rtol=1e-12, atol=1e-12)
+    for a, b in zip(compound.layers_, parts.layers_):
+        for (_, ga), (_, gb) in zip(a.param_grads(), b.param_grads()):
+            np.testing.assert_allclose(ga, gb, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation", [Rectlin(), Tanh(), None])
+def test_conv_fused_matches_separate_layers(activation, be64):
+    conv = Conv((3, 2, 4), Gaussian(scale=0.3), strides=2, padding=1,
+                bias=Gaussian(scale=0.3), activation=activation)
+    parts = [Convolution((3, 2, 4), strides=2, padding=1, init=Gaussian()),
+             Bias(init=Constant())]
+    if activation is not None:
+        parts.append(Activation(activation))
+    _compound_vs_parts(conv, parts, (3, 8, 7), be64)
+    assert conv._fused
+
+
+def test_deconv_matches_separate_layers(be64):
+    deconv = Deconv((3, 3, 2), Gaussian(scale=0.3), strides=2, padding=1,
+                    bias=Gaussian(scale=0.3), activation=Rectlin())
+    parts = [Deconvolution((3, 3, 2), strides=2, padding=1, init=Gaussian()),
+             Bias(init=Constant()), Activation(Rectlin())]
+    _compound_vs_parts(deconv, parts, (4, 5, 6), be64)
+
+
+def test_conv_naming_and_grads(be64):
+    conv = Conv((3, 3, 4), Gaussian(scale=0.3), padding=1, bias=Constant(0.1),
+                activation=Rectlin(), name="myConv")
+    conv.set_backend(be64)
+    conv.configure((2, 5, 6))
+    conv.allocate()
+    assert [layer.name for layer in conv.layers_] == ["myConv", "myConv_bias",
+                                                       "myConv_Rectlin"]
+    check_layer_grads(conv, (2, 5, 6), be64)
+    bn = Conv((3, 3, 4), Gaussian(scale=0.3), batch_norm=True, activation=Tanh(),
+              name="c2")
+    bn.set_backend(be64)
+    bn.configure((2, 5, 6))
+    bn.allocate()
+    assert [layer.name for layer in bn.layers_] == ["c2", "c2_bnorm", "c2_Tanh"]
+    assert not bn._fused
+    check_layer_grads(bn, (2, 5, 6), be64, n=4, rtol=1e-4, atol=1e-6)
+    assert [layer.name for layer in Conv((1, 1, 1), Gaussian()).configure(
+        (1, 3, 3)).layers_] == ["Conv"]
+
+
+@pytest.mark.parametrize("kwargs, in_shape, match", [
+    (dict(fshape=(5, 5, 2)), (1, 4, 4), "larger than the padded input"),
+    (dict(fshape=(3, 3, 2), dilation=3), (1, 6, 6), "larger than the padded input"),
+    (dict(fshape=(3, 3, 2), strides=0), (1, 6, 6), "strides"),
+    (dict(fshape=(3, 3, 2), padding=-1), (1, 6, 6), "padding"),
+    (dict(fshape=(3, 3)), (1, 6, 6), "fshape"),
+    (dict(fshape=(3, 3, 0)), (1, 6, 6), "fshape"),
+    (dict(fshape=(3, 3, 2), strides={"stride_h": 2}), (1, 6, 6), "unknown"),
+    (dict(fshape=(3, 3, 2)), (36,), r"\(C, H, W\)"),
+])
+def test_invalid_convolution_configs(kwargs, in_shape, match):
+    with pytest.raises(ValueError, match=match):
+        Convolution(init=Gaussian(), **kwargs).configure(in_shape)
+
+
+def test_invalid_compound_and_deconv_configs():
+    with pytest.raises(ValueError, match="not both"):
+        Conv((3, 3, 2), Gaussian(), bias=Constant(), batch_norm=True).configure((1, 5, 5))
+    with pytest.raises(ValueError, match="empty output"):
+        Deconvolution((1, 1, 2), padding=1, init=Gaussian()).configure((1, 1, 1))
+
+
+def test_kernel_checks_shapes_before_running():
+    from neonlearn._kernels import _conv
+
+    x = np.zeros((2, 3, 5, 5))
+    w = np.zeros((4, 3, 3, 3))
+    with pytest.raises(ValueError, match="output size"):
+        _conv.conv_fprop(x, w, np.zeros(0), np.zeros((2, 4, 4, 4)))
+    with pytest.raises(ValueError, match="channels"):
+        _conv.conv_fprop(x, np.zeros((4, 2, 3, 3)), np.zeros(0), np.zeros((2, 4, 3, 3)))
+    with pytest.raises(ValueError, match="bias"):
+        _conv.conv_fprop(x, w, np.zeros(3), np.zeros((2, 4, 3, 3)))
+    with pytest.raises(ValueError):
+        _conv.conv_fprop(x[:, :, ::2], w, np.zeros(0), np.zeros((2, 4, 1, 3)))
