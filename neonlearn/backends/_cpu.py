@@ -3,6 +3,7 @@ import numpy as np
 
 from .._kernels import _dense
 from .._kernels._openmp_helpers import effective_n_threads
+from ..transforms import Softmax
 from ._cpu_conv import CPUConvOps
 from ._cpu_recurrent import CPURecurrentOps
 
@@ -66,6 +67,11 @@ class CPUBackend(CPURecurrentOps, CPUConvOps):
             code, param = (0, 0.0) if transform is None else transform.kernel
             b = bias if bias is not None else np.empty(0, dtype=x.dtype)
             _dense.bias_act_fprop(x, b, code, param, out, self.threads)
+        elif isinstance(transform, Softmax):
+            if bias is not None:
+                np.add(x, bias, out=out)
+                x = out
+            _dense.softmax_rows(x, out, self.threads)
         else:
             z = x + bias if bias is not None else x
             out[...] = transform(z)

@@ -1,0 +1,67 @@
+"""The main job: ``python -m neonlearn`` trains the seed network on digits.
+
+The seed network is neon's three ``Affine`` layers (100, 50, 10 units, all Rectlin),
+written as in neon; NeonClassifier gives the last layer the Softmax output that a
+classifier needs.  Data: scikit-learn's bundled digits (1797 8x8 images), a stratified
+75/25 split, standardized features.  Prints the test accuracy and the time.
+"""
+import argparse
+import time
+
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from . import NeonClassifier
+from .initializers import Constant, Gaussian
+from .layers import Affine
+from .optimizers import GradientDescentMomentum
+from .transforms import Rectlin
+
+
+def seed_network():
+    """The seed's three Affine layers, as a user writes them in neon."""
+    init = Gaussian(scale=0.1)
+    layers = []
+    layers.append(Affine(nout=100, init=init, bias=Constant(0), activation=Rectlin(),
+                         name="hidden1"))
+    layers.append(Affine(nout=50, init=init, bias=Constant(0), activation=Rectlin(),
+                         name="hidden2"))
+    layers.append(Affine(nout=10, init=init, bias=Constant(0), activation=Rectlin(),
+                         name="output"))
+    return layers
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, stratify=y, random_state=args.seed)
+    clf = make_pipeline(StandardScaler(), NeonClassifier(
+        seed_network(), optimizer=GradientDescentMomentum(0.05, momentum_coef=0.9, wdecay=1e-3),
+        epochs=args.epochs, batch_size=args.batch_size, random_state=args.seed,
+        verbose=args.verbose))
+    start = time.perf_counter()
+    clf.fit(X_train, y_train)
+    fit_time = time.perf_counter() - start
+    start = time.perf_counter()
+    accuracy = clf.score(X_test, y_test)
+    predict_time = time.perf_counter() - start
+    est = clf[-1]
+    print("neonlearn: seed network (Affine 100-50-10) on digits "
+          "(%d train / %d test samples)" % (len(y_train), len(y_test)))
+    print("epochs run: %d, final training cost: %.4f" % (est.n_iter_, est.loss_))
+    print("test accuracy: %.4f" % accuracy)
+    print("fit time: %.2f s, predict time: %.4f s" % (fit_time, predict_time))
+    return accuracy
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,6 @@
+"""scikit-learn estimators wrapping neon layer lists."""
+from ._base import BaseNeonEstimator
+from ._classifier import NeonClassifier
+from ._regressor import NeonRegressor
+
+__all__ = ["BaseNeonEstimator", "NeonClassifier", "NeonRegressor"]

@@ -1,0 +1,409 @@
+"""BaseNeonEstimator: what NeonClassifier, NeonRegressor and NeonSequenceModel share.
+
+The estimator only stores its arguments.  ``fit`` validates them, builds fitted copies
+of the layers (``layers_``; ``self.layers`` is never touched), completes the output
+layer for the task, and trains a :class:`~neonlearn.models.Model` (``model_``).
+
+Subclasses define the task through a few hooks:
+
+- ``_encode_targets(y, first, classes)`` -> targets in the network's output layout;
+- ``_output_spec(n_last)`` -> ``(n_outputs, output transform class or None)``, given
+  the size of the user's last layer;
+- ``_default_cost(model)`` -> a Cost for the built model;
+- ``_validation_score(model, X, T)`` -> the early-stopping score (higher is better);
+- ``_validate_X(X, reset)`` -> ``(X as a batch-first array, n_samples)``.
+"""
+import copy
+import numbers
+import time
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ..backends import get_backend
+from ..callbacks import Callback, EarlyStopping, ProgressCallback
+from ..costs import Cost
+from ..initializers import Constant, GlorotUniform
+from ..layers import Activation, Affine, Layer
+from ..layers._containers import flatten_layers
+from ..layers._dense import Bias, Linear
+from ..models import Model
+from ..optimizers import Adam, Optimizer
+from ..transforms import Identity, Logistic, Rectlin, Softmax, Transform
+
+__all__ = ["BaseNeonEstimator"]
+
+
+def _default_names(layers):
+    """Names of top-level layers: their own, or ``<ClassName>_<k>``."""
+    counts, names = {}, []
+    for layer in layers:
+        cls = type(layer).__name__
+        k = counts.get(cls, 0)
+        counts[cls] = k + 1
+        names.append(layer.name if getattr(layer, "name", None) else "%s_%d" % (cls, k))
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError("Layer names must be unique, got duplicates %s" % dup)
+    return names
+
+
+class _LossPlateau(Callback):
+    """Stop when the training cost has not improved by ``tol`` for ``patience`` epochs."""
+
+    def __init__(self, patience, tol, best=np.inf):
+        self.patience = patience
+        self.tol = tol
+        self.best = best
+
+    def on_train_begin(self, model, epochs):
+        self._bad = 0
+
+    def on_epoch_end(self, model, epoch):
+        cost = model.epoch_cost
+        self._bad = self._bad + 1 if cost > self.best - self.tol else 0
+        self.best = min(self.best, cost)
+        if self._bad >= self.patience:
+            model.finished = True
+
+
+class _Record(Callback):
+    """Keeps the per-epoch training cost."""
+
+    def __init__(self, curve):
+        self.curve = curve
+
+    def on_epoch_end(self, model, epoch):
+        self.curve.append(float(model.epoch_cost))
+
+
+class BaseNeonEstimator(BaseEstimator):
+    """Shared parameters and training logic; see NeonClassifier for the docs."""
+
+    def __init__(self, layers=None, optimizer=None, cost=None, epochs=200, batch_size=128,
+                 shuffle=True, random_state=None, verbose=0, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+                 warm_start=False, callbacks=None, dtype="float32", device="cpu",
+                 input_shape=None):
+        self.layers = layers
+        self.optimizer = optimizer
+        self.cost = cost
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.verbose = verbose
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.callbacks = callbacks
+        self.dtype = dtype
+        self.device = device
+        self.input_shape = input_shape
+
+    # ---- layer hyperparameters by name -------------------------------------------
+    def get_params(self, deep=True):
+        """Estimator parameters; with ``deep``, also ``layers__<name>__<param>``."""
+        params = super().get_params(deep=deep)
+        if deep and isinstance(self.layers, (list, tuple)) and all(
+                isinstance(layer, Layer) for layer in self.layers):
+            try:
+                names = _default_names(self.layers)
+            except ValueError:
+                return params
+            for name, layer in zip(names, self.layers):
+                params["layers__" + name] = layer
+                for key, value in layer.get_params(deep=True).items():
+                    params["layers__%s__%s" % (name, key)] = value
+        return params
+
+    def set_params(self, **params):
+        """Set parameters; ``layers__<name>__<param>`` sets a layer's hyperparameter.
+
+        The layer is copied first, so layer objects the user passed in are never
+        modified.
+        """
+        layer_params = {k: v for k, v in params.items() if k.startswith("layers__")}
+        rest = {k: v for k, v in params.items() if k not in layer_params}
+        if "layers" in rest:
+            super().set_params(layers=rest.pop("layers"))
+        super().set_params(**rest)
+        if not layer_params:
+            return self
+        if not isinstance(self.layers, (list, tuple)):
+            raise ValueError("layers__* parameters need a list of layers, got layers=%r"
+                             % (self.layers,))
+        layers = list(self.layers)
+        names = _default_names(layers)
+        for key, value in layer_params.items():
+            _, name, *sub = key.split("__", 2)
+            if name not in names:
+                raise ValueError("Invalid parameter %r: no layer named %r (layers are %s)"
+                                 % (key, name, names))
+            i = names.index(name)
+            if sub:
+                if layers[i] is self.layers[i]:
+                    layers[i] = clone(layers[i])
+                layers[i].set_params(**{sub[0]: value})
+            else:
+                layers[i] = value
+        self.layers = layers
+        return self
+
+    # ---- validation --------------------------------------------------------------
+    def _validate_hyperparams(self):
+        def pos_int(name):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
+                raise ValueError("%s must be a positive integer, got %r" % (name, v))
+
+        pos_int("epochs")
+        pos_int("batch_size")
+        pos_int("n_iter_no_change")
+        for name in ("shuffle", "early_stopping", "warm_start"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError("%s must be a bool, got %r" % (name, getattr(self, name)))
+        if not isinstance(self.verbose, numbers.Integral) or self.verbose < 0:
+            raise ValueError("verbose must be a non-negative int, got %r" % (self.verbose,))
+        if not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
+            raise ValueError("tol must be a non-negative number, got %r" % (self.tol,))
+        vf = self.validation_fraction
+        if not isinstance(vf, numbers.Real) or not 0 < vf < 1:
+            raise ValueError("validation_fraction must be in (0, 1), got %r" % (vf,))
+        if self.layers is not None:
+            if not isinstance(self.layers, (list, tuple)) or not self.layers:
+                raise ValueError("layers must be a non-empty list of neonlearn layers or "
+                                 "None, got %r" % (self.layers,))
+            flatten_layers(self.layers)
+        if self.optimizer is not None:
+            if not isinstance(self.optimizer, Optimizer):
+                raise ValueError("optimizer must be a neonlearn.optimizers.Optimizer, "
+                                 "got %r" % (self.optimizer,))
+            self.optimizer._check()
+        if self.cost is not None and not isinstance(self.cost, Cost):
+            raise ValueError("cost must be a neonlearn.costs.Cost, got %r" % (self.cost,))
+        if self.callbacks is not None and not all(
+                isinstance(cb, Callback) for cb in self.callbacks):
+            raise ValueError("callbacks must be a list of neonlearn.callbacks.Callback")
+        if self.dtype not in ("float32", "float64", np.float32, np.float64):
+            raise ValueError("dtype must be 'float32' or 'float64', got %r" % (self.dtype,))
+        if self.input_shape is not None:
+            shape = self.input_shape
+            if (not isinstance(shape, (tuple, list)) or not shape or not all(
+                    isinstance(s, numbers.Integral) and s > 0 for s in shape)):
+                raise ValueError("input_shape must be a tuple of positive ints, got %r"
+                                 % (shape,))
+
+    def _validate_X(self, X, reset):
+        """Check X; return it batch-first in the sample shape the network expects."""
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
+                          allow_nd=True)
+        return self._reshape_X(X, reset), X.shape[0]
+
+    def _validate_Xy(self, X, y, reset):
+        X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32],
+                             allow_nd=True, multi_output=True,
+                             y_numeric=not self._is_classifier())
+        return self._reshape_X(X, reset), y
+
+    def _is_classifier(self):
+        return is_classifier(self)
+
+    def _reshape_X(self, X, reset):
+        shape = tuple(self.input_shape) if self.input_shape is not None else None
+        if X.ndim == 2 and shape is not None and len(shape) > 1:
+            if X.shape[1] != int(np.prod(shape)):
+                raise ValueError("X has %d features, which cannot be reshaped to "
+                                 "input_shape=%r" % (X.shape[1], shape))
+            X = X.reshape((X.shape[0],) + shape)
+        elif shape is not None and X.shape[1:] != shape:
+            raise ValueError("X has samples of shape %r but input_shape is %r"
+                             % (X.shape[1:], shape))
+        if reset:
+            self.sample_shape_ = X.shape[1:]
+        elif X.shape[1:] != self.sample_shape_:
+            raise ValueError("X has samples of shape %r, but %s was fitted on samples of "
+                             "shape %r" % (X.shape[1:], type(self).__name__,
+                                           self.sample_shape_))
+        return X
+
+    # ---- building the network ------------------------------------------------------
+    def _default_layers(self):
+        return [Affine(100, init=GlorotUniform(), bias=Constant(0.0),
+                       activation=Rectlin(), name="hidden1")]
+
+    def _build_layers(self, sample_shape, backend):
+        """Fitted copies of the user's layers, completed with the output layer."""
+        layers = clone(list(self.layers)) if self.layers is not None else self._default_layers()
+        names = _default_names(layers)
+        for name, layer in zip(names, layers):
+            layer.name = name
+        probe = Model(clone(layers), get_backend("cpu", dtype="float64", seed=0))
+        probe.layers.set_backend(probe.be)
+        probe.layers.configure(tuple(sample_shape))
+        out_shape = tuple(probe.layers.out_shape)
+        last = probe.layers.sublayers()[-1]
+        transform = last.transform if isinstance(last, Activation) else None
+        n_out, out_transform = self._output_spec(out_shape[-1])
+        self.n_outputs_ = n_out
+        size = out_shape[-1]
+        hidden_end = (isinstance(transform, Transform)
+                      and not isinstance(transform, (Softmax, Logistic, Identity))) or (
+            transform is None and not isinstance(last, (Linear, Bias)))
+        if len(out_shape) > self._output_ndim() or (size != n_out and hidden_end):
+            layers.append(Affine(n_out, init=GlorotUniform(), bias=Constant(0.0),
+                                 activation=None if out_transform is None else out_transform(),
+                                 name="output"))
+        elif size != n_out:
+            raise ValueError(
+                "The last layer has %d outputs but the %s needs %d (%s). Change its nout, "
+                "or end the list with a hidden layer so that the estimator appends the "
+                "output layer." % (size, type(self).__name__, n_out, self._output_desc()))
+        elif out_transform is not None and not isinstance(transform, out_transform):
+            self._set_output_transform(layers, out_transform)
+        return layers
+
+    @staticmethod
+    def _set_output_transform(layers, out_transform):
+        """Give the (copied) last layer the output transform the task needs.
+
+        A hidden activation on the last layer (the seed network's Rectlin) is replaced,
+        since a Rectlin before a Softmax leaves dead output units; a last layer without
+        activation gets an ``Activation`` appended.
+        """
+        last = layers[-1]
+        if isinstance(last, Activation):
+            last.transform = out_transform()
+        elif getattr(last, "activation", None) is not None:
+            last.activation = out_transform()
+        else:
+            layers.append(Activation(out_transform(), name="output_" + out_transform.__name__))
+
+    def _adapt_targets(self, T):
+        """Targets in the layout of the built network (hook; identity here)."""
+        return T
+
+    def _output_ndim(self):
+        """Number of non-batch axes of the network output (1: ``(n_outputs,)``)."""
+        return 1
+
+    # ---- fitting ---------------------------------------------------------------------
+    def _make_backend(self, seed):
+        return get_backend(self.device, dtype=np.dtype(self.dtype).name, seed=seed)
+
+    def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
+        self._validate_hyperparams()
+        fitted = hasattr(self, "model_")
+        first = not fitted or not (incremental or self.warm_start)
+        X, y = self._validate_Xy(X, y, reset=first)
+        if X.shape[0] == 0:
+            raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
+        T = self._encode_targets(y, first, classes)
+        weights = self._sample_weights(X, y, sample_weight)
+        if first:
+            rng = check_random_state(self.random_state)
+            seed = int(rng.randint(np.iinfo(np.int32).max))
+            be = self._make_backend(seed)
+            layers = self._build_layers(X.shape[1:], be)
+            model = Model(layers, be).configure(X.shape[1:])
+            optimizer = clone(self.optimizer) if self.optimizer is not None else Adam()
+            cost = clone(self.cost) if self.cost is not None else self._default_cost(model)
+            model.set_cost(cost)
+            loss_curve, val_scores, n_iter, best_loss = [], [], 0, np.inf
+        else:
+            # train a copy so that an error (divergence) leaves the fitted model intact
+            model = copy.deepcopy(self.model_)
+            optimizer = copy.deepcopy(self.optimizer_)
+            loss_curve = list(self.loss_curve_)
+            val_scores = list(self.validation_scores_ or [])
+            n_iter = self.n_iter_
+            best_loss = self.best_loss_ if self.best_loss_ is not None else np.inf
+
+        T = self._adapt_targets(T)
+        epochs = 1 if incremental else self.epochs
+        callbacks = [_Record(loss_curve)]
+        stopper = None
+        Xv = Tv = None
+        if self.early_stopping and not incremental:
+            X, T, weights, Xv, Tv = self._split_validation(X, T, weights, model.be.rng)
+            stopper = EarlyStopping(lambda m: self._validation_score(m, Xv, Tv),
+                                    patience=self.n_iter_no_change, tol=self.tol)
+            callbacks.append(stopper)
+        elif not incremental:
+            plateau = _LossPlateau(self.n_iter_no_change, self.tol)
+            callbacks.append(plateau)
+        callbacks += list(self.callbacks or [])
+        if self.verbose:
+            callbacks.append(ProgressCallback())
+
+        Xb = model.be.array(X)
+        Tb = model.be.array(T)
+        start = time.perf_counter()
+        model.fit(Xb, Tb, optimizer, epochs, min(self.batch_size, X.shape[0]),
+                  callbacks=callbacks, shuffle=self.shuffle, sample_weight=weights,
+                  start_epoch=n_iter)
+        n_run = len(loss_curve) - (len(self.loss_curve_) if not first else 0)
+
+        self.model_ = model
+        self.layers_ = model.layers.layers_
+        self.optimizer_ = optimizer
+        self.cost_ = model.cost
+        self.n_iter_ = n_iter + n_run
+        self.loss_curve_ = loss_curve
+        self.loss_ = loss_curve[-1]
+        self.fit_time_ = time.perf_counter() - start
+        if stopper is not None:
+            self.validation_scores_ = val_scores + stopper.scores
+            self.best_validation_score_ = stopper.best_score
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+            self.best_loss_ = min([best_loss] + loss_curve[-n_run:] if n_run else [best_loss])
+        if (not incremental and not model.finished and stopper is None
+                and n_run == self.epochs and self.epochs > 1):
+            warnings.warn("%s: training stopped after epochs=%d without converging "
+                          "(tol=%g); increase epochs." % (type(self).__name__, self.epochs,
+                                                          self.tol), ConvergenceWarning)
+        return self
+
+    def _sample_weights(self, X, y, sample_weight):
+        if sample_weight is None:
+            return None
+        sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if np.any(sw < 0):
+            raise ValueError("sample_weight must be non-negative")
+        total = sw.sum()
+        if total <= 0:
+            raise ValueError("sample_weight must have a positive sum")
+        return sw * (len(sw) / total)  # mean 1: the learning rate keeps its meaning
+
+    def _split_validation(self, X, T, weights, rng):
+        n = X.shape[0]
+        n_val = int(round(self.validation_fraction * n))
+        if n_val < 1 or n - n_val < 1:
+            raise ValueError("early_stopping needs at least 2 samples with "
+                             "validation_fraction=%r; got %d samples"
+                             % (self.validation_fraction, n))
+        perm = rng.permutation(n)
+        val, train = perm[:n_val], perm[n_val:]
+        w = None if weights is None else weights[train]
+        return X[train], T[train], w, X[val], T[val]
+
+    def _predict_raw(self, X):
+        check_is_fitted(self, "model_")
+        X, n = self._validate_X(X, reset=False)
+        return self.model_.predict(X, batch_size=max(self.batch_size, 256)).astype(
+            np.float64)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        return tags
+

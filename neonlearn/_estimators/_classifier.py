@@ -1,0 +1,276 @@
+"""NeonClassifier: neon layer lists as a scikit-learn classifier."""
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from ..costs import CrossEntropyBinary, CrossEntropyMulti
+from ..transforms import Logistic, Softmax
+from ._base import BaseNeonEstimator
+
+__all__ = ["NeonClassifier"]
+
+
+class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
+    """A neural-network classifier built from a list of neon layers.
+
+    Parameters
+    ----------
+    layers : list of Layer, default=None
+        The network, written as in neon, e.g. ``[Affine(nout=100, init=Gaussian(),
+        bias=Gaussian(), activation=Rectlin()), ...]``.  ``None`` gives one hidden
+        ``Affine(100, GlorotUniform(), activation=Rectlin(), name="hidden1")``.
+        The list is completed for the task (``self.layers`` itself is never changed;
+        the fitted copies are in ``layers_``):
+
+        - if the last layer has one output per class but another activation than the
+          output transform (Softmax; Logistic for multilabel targets or a single-unit
+          binary output), the fitted copy of that layer gets the output transform
+          instead (a Rectlin before a Softmax would leave dead output units), and a
+          last layer without activation gets ``Activation(Softmax())`` appended; so
+          neon's own networks and the seed's all-Rectlin network work as written;
+        - if the list ends with a hidden layer (a hidden activation such as Rectlin,
+          or a layer without weights such as Dropout or Pooling) whose size is not the
+          number of classes, an output ``Affine(n_classes, GlorotUniform(),
+          bias=Constant(0), activation=Softmax(), name="output")`` is appended;
+        - a last Linear, Softmax or Logistic layer of the wrong size is a ValueError.
+
+        Layer hyperparameters are reachable by layer name:
+        ``set_params(layers__hidden1__nout=64)``; unnamed layers are called
+        ``<ClassName>_<k>`` (``Affine_0``, ``Affine_1``, ...).
+    optimizer : Optimizer, default=None
+        ``None`` means ``Adam(learning_rate=0.001)``.
+    cost : Cost, default=None
+        ``None`` means CrossEntropyMulti (CrossEntropyBinary for Logistic outputs).
+    epochs : int, default=200
+        Maximum number of passes over the training data.
+    batch_size : int, default=128
+        Minibatch size (capped at the number of samples).
+    shuffle : bool, default=True
+        Shuffle the samples every epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialization, shuffling, dropout and the validation split.
+    verbose : int, default=0
+        ``>= 1`` prints neon-style progress per epoch to stderr.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data, stop when the validation
+        accuracy has not improved by ``tol`` for ``n_iter_no_change`` epochs, and keep
+        the best epoch's weights.  Otherwise training stops when the training cost has
+        not improved by ``tol`` for ``n_iter_no_change`` epochs.
+    validation_fraction : float in (0, 1), default=0.1
+    n_iter_no_change : int, default=10
+    tol : float, default=1e-4
+    warm_start : bool, default=False
+        Continue training the fitted network on the next ``fit``.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the cost (multiplied with ``sample_weight``).
+    callbacks : list of Callback, default=None
+        Extra neon-style callbacks fired by the training loop.
+    dtype : {"float32", "float64"}, default="float32"
+    device : {"cpu", "gpu"} or "cuda:N", default="cpu"
+    input_shape : tuple of int, default=None
+        Shape of one sample without the batch axis, e.g. ``(1, 8, 8)`` for images or
+        ``(T, F)`` for sequences; flat 2-D ``X`` is reshaped to it, so the estimator
+        works in Pipelines.  ``X`` may also be passed with that shape directly.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when X has string feature names.
+    layers_ : list of Layer
+        Fitted layers (copies), including any appended output layer.
+    model_ : Model
+        The trained network.
+    loss_curve_ : list of float
+        Mean training cost per epoch.
+    loss_ : float
+        Cost of the last epoch.
+    best_loss_ : float or None
+        Lowest training cost (None with early stopping).
+    validation_scores_ : list of float or None
+        Validation accuracy per epoch (early stopping only).
+    best_validation_score_ : float or None
+    n_iter_ : int
+        Number of epochs run.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from neonlearn import NeonClassifier
+    >>> from neonlearn.layers import Affine
+    >>> from neonlearn.initializers import GlorotUniform, Constant
+    >>> from neonlearn.transforms import Rectlin, Softmax
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = NeonClassifier([Affine(16, GlorotUniform(), bias=Constant(0),
+    ...                              activation=Rectlin(), name="hidden1"),
+    ...                       Affine(3, GlorotUniform(), activation=Softmax())],
+    ...                      epochs=100, random_state=0).fit(X, y)
+    >>> clf.predict(X[:2]).shape
+    (2,)
+    """
+
+    def __init__(self, layers=None, optimizer=None, cost=None, epochs=200, batch_size=128,
+                 shuffle=True, random_state=None, verbose=0, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+                 warm_start=False, class_weight=None, callbacks=None, dtype="float32",
+                 device="cpu", input_shape=None):
+        super().__init__(
+            layers=layers, optimizer=optimizer, cost=cost, epochs=epochs,
+            batch_size=batch_size, shuffle=shuffle, random_state=random_state,
+            verbose=verbose, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
+            tol=tol, warm_start=warm_start, callbacks=callbacks, dtype=dtype,
+            device=device, input_shape=input_shape)
+        self.class_weight = class_weight
+
+    def fit(self, X, y, sample_weight=None):
+        """Train the network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, *input_shape)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels (any hashable type), or a binary indicator matrix for
+            multilabel classification.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : NeonClassifier
+        """
+        return self._fit(X, y, sample_weight)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Train for one epoch on (X, y), starting from the current weights.
+
+        Parameters
+        ----------
+        X, y, sample_weight : as in :meth:`fit`
+        classes : array-like of shape (n_classes,), default=None
+            All classes; required on the first call.
+
+        Returns
+        -------
+        self : NeonClassifier
+        """
+        if not hasattr(self, "model_") and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    # ---- task hooks ------------------------------------------------------------------
+    def _encode_targets(self, y, first, classes):
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        kind = type_of_target(y)
+        if kind == "multilabel-indicator":
+            y = np.asarray(y)
+            if first:
+                self.classes_ = np.arange(y.shape[1])
+                self._multilabel = True
+            elif not getattr(self, "_multilabel", False) or y.shape[1] != len(self.classes_):
+                raise ValueError("y has %d labels but the estimator was fitted with %s"
+                                 % (y.shape[1], self.classes_))
+            return y.astype(np.float64)
+        if y.ndim != 1:
+            raise ValueError("y must be 1-D class labels or a binary indicator matrix, got "
+                             "shape %r" % (y.shape,))
+        if first:
+            if classes is not None:
+                self.classes_ = np.unique(np.asarray(classes))
+            else:
+                self.classes_ = np.unique(y)
+            self._multilabel = False
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    "NeonClassifier needs samples of at least 2 classes in the data, "
+                    "but the data contains only one class: %r" % (self.classes_[0],))
+        elif getattr(self, "_multilabel", False):
+            raise ValueError("The estimator was fitted on multilabel targets")
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValueError("y contains labels %s that are not in classes_ %s"
+                             % (unknown.tolist(), self.classes_.tolist()))
+        idx = np.searchsorted(self.classes_, y)
+        T = np.zeros((len(y), len(self.classes_)))
+        T[np.arange(len(y)), idx] = 1.0
+        return T
+
+    def _output_spec(self, n_last):
+        if self._multilabel:
+            return len(self.classes_), Logistic
+        if len(self.classes_) == 2 and n_last == 1:
+            return 1, Logistic  # one logistic unit for a binary problem, as in neon
+        return len(self.classes_), Softmax
+
+    def _output_desc(self):
+        return "one per label" if self._multilabel else "one per class"
+
+    def _adapt_targets(self, T):
+        if self._binary_units == 1:
+            return T[:, 1:]  # one logistic unit: the probability of classes_[1]
+        return T
+
+    @property
+    def _binary_units(self):
+        multilabel = getattr(self, "_multilabel", False)
+        return 1 if not multilabel and getattr(self, "n_outputs_", 0) == 1 else None
+
+    def _default_cost(self, model):
+        last = model.layers.sublayers()[-1]
+        if isinstance(getattr(last, "transform", None), Logistic):
+            return CrossEntropyBinary()
+        return CrossEntropyMulti()
+
+    def _sample_weights(self, X, y, sample_weight):
+        if self.class_weight is not None:
+            if not (self.class_weight == "balanced" or isinstance(self.class_weight, dict)):
+                raise ValueError("class_weight must be 'balanced', a dict or None, got %r"
+                                 % (self.class_weight,))
+            cw = compute_sample_weight(self.class_weight, y)
+            sample_weight = cw if sample_weight is None else cw * np.asarray(sample_weight)
+        return super()._sample_weights(X, y, sample_weight)
+
+    def _validation_score(self, model, X, T):
+        y = model.predict(X)
+        if self._multilabel and self._binary_units != 1:
+            return float(np.mean(np.all((y > 0.5) == (T > 0.5), axis=1)))
+        if self._binary_units == 1:
+            return float(np.mean((y[:, 0] > 0.5) == (T[:, 0] > 0.5)))
+        return float(np.mean(np.argmax(y, axis=1) == np.argmax(T, axis=1)))
+
+    # ---- prediction ----------------------------------------------------------------
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            For multilabel targets, the probability of each label.
+        """
+        y = self._predict_raw(X)
+        if self._binary_units == 1:
+            y = np.hstack([1.0 - y, y])
+        elif not self._multilabel:
+            y /= y.sum(axis=1, keepdims=True)
+        return y
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        """Predicted class labels (a binary indicator matrix for multilabel targets)."""
+        proba = self.predict_proba(X)
+        if self._multilabel and self._binary_units != 1:
+            return (proba > 0.5).astype(int)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags

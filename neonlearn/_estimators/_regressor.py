@@ -1,0 +1,98 @@
+"""NeonRegressor: neon layer lists as a scikit-learn regressor."""
+import numpy as np
+from sklearn.base import RegressorMixin
+from sklearn.metrics import r2_score
+
+from ..costs import SumSquared
+from ._base import BaseNeonEstimator
+
+__all__ = ["NeonRegressor"]
+
+
+class NeonRegressor(RegressorMixin, BaseNeonEstimator):
+    """A neural-network regressor built from a list of neon layers.
+
+    Parameters are those of :class:`~neonlearn.NeonClassifier` without
+    ``class_weight``; the differences are:
+
+    layers : list of Layer, default=None
+        If the list ends with a hidden layer (a hidden activation such as Rectlin, or a
+        layer without weights) whose size is not the number of targets, a linear
+        output ``Affine(n_targets, GlorotUniform(), bias=Constant(0), name="output")``
+        is appended.  A last layer of the right size is used as it is (its activation
+        included); a last Linear/Identity layer of the wrong size is a ValueError.
+    cost : Cost, default=None
+        ``None`` means ``SumSquared()``: half the squared error summed over the
+        targets, averaged over samples (scikit-learn's MLPRegressor loss).
+    early_stopping : bool
+        Uses the R^2 of the held-out part.
+
+    Attributes
+    ----------
+    n_outputs_ : int
+        Number of targets.
+    loss_curve_, loss_, best_loss_, validation_scores_, best_validation_score_,
+    n_iter_, layers_, model_, n_features_in_, feature_names_in_
+        As in :class:`~neonlearn.NeonClassifier`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neonlearn import NeonRegressor
+    >>> X = np.linspace(-1, 1, 200).reshape(-1, 1)
+    >>> reg = NeonRegressor(epochs=50, random_state=0).fit(X, X.ravel() ** 2)
+    >>> reg.predict(X[:3]).shape
+    (3,)
+    """
+
+    def fit(self, X, y, sample_weight=None):
+        """Train the network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, *input_shape)
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : NeonRegressor
+        """
+        return self._fit(X, y, sample_weight)
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """Train for one epoch on (X, y), starting from the current weights."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _encode_targets(self, y, first, classes):
+        y = np.asarray(y, dtype=np.float64)
+        T = y.reshape(-1, 1) if y.ndim == 1 else y
+        if first:
+            self._y_ndim = y.ndim
+            self._n_targets = T.shape[1]
+        elif T.shape[1] != self._n_targets:
+            raise ValueError("y has %d targets but the estimator was fitted with %d"
+                             % (T.shape[1], self._n_targets))
+        return T
+
+    def _output_spec(self, n_last):
+        return self._n_targets, None
+
+    def _output_desc(self):
+        return "one per target"
+
+    def _default_cost(self, model):
+        return SumSquared()
+
+    def _validation_score(self, model, X, T):
+        return float(r2_score(T, model.predict(X)))
+
+    def predict(self, X):
+        """Predicted targets, of shape (n_samples,) or (n_samples, n_targets)."""
+        y = self._predict_raw(X)
+        return y.ravel() if self._y_ndim == 1 else y
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

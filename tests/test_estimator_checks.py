@@ -1,0 +1,25 @@
+"""scikit-learn's own estimator checks."""
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from neonlearn import NeonClassifier, NeonRegressor
+
+# Small networks and few epochs keep the checks fast; they still have to learn the
+# checks' toy problems well enough to pass the accuracy checks.
+ESTIMATORS = [
+    NeonClassifier(epochs=100, random_state=0),
+    NeonRegressor(epochs=100, random_state=0),
+]
+
+EXPECTED_FAILED = {
+    # Minibatch SGD with shuffling visits a repeated sample several times per epoch
+    # but a weighted one once with a larger step, so the trajectories differ; the
+    # same holds for scikit-learn's MLPClassifier/MLPRegressor.
+    "check_sample_weight_equivalence_on_dense_data":
+        "stochastic minibatch training: weights are not equivalent to repetitions",
+}
+
+
+@parametrize_with_checks(ESTIMATORS,
+                         expected_failed_checks=lambda est: EXPECTED_FAILED)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
