@@ -12,7 +12,7 @@ from ._params import HyperParams
 from .transforms import Logistic, Softmax
 
 __all__ = ["Cost", "CrossEntropyMulti", "CrossEntropyBinary", "SumSquared",
-           "MeanSquared", "SmoothL1Loss"]
+           "MeanSquared", "SmoothL1Loss", "Multicost"]
 
 _EPS = 2.0 ** -23  # neon's epsilon inside the logarithms
 
@@ -113,3 +113,59 @@ class SmoothL1Loss(Cost):
         s2 = self.sigma ** 2
         d = y - t
         return np.where(np.abs(d) < 1.0 / s2, s2 * d, np.sign(d)).astype(y.dtype)
+
+
+class Multicost(Cost):
+    """Weighted sum of the costs of several outputs (a :class:`~neonlearn.layers.Tree`).
+
+    In training the network output is the concatenation of the flattened outputs
+    ``(N, n_costs * prod(target_shape))``, all scored against the same targets:
+    ``cost = sum_i weights[i] * costs[i](y_i, t)``.  At inference only the trunk
+    output (shaped like the targets) comes out, scored by ``costs[0]`` alone.
+
+    Parameters
+    ----------
+    costs : list of Cost
+        One cost per output, trunk first.
+    weights : list of float or None
+        Weight of each cost (default: all 1).
+    """
+
+    def __init__(self, costs, weights=None):
+        self.costs = costs
+        self.weights = weights
+
+    def _weights(self):
+        if not isinstance(self.costs, (list, tuple)) or not self.costs:
+            raise ValueError("Multicost needs a non-empty list of costs")
+        w = [1.0] * len(self.costs) if self.weights is None else list(self.weights)
+        if len(w) != len(self.costs):
+            raise ValueError("Multicost: %d weights for %d costs"
+                             % (len(w), len(self.costs)))
+        return w
+
+    def _split(self, y, t):
+        """Per-output views shaped like ``t`` (one view at inference)."""
+        n = y.shape[0]
+        if tuple(y.shape[1:]) == tuple(t.shape[1:]):
+            return [y]
+        size = int(np.prod(t.shape[1:]))
+        k = len(self.costs)
+        flat = y.reshape(n, -1)
+        if flat.shape[1] != k * size:
+            raise ValueError("Multicost with %d costs expects outputs of %d values per "
+                             "sample, got %d" % (k, k * size, flat.shape[1]))
+        return [flat[:, i * size:(i + 1) * size].reshape(t.shape) for i in range(k)]
+
+    def __call__(self, y, t):
+        w = self._weights()
+        parts = self._split(y, t)
+        return sum(wi * c(yi, t) for wi, c, yi in zip(w, self.costs, parts))
+
+    def bprop(self, y, t):
+        w = self._weights()
+        parts = self._split(y, t)
+        n = y.shape[0]
+        grads = [(wi * c.bprop(yi, t)).reshape(n, -1)
+                 for wi, c, yi in zip(w, self.costs, parts)]
+        return np.concatenate(grads, axis=1).reshape(y.shape).astype(y.dtype, copy=False)

@@ -29,3 +29,8 @@ from ._normalization import LRN  # noqa: E402
 from ._pooling import Pooling  # noqa: E402
 
 __all__ += ["Convolution", "Deconvolution", "Conv", "Deconv", "Pooling", "LRN"]
+from ._containers import (  # noqa: E402
+    BranchNode, MergeBroadcast, MergeSum, SingleOutputTree, Tree,
+)
+
+__all__ += ["BranchNode", "MergeBroadcast", "MergeSum", "Tree", "SingleOutputTree"]
