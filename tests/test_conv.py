@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import check_layer_grads
-from neonlearn.backends import get_backend
+from neonlearn.backends import _cpu_conv, get_backend
 from neonlearn.initializers import Constant, Gaussian
 from neonlearn.layers import (Activation, Bias, Conv, Convolution, Deconv,
                               Deconvolution, Sequential)
@@ -142,7 +142,8 @@ def test_deconvolution_is_the_adjoint(case, be64):
 
 @pytest.mark.parametrize("cls", [Convolution, Deconvolution])
 @pytest.mark.parametrize("dtype_", ["float32", "float64"])
-def test_one_and_two_threads_bitwise_equal(cls, dtype_):
+def test_one_and_two_threads_bitwise_equal(monkeypatch, cls, dtype_):
+    monkeypatch.setattr(_cpu_conv, "MIN_PARALLEL_WORK", 0)  # always use the team
     case = (13, 5, 9, 8, 3, 3, 6, (2, 1), 1, 1)
     results = []
     for n_threads in (1, 2):
@@ -278,3 +279,75 @@ def test_kernel_checks_shapes_before_running():
         _conv.conv_fprop(x, w, np.zeros(3), np.zeros((2, 4, 3, 3)))
     with pytest.raises(ValueError):
         _conv.conv_fprop(x[:, :, ::2], w, np.zeros(0), np.zeros((2, 4, 1, 3)))
+
+
+# ---- estimators with convolutional layers ---------------------------------------
+
+def _digits_convnet():
+    from neonlearn.initializers import Constant, GlorotUniform, Kaiming
+    from neonlearn.layers import Affine, Pooling
+    from neonlearn.transforms import Softmax
+
+    return [Conv((3, 3, 16), Kaiming(), padding=1, bias=Constant(0), activation=Rectlin()),
+            Pooling(2),
+            Conv((3, 3, 32), Kaiming(), padding=1, bias=Constant(0), activation=Rectlin()),
+            Pooling(2),
+            Affine(10, GlorotUniform(), bias=Constant(0), activation=Softmax())]
+
+
+@pytest.fixture(scope="module")
+def digits_split():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_classifier_convnet_on_digits_with_input_shape(digits_split):
+    from neonlearn import NeonClassifier
+    from neonlearn.optimizers import Adam
+
+    Xtr, Xte, ytr, yte = digits_split
+    clf = NeonClassifier(_digits_convnet(), input_shape=(1, 8, 8), epochs=15,
+                         batch_size=32, random_state=0,
+                         optimizer=Adam(learning_rate=0.003))
+    clf.fit(Xtr, ytr)
+    assert clf.score(Xte, yte) >= 0.98
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_classifier_convnet_takes_4d_images_and_pipelines(digits_split):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler
+
+    from neonlearn import NeonClassifier
+
+    Xtr, Xte, ytr, yte = digits_split
+    clf = NeonClassifier(_digits_convnet(), epochs=3, batch_size=64, random_state=0)
+    clf.fit(Xtr.reshape(-1, 1, 8, 8), ytr)
+    assert clf.predict_proba(Xte.reshape(-1, 1, 8, 8)).shape == (len(Xte), 10)
+    pipe = make_pipeline(MinMaxScaler(), NeonClassifier(
+        _digits_convnet(), input_shape=(1, 8, 8), epochs=3, batch_size=64, random_state=0))
+    assert pipe.fit(Xtr, ytr).score(Xte, yte) > 0.5
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_regressor_with_conv_layers():
+    from neonlearn import NeonRegressor
+    from neonlearn.initializers import Constant, GlorotUniform
+    from neonlearn.layers import Affine, Pooling
+    from neonlearn.optimizers import Adam
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(200, 2 * 6 * 6))
+    y = X.reshape(-1, 2, 6, 6)[:, 0].mean(axis=(1, 2)) * 4
+    reg = NeonRegressor([Conv((3, 3, 4), GlorotUniform(), padding=1, bias=Constant(0),
+                              activation=Rectlin()),
+                         Pooling("all", op="avg"), Affine(1, GlorotUniform())],
+                        input_shape=(2, 6, 6), epochs=100, batch_size=20, random_state=0,
+                        optimizer=Adam(learning_rate=0.01))
+    reg.fit(X, y)
+    assert reg.predict(X).shape == (200,)
+    assert reg.score(X, y) > 0.7

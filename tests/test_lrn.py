@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import check_layer_grads
-from neonlearn.backends import get_backend
+from neonlearn.backends import _cpu_conv, get_backend
 from neonlearn.layers import LRN
 
 
@@ -54,7 +54,8 @@ def test_lrn_alexnet_defaults_and_noop_args(be64):
     np.testing.assert_allclose(a.fprop(x), naive_lrn(x, 5, 1e-4, 0.75))
 
 
-def test_one_and_two_threads_bitwise_equal():
+def test_one_and_two_threads_bitwise_equal(monkeypatch):
+    monkeypatch.setattr(_cpu_conv, "MIN_PARALLEL_WORK", 0)  # always use the team
     results = []
     for n_threads in (1, 2):
         be = get_backend("cpu", dtype="float32", n_threads=n_threads)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import check_layer_grads
-from neonlearn.backends import get_backend
+from neonlearn.backends import _cpu_conv, get_backend
 from neonlearn.layers import Pooling
 
 
@@ -82,7 +82,8 @@ def test_global_average_pooling(be64):
 
 
 @pytest.mark.parametrize("op", ["max", "avg"])
-def test_one_and_two_threads_bitwise_equal(op):
+def test_one_and_two_threads_bitwise_equal(monkeypatch, op):
+    monkeypatch.setattr(_cpu_conv, "MIN_PARALLEL_WORK", 0)  # always use the team
     results = []
     for n_threads in (1, 2):
         be = get_backend("cpu", dtype="float32", n_threads=n_threads)

@@ -11,6 +11,12 @@ from .._kernels import _conv, _lrn, _pooling
 
 _CONTROLLER = None
 
+# Below this many multiply-adds (or touched values for pooling and LRN) per call a
+# kernel runs on one thread: waking a thread team costs more than it saves, and
+# much more when the cores are shared with other processes.  Results do not depend
+# on the thread count, so this is purely a speed choice.
+MIN_PARALLEL_WORK = 200_000
+
 
 def _blas_single_thread(n_threads):
     """Limit BLAS to one thread while an OpenMP region calls it from every thread.
@@ -38,10 +44,19 @@ class CPUConvOps:
     ``geom`` is a tuple ``(str_h, str_w, pad_h, pad_w, dil_h, dil_w)``.
     """
 
+    def _threads_for(self, work):
+        """OpenMP threads for a kernel call doing about ``work`` operations."""
+        return 1 if work < MIN_PARALLEL_WORK else self.threads
+
+    @staticmethod
+    def _conv_work(x, W):
+        # samples x filter size x output channels (pixels counted once, a lower bound)
+        return x.shape[0] * W.size * max(x.shape[2] * x.shape[3], 1)
+
     # ---- convolution -----------------------------------------------------------
     def conv_fprop(self, x, W, out, geom, bias=None):
         """``out = conv(x, W) (+ bias per filter)``; ``W (K, C, R, S)``."""
-        n = self.threads
+        n = self._threads_for(self._conv_work(x, W))
         b = _empty_like_vec(x) if bias is None else bias
         with _blas_single_thread(n):
             _conv.conv_fprop(x, W, b, out, *geom, n_threads=n)
@@ -49,7 +64,7 @@ class CPUConvOps:
 
     def conv_bprop_data(self, error, W, dx, geom):
         """Gradient of the convolution with respect to its input (overwrites ``dx``)."""
-        n = self.threads
+        n = self._threads_for(self._conv_work(dx, W))
         with _blas_single_thread(n):
             _conv.conv_bprop_data(error, W, dx, *geom, n_threads=n)
         return dx
@@ -57,7 +72,7 @@ class CPUConvOps:
     def conv_bprop_filter(self, x, error, dW, geom, dbias=None):
         """Filter gradient summed over the batch (overwrites ``dW``); with ``dbias``
         also the per-filter bias gradient."""
-        n = self.threads
+        n = self._threads_for(self._conv_work(x, dW))
         db = _empty_like_vec(x) if dbias is None else dbias
         with _blas_single_thread(n):
             _conv.conv_bprop_filter(x, error, dW, db, *geom, n_threads=n)
@@ -65,33 +80,37 @@ class CPUConvOps:
 
     def channel_sum(self, a, out):
         """``out[c] = a[:, c].sum()`` for images, identical for any thread count."""
-        _conv.channel_sum(a, out, self.threads)
+        _conv.channel_sum(a, out, self._threads_for(a.size))
         return out
 
     # ---- pooling ---------------------------------------------------------------
     def pool_fprop(self, op, x, out, argmax, window, geom):
         """Max (``argmax`` filled) or average pooling; ``geom = (sh, sw, ph, pw)``."""
         R, S = window
+        n = self._threads_for(x.size * 4)
         if op == "max":
-            _pooling.max_pool_fprop(x, out, argmax, R, S, *geom, n_threads=self.threads)
+            _pooling.max_pool_fprop(x, out, argmax, R, S, *geom, n_threads=n)
         else:
-            _pooling.avg_pool_fprop(x, out, R, S, *geom, n_threads=self.threads)
+            _pooling.avg_pool_fprop(x, out, R, S, *geom, n_threads=n)
         return out
 
     def pool_bprop(self, op, error, dx, argmax, window, geom):
         """Gradient of pooling with respect to its input (overwrites ``dx``)."""
         R, S = window
+        n = self._threads_for(dx.size * 4)
         if op == "max":
-            _pooling.max_pool_bprop(error, argmax, dx, n_threads=self.threads)
+            _pooling.max_pool_bprop(error, argmax, dx, n_threads=n)
         else:
-            _pooling.avg_pool_bprop(error, dx, R, S, *geom, n_threads=self.threads)
+            _pooling.avg_pool_bprop(error, dx, R, S, *geom, n_threads=n)
         return dx
 
     # ---- local response normalization -----------------------------------------
     def lrn_fprop(self, x, denom, out, depth, ascale, bpower):
-        _lrn.lrn_fprop(x, denom, out, depth, ascale, bpower, self.threads)
+        n = self._threads_for(x.size * depth)
+        _lrn.lrn_fprop(x, denom, out, depth, ascale, bpower, n)
         return out
 
     def lrn_bprop(self, x, y, denom, error, dx, depth, ascale, bpower):
-        _lrn.lrn_bprop(x, y, denom, error, dx, depth, ascale, bpower, self.threads)
+        n = self._threads_for(x.size * depth)
+        _lrn.lrn_bprop(x, y, denom, error, dx, depth, ascale, bpower, n)
         return dx
