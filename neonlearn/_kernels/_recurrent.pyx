@@ -4,13 +4,17 @@ time-axis helpers of the summary and bidirectional layers.
 Layout (batch-first, C-contiguous): ``N`` samples, ``T`` time steps, ``H`` hidden
 units, ``G`` gates (Recurrent 1, LSTM 4 in the order i, f, o, g, GRU 3 in the order
 r, z, candidate).  ``Z`` of shape ``(N, T, G*H)`` is the input projection of all time
-steps, computed by the layer with one GEMM before the kernel runs.  Each kernel then
-loops over time *serially*; inside a step it calls one BLAS GEMM for the recurrent
-projection (``scipy.linalg.cython_blas``; GRU needs two because the candidate's
-recurrent input is ``r * h``), and one fused element-wise gate kernel parallel over
-batch x hidden (``prange``).  Backpropagation through time is the same loop reversed
-and also accumulates the recurrent weight gradient with one GEMM per step.  Nothing
-reduces across threads, so results are bitwise identical for any thread count.
+steps, computed by the layer with one GEMM before the kernel runs.  The batch is cut
+into fixed chunks of ``CHUNK`` rows, processed in parallel (``prange`` over batch
+chunks; never over time): rows of a batch do not interact through time, so each
+thread runs the whole time loop for its rows, with one single-threaded BLAS GEMM
+(``scipy.linalg.cython_blas``) for the recurrent projection and one fused gate
+kernel per step (GRU needs two GEMMs because the candidate's recurrent input is
+``r * h``).  Backpropagation through time is the same loop reversed; it produces the
+gradients with respect to the pre-activations ``dZ (N, T, G*H)``, from which the
+layer gets every weight gradient with one GEMM each (over all steps at once).  The
+backend limits BLAS to one thread while these kernels run.  Nothing is reduced
+across threads, so results are bitwise identical for any thread count.
 
 ``lengths`` (int32, shape ``(N,)``, or empty for "all sequences have T steps")
 masks right-padded steps: a padded step outputs zeros and receives no gradient, so
@@ -29,6 +33,10 @@ cimport numpy as cnp
 import numpy as np
 
 cnp.import_array()
+
+# Batch rows per task.  The chunks do not depend on the thread count, so every BLAS
+# call sees the same shapes and results are bitwise identical for any thread count.
+DEF CHUNK = 32
 
 
 cdef inline floating _act(floating x, int act, floating p) noexcept nogil:
@@ -93,20 +101,56 @@ def _check_lengths(lengths, N, T):
         raise ValueError("sequence lengths must be in [1, %d]" % T)
 
 
+cdef inline void _prev(const floating[:, :, ::1] h, const floating[:, ::1] h0,
+                       Py_ssize_t n0, Py_ssize_t t, const floating **ptr,
+                       int *ld) noexcept nogil:
+    """Pointer and leading dimension of the rows ``n0:`` of ``h_{t-1}``."""
+    if t == 0:
+        ptr[0] = &h0[n0, 0]
+        ld[0] = <int>h0.shape[1]
+    else:
+        ptr[0] = &h[n0, t - 1, 0]
+        ld[0] = <int>(h.shape[1] * h.shape[2])
+
+
+cdef inline Py_ssize_t _chunk_end(Py_ssize_t ch, Py_ssize_t N) noexcept nogil:
+    cdef Py_ssize_t n1 = (ch + 1) * CHUNK
+    return N if n1 > N else n1
+
+
 # --------------------------------------------------------------------------------------
 # Recurrent (Elman): h_t = act(Z_t + h_{t-1} @ W_recur.T + b)
 # --------------------------------------------------------------------------------------
+cdef void _rnn_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W_recur,
+                          const floating[::1] b, const floating[:, ::1] h0,
+                          const int[::1] lengths, int act, floating p,
+                          floating[:, :, ::1] h, floating[:, ::1] R,
+                          Py_ssize_t n0, Py_ssize_t n1) noexcept nogil:
+    cdef Py_ssize_t T = Z.shape[1], H = W_recur.shape[1], t, n, j
+    cdef const floating *hp
+    cdef int ldh
+    for t in range(T):
+        _prev(h, h0, n0, t, &hp, &ldh)
+        _gemm(False, True, <int>(n1 - n0), <int>H, <int>H, 1, hp, ldh, &W_recur[0, 0],
+              <int>H, 0, &R[n0, 0], <int>H)
+        for n in range(n0, n1):
+            if _padded(lengths, n, t):
+                for j in range(H):
+                    h[n, t, j] = 0
+            else:
+                for j in range(H):
+                    h[n, t, j] = _act(Z[n, t, j] + R[n, j] + b[j], act, p)
+
+
 def rnn_fprop(const floating[:, :, ::1] Z, const floating[:, ::1] W_recur,
               const floating[::1] b, const floating[:, ::1] h0,
               const int[::1] lengths, int act, double param,
               floating[:, :, ::1] h, floating[:, ::1] R, int n_threads=1):
     """Forward pass over all steps.  ``h (N, T, H)`` receives the outputs; ``R (N, H)``
     is scratch for the recurrent projection."""
-    cdef Py_ssize_t N = Z.shape[0], T = Z.shape[1], H = W_recur.shape[1]
-    cdef Py_ssize_t t, idx, n, j
+    cdef Py_ssize_t N = Z.shape[0], T = Z.shape[1], H = W_recur.shape[1], ch
+    cdef Py_ssize_t n_chunks = (N + CHUNK - 1) // CHUNK
     cdef floating p = <floating>param
-    cdef const floating *hp
-    cdef int ldh
     _check("Z", Z, (N, T, H))
     _check("W_recur", W_recur, (H, H))
     _check("b", b, (H,))
@@ -117,132 +161,91 @@ def rnn_fprop(const floating[:, :, ::1] Z, const floating[:, ::1] W_recur,
     if N == 0 or T == 0 or H == 0:
         return
     with nogil:
-        for t in range(T):
-            if t == 0:
-                hp = &h0[0, 0]
-                ldh = H
+        for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
+            _rnn_fprop_rows(Z, W_recur, b, h0, lengths, act, p, h, R,
+                            ch * CHUNK, _chunk_end(ch, N))
+
+
+cdef void _rnn_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::1] h,
+                          const floating[:, ::1] W_recur, const int[::1] lengths,
+                          int act, floating p, floating[:, :, ::1] dZ,
+                          floating[:, ::1] dh, Py_ssize_t n0,
+                          Py_ssize_t n1) noexcept nogil:
+    cdef Py_ssize_t T = err.shape[1], H = W_recur.shape[1], t, n, j
+    for n in range(n0, n1):
+        for j in range(H):
+            dh[n, j] = 0
+    for t in range(T - 1, -1, -1):
+        for n in range(n0, n1):
+            if _padded(lengths, n, t):
+                for j in range(H):
+                    dZ[n, t, j] = 0
             else:
-                hp = &h[0, t - 1, 0]
-                ldh = T * H
-            _gemm(False, True, N, H, H, 1, hp, ldh, &W_recur[0, 0], H, 0, &R[0, 0], H)
-            for idx in prange(N * H, num_threads=n_threads, schedule="static"):
-                n = idx // H
-                j = idx % H
-                if _padded(lengths, n, t):
-                    h[n, t, j] = 0
-                else:
-                    h[n, t, j] = _act(Z[n, t, j] + R[n, j] + b[j], act, p)
+                for j in range(H):
+                    dZ[n, t, j] = (err[n, t, j] + dh[n, j]) * _dact(h[n, t, j], act, p)
+        _gemm(False, False, <int>(n1 - n0), <int>H, <int>H, 1, &dZ[n0, t, 0],
+              <int>(T * H), &W_recur[0, 0], <int>H, 0, &dh[n0, 0], <int>H)
 
 
 def rnn_bprop(const floating[:, :, ::1] err, const floating[:, :, ::1] h,
-              const floating[:, ::1] h0, const floating[:, ::1] W_recur,
-              const int[::1] lengths, int act, double param,
-              floating[:, :, ::1] dZ, floating[:, ::1] dW_recur,
-              floating[:, ::1] dh, int n_threads=1):
+              const floating[:, ::1] W_recur, const int[::1] lengths, int act,
+              double param, floating[:, :, ::1] dZ, floating[:, ::1] dh,
+              int n_threads=1):
     """Backpropagation through time.
 
     ``dZ (N, T, H)`` receives the gradient with respect to the pre-activations (the
-    layer turns it into input, input-weight and bias gradients with GEMMs);
-    ``dW_recur`` is overwritten; ``dh (N, H)`` is scratch that ends holding the
-    gradient with respect to ``h0``.
+    layer turns it into weight, bias and input gradients with one GEMM each); ``dh
+    (N, H)`` ends holding the gradient with respect to the initial state.
     """
-    cdef Py_ssize_t N = err.shape[0], T = err.shape[1], H = W_recur.shape[1]
-    cdef Py_ssize_t t, idx, n, j
+    cdef Py_ssize_t N = err.shape[0], T = err.shape[1], H = W_recur.shape[1], ch
+    cdef Py_ssize_t n_chunks = (N + CHUNK - 1) // CHUNK
     cdef floating p = <floating>param
-    cdef const floating *hp
-    cdef int ldh
     _check("err", err, (N, T, H))
     _check("h", h, (N, T, H))
-    _check("h0", h0, (N, H))
     _check("W_recur", W_recur, (H, H))
     _check("dZ", dZ, (N, T, H))
-    _check("dW_recur", dW_recur, (H, H))
     _check("dh", dh, (N, H))
     _check_lengths(lengths, N, T)
     if N == 0 or T == 0 or H == 0:
-        dW_recur[:, :] = 0
         return
     with nogil:
-        memset(&dW_recur[0, 0], 0, H * H * sizeof(floating))
-        memset(&dh[0, 0], 0, N * H * sizeof(floating))
-        for t in range(T - 1, -1, -1):
-            for idx in prange(N * H, num_threads=n_threads, schedule="static"):
-                n = idx // H
-                j = idx % H
-                if _padded(lengths, n, t):
-                    dZ[n, t, j] = 0
-                else:
-                    dZ[n, t, j] = (err[n, t, j] + dh[n, j]) * _dact(h[n, t, j], act, p)
-            if t == 0:
-                hp = &h0[0, 0]
-                ldh = H
-            else:
-                hp = &h[0, t - 1, 0]
-                ldh = T * H
-            # dW_recur += dZ_t.T @ h_{t-1};  dh = dZ_t @ W_recur
-            _gemm(True, False, H, H, N, 1, &dZ[0, t, 0], T * H, hp, ldh, 1,
-                  &dW_recur[0, 0], H)
-            _gemm(False, False, N, H, H, 1, &dZ[0, t, 0], T * H, &W_recur[0, 0], H, 0,
-                  &dh[0, 0], H)
+        for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
+            _rnn_bprop_rows(err, h, W_recur, lengths, act, p, dZ, dh,
+                            ch * CHUNK, _chunk_end(ch, N))
 
 
 # --------------------------------------------------------------------------------------
 # LSTM, gates i, f, o, g
 # --------------------------------------------------------------------------------------
-def lstm_fprop(const floating[:, :, ::1] Z, const floating[:, ::1] W_recur,
-               const floating[::1] b, const floating[:, ::1] h0,
-               const floating[:, ::1] c0, const int[::1] lengths,
-               int act, double act_param, int gate_act, double gate_param,
-               floating[:, :, ::1] gates, floating[:, :, ::1] c,
-               floating[:, :, ::1] h, floating[:, ::1] R, int n_threads=1):
-    """Forward pass.  Stores the activated gates ``(N, T, 4H)``, the cells and the
-    outputs ``(N, T, H)``; ``R (N, 4H)`` is scratch."""
-    cdef Py_ssize_t N = Z.shape[0], T = Z.shape[1], H = W_recur.shape[1]
-    cdef Py_ssize_t G = 4 * H, t, idx, n, j
-    cdef floating p = <floating>act_param, gp = <floating>gate_param
+cdef void _lstm_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W_recur,
+                           const floating[::1] b, const floating[:, ::1] h0,
+                           const floating[:, ::1] c0, const int[::1] lengths,
+                           int act, floating p, int gate_act, floating gp,
+                           floating[:, :, ::1] gates, floating[:, :, ::1] c,
+                           floating[:, :, ::1] h, floating[:, ::1] R,
+                           Py_ssize_t n0, Py_ssize_t n1) noexcept nogil:
+    cdef Py_ssize_t T = Z.shape[1], H = W_recur.shape[1], G = 4 * H, t, n, j
     cdef floating gi, gf, go, gg, cp, cc
     cdef const floating *hp
     cdef int ldh
-    _check("Z", Z, (N, T, G))
-    _check("W_recur", W_recur, (G, H))
-    _check("b", b, (G,))
-    _check("h0", h0, (N, H))
-    _check("c0", c0, (N, H))
-    _check("gates", gates, (N, T, G))
-    _check("c", c, (N, T, H))
-    _check("h", h, (N, T, H))
-    _check("R", R, (N, G))
-    _check_lengths(lengths, N, T)
-    if N == 0 or T == 0 or H == 0:
-        return
-    with nogil:
-        for t in range(T):
-            if t == 0:
-                hp = &h0[0, 0]
-                ldh = H
-            else:
-                hp = &h[0, t - 1, 0]
-                ldh = T * H
-            _gemm(False, True, N, G, H, 1, hp, ldh, &W_recur[0, 0], H, 0, &R[0, 0], G)
-            for idx in prange(N * H, num_threads=n_threads, schedule="static"):
-                n = idx // H
-                j = idx % H
-                if _padded(lengths, n, t):
+    for t in range(T):
+        _prev(h, h0, n0, t, &hp, &ldh)
+        _gemm(False, True, <int>(n1 - n0), <int>G, <int>H, 1, hp, ldh, &W_recur[0, 0],
+              <int>H, 0, &R[n0, 0], <int>G)
+        for n in range(n0, n1):
+            if _padded(lengths, n, t):
+                for j in range(G):
                     gates[n, t, j] = 0
-                    gates[n, t, H + j] = 0
-                    gates[n, t, 2 * H + j] = 0
-                    gates[n, t, 3 * H + j] = 0
+                for j in range(H):
                     c[n, t, j] = 0
                     h[n, t, j] = 0
-                    continue
+                continue
+            for j in range(H):
                 gi = _act(Z[n, t, j] + R[n, j] + b[j], gate_act, gp)
                 gf = _act(Z[n, t, H + j] + R[n, H + j] + b[H + j], gate_act, gp)
                 go = _act(Z[n, t, 2 * H + j] + R[n, 2 * H + j] + b[2 * H + j], gate_act, gp)
                 gg = _act(Z[n, t, 3 * H + j] + R[n, 3 * H + j] + b[3 * H + j], act, p)
-                if t == 0:
-                    cp = c0[n, j]
-                else:
-                    cp = c[n, t - 1, j]
+                cp = c0[n, j] if t == 0 else c[n, t - 1, j]
                 cc = gf * cp + gi * gg
                 gates[n, t, j] = gi
                 gates[n, t, H + j] = gf
@@ -252,60 +255,62 @@ def lstm_fprop(const floating[:, :, ::1] Z, const floating[:, ::1] W_recur,
                 h[n, t, j] = go * _act(cc, act, p)
 
 
-def lstm_bprop(const floating[:, :, ::1] err, const floating[:, :, ::1] gates,
-               const floating[:, :, ::1] c, const floating[:, :, ::1] h,
-               const floating[:, ::1] h0, const floating[:, ::1] c0,
-               const floating[:, ::1] W_recur, const int[::1] lengths,
+def lstm_fprop(const floating[:, :, ::1] Z, const floating[:, ::1] W_recur,
+               const floating[::1] b, const floating[:, ::1] h0,
+               const floating[:, ::1] c0, const int[::1] lengths,
                int act, double act_param, int gate_act, double gate_param,
-               floating[:, :, ::1] dZ, floating[:, ::1] dW_recur,
-               floating[:, ::1] dh, floating[:, ::1] dc, int n_threads=1):
-    """Backpropagation through time; ``dZ (N, T, 4H)`` receives the gradient with
-    respect to the gate pre-activations; ``dW_recur`` is overwritten; ``dh`` and
-    ``dc (N, H)`` are scratch that end holding the gradients of ``h0`` and ``c0``."""
-    cdef Py_ssize_t N = err.shape[0], T = err.shape[1], H = W_recur.shape[1]
-    cdef Py_ssize_t G = 4 * H, t, idx, n, j
+               floating[:, :, ::1] gates, floating[:, :, ::1] c,
+               floating[:, :, ::1] h, floating[:, ::1] R, int n_threads=1):
+    """Forward pass.  Stores the activated gates ``(N, T, 4H)``, the cells and the
+    outputs ``(N, T, H)``; ``R (N, 4H)`` is scratch."""
+    cdef Py_ssize_t N = Z.shape[0], T = Z.shape[1], H = W_recur.shape[1], G = 4 * H, ch
+    cdef Py_ssize_t n_chunks = (N + CHUNK - 1) // CHUNK
     cdef floating p = <floating>act_param, gp = <floating>gate_param
-    cdef floating gi, gf, go, gg, cp, tc, dht, dct
-    cdef const floating *hp
-    cdef int ldh
-    _check("err", err, (N, T, H))
+    _check("Z", Z, (N, T, G))
+    _check("W_recur", W_recur, (G, H))
+    _check("b", b, (G,))
+    _check("h0", h0, (N, H))
+    _check("c0", c0, (N, H))
     _check("gates", gates, (N, T, G))
     _check("c", c, (N, T, H))
     _check("h", h, (N, T, H))
-    _check("h0", h0, (N, H))
-    _check("c0", c0, (N, H))
-    _check("W_recur", W_recur, (G, H))
-    _check("dZ", dZ, (N, T, G))
-    _check("dW_recur", dW_recur, (G, H))
-    _check("dh", dh, (N, H))
-    _check("dc", dc, (N, H))
+    _check("R", R, (N, G))
     _check_lengths(lengths, N, T)
     if N == 0 or T == 0 or H == 0:
-        dW_recur[:, :] = 0
         return
     with nogil:
-        memset(&dW_recur[0, 0], 0, G * H * sizeof(floating))
-        memset(&dh[0, 0], 0, N * H * sizeof(floating))
-        memset(&dc[0, 0], 0, N * H * sizeof(floating))
-        for t in range(T - 1, -1, -1):
-            for idx in prange(N * H, num_threads=n_threads, schedule="static"):
-                n = idx // H
-                j = idx % H
-                if _padded(lengths, n, t):
+        for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
+            _lstm_fprop_rows(Z, W_recur, b, h0, c0, lengths, act, p, gate_act, gp,
+                             gates, c, h, R, ch * CHUNK, _chunk_end(ch, N))
+
+
+cdef void _lstm_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::1] gates,
+                           const floating[:, :, ::1] c, const floating[:, ::1] c0,
+                           const floating[:, ::1] W_recur, const int[::1] lengths,
+                           int act, floating p, int gate_act, floating gp,
+                           floating[:, :, ::1] dZ, floating[:, ::1] dh,
+                           floating[:, ::1] dc, Py_ssize_t n0,
+                           Py_ssize_t n1) noexcept nogil:
+    cdef Py_ssize_t T = err.shape[1], H = W_recur.shape[1], G = 4 * H, t, n, j
+    cdef floating gi, gf, go, gg, cp, tc, dht, dct
+    for n in range(n0, n1):
+        for j in range(H):
+            dh[n, j] = 0
+            dc[n, j] = 0
+    for t in range(T - 1, -1, -1):
+        for n in range(n0, n1):
+            if _padded(lengths, n, t):
+                for j in range(G):
                     dZ[n, t, j] = 0
-                    dZ[n, t, H + j] = 0
-                    dZ[n, t, 2 * H + j] = 0
-                    dZ[n, t, 3 * H + j] = 0
+                for j in range(H):
                     dc[n, j] = 0
-                    continue
+                continue
+            for j in range(H):
                 gi = gates[n, t, j]
                 gf = gates[n, t, H + j]
                 go = gates[n, t, 2 * H + j]
                 gg = gates[n, t, 3 * H + j]
-                if t == 0:
-                    cp = c0[n, j]
-                else:
-                    cp = c[n, t - 1, j]
+                cp = c0[n, j] if t == 0 else c[n, t - 1, j]
                 tc = _act(c[n, t, j], act, p)
                 dht = err[n, t, j] + dh[n, j]
                 dct = dht * go * _dact(tc, act, p) + dc[n, j]
@@ -314,38 +319,99 @@ def lstm_bprop(const floating[:, :, ::1] err, const floating[:, :, ::1] gates,
                 dZ[n, t, 2 * H + j] = dht * tc * _dact(go, gate_act, gp)
                 dZ[n, t, 3 * H + j] = dct * gi * _dact(gg, act, p)
                 dc[n, j] = dct * gf
-            if t == 0:
-                hp = &h0[0, 0]
-                ldh = H
-            else:
-                hp = &h[0, t - 1, 0]
-                ldh = T * H
-            _gemm(True, False, G, H, N, 1, &dZ[0, t, 0], T * G, hp, ldh, 1,
-                  &dW_recur[0, 0], H)
-            _gemm(False, False, N, H, G, 1, &dZ[0, t, 0], T * G, &W_recur[0, 0], H, 0,
-                  &dh[0, 0], H)
+        _gemm(False, False, <int>(n1 - n0), <int>H, <int>G, 1, &dZ[n0, t, 0],
+              <int>(T * G), &W_recur[0, 0], <int>H, 0, &dh[n0, 0], <int>H)
+
+
+def lstm_bprop(const floating[:, :, ::1] err, const floating[:, :, ::1] gates,
+               const floating[:, :, ::1] c, const floating[:, ::1] c0,
+               const floating[:, ::1] W_recur, const int[::1] lengths,
+               int act, double act_param, int gate_act, double gate_param,
+               floating[:, :, ::1] dZ, floating[:, ::1] dh, floating[:, ::1] dc,
+               int n_threads=1):
+    """Backpropagation through time; ``dZ (N, T, 4H)`` receives the gradient with
+    respect to the gate pre-activations; ``dh`` and ``dc (N, H)`` end holding the
+    gradients of the initial state."""
+    cdef Py_ssize_t N = err.shape[0], T = err.shape[1], H = W_recur.shape[1], G = 4 * H
+    cdef Py_ssize_t n_chunks = (N + CHUNK - 1) // CHUNK, ch
+    cdef floating p = <floating>act_param, gp = <floating>gate_param
+    _check("err", err, (N, T, H))
+    _check("gates", gates, (N, T, G))
+    _check("c", c, (N, T, H))
+    _check("c0", c0, (N, H))
+    _check("W_recur", W_recur, (G, H))
+    _check("dZ", dZ, (N, T, G))
+    _check("dh", dh, (N, H))
+    _check("dc", dc, (N, H))
+    _check_lengths(lengths, N, T)
+    if N == 0 or T == 0 or H == 0:
+        return
+    with nogil:
+        for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
+            _lstm_bprop_rows(err, gates, c, c0, W_recur, lengths, act, p, gate_act, gp,
+                             dZ, dh, dc, ch * CHUNK, _chunk_end(ch, N))
 
 
 # --------------------------------------------------------------------------------------
 # GRU, gates r, z, candidate
 # --------------------------------------------------------------------------------------
+cdef void _gru_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W_recur,
+                          const floating[::1] b, const floating[:, ::1] h0,
+                          const int[::1] lengths, int act, floating p, int gate_act,
+                          floating gp, floating[:, :, ::1] gates,
+                          floating[:, :, ::1] rh, floating[:, :, ::1] h,
+                          floating[:, ::1] R, Py_ssize_t n0,
+                          Py_ssize_t n1) noexcept nogil:
+    cdef Py_ssize_t T = Z.shape[1], H = W_recur.shape[1], G = 3 * H, t, n, j
+    cdef floating gr, gz, cand, hpv
+    cdef const floating *hp
+    cdef int ldh, M = <int>(n1 - n0)
+    for t in range(T):
+        _prev(h, h0, n0, t, &hp, &ldh)
+        # r, z: R[:, :2H] = h_{t-1} @ W_rz.T
+        _gemm(False, True, M, <int>(2 * H), <int>H, 1, hp, ldh, &W_recur[0, 0], <int>H,
+              0, &R[n0, 0], <int>G)
+        for n in range(n0, n1):
+            if _padded(lengths, n, t):
+                for j in range(H):
+                    gates[n, t, j] = 0
+                    gates[n, t, H + j] = 0
+                    rh[n, t, j] = 0
+                continue
+            for j in range(H):
+                gr = _act(Z[n, t, j] + R[n, j] + b[j], gate_act, gp)
+                gz = _act(Z[n, t, H + j] + R[n, H + j] + b[H + j], gate_act, gp)
+                gates[n, t, j] = gr
+                gates[n, t, H + j] = gz
+                rh[n, t, j] = gr * (h0[n, j] if t == 0 else h[n, t - 1, j])
+        # candidate: R[:, 2H:] = (r * h_{t-1}) @ W_c.T
+        _gemm(False, True, M, <int>H, <int>H, 1, &rh[n0, t, 0], <int>(T * H),
+              &W_recur[2 * H, 0], <int>H, 0, &R[n0, 2 * H], <int>G)
+        for n in range(n0, n1):
+            if _padded(lengths, n, t):
+                for j in range(H):
+                    gates[n, t, 2 * H + j] = 0
+                    h[n, t, j] = 0
+                continue
+            for j in range(H):
+                cand = _act(Z[n, t, 2 * H + j] + R[n, 2 * H + j] + b[2 * H + j], act, p)
+                gz = gates[n, t, H + j]
+                hpv = h0[n, j] if t == 0 else h[n, t - 1, j]
+                gates[n, t, 2 * H + j] = cand
+                h[n, t, j] = (1 - gz) * hpv + gz * cand
+
+
 def gru_fprop(const floating[:, :, ::1] Z, const floating[:, ::1] W_recur,
               const floating[::1] b, const floating[:, ::1] h0, const int[::1] lengths,
               int act, double act_param, int gate_act, double gate_param,
               floating[:, :, ::1] gates, floating[:, :, ::1] rh,
               floating[:, :, ::1] h, floating[:, ::1] R, int n_threads=1):
     """Forward pass.  ``gates (N, T, 3H)`` stores r, z and the candidate, ``rh (N, T,
-    H)`` stores ``r * h_{t-1}``; ``R (N, 3H)`` is scratch.
-
-    Per step: ``R[:, :2H] = h_{t-1} @ W_rz.T``, gate kernel for r, z (and r*h),
-    ``R[:, 2H:] = (r*h) @ W_c.T``, gate kernel for the candidate and the new state.
-    """
-    cdef Py_ssize_t N = Z.shape[0], T = Z.shape[1], H = W_recur.shape[1]
-    cdef Py_ssize_t G = 3 * H, t, idx, n, j
+    H)`` stores ``r * h_{t-1}``; ``R (N, 3H)`` is scratch.  neon's GRU feeds ``r * h``
+    to the candidate's recurrent weights, so a step needs two recurrent GEMMs."""
+    cdef Py_ssize_t N = Z.shape[0], T = Z.shape[1], H = W_recur.shape[1], G = 3 * H, ch
+    cdef Py_ssize_t n_chunks = (N + CHUNK - 1) // CHUNK
     cdef floating p = <floating>act_param, gp = <floating>gate_param
-    cdef floating gr, gz, cand, hpv
-    cdef const floating *hp
-    cdef int ldh
     _check("Z", Z, (N, T, G))
     _check("W_recur", W_recur, (G, H))
     _check("b", b, (G,))
@@ -358,133 +424,104 @@ def gru_fprop(const floating[:, :, ::1] Z, const floating[:, ::1] W_recur,
     if N == 0 or T == 0 or H == 0:
         return
     with nogil:
-        for t in range(T):
-            if t == 0:
-                hp = &h0[0, 0]
-                ldh = H
-            else:
-                hp = &h[0, t - 1, 0]
-                ldh = T * H
-            _gemm(False, True, N, 2 * H, H, 1, hp, ldh, &W_recur[0, 0], H, 0,
-                  &R[0, 0], G)
-            for idx in prange(N * H, num_threads=n_threads, schedule="static"):
-                n = idx // H
-                j = idx % H
-                if _padded(lengths, n, t):
-                    gates[n, t, j] = 0
-                    gates[n, t, H + j] = 0
-                    rh[n, t, j] = 0
-                    continue
-                gr = _act(Z[n, t, j] + R[n, j] + b[j], gate_act, gp)
-                gz = _act(Z[n, t, H + j] + R[n, H + j] + b[H + j], gate_act, gp)
-                gates[n, t, j] = gr
-                gates[n, t, H + j] = gz
-                if t == 0:
-                    rh[n, t, j] = gr * h0[n, j]
-                else:
-                    rh[n, t, j] = gr * h[n, t - 1, j]
-            _gemm(False, True, N, H, H, 1, &rh[0, t, 0], T * H, &W_recur[2 * H, 0], H, 0,
-                  &R[0, 2 * H], G)
-            for idx in prange(N * H, num_threads=n_threads, schedule="static"):
-                n = idx // H
-                j = idx % H
-                if _padded(lengths, n, t):
-                    gates[n, t, 2 * H + j] = 0
-                    h[n, t, j] = 0
-                    continue
-                cand = _act(Z[n, t, 2 * H + j] + R[n, 2 * H + j] + b[2 * H + j], act, p)
-                gz = gates[n, t, H + j]
-                if t == 0:
-                    hpv = h0[n, j]
-                else:
-                    hpv = h[n, t - 1, j]
-                gates[n, t, 2 * H + j] = cand
-                h[n, t, j] = (1 - gz) * hpv + gz * cand
+        for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
+            _gru_fprop_rows(Z, W_recur, b, h0, lengths, act, p, gate_act, gp, gates, rh,
+                            h, R, ch * CHUNK, _chunk_end(ch, N))
 
 
-def gru_bprop(const floating[:, :, ::1] err, const floating[:, :, ::1] gates,
-              const floating[:, :, ::1] rh, const floating[:, :, ::1] h,
-              const floating[:, ::1] h0, const floating[:, ::1] W_recur,
-              const int[::1] lengths, int act, double act_param, int gate_act,
-              double gate_param, floating[:, :, ::1] dZ, floating[:, ::1] dW_recur,
-              floating[:, ::1] dh, floating[:, ::1] drh, int n_threads=1):
-    """Backpropagation through time; ``dZ (N, T, 3H)`` receives the gradient with
-    respect to the pre-activations; ``dW_recur`` is overwritten; ``dh (N, H)`` ends
-    holding the gradient of ``h0``; ``drh (N, H)`` is scratch."""
-    cdef Py_ssize_t N = err.shape[0], T = err.shape[1], H = W_recur.shape[1]
-    cdef Py_ssize_t G = 3 * H, t, idx, n, j
-    cdef floating p = <floating>act_param, gp = <floating>gate_param
+cdef void _gru_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::1] gates,
+                          const floating[:, :, ::1] h, const floating[:, ::1] h0,
+                          const floating[:, ::1] W_recur, const int[::1] lengths,
+                          int act, floating p, int gate_act, floating gp,
+                          floating[:, :, ::1] dZ, floating[:, ::1] dh,
+                          floating[:, ::1] drh, Py_ssize_t n0,
+                          Py_ssize_t n1) noexcept nogil:
+    cdef Py_ssize_t T = err.shape[1], H = W_recur.shape[1], G = 3 * H, t, n, j
     cdef floating gr, gz, cand, hpv, dht
-    cdef const floating *hp
-    cdef int ldh
-    _check("err", err, (N, T, H))
-    _check("gates", gates, (N, T, G))
-    _check("rh", rh, (N, T, H))
-    _check("h", h, (N, T, H))
-    _check("h0", h0, (N, H))
-    _check("W_recur", W_recur, (G, H))
-    _check("dZ", dZ, (N, T, G))
-    _check("dW_recur", dW_recur, (G, H))
-    _check("dh", dh, (N, H))
-    _check("drh", drh, (N, H))
-    _check_lengths(lengths, N, T)
-    if N == 0 or T == 0 or H == 0:
-        dW_recur[:, :] = 0
-        return
-    with nogil:
-        memset(&dW_recur[0, 0], 0, G * H * sizeof(floating))
-        memset(&dh[0, 0], 0, N * H * sizeof(floating))
-        for t in range(T - 1, -1, -1):
-            # dh holds dL/dh_t from the future; turn it into the candidate and z
-            # gradients and keep the direct path (1 - z) * dh_t in dh.
-            for idx in prange(N * H, num_threads=n_threads, schedule="static"):
-                n = idx // H
-                j = idx % H
-                if _padded(lengths, n, t):
-                    dZ[n, t, H + j] = 0
-                    dZ[n, t, 2 * H + j] = 0
+    cdef int M = <int>(n1 - n0)
+    for n in range(n0, n1):
+        for j in range(H):
+            dh[n, j] = 0
+    for t in range(T - 1, -1, -1):
+        # dh holds dL/dh_t from the future: candidate and z gradients, and the direct
+        # path (1 - z) * dh_t kept in dh
+        for n in range(n0, n1):
+            if _padded(lengths, n, t):
+                for j in range(G):
+                    dZ[n, t, j] = 0
+                for j in range(H):
                     dh[n, j] = 0
-                    continue
+                continue
+            for j in range(H):
                 gz = gates[n, t, H + j]
                 cand = gates[n, t, 2 * H + j]
-                if t == 0:
-                    hpv = h0[n, j]
-                else:
-                    hpv = h[n, t - 1, j]
+                hpv = h0[n, j] if t == 0 else h[n, t - 1, j]
                 dht = err[n, t, j] + dh[n, j]
                 dZ[n, t, H + j] = dht * (cand - hpv) * _dact(gz, gate_act, gp)
                 dZ[n, t, 2 * H + j] = dht * gz * _dact(cand, act, p)
                 dh[n, j] = dht * (1 - gz)
-            # d(r*h) = dcand_pre @ W_c
-            _gemm(False, False, N, H, H, 1, &dZ[0, t, 2 * H], T * G, &W_recur[2 * H, 0],
-                  H, 0, &drh[0, 0], H)
-            for idx in prange(N * H, num_threads=n_threads, schedule="static"):
-                n = idx // H
-                j = idx % H
-                if _padded(lengths, n, t):
-                    dZ[n, t, j] = 0
-                    continue
+        # d(r * h) = dcand_pre @ W_c
+        _gemm(False, False, M, <int>H, <int>H, 1, &dZ[n0, t, 2 * H], <int>(T * G),
+              &W_recur[2 * H, 0], <int>H, 0, &drh[n0, 0], <int>H)
+        for n in range(n0, n1):
+            if _padded(lengths, n, t):
+                continue
+            for j in range(H):
                 gr = gates[n, t, j]
-                if t == 0:
-                    hpv = h0[n, j]
-                else:
-                    hpv = h[n, t - 1, j]
+                hpv = h0[n, j] if t == 0 else h[n, t - 1, j]
                 dZ[n, t, j] = drh[n, j] * hpv * _dact(gr, gate_act, gp)
                 dh[n, j] = dh[n, j] + drh[n, j] * gr
+        # dh_{t-1} += dZ_t[:, :2H] @ W_rz
+        _gemm(False, False, M, <int>H, <int>(2 * H), 1, &dZ[n0, t, 0], <int>(T * G),
+              &W_recur[0, 0], <int>H, 1, &dh[n0, 0], <int>H)
+
+
+def gru_bprop(const floating[:, :, ::1] err, const floating[:, :, ::1] gates,
+              const floating[:, :, ::1] h, const floating[:, ::1] h0,
+              const floating[:, ::1] W_recur, const int[::1] lengths, int act,
+              double act_param, int gate_act, double gate_param,
+              floating[:, :, ::1] dZ, floating[:, ::1] dh, floating[:, ::1] drh,
+              int n_threads=1):
+    """Backpropagation through time; ``dZ (N, T, 3H)`` receives the gradient with
+    respect to the pre-activations; ``dh (N, H)`` ends holding the gradient of the
+    initial state; ``drh (N, H)`` is scratch."""
+    cdef Py_ssize_t N = err.shape[0], T = err.shape[1], H = W_recur.shape[1], G = 3 * H
+    cdef Py_ssize_t n_chunks = (N + CHUNK - 1) // CHUNK, ch
+    cdef floating p = <floating>act_param, gp = <floating>gate_param
+    _check("err", err, (N, T, H))
+    _check("gates", gates, (N, T, G))
+    _check("h", h, (N, T, H))
+    _check("h0", h0, (N, H))
+    _check("W_recur", W_recur, (G, H))
+    _check("dZ", dZ, (N, T, G))
+    _check("dh", dh, (N, H))
+    _check("drh", drh, (N, H))
+    _check_lengths(lengths, N, T)
+    if N == 0 or T == 0 or H == 0:
+        return
+    with nogil:
+        for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
+            _gru_bprop_rows(err, gates, h, h0, W_recur, lengths, act, p, gate_act, gp,
+                            dZ, dh, drh, ch * CHUNK, _chunk_end(ch, N))
+
+
+def shift_steps(const floating[:, :, ::1] h, const floating[:, ::1] h0,
+                floating[:, :, ::1] out, int n_threads=1):
+    """``out[:, 0] = h0``, ``out[:, t] = h[:, t - 1]``: the previous states of every
+    step, so the recurrent weight gradient is one GEMM over all steps."""
+    cdef Py_ssize_t N = h.shape[0], T = h.shape[1], H = h.shape[2], idx, n, t, j
+    _check("h0", h0, (N, H))
+    _check("out", out, (N, T, H))
+    with nogil:
+        for idx in prange(N * T, num_threads=n_threads, schedule="static"):
+            n = idx // T
+            t = idx % T
             if t == 0:
-                hp = &h0[0, 0]
-                ldh = H
+                for j in range(H):
+                    out[n, t, j] = h0[n, j]
             else:
-                hp = &h[0, t - 1, 0]
-                ldh = T * H
-            # dW_rz += dZ_t[:, :2H].T @ h_{t-1};  dW_c += dZ_t[:, 2H:].T @ (r*h)_t
-            _gemm(True, False, 2 * H, H, N, 1, &dZ[0, t, 0], T * G, hp, ldh, 1,
-                  &dW_recur[0, 0], H)
-            _gemm(True, False, H, H, N, 1, &dZ[0, t, 2 * H], T * G, &rh[0, t, 0], T * H,
-                  1, &dW_recur[2 * H, 0], H)
-            # dh_{t-1} += dZ_t[:, :2H] @ W_rz
-            _gemm(False, False, N, H, 2 * H, 1, &dZ[0, t, 0], T * G, &W_recur[0, 0], H,
-                  1, &dh[0, 0], H)
+                for j in range(H):
+                    out[n, t, j] = h[n, t - 1, j]
 
 
 # --------------------------------------------------------------------------------------

@@ -3,12 +3,26 @@
 Every method is stateless: the layer passes its weights, its preallocated buffers
 and the per-batch ``lengths`` (int32 array of shape ``(N,)``, or ``None`` when every
 sequence fills the ``T`` steps).  Recurrent kernels loop over time inside one
-compiled call (one recurrent GEMM and one fused gate kernel per step); see
-``neonlearn/_kernels/_recurrent.pyx``.
+compiled call, parallel over batch chunks, with one recurrent GEMM and one fused gate
+kernel per step (see ``neonlearn/_kernels/_recurrent.pyx``).  BLAS is limited to one
+thread while they run (the OpenMP threads already use the cores; two thread pools
+spinning against each other made 2 threads 40x slower than 1).  Weight gradients
+are one GEMM over all time steps, with BLAS at its normal thread count.
 """
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from .._kernels import _embedding, _recurrent
+
+_CONTROLLER = None
+
+
+def _single_blas():
+    """Context manager limiting BLAS to one thread (controller built once)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
 
 _NO_LENGTHS = np.empty(0, dtype=np.int32)
 
@@ -40,17 +54,28 @@ class CPURecurrentOps:
     def rnn_fprop(self, Z, W_recur, b, h0, lengths, activation, h, scratch):
         """``h_t = act(Z_t + W_recur h_{t-1} + b)`` for all steps; fills ``h``."""
         code, param = _code(activation, "activation")
-        _recurrent.rnn_fprop(Z, W_recur, b, h0, _lengths(lengths), code, param, h,
+        with _single_blas():
+            _recurrent.rnn_fprop(Z, W_recur, b, h0, _lengths(lengths), code, param, h,
                              scratch, self.threads)
         return h
 
-    def rnn_bprop(self, err, h, h0, W_recur, lengths, activation, dZ, dW_recur, dh):
-        """BPTT: fills ``dZ`` (pre-activation grads), ``dW_recur`` and ``dh``
-        (gradient of ``h0``)."""
+    def rnn_bprop(self, err, h, W_recur, lengths, activation, dZ, dh):
+        """BPTT: fills ``dZ`` (pre-activation grads) and ``dh`` (gradient of ``h0``)."""
         code, param = _code(activation, "activation")
-        _recurrent.rnn_bprop(err, h, h0, W_recur, _lengths(lengths), code, param, dZ,
-                             dW_recur, dh, self.threads)
+        with _single_blas():
+            _recurrent.rnn_bprop(err, h, W_recur, _lengths(lengths), code, param, dZ, dh,
+                                 self.threads)
         return dZ
+
+    def recurrent_weight_grad(self, dZ, h, h0, h_prev, dW_recur):
+        """``dW_recur = sum_t dZ_t.T @ h_{t-1}`` as one GEMM over all steps.
+
+        ``h_prev (N, T, H)`` is scratch that receives the previous states.
+        """
+        _recurrent.shift_steps(h, h0, h_prev, self.threads)
+        G, H = dZ.shape[-1], h.shape[-1]
+        np.matmul(dZ.reshape(-1, G).T, h_prev.reshape(-1, H), out=dW_recur)
+        return dW_recur
 
     # ---- LSTM ----------------------------------------------------------------------
     def lstm_fprop(self, Z, W_recur, b, h0, c0, lengths, activation, gate_activation,
@@ -58,18 +83,19 @@ class CPURecurrentOps:
         """LSTM over all steps (gates i, f, o, g); fills ``gates``, ``c`` and ``h``."""
         code, param = _code(activation, "activation")
         gcode, gparam = _code(gate_activation, "gate_activation")
-        _recurrent.lstm_fprop(Z, W_recur, b, h0, c0, _lengths(lengths), code, param,
+        with _single_blas():
+            _recurrent.lstm_fprop(Z, W_recur, b, h0, c0, _lengths(lengths), code, param,
                               gcode, gparam, gates, c, h, scratch, self.threads)
         return h
 
-    def lstm_bprop(self, err, gates, c, h, h0, c0, W_recur, lengths, activation,
-                   gate_activation, dZ, dW_recur, dh, dc):
-        """LSTM BPTT: fills ``dZ``, ``dW_recur`` and the ``h0``/``c0`` grads."""
+    def lstm_bprop(self, err, gates, c, c0, W_recur, lengths, activation,
+                   gate_activation, dZ, dh, dc):
+        """LSTM BPTT: fills ``dZ`` and the ``h0``/``c0`` gradients ``dh``, ``dc``."""
         code, param = _code(activation, "activation")
         gcode, gparam = _code(gate_activation, "gate_activation")
-        _recurrent.lstm_bprop(err, gates, c, h, h0, c0, W_recur, _lengths(lengths),
-                              code, param, gcode, gparam, dZ, dW_recur, dh, dc,
-                              self.threads)
+        with _single_blas():
+            _recurrent.lstm_bprop(err, gates, c, c0, W_recur, _lengths(lengths), code,
+                                  param, gcode, gparam, dZ, dh, dc, self.threads)
         return dZ
 
     # ---- GRU -----------------------------------------------------------------------
@@ -78,19 +104,30 @@ class CPURecurrentOps:
         """GRU over all steps (gates r, z, candidate); fills ``gates``, ``rh``, ``h``."""
         code, param = _code(activation, "activation")
         gcode, gparam = _code(gate_activation, "gate_activation")
-        _recurrent.gru_fprop(Z, W_recur, b, h0, _lengths(lengths), code, param, gcode,
+        with _single_blas():
+            _recurrent.gru_fprop(Z, W_recur, b, h0, _lengths(lengths), code, param, gcode,
                              gparam, gates, rh, h, scratch, self.threads)
         return h
 
-    def gru_bprop(self, err, gates, rh, h, h0, W_recur, lengths, activation,
-                  gate_activation, dZ, dW_recur, dh, scratch):
-        """GRU BPTT: fills ``dZ``, ``dW_recur`` and ``dh`` (gradient of ``h0``)."""
+    def gru_bprop(self, err, gates, h, h0, W_recur, lengths, activation,
+                  gate_activation, dZ, dh, scratch):
+        """GRU BPTT: fills ``dZ`` and ``dh`` (gradient of ``h0``)."""
         code, param = _code(activation, "activation")
         gcode, gparam = _code(gate_activation, "gate_activation")
-        _recurrent.gru_bprop(err, gates, rh, h, h0, W_recur, _lengths(lengths), code,
-                             param, gcode, gparam, dZ, dW_recur, dh, scratch,
-                             self.threads)
+        with _single_blas():
+            _recurrent.gru_bprop(err, gates, h, h0, W_recur, _lengths(lengths), code,
+                                 param, gcode, gparam, dZ, dh, scratch, self.threads)
         return dZ
+
+    def gru_weight_grad(self, dZ, h, h0, rh, h_prev, dW_recur):
+        """GRU recurrent weight gradient, one GEMM per weight block over all steps:
+        ``dW_rz = dZ_rz.T @ h_prev``, ``dW_c = dZ_c.T @ (r * h_prev)``."""
+        _recurrent.shift_steps(h, h0, h_prev, self.threads)
+        H = h.shape[-1]
+        dZ2 = dZ.reshape(-1, 3 * H)
+        np.matmul(dZ2[:, :2 * H].T, h_prev.reshape(-1, H), out=dW_recur[:2 * H])
+        np.matmul(dZ2[:, 2 * H:].T, rh.reshape(-1, H), out=dW_recur[2 * H:])
+        return dW_recur
 
     # ---- time-axis helpers -----------------------------------------------------------
     def reverse_sequences(self, x, lengths, out):

@@ -169,7 +169,7 @@ class Recurrent(ParameterLayer):
 
     def _keep_state(self, *arrays):
         if not self.reset_cells:
-            self._state = tuple(np.array(a[:, -1, :], copy=True) for a in arrays)
+            self._state = tuple(a[:, -1, :].copy() for a in arrays)
 
     # ---- forward and backward ------------------------------------------------------------
     def _project(self, inputs, inference):
@@ -181,6 +181,11 @@ class Recurrent(ParameterLayer):
         if not inference:
             self.inputs = x
         return Z.reshape(inputs.shape[0], self.in_shape[0], self.recur_shape[0])
+
+    def _recurrent_grads(self, dZ):
+        """``dW_recur`` as one GEMM over all steps."""
+        h_prev = self._output(self.h.shape, False, key="h_prev")
+        self.be.recurrent_weight_grad(dZ, self.h, self.h0, h_prev, self.dW_recur)
 
     def _input_grads(self, dZ):
         """Input-weight, bias and input gradients from the pre-activation grads."""
@@ -212,8 +217,9 @@ class Recurrent(ParameterLayer):
         err = self.be.array(error)
         dZ = self._output((N, T, self.recur_shape[0]), False, key="dZ")
         dh = self._output((N, self.H), False, key="dh")
-        self.be.rnn_bprop(err, self.h, self.h0, self.W_recur, self.lengths_,
-                          self.activation_, dZ, self.dW_recur, dh)
+        self.be.rnn_bprop(err, self.h, self.W_recur, self.lengths_, self.activation_,
+                          dZ, dh)
+        self._recurrent_grads(dZ)
         return self._input_grads(dZ)
 
 
@@ -283,9 +289,9 @@ class LSTM(Recurrent):
         dZ = self._output((N, T, 4 * H), False, key="dZ")
         dh = self._output((N, H), False, key="dh")
         dc = self._output((N, H), False, key="dc")
-        self.be.lstm_bprop(err, self.gates, self.c, self.h, self.h0, self.c0,
-                           self.W_recur, self.lengths_, self.activation_,
-                           self.gate_activation_, dZ, self.dW_recur, dh, dc)
+        self.be.lstm_bprop(err, self.gates, self.c, self.c0, self.W_recur, self.lengths_,
+                           self.activation_, self.gate_activation_, dZ, dh, dc)
+        self._recurrent_grads(dZ)
         return self._input_grads(dZ)
 
 
@@ -340,9 +346,10 @@ class GRU(LSTM):
         dZ = self._output((N, T, 3 * H), False, key="dZ")
         dh = self._output((N, H), False, key="dh")
         drh = self._output((N, H), False, key="drh")
-        self.be.gru_bprop(err, self.gates, self.rh, self.h, self.h0, self.W_recur,
-                          self.lengths_, self.activation_, self.gate_activation_, dZ,
-                          self.dW_recur, dh, drh)
+        self.be.gru_bprop(err, self.gates, self.h, self.h0, self.W_recur, self.lengths_,
+                          self.activation_, self.gate_activation_, dZ, dh, drh)
+        h_prev = self._output((N, T, H), False, key="h_prev")
+        self.be.gru_weight_grad(dZ, self.h, self.h0, self.rh, h_prev, self.dW_recur)
         return self._input_grads(dZ)
 
 
@@ -640,3 +647,95 @@ class RecurrentLast(_Summary):
     """
 
     mode = "last"
+
+
+# ------------------------------------------------------------------------------------
+# Input/output masking used by NeonSequenceModel
+# ------------------------------------------------------------------------------------
+class SequenceMask(Layer):
+    """First layer of an estimator's sequence network: reads each sequence's length
+    from a mask channel and hands it to the layers that use lengths.
+
+    Inputs are ``(N, T, F + 1)`` floats whose last channel is 1 on valid steps and 0
+    on (right-)padding, or ``(N, T, 2)`` for token ids (``ids=True``: id, mask).
+    Outputs are the features ``(N, T, F)`` (ids: ``(N, T)``).  Before returning it
+    sets ``lengths`` on every leaf of ``followers`` whose ``uses_lengths`` is True,
+    so the lengths travel with the data through shuffling, splitting and batching.
+
+    Parameters
+    ----------
+    ids : bool, default=False
+    followers : list of Layer or None
+        The layers after this one (set by the estimator).
+    name : str or None
+    """
+
+    def __init__(self, ids=False, followers=None, name=None):
+        self.ids = ids
+        self.followers = followers
+        self.name = name
+
+    def configure(self, in_obj):
+        self.in_shape = _sequence_shape(in_obj, self.name or type(self).__name__)
+        T, F = self.in_shape
+        if self.ids and F != 2:
+            raise ValueError("SequenceMask(ids=True) expects (T, 2) inputs, got %r"
+                             % (self.in_shape,))
+        self.out_shape = (T,) if self.ids else (T, F - 1)
+        return self
+
+    def fprop(self, inputs, inference=False):
+        self._check_input(inputs)
+        N, T = inputs.shape[0], self.in_shape[0]
+        lengths = np.rint(inputs[:, :, -1].sum(axis=1)).astype(np.int32)
+        lengths = None if np.all(lengths == T) else lengths
+        leaves = [leaf for layer in (self.followers or []) for leaf in layer.sublayers()]
+        for leaf in leaves:
+            if getattr(leaf, "uses_lengths", False):
+                leaf.lengths = lengths
+        if leaves:  # the next layer's input gradient is never used
+            leaves[0].skip_input_grad = True
+        out = self._output((N,) + self.out_shape, inference)
+        if self.ids:
+            out[...] = inputs[:, :, 0]
+        else:
+            out[...] = inputs[:, :, :-1]
+        return out
+
+    def bprop(self, error):
+        return None
+
+
+class StepMask(Layer):
+    """Zero the padded steps of a per-step output ``(N, T, K)`` (and of its error),
+    so that padded steps add nothing to the cost or the gradients.
+
+    Parameters
+    ----------
+    name : str or None
+    """
+
+    uses_lengths = True
+
+    def configure(self, in_obj):
+        self.in_shape = _sequence_shape(in_obj, self.name or type(self).__name__)
+        self.out_shape = self.in_shape
+        return self
+
+    def fprop(self, inputs, inference=False):
+        N, T = inputs.shape[0], self.in_shape[0]
+        lengths = _batch_lengths(self, N, T)
+        if not inference:
+            self.lengths_ = lengths
+        if lengths is None:
+            return inputs
+        out = self._output(inputs.shape, inference)
+        out[...] = inputs
+        return self.be.mask_steps(out, lengths)
+
+    def bprop(self, error):
+        if self.lengths_ is None:
+            return error
+        dx = self._output(error.shape, False, key="dx")
+        dx[...] = error
+        return self.be.mask_steps(dx, self.lengths_)
