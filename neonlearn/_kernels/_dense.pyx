@@ -61,6 +61,11 @@ def _check_2d(name, a, shape):
         raise ValueError("%s has shape %r, expected %r" % (name, a.shape, shape))
 
 
+def _check_1d(name, a, n):
+    if a.shape[0] != n:
+        raise ValueError("%s has %d values, expected %d" % (name, a.shape[0], n))
+
+
 def bias_act_fprop(const floating[:, ::1] x, const floating[::1] b, int act,
                    double param, floating[:, ::1] out, int n_threads=1):
     """out = act(x + b); ``b`` may have length 0 (no bias). ``out`` may alias ``x``."""
@@ -142,6 +147,8 @@ def dropout_fprop(const floating[:, ::1] x, const floating[:, ::1] u, double kee
     cdef Py_ssize_t M = x.shape[0], F = x.shape[1], i, j
     cdef floating scale = <floating>(1.0 / keep)
     cdef floating k = <floating>keep
+    if not 0.0 < keep <= 1.0:
+        raise ValueError("keep must be in (0, 1], got %r" % keep)
     _check_2d("u", u, (M, F))
     _check_2d("mask", mask, (M, F))
     _check_2d("out", out, (M, F))
@@ -194,6 +201,8 @@ def bn_fprop(const floating[:, ::1] x, const floating[::1] mean,
     cdef floating *rstd
     _check_2d("out", out, (M, F))
     _check_2d("xhat", xhat, (M, F))
+    for name, a in (("mean", mean), ("var", var), ("gamma", gamma), ("beta", beta)):
+        _check_1d(name, a, F)
     with nogil:
         rstd = <floating *> malloc((F + 1) * sizeof(floating))
         for j in range(F):
@@ -216,6 +225,8 @@ def bn_bprop(const floating[:, ::1] err, const floating[:, ::1] xhat,
     cdef floating *rstd
     _check_2d("xhat", xhat, (M, F))
     _check_2d("dx", dx, (M, F))
+    for name, a in (("var", var), ("gamma", gamma), ("dgamma", dgamma), ("dbeta", dbeta)):
+        _check_1d(name, a, F)
     with nogil:
         part = <floating *> calloc(n_chunks * F + 1, sizeof(floating))
         for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
@@ -247,6 +258,8 @@ def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, int n_threads=1
     cdef Py_ssize_t M = x.shape[0], F = x.shape[1], i, j
     cdef floating mx, s
     _check_2d("out", out, (M, F))
+    if F == 0 and M > 0:
+        raise ValueError("softmax needs at least one feature per row")
     with nogil:
         for i in prange(M, num_threads=n_threads, schedule="static"):
             mx = x[i, 0]
