@@ -27,6 +27,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from ..backends import get_backend
 from ..callbacks import Callback, EarlyStopping, ProgressCallback
 from ..costs import Cost
+from ..exceptions import TrainingDivergedError
 from ..initializers import Constant, GlorotUniform
 from ..layers import Activation, Affine, Layer
 from ..layers._containers import flatten_layers
@@ -34,6 +35,7 @@ from ..layers._dense import Bias, Linear
 from ..models import Model
 from ..optimizers import Adam, Optimizer
 from ..transforms import Identity, Logistic, Rectlin, Softmax, Transform
+from ._persistence import PersistenceMixin
 
 __all__ = ["BaseNeonEstimator"]
 
@@ -71,6 +73,15 @@ class _LossPlateau(Callback):
             model.finished = True
 
 
+class _Snapshot(Callback):
+    """Copies the weights after every epoch (restored on KeyboardInterrupt)."""
+
+    weights = None
+
+    def on_epoch_end(self, model, epoch):
+        self.weights = model.get_weights()
+
+
 class _Record(Callback):
     """Keeps the per-epoch training cost."""
 
@@ -81,7 +92,7 @@ class _Record(Callback):
         self.curve.append(float(model.epoch_cost))
 
 
-class BaseNeonEstimator(BaseEstimator):
+class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
     """Shared parameters and training logic; see NeonClassifier for the docs."""
 
     def __init__(self, layers=None, optimizer=None, cost=None, epochs=200, batch_size=128,
@@ -289,6 +300,9 @@ class BaseNeonEstimator(BaseEstimator):
         """Targets in the layout of the built network (hook; identity here)."""
         return T
 
+    def _default_optimizer(self):
+        return Adam(learning_rate=0.001)
+
     def _output_ndim(self):
         """Number of non-batch axes of the network output (1: ``(n_outputs,)``)."""
         return 1
@@ -312,7 +326,8 @@ class BaseNeonEstimator(BaseEstimator):
             be = self._make_backend(seed)
             layers = self._build_layers(X.shape[1:], be)
             model = Model(layers, be).configure(X.shape[1:])
-            optimizer = clone(self.optimizer) if self.optimizer is not None else Adam()
+            optimizer = (clone(self.optimizer) if self.optimizer is not None
+                         else self._default_optimizer())
             cost = clone(self.cost) if self.cost is not None else self._default_cost(model)
             model.set_cost(cost)
             loss_curve, val_scores, n_iter, best_loss = [], [], 0, np.inf
@@ -342,13 +357,35 @@ class BaseNeonEstimator(BaseEstimator):
         if self.verbose:
             callbacks.append(ProgressCallback())
 
+        snapshot = _Snapshot()
+        callbacks.append(snapshot)
         Xb = model.be.array(X)
         Tb = model.be.array(T)
         start = time.perf_counter()
-        model.fit(Xb, Tb, optimizer, epochs, min(self.batch_size, X.shape[0]),
-                  callbacks=callbacks, shuffle=self.shuffle, sample_weight=weights,
-                  start_epoch=n_iter)
+        try:
+            model.fit(Xb, Tb, optimizer, epochs, min(self.batch_size, X.shape[0]),
+                      callbacks=callbacks, shuffle=self.shuffle, sample_weight=weights,
+                      start_epoch=n_iter)
+        except KeyboardInterrupt:
+            # keep a usable estimator: the weights of the last finished epoch (or, with
+            # early stopping, of the best one, which EarlyStopping already restored)
+            if (stopper is None or stopper._best_params is None) and snapshot.weights:
+                model.set_weights(snapshot.weights)
+            warnings.warn("%s.fit interrupted: keeping the weights of the %s epoch."
+                          % (type(self).__name__, "last finished" if stopper is None
+                             else "best"), UserWarning)
+            model.finished = True
+        except TrainingDivergedError as exc:
+            if stopper is None or stopper._best_params is None:
+                raise
+            # EarlyStopping restored the best weights: keep them
+            warnings.warn("%s; stopped and restored the weights of the best epoch (%d)."
+                          % (exc, stopper.best_epoch), UserWarning)
+            model.finished = True
         n_run = len(loss_curve) - (len(self.loss_curve_) if not first else 0)
+        if not loss_curve:
+            raise ValueError("%s.fit was interrupted before finishing one epoch"
+                             % type(self).__name__)
 
         self.model_ = model
         self.layers_ = model.layers.layers_

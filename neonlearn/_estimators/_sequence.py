@@ -1,0 +1,508 @@
+"""NeonSequenceModel: recurrent networks as a scikit-learn estimator.
+
+How lengths travel
+------------------
+Sequences of different lengths are right-padded to a common ``T`` and a mask channel
+(1 on valid steps, 0 on padding) is appended to every step, so the network input is
+``(n, T, F + 1)`` (token ids: ``(n, T, 2)``).  The fitted network starts with a
+:class:`~neonlearn.layers._recurrent.SequenceMask` layer that strips the channel and
+sets ``lengths`` on every layer that uses them, batch by batch.  Because the lengths
+are part of the data, shuffling, minibatching, the early-stopping split and
+``Model.predict`` need no special handling, and neither ``Model`` nor
+``BaseNeonEstimator`` has to know about them.  Per-step tasks end with a
+:class:`~neonlearn.layers._recurrent.StepMask` so padded steps add nothing to the
+cost or gradients.
+
+Notes for BaseNeonEstimator (hooks that would remove the workarounds below)
+----------------------------------------------------------------------------
+- ``_validate_hyperparams`` rejects ``-1`` in ``input_shape``; this class accepts one
+  ``-1`` (the time axis, inferred from the number of columns) and hides it from the
+  base check (``_validate_hyperparams`` below).  A base hook
+  ``_check_input_shape(shape)`` would make this clean.
+- ``_build_layers`` is reimplemented here (summary layer, mask layers); a base hook
+  ``_complete_layers(layers, out_shape)`` would let it share the output-layer logic.
+"""
+import copy
+import numbers
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils import check_array
+from sklearn.utils._tags import ClassifierTags, RegressorTags
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from ..backends import get_backend
+from ..costs import CrossEntropyMulti, SumSquared
+from ..initializers import Constant, GlorotUniform
+from ..layers import Activation, Affine, LookupTable
+from ..layers._containers import flatten_layers
+from ..layers._dense import Bias, Linear
+from ..layers._recurrent import LSTM, RecurrentLast, SequenceMask, StepMask
+from ..models import Model
+from ..transforms import Identity, Logistic, Softmax, Transform
+from ._base import BaseNeonEstimator, _default_names
+
+__all__ = ["NeonSequenceModel"]
+
+_TASKS = ("classification", "regression", "tagging")
+
+
+def _is_ragged(X):
+    if isinstance(X, (list, tuple)):
+        return True
+    return isinstance(X, np.ndarray) and X.dtype == object
+
+
+class NeonSequenceModel(BaseNeonEstimator):
+    """A recurrent network for sequences: sequence classification, sequence
+    regression, or a label per step (tagging, e.g. next-character prediction).
+
+    Parameters
+    ----------
+    layers : list of Layer, default=None
+        The network, as in neon, e.g. ``[LSTM(64, GlorotUniform()), RecurrentSum()]``
+        or ``[LookupTable(20000, 128, Uniform(-.1/128, .1/128)), LSTM(128, ...),
+        RecurrentSum(), Dropout(.5)]``.  ``None`` gives ``[LSTM(32, GlorotUniform(),
+        name="lstm")]``.  The fitted copy (``layers_``) is completed for the task: a
+        sequence-level task whose list ends with per-step outputs ``(T, H)`` gets
+        ``RecurrentLast(name="summary")``; the output layer is appended or adapted as
+        in :class:`~neonlearn.NeonClassifier` (an ``Affine`` after a recurrent layer
+        applies per step for ``task="tagging"``).
+    task : {"classification", "regression", "tagging"}, default="classification"
+        ``"tagging"`` takes one label per step.  The estimator reports itself to
+        scikit-learn as a classifier for classification and tagging, as a regressor
+        for regression (cross-validation splits and default scoring follow).
+    optimizer, cost, epochs, batch_size, shuffle, random_state, verbose,
+    early_stopping, validation_fraction, n_iter_no_change, tol, warm_start,
+    callbacks, dtype, device
+        As in :class:`~neonlearn.NeonClassifier`.  The default cost is
+        CrossEntropyMulti (classification, tagging) or SumSquared (regression).
+    input_shape : tuple (T, F), default=None
+        For flat 2-D ``X`` of shape ``(n, T * F)`` (Pipelines); one entry may be
+        ``-1`` (inferred from the number of columns).
+
+    Notes
+    -----
+    ``X`` may be
+
+    - ``(n, T, F)`` floats;
+    - ``(n, T)`` integer token ids when the first layer is a ``LookupTable``
+      (without one, a 2-D ``X`` without ``input_shape`` is ``n`` univariate series);
+    - a list of ``n`` arrays of shape ``(L_i, F)`` (or ``(L_i,)`` ids / univariate
+      values) of different lengths: they are right-padded and masked, so padding never
+      changes outputs or gradients;
+    - flat ``(n, T * F)`` with ``input_shape``.
+
+    For ``task="tagging"``, ``y`` is ``(n, T)`` or a list of ``n`` label arrays of
+    lengths ``L_i``; ``predict`` returns the same layout.  Sequences longer than any
+    seen in ``fit`` are accepted by ``predict`` (the network is reconfigured for the
+    longer ``T``; weights do not depend on ``T`` unless a layer flattens time).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Classification and tagging.
+    n_outputs_ : int
+    n_features_in_ : int
+        Columns of ``X`` in flat mode, features per step otherwise.
+    layers_, model_, loss_curve_, loss_, best_loss_, validation_scores_,
+    best_validation_score_, n_iter_
+        As in :class:`~neonlearn.NeonClassifier`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neonlearn import NeonSequenceModel
+    >>> rng = np.random.default_rng(0)
+    >>> X = [rng.normal(size=(rng.integers(3, 9), 2)) for _ in range(40)]
+    >>> y = [int(x[:, 0].sum() > 0) for x in X]
+    >>> clf = NeonSequenceModel(epochs=5, random_state=0).fit(X, y)
+    >>> clf.predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(self, layers=None, task="classification", optimizer=None, cost=None,
+                 epochs=200, batch_size=128, shuffle=True, random_state=None, verbose=0,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
+                 tol=1e-4, warm_start=False, callbacks=None, dtype="float32",
+                 device="cpu", input_shape=None):
+        super().__init__(
+            layers=layers, optimizer=optimizer, cost=cost, epochs=epochs,
+            batch_size=batch_size, shuffle=shuffle, random_state=random_state,
+            verbose=verbose, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
+            tol=tol, warm_start=warm_start, callbacks=callbacks, dtype=dtype,
+            device=device, input_shape=input_shape)
+        self.task = task
+
+    # ---- public API ----------------------------------------------------------------
+    def fit(self, X, y, sample_weight=None):
+        """Train the network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, T, F), (n, T), (n, T * F) with ``input_shape``,
+            or list of n arrays of shape (L_i, F) or (L_i,)
+        y : array-like of shape (n,) or (n, n_targets); for tagging (n, T) or a list
+            of n arrays of shape (L_i,)
+        sample_weight : array-like of shape (n,), default=None
+
+        Returns
+        -------
+        self : NeonSequenceModel
+        """
+        return self._fit(X, y, sample_weight)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Train for one epoch on (X, y), starting from the current weights.
+
+        Parameters
+        ----------
+        X, y, sample_weight : as in :meth:`fit`
+        classes : array-like of shape (n_classes,), default=None
+            All classes (classification and tagging); required on the first call.
+
+        Returns
+        -------
+        self : NeonSequenceModel
+        """
+        if (not hasattr(self, "model_") and classes is None
+                and self.task in ("classification", "tagging")):
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def predict_proba(self, X):
+        """Class probabilities: ``(n, n_classes)``; tagging: ``(n, T, n_classes)`` or
+        a list of ``(L_i, n_classes)`` arrays for ragged ``X``."""
+        self._check_task()
+        if self.task == "regression":
+            raise AttributeError("predict_proba is not available for task='regression'")
+        y, lengths, ragged = self._predict_raw(X)
+        if self.task == "tagging":
+            return self._unpad(y, lengths, ragged)
+        return y / y.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Predicted labels ``(n,)``, targets ``(n,)``/``(n, n_targets)``, or per-step
+        labels (tagging: ``(n, T)`` or a list of ``(L_i,)`` arrays)."""
+        y, lengths, ragged = self._predict_raw(X)
+        if self.task == "regression":
+            return y.ravel() if self._y_ndim == 1 else y
+        labels = self.classes_[np.argmax(y, axis=-1)]
+        if self.task == "tagging":
+            return self._unpad(labels, lengths, ragged)
+        return labels
+
+    def score(self, X, y, sample_weight=None):
+        """Accuracy (classification), per-step accuracy over valid steps (tagging) or
+        R^2 (regression)."""
+        pred = self.predict(X)
+        if self.task == "regression":
+            return r2_score(y, pred, sample_weight=sample_weight)
+        if self.task == "tagging":
+            if sample_weight is not None:
+                sample_weight = np.concatenate(
+                    [np.full(len(p), w) for p, w in zip(pred, sample_weight)])
+            pred = np.concatenate([np.asarray(p).ravel() for p in pred])
+            y = np.concatenate([np.asarray(t).ravel() for t in y])
+        return accuracy_score(y, pred, sample_weight=sample_weight)
+
+    # ---- input conversion --------------------------------------------------------------
+    def _check_task(self):
+        if self.task not in _TASKS:
+            raise ValueError("task must be one of %s, got %r" % (_TASKS, self.task))
+
+    def _uses_ids(self):
+        if self.layers is None:
+            return False
+        flat = flatten_layers(self.layers)
+        return bool(flat) and isinstance(flat[0], LookupTable)
+
+    def _validate_hyperparams(self):
+        self._check_task()
+        shape = self.input_shape
+        if shape is None:
+            return super()._validate_hyperparams()
+        if (not isinstance(shape, (tuple, list)) or len(shape) != 2
+                or sum(s == -1 for s in shape) > 1 or not all(
+                    isinstance(s, numbers.Integral) and (s > 0 or s == -1)
+                    for s in shape)):
+            raise ValueError("input_shape must be (T, F) with positive ints (one may be "
+                             "-1), got %r" % (shape,))
+        self.input_shape = None  # the base check knows no -1; restored right after
+        try:
+            super()._validate_hyperparams()
+        finally:
+            self.input_shape = shape
+
+    def _flat_shape(self, n_columns):
+        T, F = self.input_shape
+        if T == -1 and n_columns % F == 0:
+            T = n_columns // F
+        elif F == -1 and n_columns % T == 0:
+            F = n_columns // T
+        if T * F != n_columns or T < 1 or F < 1:
+            raise ValueError("X has %d features, which cannot be reshaped to "
+                             "input_shape=%r" % (n_columns, tuple(self.input_shape)))
+        return T, F
+
+    def _sequences(self, X, reset):
+        """``(padded values (n, T, F) or ids (n, T), lengths (n,), ragged)``."""
+        ids = self._uses_ids()
+        dtype = [np.float64, np.float32]
+        if _is_ragged(X):
+            seqs = []
+            for i, x in enumerate(X):
+                x = check_array(np.asarray(x) if not hasattr(x, "shape") else x,
+                                ensure_2d=False, dtype=dtype,
+                                input_name="X[%d]" % i)
+                if x.ndim == 1 and not ids:
+                    x = x.reshape(-1, 1)
+                if x.ndim != (1 if ids else 2) or x.shape[0] < 1:
+                    raise ValueError(
+                        "X[%d] has shape %r; expected a non-empty %s" % (
+                            i, x.shape, "array of ids (L,)" if ids else
+                            "sequence (L, n_features)"))
+                seqs.append(x)
+            if not seqs:
+                raise ValueError("Found array with 0 sample(s) while a minimum of 1 is "
+                                 "required.")
+            F = None if ids else seqs[0].shape[1]
+            if not ids and any(s.shape[1] != F for s in seqs):
+                raise ValueError("all sequences must have the same number of features")
+            lengths = np.array([len(s) for s in seqs])
+            T = int(lengths.max())
+            out = np.zeros((len(seqs), T) + (() if ids else (F,)))
+            for i, s in enumerate(seqs):
+                out[i, :len(s)] = s
+            n_feat = 1 if ids else F
+            if reset:
+                self.n_features_in_ = n_feat
+            elif n_feat != getattr(self, "n_features_in_", n_feat):
+                raise ValueError("X has %d features per step, but %s was fitted with %d"
+                                 % (n_feat, type(self).__name__, self.n_features_in_))
+            return out, lengths, True
+        if self.input_shape is not None:
+            X = validate_data(self, X, reset=reset, dtype=dtype)
+            T, F = self._flat_shape(X.shape[1])
+            X = X.reshape(X.shape[0], T, F)
+        else:
+            X = validate_data(self, X, reset=reset, dtype=dtype, allow_nd=True)
+            if X.ndim == 2 and not ids:
+                X = X[:, :, None]
+        if X.ndim != (2 if ids else 3):
+            raise ValueError("X must be %s, got shape %r" % (
+                "(n, T) token ids" if ids else "(n, T, F) sequences", X.shape))
+        return X, np.full(X.shape[0], X.shape[1]), False
+
+    @staticmethod
+    def _with_mask(values, lengths, ids):
+        """Network input: values plus the mask channel."""
+        n, T = values.shape[:2]
+        mask = (np.arange(T)[None, :] < lengths[:, None]).astype(values.dtype)
+        if ids:
+            return np.stack([values, mask], axis=-1)
+        return np.concatenate([values, mask[:, :, None]], axis=-1)
+
+    def _validate_X(self, X, reset):
+        values, lengths, ragged = self._sequences(X, reset)
+        self._last_lengths = lengths
+        return self._with_mask(values, lengths, self._uses_ids()), values.shape[0]
+
+    def _validate_Xy(self, X, y, reset):
+        Xm, n = self._validate_X(X, reset)
+        lengths = self._last_lengths
+        if self.task == "tagging":
+            y = self._pad_tags(y, lengths, Xm.shape[1])
+        else:
+            y = np.asarray(y)
+            if y.dtype == object and self.task == "regression":
+                y = y.astype(np.float64)
+            if y.shape[0] != n:
+                raise ValueError("Found input variables with inconsistent numbers of "
+                                 "samples: [%d, %d]" % (n, y.shape[0]))
+            if self.task == "regression":
+                y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        if reset:
+            self._fit_T = Xm.shape[1]
+        return Xm, y
+
+    @staticmethod
+    def _pad_tags(y, lengths, T):
+        """Per-step labels ``(n, T)`` (object array; padding is None)."""
+        if len(y) != len(lengths):
+            raise ValueError("Found input variables with inconsistent numbers of "
+                             "samples: [%d, %d]" % (len(lengths), len(y)))
+        out = np.empty((len(lengths), T), dtype=object)
+        for i, (t, L) in enumerate(zip(y, lengths)):
+            t = np.asarray(t)
+            if t.ndim != 1 or len(t) < L:
+                raise ValueError("y[%d] must have one label per step (%d), got shape %r"
+                                 % (i, L, t.shape))
+            out[i, :L] = list(t[:L])
+        return out
+
+    # ---- targets ----------------------------------------------------------------------------
+    def _encode_targets(self, y, first, classes):
+        if self.task == "regression":
+            T = y.reshape(-1, 1) if y.ndim == 1 else y
+            if first:
+                self._y_ndim = y.ndim
+                self._n_targets = T.shape[1]
+            elif T.shape[1] != self._n_targets:
+                raise ValueError("y has %d targets but the estimator was fitted with %d"
+                                 % (T.shape[1], self._n_targets))
+            return T.astype(np.float64)
+        if self.task == "tagging":
+            valid = self._valid_steps(y)
+            labels = np.array(list(y[valid]))
+        else:
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = column_or_1d(y, warn=True)
+            if y.ndim != 1:
+                raise ValueError("y must be 1-D class labels for task='classification', "
+                                 "got shape %r" % (y.shape,))
+            labels = y
+        check_classification_targets(labels)
+        if first:
+            self.classes_ = np.unique(np.asarray(classes) if classes is not None
+                                      else labels)
+            if len(self.classes_) < 2:
+                raise ValueError("NeonSequenceModel needs samples of at least 2 classes "
+                                 "in the data, but the data contains only one class: %r"
+                                 % (self.classes_[0],))
+        unknown = np.setdiff1d(np.unique(labels), self.classes_)
+        if unknown.size:
+            raise ValueError("y contains labels %s that are not in classes_ %s"
+                             % (unknown.tolist(), self.classes_.tolist()))
+        idx = np.searchsorted(self.classes_, labels)
+        K = len(self.classes_)
+        if self.task == "tagging":
+            T = np.zeros(y.shape + (K,))
+            rows, steps = np.nonzero(valid)
+            T[rows, steps, idx] = 1.0
+            return T
+        T = np.zeros((len(labels), K))
+        T[np.arange(len(labels)), idx] = 1.0
+        return T
+
+    @staticmethod
+    def _valid_steps(y):
+        return np.frompyfunc(lambda v: v is not None, 1, 1)(y).astype(bool)
+
+    def _output_spec(self, n_last):
+        if self.task == "regression":
+            return self._n_targets, None
+        return len(self.classes_), Softmax
+
+    def _output_desc(self):
+        return {"regression": "one per target"}.get(self.task, "one per class")
+
+    def _output_ndim(self):
+        return 2 if self.task == "tagging" else 1
+
+    def _default_cost(self, model):
+        return SumSquared() if self.task == "regression" else CrossEntropyMulti()
+
+    def _sample_weights(self, X, y, sample_weight):
+        return super()._sample_weights(X, np.zeros(X.shape[0]), sample_weight)
+
+    def _validation_score(self, model, X, T):
+        y = model.predict(X)
+        if self.task == "regression":
+            return float(r2_score(T, y))
+        if self.task == "tagging":
+            valid = X[:, :, -1] > 0.5
+            return float(np.mean((np.argmax(y, -1) == np.argmax(T, -1))[valid]))
+        return float(np.mean(np.argmax(y, axis=1) == np.argmax(T, axis=1)))
+
+    # ---- network -------------------------------------------------------------------------------
+    def _default_layers(self):
+        return [LSTM(32, init=GlorotUniform(), name="lstm")]
+
+    def _build_layers(self, sample_shape, backend):
+        """Fitted copies of the user's layers, completed for the task and wrapped
+        between the mask layers."""
+        ids = self._uses_ids()
+        T = sample_shape[0]
+        inner = (T,) if ids else (T, sample_shape[1] - 1)
+        layers = clone(list(self.layers)) if self.layers is not None else \
+            self._default_layers()
+        for name, layer in zip(_default_names(layers), layers):
+            layer.name = name
+
+        def probe_shape(layer_list):
+            probe = Model(clone(layer_list), get_backend("cpu", dtype="float64", seed=0))
+            probe.layers.set_backend(probe.be)
+            probe.layers.configure(inner)
+            return tuple(probe.layers.out_shape), probe.layers.sublayers()[-1]
+
+        out_shape, last = probe_shape(layers)
+        if self.task != "tagging" and len(out_shape) == 2:
+            layers.append(RecurrentLast(name="summary"))
+            out_shape, last = probe_shape(layers)
+        elif self.task == "tagging" and len(out_shape) != 2:
+            raise ValueError("task='tagging' needs per-step outputs (T, H); the network "
+                             "outputs %r (remove the summary layer)" % (out_shape,))
+        n_out, out_transform = self._output_spec(out_shape[-1])
+        self.n_outputs_ = n_out
+        transform = last.transform if isinstance(last, Activation) else None
+        hidden_end = (isinstance(transform, Transform)
+                      and not isinstance(transform, (Softmax, Logistic, Identity))) or (
+            transform is None and not isinstance(last, (Linear, Bias)))
+        if out_shape[-1] != n_out and hidden_end or len(out_shape) > self._output_ndim():
+            layers.append(Affine(n_out, init=GlorotUniform(), bias=Constant(0.0),
+                                 activation=None if out_transform is None
+                                 else out_transform(), name="output"))
+        elif out_shape[-1] != n_out:
+            raise ValueError(
+                "The last layer has %d outputs but the %s needs %d (%s). Change its nout, "
+                "or end the list with a hidden layer so that the estimator appends the "
+                "output layer." % (out_shape[-1], type(self).__name__, n_out,
+                                   self._output_desc()))
+        elif out_transform is not None and not isinstance(transform, out_transform):
+            self._set_output_transform(layers, out_transform)
+        if self.task == "tagging":
+            layers.append(StepMask(name="step_mask"))
+        return [SequenceMask(ids=ids, followers=list(layers), name="sequence_input")] + \
+            layers
+
+    # ---- prediction ------------------------------------------------------------------------------
+    def _predict_raw(self, X):
+        check_is_fitted(self, "model_")
+        Xm, n = self._validate_X(X, reset=False)
+        lengths = self._last_lengths
+        ragged = _is_ragged(X)
+        model = self.model_
+        T = Xm.shape[1]
+        if T < self._fit_T:  # pad: masking makes the extra steps inert
+            pad = np.zeros((n, self._fit_T - T, Xm.shape[2]), dtype=Xm.dtype)
+            Xm = np.concatenate([Xm, pad], axis=1)
+        elif T > self._fit_T:  # longer sequences: a reconfigured copy of the network
+            model = copy.deepcopy(self.model_)
+            model.configure(Xm.shape[1:])
+        y = model.predict(Xm, batch_size=max(self.batch_size, 256)).astype(np.float64)
+        if self.task == "tagging":
+            y = y[:, :T]
+        return y, lengths, ragged
+
+    @staticmethod
+    def _unpad(y, lengths, ragged):
+        if ragged:
+            return [y[i, :L] for i, L in enumerate(lengths)]
+        return y
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        if getattr(self, "task", "classification") == "regression":
+            tags.estimator_type = "regressor"
+            tags.regressor_tags = RegressorTags()
+            tags.classifier_tags = None
+        else:
+            tags.estimator_type = "classifier"
+            tags.classifier_tags = ClassifierTags(multi_class=True)
+            tags.regressor_tags = None
+        tags.target_tags.required = True
+        return tags
