@@ -57,6 +57,10 @@ class CPUBackend(CPURecurrentOps, CPUConvOps):
         return np.asarray(x)
 
     # ---- dense kernels -------------------------------------------------------
+    # Small calls run on one thread (``_threads_for``, shared with the convolution
+    # kernels): the dense kernels give the same bits for any thread count, and
+    # waking a thread team for a few thousand values costs far more than it saves
+    # (tens of milliseconds per call when other processes share the cores).
     def matmul(self, a, b, out=None):
         """GEMM through BLAS."""
         return np.matmul(a, b, out=out)
@@ -66,12 +70,12 @@ class CPUBackend(CPURecurrentOps, CPUConvOps):
         if transform is None or transform.kernel is not None:
             code, param = (0, 0.0) if transform is None else transform.kernel
             b = bias if bias is not None else np.empty(0, dtype=x.dtype)
-            _dense.bias_act_fprop(x, b, code, param, out, self.threads)
+            _dense.bias_act_fprop(x, b, code, param, out, self._threads_for(x.size))
         elif isinstance(transform, Softmax):
             if bias is not None:
                 np.add(x, bias, out=out)
                 x = out
-            _dense.softmax_rows(x, out, self.threads)
+            _dense.softmax_rows(x, out, self._threads_for(x.size))
         else:
             z = x + bias if bias is not None else x
             out[...] = transform(z)
@@ -82,41 +86,43 @@ class CPUBackend(CPURecurrentOps, CPUConvOps):
         if transform is None or transform.kernel is not None:
             code, param = (0, 0.0) if transform is None else transform.kernel
             db = dbias if dbias is not None else np.empty(0, dtype=y.dtype)
-            _dense.act_bprop(y, error, code, param, delta, db, self.threads)
+            _dense.act_bprop(y, error, code, param, delta, db, self._threads_for(y.size))
         else:
             delta[...] = transform.bprop_error(y, error)
             if dbias is not None:
-                _dense.colsum(delta, dbias, self.threads)
+                _dense.colsum(delta, dbias, self._threads_for(delta.size))
         return delta
 
     def colsum(self, a, out):
         """Column sums of a 2-D array, identical for any thread count."""
-        _dense.colsum(a, out, self.threads)
+        _dense.colsum(a, out, self._threads_for(a.size))
         return out
 
     def dropout_fprop(self, x, keep, mask, out):
         """Inverted dropout with a fresh mask from the backend's generator."""
         u = self.rng.random(x.shape, dtype=self.dtype)
-        _dense.dropout_fprop(x, u, keep, mask, out, self.threads)
+        _dense.dropout_fprop(x, u, keep, mask, out, self._threads_for(x.size))
         return out
 
     def bn_stats(self, x, mean, var):
-        _dense.bn_stats(x, mean, var, self.threads)
+        _dense.bn_stats(x, mean, var, self._threads_for(x.size))
 
     def bn_fprop(self, x, mean, var, gamma, beta, eps, xhat, out):
-        _dense.bn_fprop(x, mean, var, gamma, beta, eps, xhat, out, self.threads)
+        _dense.bn_fprop(x, mean, var, gamma, beta, eps, xhat, out,
+                        self._threads_for(x.size))
         return out
 
     def bn_bprop(self, error, xhat, var, gamma, eps, dgamma, dbeta, dx):
-        _dense.bn_bprop(error, xhat, var, gamma, eps, dgamma, dbeta, dx, self.threads)
+        _dense.bn_bprop(error, xhat, var, gamma, eps, dgamma, dbeta, dx,
+                        self._threads_for(error.size))
         return dx
 
     def softmax(self, x, out):
-        _dense.softmax_rows(x, out, self.threads)
+        _dense.softmax_rows(x, out, self._threads_for(x.size))
         return out
 
     def cross_entropy_multi(self, y, t, eps):
         """Per-row ``-sum(t * log(y + eps))``."""
         loss = np.empty(y.shape[0], dtype=y.dtype)
-        _dense.cross_entropy_multi(y, t, eps, loss, self.threads)
+        _dense.cross_entropy_multi(y, t, eps, loss, self._threads_for(y.size))
         return loss

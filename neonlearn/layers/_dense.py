@@ -183,7 +183,9 @@ class Dropout(Layer):
         return self
 
     def fprop(self, inputs, inference=False):
-        if inference or self.keep == 1.0:
+        if inference:  # identity; the training mask stays for bprop
+            return inputs
+        if self.keep == 1.0:
             self.mask = None
             return inputs
         x = inputs.reshape(inputs.shape[0], -1)
