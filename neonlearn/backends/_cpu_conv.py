@@ -3,8 +3,6 @@
 The methods are stateless: layers pass every array (inputs, outputs, scratch) and the
 geometry they planned at ``configure``.  Arrays are batch-first ``(N, C, H, W)``.
 """
-import contextlib
-
 import numpy as np
 
 from .._kernels import _conv, _lrn, _pooling
@@ -18,15 +16,14 @@ _CONTROLLER = None
 MIN_PARALLEL_WORK = 200_000
 
 
-def _blas_single_thread(n_threads):
-    """Limit BLAS to one thread while an OpenMP region calls it from every thread.
+def _blas_single_thread():
+    """Limit BLAS to one thread while the kernels call it from OpenMP threads.
 
-    The convolution kernels call GEMM once per sample inside ``prange``; a
-    multi-threaded BLAS there would oversubscribe the cores.
+    The convolution kernels call one GEMM per sample inside ``prange``: the
+    parallelism is over samples, and a multi-threaded BLAS there would oversubscribe
+    the cores (with one OpenMP thread too, the backend's thread budget is one).
     """
     global _CONTROLLER
-    if n_threads <= 1:
-        return contextlib.nullcontext()
     if _CONTROLLER is None:
         from threadpoolctl import ThreadpoolController
 
@@ -58,14 +55,14 @@ class CPUConvOps:
         """``out = conv(x, W) (+ bias per filter)``; ``W (K, C, R, S)``."""
         n = self._threads_for(self._conv_work(x, W))
         b = _empty_like_vec(x) if bias is None else bias
-        with _blas_single_thread(n):
+        with _blas_single_thread():
             _conv.conv_fprop(x, W, b, out, *geom, n_threads=n)
         return out
 
     def conv_bprop_data(self, error, W, dx, geom):
         """Gradient of the convolution with respect to its input (overwrites ``dx``)."""
         n = self._threads_for(self._conv_work(dx, W))
-        with _blas_single_thread(n):
+        with _blas_single_thread():
             _conv.conv_bprop_data(error, W, dx, *geom, n_threads=n)
         return dx
 
@@ -74,7 +71,7 @@ class CPUConvOps:
         also the per-filter bias gradient."""
         n = self._threads_for(self._conv_work(x, dW))
         db = _empty_like_vec(x) if dbias is None else dbias
-        with _blas_single_thread(n):
+        with _blas_single_thread():
             _conv.conv_bprop_filter(x, error, dW, db, *geom, n_threads=n)
         return dW
 
