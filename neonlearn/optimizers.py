@@ -83,6 +83,12 @@ class ExpSchedule(Schedule):
 
 
 # ---- optimizers -----------------------------------------------------------------
+def _check_fraction(value, what):
+    """``value`` must be a number in [0, 1) (decay rates, momentum, Adam's betas)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError("%s must be a number in [0, 1), got %r" % (what, value))
+
+
 def _check_positive(value, what, allow_zero=False):
     ok = isinstance(value, numbers.Real) and np.isfinite(value) and (
         value >= 0 if allow_zero else value > 0)
@@ -120,7 +126,9 @@ class Optimizer(HyperParams):
 
     def _optimize_layer(self, layer, epoch, scale=1.0):
         pairs = layer.param_grads()
-        if len(layer.states) != len(pairs):
+        if len(layer.states) != len(pairs) or any(
+                len(state) != self.n_states for state in layer.states):
+            # first step, or the layer was trained by another optimizer
             layer.states = [[np.zeros_like(p) for _ in range(self.n_states)]
                             for p, _ in pairs]
         for (param, grad), state in zip(pairs, layer.states):
@@ -164,8 +172,7 @@ class GradientDescentMomentum(Optimizer):
         super()._check()
         _check_positive(self.learning_rate, "learning_rate")
         _check_positive(self.wdecay, "wdecay", allow_zero=True)
-        if not isinstance(self.momentum_coef, numbers.Real) or not 0 <= self.momentum_coef < 1:
-            raise ValueError("momentum_coef must be in [0, 1), got %r" % (self.momentum_coef,))
+        _check_fraction(self.momentum_coef, "momentum_coef")
 
     def _update(self, param, grad, state, epoch):
         lr = self.learning_rate
@@ -199,8 +206,7 @@ class RMSProp(Optimizer):
         super()._check()
         _check_positive(self.learning_rate, "learning_rate")
         _check_positive(self.epsilon, "epsilon")
-        if not 0 <= self.decay_rate < 1:
-            raise ValueError("decay_rate must be in [0, 1), got %r" % (self.decay_rate,))
+        _check_fraction(self.decay_rate, "decay_rate")
 
     def _update(self, param, grad, state, epoch):
         lr = self.learning_rate
@@ -250,8 +256,7 @@ class Adadelta(Optimizer):
     def _check(self):
         super()._check()
         _check_positive(self.epsilon, "epsilon")
-        if not 0 <= self.decay < 1:
-            raise ValueError("decay must be in [0, 1), got %r" % (self.decay,))
+        _check_fraction(self.decay, "decay")
 
     def _update(self, param, grad, state, epoch):
         eg2, edx2 = state
@@ -286,9 +291,8 @@ class Adam(Optimizer):
         super()._check()
         _check_positive(self.learning_rate, "learning_rate")
         _check_positive(self.epsilon, "epsilon")
-        for name in ("beta_1", "beta_2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError("%s must be in [0, 1), got %r" % (name, getattr(self, name)))
+        _check_fraction(self.beta_1, "beta_1")
+        _check_fraction(self.beta_2, "beta_2")
 
     def optimize(self, layers, epoch):
         self.t_ = getattr(self, "t_", 0) + 1
