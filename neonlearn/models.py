@@ -79,7 +79,7 @@ class Model:
     def train_batch(self, x, t, weights, optimizer, epoch):
         """One minibatch step; returns the batch's weighted mean cost."""
         y = self.fprop(x)
-        costs = self.cost(y, t)
+        costs = self.be.to_numpy(self.cost(y, t))
         n = x.shape[0]
         batch_cost = float(np.dot(weights, costs) / n)
         if not np.isfinite(batch_cost):
@@ -88,7 +88,7 @@ class Model:
                 "rate (optimizer__learning_rate), clip gradients (gradient_clip_norm) "
                 "or scale the inputs." % (batch_cost, epoch))
         grad = self.cost.bprop_shortcut(y, t) if self.shortcut else self.cost.bprop(y, t)
-        scale = (weights / n).astype(grad.dtype, copy=False)
+        scale = self.be.array(weights / n, dtype=grad.dtype)
         grad = grad * scale.reshape((n,) + (1,) * (grad.ndim - 1))
         self.bprop(self.be.array(grad))
         optimizer.optimize(self.layers_to_optimize, epoch)
@@ -129,10 +129,12 @@ class Model:
                 total = 0.0
                 for mb, start in enumerate(range(0, n, batch_size)):
                     idx = order[start:start + batch_size]
+                    # data already on the device are indexed with device indices
+                    rows = idx if isinstance(X, np.ndarray) else be.xp.asarray(idx)
                     for cb in callbacks:
                         cb.on_minibatch_begin(self, epoch, mb)
                     self.batch_cost = self.train_batch(
-                        be.array(X[idx]), be.array(T[idx]), w[idx], optimizer, epoch)
+                        be.array(X[rows]), be.array(T[rows]), w[idx], optimizer, epoch)
                     total += self.batch_cost * len(idx)
                     for cb in callbacks:
                         cb.on_minibatch_end(self, epoch, mb)
@@ -163,6 +165,18 @@ class Model:
             y = self.fprop(self.be.array(X[s:s + batch_size]), inference=True)
             total += float(np.sum(self.cost(y, self.be.array(T[s:s + batch_size]))))
         return total / max(X.shape[0], 1)
+
+    def to_backend(self, backend):
+        """Move the parameters and states to ``backend`` in place and return self.
+
+        E.g. ``model.to_backend(get_backend("gpu"))`` predicts on the GPU with a
+        model fitted on the CPU (and ``get_backend("cpu")`` brings it back).
+        """
+        from .backends import move_to_backend
+
+        move_to_backend(self.layers, backend)
+        self.be = backend
+        return self
 
     # ---- parameters -------------------------------------------------------------
     def get_weights(self):

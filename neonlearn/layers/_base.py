@@ -101,9 +101,23 @@ class Layer(HyperParams):
         return buf[:n]
 
     def __getstate__(self):
+        from ..backends import to_host
+
         state = self.__dict__.copy()
         state.pop("_buffers", None)  # scratch space, rebuilt on demand
-        return state
+        # device (CuPy) arrays go to host memory: the pickle loads without CuPy
+        return to_host(state)
+
+    def __deepcopy__(self, memo):
+        # copies stay on the layer's device (pickling moves arrays to the host)
+        import copy
+
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        state = self.__dict__.copy()
+        state.pop("_buffers", None)
+        new.__dict__.update(copy.deepcopy(state, memo))
+        return new
 
     def _check_input(self, inputs):
         if tuple(inputs.shape[1:]) != tuple(self.in_shape):

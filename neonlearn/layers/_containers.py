@@ -82,7 +82,7 @@ class BranchNode(Layer):
         if error is None:
             return
         pending = self.__dict__.get("_pending")
-        self._pending = np.array(error, copy=True) if pending is None else pending + error
+        self._pending = error.copy() if pending is None else pending + error
 
     def bprop(self, error):
         pending = self.__dict__.get("_pending")
@@ -191,7 +191,7 @@ class MergeBroadcast(_Branches):
         errors, start = [], 0
         for shape, size in zip(self._shapes, self._sizes):
             part = error[:, start:start + size]
-            errors.append(np.ascontiguousarray(part).reshape((n,) + shape))
+            errors.append(self.be.xp.ascontiguousarray(part).reshape((n,) + shape))
             start += size
         return self._sum_input_grads(errors)
 
@@ -325,7 +325,8 @@ class Tree(CompoundLayer):
             e = self._alphas[k] * error[:, k * size:(k + 1) * size]
             node.accumulate(rest.bprop(e.reshape((n,) + self.out_shape)))
         e0 = self._alphas[0] * error[:, :size]
-        return self.layers_[0].bprop(np.ascontiguousarray(e0).reshape((n,) + self.out_shape))
+        return self.layers_[0].bprop(
+            self.be.xp.ascontiguousarray(e0).reshape((n,) + self.out_shape))
 
 
 class SingleOutputTree(Tree):

@@ -106,7 +106,7 @@ class Bias(ParameterLayer):
 def _feature_last(a, in_shape):
     """2-D view ``(rows, features)``: the channel axis for images, else the last."""
     if len(in_shape) == 3 and in_shape[1:] != (1, 1):
-        return np.ascontiguousarray(np.moveaxis(a, 1, -1)).reshape(-1, in_shape[0]), True
+        return a.transpose(0, 2, 3, 1).copy().reshape(-1, in_shape[0]), True
     n = in_shape[0] if len(in_shape) == 3 else in_shape[-1]
     return a.reshape(-1, n), False
 
@@ -114,7 +114,7 @@ def _feature_last(a, in_shape):
 def _restore(a2, shape):
     """Inverse of :func:`_feature_last` for a channels-last copy."""
     n, c, h, w = shape
-    return np.ascontiguousarray(np.moveaxis(a2.reshape(n, h, w, c), -1, 1))
+    return a2.reshape(n, h, w, c).transpose(0, 3, 1, 2).copy()
 
 
 class Activation(Layer):

@@ -67,13 +67,13 @@ class BatchNorm(ParameterLayer):
     def _rows(self, a):
         """``(rows, features)`` view (a channels-last copy for images)."""
         if self.images:
-            return np.ascontiguousarray(np.moveaxis(a, 1, -1)).reshape(-1, self.weight_shape[0])
+            return a.transpose(0, 2, 3, 1).copy().reshape(-1, self.weight_shape[0])
         return a.reshape(-1, self.weight_shape[0])
 
     def _unrows(self, a2, shape):
         if self.images:
             n, c, h, w = shape
-            return np.ascontiguousarray(np.moveaxis(a2.reshape(n, h, w, c), -1, 1))
+            return a2.reshape(n, h, w, c).transpose(0, 3, 1, 2).copy()
         return a2.reshape(shape)
 
     def fprop(self, inputs, inference=False):

@@ -77,11 +77,11 @@ class Pooling(Layer):
         if self.op != "max":
             return None
         if inference:
-            return np.empty(shape, dtype=np.int32)
+            return self.be.empty(shape, dtype=np.int32)
         bufs = self.__dict__.setdefault("_buffers", {})
         buf = bufs.get("argmax")
         if buf is None or buf.shape[1:] != tuple(shape[1:]) or buf.shape[0] < shape[0]:
-            buf = bufs["argmax"] = np.empty(shape, dtype=np.int32)
+            buf = bufs["argmax"] = self.be.empty(shape, dtype=np.int32)
         return buf[:shape[0]]
 
     def fprop(self, inputs, inference=False):

@@ -687,7 +687,8 @@ class SequenceMask(Layer):
     def fprop(self, inputs, inference=False):
         self._check_input(inputs)
         N, T = inputs.shape[0], self.in_shape[0]
-        lengths = np.rint(inputs[:, :, -1].sum(axis=1)).astype(np.int32)
+        # lengths live on the host (the kernels' int32 arrays), whatever the device
+        lengths = np.rint(self.be.to_numpy(inputs[:, :, -1].sum(axis=1))).astype(np.int32)
         lengths = None if np.all(lengths == T) else lengths
         leaves = [leaf for layer in (self.followers or []) for leaf in layer.sublayers()]
         for leaf in leaves:
