@@ -46,7 +46,8 @@ class CrossEntropyMulti(Cost):
         self.usebits = usebits
 
     def _scale(self):
-        return self.scale / np.log(2.0) if self.usebits else self.scale
+        # a Python float: a NumPy float64 scalar would turn float32 costs into float64
+        return float(self.scale / np.log(2.0)) if self.usebits else self.scale
 
     def __call__(self, y, t):
         return self._scale() * _per_sample(-t * np.log(y + _EPS))

@@ -153,6 +153,16 @@ def test_cost_bprop_is_derivative_of_per_sample_cost(case):
     np.testing.assert_allclose(cost.bprop(y, t), expected, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("case", range(12))
+def test_costs_keep_float32(case):
+    cost, y, t = _cases()[case]
+    y32, t32 = y.astype(np.float32), t.astype(np.float32)
+    assert cost(y32, t32).dtype == np.float32
+    assert cost.bprop(y32, t32).dtype == np.float32
+    if cost.shortcut_transform is not None:
+        assert cost.bprop_shortcut(y32, t32).dtype == np.float32
+
+
 def test_cost_values_by_hand():
     y = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
     t = np.array([[1.0, 0, 0], [0, 1.0, 0]])
