@@ -244,6 +244,27 @@ def test_model_gradient_matches_finite_differences(cost, out_act, shortcut):
         np.testing.assert_allclose(g, numeric_grad(loss, p), rtol=1e-5, atol=1e-7)
 
 
+def test_shortcut_through_an_unfused_output_layer():
+    # Affine(batch_norm=True, Softmax): the shortcut goes through Activation.bprop
+    layers = [Affine(5, init=Gaussian(scale=0.5), bias=Constant(0.1), activation=Tanh()),
+              Affine(3, init=Gaussian(scale=0.5), batch_norm=True, activation=Softmax())]
+    model = Model(layers, backend=_be())
+    model.configure(4)
+    model.set_cost(CrossEntropyMulti())
+    assert model.shortcut and not layers[1]._fused
+    X, T, _ = _blobs(n=6)
+
+    def loss():
+        return float(np.sum(model.cost(model.fprop(X.copy()), T)))
+
+    y = model.fprop(X.copy())
+    model.bprop(np.ascontiguousarray(model.cost.bprop_shortcut(y, T)))
+    pairs = [pg for layer in model.layers_to_optimize for pg in layer.param_grads()]
+    grads = [g.copy() for _, g in pairs]
+    for (p, _), g in zip(pairs, grads):
+        np.testing.assert_allclose(g, numeric_grad(loss, p), rtol=1e-5, atol=1e-6)
+
+
 # ---- divergence --------------------------------------------------------------------
 def _regression_model():
     model = Model([Affine(16, init=Gaussian(scale=1.0), bias=Constant(0), activation=Rectlin()),
@@ -286,3 +307,50 @@ def test_saturating_network_does_not_diverge_on_huge_inputs():
     assert np.isfinite(model.epoch_cost)
     assert all(np.isfinite(p).all() for layer in model.layers_to_optimize
                for p, _ in layer.param_grads())
+
+
+# ---- neonlearn.callbacks ----------------------------------------------------------------
+def test_progress_callback_prints_one_line_per_epoch():
+    import io
+    import re
+
+    from neonlearn.callbacks import ProgressCallback
+
+    X, T, _ = _blobs(n=10)
+    stream = io.StringIO()
+    model = _model()
+    model.fit(X, T, GradientDescentMomentum(0.05), num_epochs=2, batch_size=4,
+              callbacks=[ProgressCallback(stream=stream)])
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    for epoch, line in enumerate(lines):
+        m = re.fullmatch(r"Epoch (\d+) +\[Train \|#{20}\| 3/3 batches, (\S+) cost, "
+                         r"\d+\.\d\ds\]", line)
+        assert m, line
+        assert int(m.group(1)) == epoch
+    assert float(m.group(2)) == pytest.approx(model.epoch_cost, rel=1e-3)
+
+
+def test_early_stopping_stops_and_restores_the_best_weights():
+    from neonlearn.callbacks import EarlyStopping
+
+    scores = iter([1.0, 2.0, 1.5, 1.9, 5.0, 6.0])
+    snapshots = []
+
+    class Snap(Callback):
+        def on_epoch_end(self, model, epoch):
+            snapshots.append(model.get_weights())
+
+    X, T, _ = _blobs(n=10)
+    model = _model()
+    stop = EarlyStopping(lambda m: next(scores), patience=2, tol=0.0)
+    model.fit(X, T, GradientDescentMomentum(0.05), num_epochs=6, batch_size=5,
+              callbacks=[Snap(), stop])
+    assert len(snapshots) == 4  # epochs 2 and 3 did not beat epoch 1
+    assert stop.best_epoch == 1 and stop.best_score == 2.0
+    assert stop.scores == [1.0, 2.0, 1.5, 1.9]
+    assert model.val_score == 1.9
+    for got, best in zip(model.get_weights(), snapshots[1]):
+        for a, b in zip(got, best):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(snapshots[3][0][0], snapshots[1][0][0])
