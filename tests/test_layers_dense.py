@@ -444,3 +444,37 @@ def test_larger_batch_grows_the_buffer():
     layer.fprop(_x((4,), n=2))
     x = _x((4,), n=7)
     np.testing.assert_allclose(layer.fprop(x), x @ layer.W.T, rtol=1e-12)
+
+
+# ---- containers and thread counts ----------------------------------------------------
+def test_sequential_flattens_nested_lists_and_checks_its_layers():
+    a, b, c = Linear(3, init=Gaussian()), Bias(init=Gaussian()), Activation(Tanh())
+    seq = _make(Sequential([[a, [b]], c]), (4,))
+    assert seq.layers_ == [a, b, c] and seq.out_shape == (3,)
+    assert seq.layers_to_optimize() == [a, b]
+    with pytest.raises(ValueError, match="at least one layer"):
+        _make(Sequential([]), (4,))
+    with pytest.raises(ValueError, match="Expected a neonlearn layer"):
+        _make(Sequential([a, "tanh"]), (4,))
+    with pytest.raises(ValueError, match="Cannot configure"):
+        _make(Linear(3, init=Gaussian()), "four")
+
+
+def test_one_and_two_threads_give_the_same_bits():
+    """A batch large enough that the backend really runs the kernels on 2 threads."""
+    x = _x((20,), n=2100)
+    err = _x((100,), n=2100, seed=5)
+    results = []
+    for n_threads in (1, 2):
+        be = _be("float32", seed=0, n_threads=n_threads)
+        net = _make(Sequential([
+            Affine(100, init=Gaussian(scale=0.3), bias=Gaussian(scale=0.1), activation=Explin()),
+            Affine(100, init=Gaussian(scale=0.3), batch_norm=True, activation=Tanh()),
+            Dropout(keep=0.7), Activation(Softmax())]), (20,), be)
+        y = np.array(net.fprop(be.array(x)), copy=True)
+        dx = np.array(net.bprop(be.array(err)), copy=True)
+        grads = [np.array(g, copy=True) for sub in net.layers_to_optimize()
+                 for _, g in sub.param_grads()]
+        results.append([y, dx] + grads)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
