@@ -30,6 +30,7 @@ from sklearn.base import clone
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import check_array
 from sklearn.utils._tags import ClassifierTags, RegressorTags
+from sklearn.utils._available_if import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
@@ -173,12 +174,11 @@ class NeonSequenceModel(BaseNeonEstimator):
             raise ValueError("classes must be passed on the first call to partial_fit.")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
+    @available_if(lambda self: self.task != "regression")
     def predict_proba(self, X):
         """Class probabilities: ``(n, n_classes)``; tagging: ``(n, T, n_classes)`` or
-        a list of ``(L_i, n_classes)`` arrays for ragged ``X``."""
-        self._check_task()
-        if self.task == "regression":
-            raise AttributeError("predict_proba is not available for task='regression'")
+        a list of ``(L_i, n_classes)`` arrays for ragged ``X`` (not available for
+        ``task="regression"``)."""
         y, lengths, ragged = self._predict_raw(X)
         if self.task == "tagging":
             return self._unpad(y, lengths, ragged)
@@ -252,7 +252,7 @@ class NeonSequenceModel(BaseNeonEstimator):
         """``(padded values (n, T, F) or ids (n, T), lengths (n,), ragged)``."""
         ids = self._uses_ids()
         dtype = [np.float64, np.float32]
-        if _is_ragged(X):
+        if _is_ragged(X) and self.input_shape is None:
             seqs = []
             for i, x in enumerate(X):
                 x = check_array(np.asarray(x) if not hasattr(x, "shape") else x,
@@ -277,25 +277,32 @@ class NeonSequenceModel(BaseNeonEstimator):
             out = np.zeros((len(seqs), T) + (() if ids else (F,)))
             for i, s in enumerate(seqs):
                 out[i, :len(s)] = s
-            n_feat = 1 if ids else F
-            if reset:
-                self.n_features_in_ = n_feat
-            elif n_feat != getattr(self, "n_features_in_", n_feat):
-                raise ValueError("X has %d features per step, but %s was fitted with %d"
-                                 % (n_feat, type(self).__name__, self.n_features_in_))
+            self._check_step_features(1 if ids else F, reset)
             return out, lengths, True
         if self.input_shape is not None:
             X = validate_data(self, X, reset=reset, dtype=dtype)
             T, F = self._flat_shape(X.shape[1])
             X = X.reshape(X.shape[0], T, F)
         else:
-            X = validate_data(self, X, reset=reset, dtype=dtype, allow_nd=True)
+            X = check_array(X, dtype=dtype, allow_nd=True)
             if X.ndim == 2 and not ids:
                 X = X[:, :, None]
+            if X.ndim == (2 if ids else 3):
+                self._check_step_features(1 if ids else X.shape[2], reset)
         if X.ndim != (2 if ids else 3):
             raise ValueError("X must be %s, got shape %r" % (
                 "(n, T) token ids" if ids else "(n, T, F) sequences", X.shape))
         return X, np.full(X.shape[0], X.shape[1]), False
+
+    def _check_step_features(self, n_features, reset):
+        """``n_features_in_`` is the number of features per step outside flat mode."""
+        if reset:
+            self.n_features_in_ = n_features
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif n_features != getattr(self, "n_features_in_", n_features):
+            raise ValueError("X has %d features per step, but %s was fitted with %d"
+                             % (n_features, type(self).__name__, self.n_features_in_))
 
     @staticmethod
     def _with_mask(values, lengths, ids):
@@ -306,14 +313,21 @@ class NeonSequenceModel(BaseNeonEstimator):
             return np.stack([values, mask], axis=-1)
         return np.concatenate([values, mask[:, :, None]], axis=-1)
 
-    def _validate_X(self, X, reset):
+    def _prepare(self, X, reset):
+        """``(network input with the mask channel, lengths, ragged)``."""
         values, lengths, ragged = self._sequences(X, reset)
-        self._last_lengths = lengths
-        return self._with_mask(values, lengths, self._uses_ids()), values.shape[0]
+        return self._with_mask(values, lengths, self._uses_ids()), lengths, ragged
+
+    def _validate_X(self, X, reset):
+        Xm, _, _ = self._prepare(X, reset)
+        return Xm, Xm.shape[0]
 
     def _validate_Xy(self, X, y, reset):
-        Xm, n = self._validate_X(X, reset)
-        lengths = self._last_lengths
+        if y is None:
+            raise ValueError("%s requires y to be passed, but the target y is None."
+                             % type(self).__name__)
+        Xm, lengths, _ = self._prepare(X, reset)
+        n = Xm.shape[0]
         if self.task == "tagging":
             y = self._pad_tags(y, lengths, Xm.shape[1])
         else:
@@ -472,9 +486,8 @@ class NeonSequenceModel(BaseNeonEstimator):
     # ---- prediction ------------------------------------------------------------------------------
     def _predict_raw(self, X):
         check_is_fitted(self, "model_")
-        Xm, n = self._validate_X(X, reset=False)
-        lengths = self._last_lengths
-        ragged = _is_ragged(X)
+        Xm, lengths, ragged = self._prepare(X, reset=False)
+        n = Xm.shape[0]
         model = self.model_
         T = Xm.shape[1]
         if T < self._fit_T:  # pad: masking makes the extra steps inert
@@ -500,6 +513,7 @@ class NeonSequenceModel(BaseNeonEstimator):
             tags.estimator_type = "regressor"
             tags.regressor_tags = RegressorTags()
             tags.classifier_tags = None
+            tags.target_tags.multi_output = True
         else:
             tags.estimator_type = "classifier"
             tags.classifier_tags = ClassifierTags(multi_class=True)

@@ -1,0 +1,158 @@
+"""NeonSequenceModel: scikit-learn contract, ragged data, tasks and masking."""
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone, is_classifier, is_regressor
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from neonlearn._estimators._sequence import NeonSequenceModel
+from neonlearn.initializers import GlorotUniform, Uniform
+from neonlearn.layers import (
+    GRU, LSTM, BiLSTM, Dropout, LookupTable, RecurrentMean, RecurrentSum,
+)
+from neonlearn.optimizers import Adam
+
+
+def small(**kw):
+    kw.setdefault("layers", [GRU(8, GlorotUniform(), name="gru")])
+    kw.setdefault("random_state", 0)
+    return NeonSequenceModel(**kw)
+
+
+# Flat 2-D mode: every column is one step of a univariate sequence (input_shape with
+# -1 lets the checks' data of any width through).
+@parametrize_with_checks([small(epochs=60, input_shape=(-1, 1))])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def ragged_data(n=80, seed=0, features=2):
+    rng = np.random.default_rng(seed)
+    X = [rng.normal(size=(rng.integers(2, 9), features)) for _ in range(n)]
+    y = np.array([int(x[:, 0].sum() > 0) for x in X])
+    return X, y
+
+
+def test_task_decides_estimator_type():
+    assert is_classifier(NeonSequenceModel())
+    assert is_classifier(NeonSequenceModel(task="tagging"))
+    assert is_regressor(NeonSequenceModel(task="regression"))
+    assert not hasattr(NeonSequenceModel(task="regression"), "predict_proba")
+
+
+def test_ragged_classification_learns_and_pads_exactly():
+    X, y = ragged_data(160)
+    clf = small(epochs=40, optimizer=Adam(learning_rate=0.01)).fit(X, y)
+    assert [l.name for l in clf.layers_] == ["sequence_input", "gru", "summary", "output"]
+    assert clf.score(X, y) > 0.85
+    # one sequence at a time (no padding) gives the same probabilities as the batch
+    proba = clf.predict_proba(X[:6])
+    single = np.vstack([clf.predict_proba([x]) for x in X[:6]])
+    np.testing.assert_allclose(proba, single, rtol=1e-5, atol=1e-6)
+    # sequences longer than any seen in fit
+    long_x = [np.random.default_rng(1).normal(size=(15, 2))]
+    assert clf.predict(long_x).shape == (1,)
+
+
+def test_cross_val_score_and_grid_search_on_ragged_data():
+    X, y = ragged_data(60)
+    scores = cross_val_score(small(epochs=3), X, y, cv=3)
+    assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
+    grid = GridSearchCV(small(epochs=2), {"layers__gru__output_size": [4, 6]}, cv=2)
+    grid.fit(X, y)
+    assert grid.best_params_["layers__gru__output_size"] in (4, 6)
+    assert grid.predict(X[:3]).shape == (3,)
+
+
+def test_regression_3d_input_and_pipeline_flat():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 6, 2))
+    y = X[:, :, 0].sum(1)
+    reg = small(task="regression", epochs=60, optimizer=Adam(learning_rate=0.01),
+                layers=[LSTM(16, GlorotUniform(), name="lstm"), RecurrentSum()])
+    reg.fit(X, y)
+    assert reg.predict(X).shape == (120,)
+    assert reg.score(X, y) > 0.8
+    pipe = make_pipeline(StandardScaler(), clone(reg).set_params(input_shape=(6, 2),
+                                                                 epochs=2))
+    pipe.fit(X.reshape(120, 12), y)
+    assert pipe.predict(X.reshape(120, 12)).shape == (120,)
+    with pytest.raises(ValueError, match="features"):
+        pipe.predict(X.reshape(120, 12)[:, :11])
+    with pytest.raises(ValueError, match="features"):
+        pipe[-1].predict(X.reshape(120, 12)[:, :11])
+    with pytest.raises(ValueError, match="input_shape"):
+        clone(pipe[-1]).fit(X.reshape(120, 12)[:, :11], y)
+
+
+def test_tagging_with_ragged_labels():
+    rng = np.random.default_rng(0)
+    X = [rng.normal(size=(rng.integers(3, 10), 1)) for _ in range(150)]
+    y = [(np.cumsum(x[:, 0]) > 0).astype(int) for x in X]
+    tagger = small(task="tagging", epochs=40, optimizer=Adam(learning_rate=0.01),
+                   layers=[GRU(16, GlorotUniform(), name="gru")])
+    tagger.fit(X, y)
+    assert tagger.layers_[-1].name == "step_mask"
+    pred = tagger.predict(X[:5])
+    assert [len(p) for p in pred] == [len(x) for x in X[:5]]
+    assert tagger.score(X, y) > 0.85
+    proba = tagger.predict_proba(X[:2])
+    np.testing.assert_allclose(proba[0].sum(-1), 1.0, rtol=1e-5)
+
+
+def test_padding_does_not_change_training():
+    """Padded and masked batches train exactly like the unpadded sequences."""
+    rng = np.random.default_rng(0)
+    X = [rng.normal(size=(5, 2)) for _ in range(8)]
+    y = np.arange(8) % 2
+    longer = X + [rng.normal(size=(9, 2))]
+    # the same 8 sequences, padded to T=9 because of a longer ninth sequence in the
+    # batch that has zero sample weight
+    d = small(epochs=3, shuffle=False, batch_size=9, dtype="float64")
+    d.fit(longer, y.tolist() + [0], sample_weight=[1.0] * 8 + [0.0])
+    e = small(epochs=3, shuffle=False, batch_size=9, dtype="float64")
+    e.fit(X + [longer[8][:5]], y.tolist() + [0], sample_weight=[1.0] * 8 + [0.0])
+    np.testing.assert_allclose(d.predict_proba(X), e.predict_proba(X), rtol=1e-10)
+
+
+def test_token_ids_with_lookup_table():
+    rng = np.random.default_rng(0)
+    X = [rng.integers(1, 20, size=rng.integers(3, 12)) for _ in range(120)]
+    y = np.array([int((x < 10).sum() > len(x) / 2) for x in X])
+    layers = [LookupTable(20, 8, Uniform(-0.1, 0.1), pad_idx=0, name="embed"),
+              BiLSTM(8, GlorotUniform(), name="bilstm"), RecurrentMean(),
+              Dropout(0.9)]
+    clf = small(layers=layers, epochs=30, optimizer=Adam(learning_rate=0.02)).fit(X, y)
+    assert clf.score(X, y) > 0.8
+    Xa = np.zeros((3, 12), dtype=int)
+    for i, x in enumerate(X[:3]):
+        Xa[i, :len(x)] = x[:12]
+    assert clf.predict(Xa).shape == (3,)
+    with pytest.raises(ValueError, match="ids"):
+        clf.predict([np.array([1, 25])])
+
+
+def test_partial_fit_pickle_and_errors():
+    X, y = ragged_data(40)
+    clf = small()
+    with pytest.raises(ValueError, match="classes"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X, y, classes=[0, 1])
+    clf.partial_fit(X, y)
+    assert clf.n_iter_ == 2
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+    with pytest.raises(ValueError, match="task"):
+        small(task="forecast").fit(X, y)
+    with pytest.raises(ValueError, match="input_shape"):
+        small(input_shape=(-1, -1)).fit(np.zeros((4, 4)), [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="features per step"):
+        clf.predict([np.zeros((3, 3))])
+    with pytest.raises(ValueError, match="0 sample"):
+        small().fit([np.zeros((0, 2)), np.zeros((2, 2))], [0, 1])
+    with pytest.raises(ValueError, match="one label per step"):
+        small(task="tagging").fit([np.zeros((3, 1))], [[0, 1]])
