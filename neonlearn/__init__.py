@@ -11,3 +11,7 @@ from ._show_versions import show_versions
 __version__ = "0.1.0"
 
 __all__ = ["NeonClassifier", "NeonRegressor", "show_versions", "__version__"]
+
+from ._estimators._sequence import NeonSequenceModel  # noqa: E402
+
+__all__.append("NeonSequenceModel")
