@@ -1,11 +1,11 @@
-"""CPU kernels for convolution, pooling and LRN (the convolution issue).
+"""CPU kernels for convolution, pooling, LRN and per-channel batch norm on images.
 
 The methods are stateless: layers pass every array (inputs, outputs, scratch) and the
 geometry they planned at ``configure``.  Arrays are batch-first ``(N, C, H, W)``.
 """
 import numpy as np
 
-from .._kernels import _conv, _lrn, _pooling
+from .._kernels import _batchnorm, _conv, _lrn, _pooling
 
 _CONTROLLER = None
 
@@ -110,4 +110,19 @@ class CPUConvOps:
     def lrn_bprop(self, x, y, denom, error, dx, depth, ascale, bpower):
         n = self._threads_for(x.size * depth)
         _lrn.lrn_bprop(x, y, denom, error, dx, depth, ascale, bpower, n)
+        return dx
+
+    # ---- per-channel batch normalization (images) -------------------------------
+    def bn_stats_images(self, x, mean, var):
+        """Per-channel mean and biased variance of ``x (N, C, H, W)``."""
+        _batchnorm.bn_stats(x, mean, var, self._threads_for(2 * x.size))
+
+    def bn_fprop_images(self, x, mean, var, gamma, beta, eps, xhat, out):
+        _batchnorm.bn_fprop(x, mean, var, gamma, beta, eps, xhat, out,
+                            self._threads_for(2 * x.size))
+        return out
+
+    def bn_bprop_images(self, error, xhat, var, gamma, eps, dgamma, dbeta, dx):
+        _batchnorm.bn_bprop(error, xhat, var, gamma, eps, dgamma, dbeta, dx,
+                            self._threads_for(4 * error.size))
         return dx

@@ -64,6 +64,10 @@ class BatchNorm(ParameterLayer):
     def param_grads(self):
         return [(self.gamma, self.dgamma), (self.beta, self.dbeta)]
 
+    def _per_channel(self):
+        """Images on a backend with per-channel kernels: no channels-last copies."""
+        return self.images and hasattr(self.be, "bn_stats_images")
+
     def _rows(self, a):
         """``(rows, features)`` view (a channels-last copy for images)."""
         if self.images:
@@ -79,27 +83,36 @@ class BatchNorm(ParameterLayer):
     def fprop(self, inputs, inference=False):
         self._check_input(inputs)
         be = self.be
-        x = self._rows(inputs)
+        if self._per_channel():  # kernels on the (N, C, H, W) layout
+            x = be.array(inputs)
+            stats, fprop, unrows = be.bn_stats_images, be.bn_fprop_images, None
+        else:
+            x = self._rows(inputs)
+            stats, fprop, unrows = be.bn_stats, be.bn_fprop, self._unrows
         out = self._output(x.shape, inference)
         if inference:
             xhat = be.empty(x.shape)
-            be.bn_fprop(x, self.gmean, self.gvar, self.gamma, self.beta, self.eps, xhat, out)
+            fprop(x, self.gmean, self.gvar, self.gamma, self.beta, self.eps, xhat, out)
         else:
-            be.bn_stats(x, self.mean, self.var)
+            stats(x, self.mean, self.var)
             self.xhat = self._output(x.shape, False, key="xhat")
-            be.bn_fprop(x, self.mean, self.var, self.gamma, self.beta, self.eps, self.xhat, out)
+            fprop(x, self.mean, self.var, self.gamma, self.beta, self.eps, self.xhat, out)
             self.gmean *= self.rho
             self.gmean += (1.0 - self.rho) * self.mean
             self.gvar *= self.rho
             self.gvar += (1.0 - self.rho) * self.var
-        return self._unrows(out, inputs.shape)
+        return out if unrows is None else unrows(out, inputs.shape)
 
     def bprop(self, error):
-        e = self._rows(error)
+        if self._per_channel():
+            e = self.be.array(error)
+            bprop, unrows = self.be.bn_bprop_images, None
+        else:
+            e = self._rows(error)
+            bprop, unrows = self.be.bn_bprop, self._unrows
         dx = self._output(e.shape, False, key="dx")
-        self.be.bn_bprop(e, self.xhat, self.var, self.gamma, self.eps,
-                         self.dgamma, self.dbeta, dx)
-        return self._unrows(dx, error.shape)
+        bprop(e, self.xhat, self.var, self.gamma, self.eps, self.dgamma, self.dbeta, dx)
+        return dx if unrows is None else unrows(dx, error.shape)
 
 
 class LRN(Layer):
