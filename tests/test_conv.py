@@ -5,9 +5,9 @@ import pytest
 from conftest import check_layer_grads
 from neonlearn.backends import _cpu_conv, get_backend
 from neonlearn.initializers import Constant, Gaussian
-from neonlearn.layers import (Activation, Bias, Conv, Convolution, Deconv,
+from neonlearn.layers import (Activation, BatchNorm, Bias, Conv, Convolution, Deconv,
                               Deconvolution, Sequential)
-from neonlearn.transforms import Rectlin, Tanh
+from neonlearn.transforms import Rectlin, Softmax, Tanh
 
 
 def naive_conv(x, w, stride=(1, 1), pad=(0, 0), dil=(1, 1)):
@@ -212,7 +212,18 @@ def test_conv_fused_matches_separate_layers(activation, be64):
     if activation is not None:
         parts.append(Activation(activation))
     _compound_vs_parts(conv, parts, (3, 8, 7), be64)
-    assert conv._fused
+    assert conv._fused_bias
+
+
+@pytest.mark.parametrize("activation", [Rectlin(), Softmax(), None])
+@pytest.mark.parametrize("cls, first", [(Conv, Convolution), (Deconv, Deconvolution)])
+def test_batch_norm_compound_matches_separate_layers(cls, first, activation, be64):
+    compound = cls((3, 3, 4), Gaussian(scale=0.3), strides=2, padding=1,
+                   batch_norm=True, activation=activation)
+    parts = [first((3, 3, 4), strides=2, padding=1, init=Gaussian()), BatchNorm()]
+    if activation is not None:
+        parts.append(Activation(activation))
+    _compound_vs_parts(compound, parts, (3, 7, 6), be64, n=4)
 
 
 def test_deconv_matches_separate_layers(be64):
@@ -238,7 +249,7 @@ def test_conv_naming_and_grads(be64):
     bn.configure((2, 5, 6))
     bn.allocate()
     assert [layer.name for layer in bn.layers_] == ["c2", "c2_bnorm", "c2_Tanh"]
-    assert not bn._fused
+    assert not bn._fused_bias and bn._act is not None
     check_layer_grads(bn, (2, 5, 6), be64, n=4, rtol=1e-4, atol=1e-6)
     assert [layer.name for layer in Conv((1, 1, 1), Gaussian()).configure(
         (1, 3, 3)).layers_] == ["Conv"]

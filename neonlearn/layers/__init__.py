@@ -2,8 +2,11 @@
 
 - ``_base``: Layer, ParameterLayer, CompoundLayer
 - ``_dense``: Linear, Bias, Activation, Dropout, Affine
-- ``_normalization``: BatchNorm (and LRN)
-- ``_containers``: Sequential, SkipNode (and BranchNode, MergeSum, MergeBroadcast, Tree)
+- ``_conv``: Convolution, Deconvolution, Conv, Deconv
+- ``_pooling``: Pooling
+- ``_normalization``: BatchNorm, LRN
+- ``_containers``: Sequential, SkipNode, BranchNode, MergeSum, MergeBroadcast, Tree,
+  SingleOutputTree
 """
 from ._base import CompoundLayer, Layer, ParameterLayer
 from ._containers import Sequential, SkipNode

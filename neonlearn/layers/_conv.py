@@ -219,21 +219,31 @@ class Conv(CompoundLayer):
         first = self._first(self.fshape, strides=self.strides, padding=self.padding,
                             dilation=self.dilation, init=self.init, name=base)
         self._configure_sublayers(self._build(first), in_obj)
-        kinds = [type(layer) for layer in self.layers_]
-        self._fused = (
-            kinds[:2] == [Convolution, Bias]
-            and (len(kinds) == 2 or (kinds[2] is Activation
-                                     and self.layers_[2].transform.kernel is not None))
-        )
+        last = self.layers_[-1]
+        # an elementwise activation runs in place on the (N*K, P*Q) view of the
+        # previous output (no channels-last copy); a bias joins the convolution
+        self._act = (last if isinstance(last, Activation) and len(self.layers_) > 1
+                     and last.transform.kernel is not None else None)
+        self._fused_bias = (type(first) is Convolution and len(self.layers_) > 1
+                            and type(self.layers_[1]) is Bias)
         return self
 
+    def _middle(self):
+        """Layers run between the first (convolution) layer and the activation."""
+        end = len(self.layers_) - (1 if self._act is not None else 0)
+        return self.layers_[2 if self._fused_bias else 1:end]
+
     def fprop(self, inputs, inference=False):
-        if not self._fused:
-            return super().fprop(inputs, inference)
-        conv, bias = self.layers_[:2]
-        out = conv.fprop(inputs, inference, bias=bias.W)
-        if len(self.layers_) == 3:
-            act = self.layers_[2]
+        first = self.layers_[0]
+        if self._fused_bias:
+            out = first.fprop(inputs, inference, bias=self.layers_[1].W)
+        else:
+            out = first.fprop(inputs, inference)
+        for layer in self._middle():
+            out = layer.fprop(out, inference)
+        act = self._act
+        if act is not None:
+            out = self.be.array(out)
             flat = out.reshape(out.shape[0] * out.shape[1], -1)
             self.be.bias_act_fprop(flat, None, act.transform, flat)  # in place
             if not inference:
@@ -241,17 +251,17 @@ class Conv(CompoundLayer):
         return out
 
     def bprop(self, error):
-        if not self._fused:
-            return super().bprop(error)
-        conv, bias = self.layers_[:2]
-        delta = error
-        if len(self.layers_) == 3 and not self.layers_[2].shortcut_error:
-            act = self.layers_[2]
+        act = self._act
+        if act is not None and not act.shortcut_error:
             e = self.be.array(error).reshape(act.outputs.shape)
             d = act._output(e.shape, False, key="delta")
             self.be.act_bprop(act.outputs, e, act.transform, d)
-            delta = d.reshape(error.shape)
-        return conv.bprop(delta, dbias=bias.dW)
+            error = d.reshape(error.shape)
+        for layer in reversed(self._middle()):
+            error = layer.bprop(error)
+        if self._fused_bias:
+            return self.layers_[0].bprop(error, dbias=self.layers_[1].dW)
+        return self.layers_[0].bprop(error)
 
 
 class Deconv(Conv):
