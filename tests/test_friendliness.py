@@ -1,0 +1,190 @@
+"""Layer summaries, learning-curve plots and the progress display."""
+import io
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+
+from neonlearn import NeonClassifier, NeonRegressor
+from neonlearn._summary import layer_table, summary, summary_html
+from neonlearn.backends import get_backend
+from neonlearn.callbacks import ProgressCallback
+from neonlearn.costs import CrossEntropyMulti
+from neonlearn.initializers import Constant, GlorotUniform
+from neonlearn.layers import LSTM, Affine, Conv, Dropout, Pooling, RecurrentLast
+from neonlearn.models import Model
+from neonlearn.optimizers import GradientDescentMomentum
+from neonlearn.transforms import Rectlin, Softmax
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return (X / 16.0).astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def conv_est(digits):
+    X, y = digits
+    return NeonClassifier(
+        layers=[Conv((3, 3, 4), GlorotUniform(), bias=Constant(0), padding=1,
+                     activation=Rectlin(), name="conv1"),
+                Pooling(2, name="pool1"),
+                Affine(32, GlorotUniform(), batch_norm=True, activation=Rectlin(),
+                       name="fc1"),
+                Dropout(0.8, name="drop")],
+        input_shape=(1, 8, 8), epochs=3, random_state=0).fit(X[:300], y[:300])
+
+
+# ---- summary -----------------------------------------------------------------------
+def test_summary_table(conv_est):
+    text = summary(conv_est)
+    lines = text.splitlines()
+    for name in ("conv1", "conv1_bias", "conv1_Rectlin", "pool1", "fc1", "fc1_bnorm",
+                 "drop", "output", "output_Softmax"):
+        assert any(line.split()[0] == name for line in lines if line.strip()), name
+    assert "(None, 4, 8, 8)" in text
+    assert "(None, 4, 4, 4)" in text
+    assert "(None, 10)" in text
+    # conv 3*3*1*4 + 4, fc 64*32 + BN 2*32, output 32*10 + 10
+    total = 36 + 4 + 64 * 32 + 64 + 320 + 10
+    assert text.splitlines()[-2] == "Total params: {:,}".format(total)
+    assert "Input shape: (None, 1, 8, 8)" in text
+    # the same table from the Model
+    assert summary(conv_est.model_) == text
+
+
+def test_layer_table_rows(conv_est):
+    rows = layer_table(conv_est.model_)
+    top = [r for r in rows if r[0] == 0]
+    assert [r[1] for r in top] == ["conv1", "pool1", "fc1", "drop", "output"]
+    conv = top[0]
+    assert conv[2] == "Conv" and conv[4] == 40
+    parts = [r for r in rows if r[0] == 1 and r[1].startswith("conv1")]
+    assert sum(r[4] for r in parts) == 40
+    assert sum(r[4] for r in rows if r[0] == 0) == sum(
+        p.size for layer in conv_est.model_.layers_to_optimize
+        for p, _ in layer.param_grads())
+
+
+def test_summary_html(conv_est):
+    page = summary_html(conv_est, title="net <1>")
+    assert page.startswith("<table>") and page.endswith("</table>")
+    assert "net &lt;1&gt;" in page
+    assert "conv1_bias" in page and "Total params" in page
+
+
+def test_summary_of_recurrent_model():
+    model = Model([LSTM(8, GlorotUniform(), name="lstm"), RecurrentLast(name="last"),
+                   Affine(3, GlorotUniform(), bias=Constant(0), activation=Softmax())],
+                  get_backend("cpu")).configure((5, 2))
+    text = summary(model)
+    assert "(None, 5, 8)" in text and "(None, 8)" in text
+    # LSTM: input 4H x F, recurrent 4H x H, bias 4H
+    assert "{:,}".format(32 * 2 + 32 * 8 + 32) in text
+
+
+def test_summary_needs_fit():
+    with pytest.raises(NotFittedError):
+        summary(NeonClassifier())
+
+
+def test_estimator_summary_method_if_present(conv_est, capsys):
+    if not hasattr(conv_est, "summary"):
+        pytest.skip("the estimators have no summary() method yet")
+    out = conv_est.summary()
+    printed = capsys.readouterr().out
+    assert "conv1_bias" in (printed or "") + (out or "")
+    if hasattr(conv_est, "_repr_html_"):
+        assert "Total params" in conv_est._repr_html_()
+
+
+# ---- plots ---------------------------------------------------------------------------
+def test_plot_learning_curves(digits, tmp_path):
+    mpl = pytest.importorskip("matplotlib", reason="matplotlib is not installed")
+    mpl.use("Agg")
+    from neonlearn.plot import plot_learning_curves
+
+    X, y = digits
+    est = NeonClassifier(epochs=4, early_stopping=True, n_iter_no_change=50,
+                         random_state=0).fit(X, y)
+    ax = plot_learning_curves(est)
+    assert len(ax.lines[0].get_xdata()) == len(est.loss_curve_)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), est.loss_curve_)
+    assert ax.right_ax is not None
+    assert len(ax.right_ax.lines[0].get_ydata()) == len(est.validation_scores_)
+    path = tmp_path / "curves.png"
+    ax.figure.savefig(path)
+    assert path.stat().st_size > 1000
+
+    reg = NeonRegressor(epochs=3, random_state=0).fit(X, y.astype(float))
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2)
+    out = plot_learning_curves(reg, ax=axes[1], title="regressor")
+    assert out is axes[1] and out.get_title() == "regressor"
+    assert out.right_ax is None
+    plt.close("all")
+
+
+def test_plot_needs_fit():
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed")
+    from neonlearn.plot import plot_learning_curves
+
+    with pytest.raises(NotFittedError):
+        plot_learning_curves(NeonClassifier())
+
+
+def test_plot_without_matplotlib(monkeypatch, digits):
+    import sys
+
+    from neonlearn import plot
+
+    X, y = digits
+    est = NeonClassifier(epochs=1, random_state=0).fit(X[:50], y[:50])
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    with pytest.raises(ImportError, match="pip install matplotlib"):
+        plot.plot_learning_curves(est)
+
+
+# ---- progress display -------------------------------------------------------------------
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _fit_with_progress(stream, epochs=3):
+    X = np.random.default_rng(0).standard_normal((100, 4)).astype(np.float32)
+    T = np.eye(3, dtype=np.float32)[np.arange(100) % 3]
+    model = Model([Affine(3, GlorotUniform(), bias=Constant(0), activation=Softmax())],
+                  get_backend("cpu", seed=0)).configure((4,))
+    model.set_cost(CrossEntropyMulti())
+    model.fit(X, T, GradientDescentMomentum(0.1), epochs, 32,
+              callbacks=[ProgressCallback(stream=stream)])
+    return stream.getvalue()
+
+
+def test_progress_plain_lines_when_not_a_terminal():
+    out = _fit_with_progress(io.StringIO())
+    assert "\r" not in out
+    lines = out.splitlines()
+    assert len(lines) == 3  # one line per epoch
+    for epoch, line in enumerate(lines):
+        assert line.startswith("Epoch %-3d" % epoch)
+        assert "4/4 batches" in line and "cost" in line
+
+
+def test_progress_redraws_per_minibatch_on_a_terminal():
+    out = _fit_with_progress(_Terminal(), epochs=2)
+    assert out.count("\n") == 2  # one finished line per epoch
+    assert out.count("\r") >= 2 * 4  # redrawn after every minibatch
+    assert "1/4 batches" in out and "4/4 batches" in out
+
+
+def test_verbose_estimator_prints_progress(digits, capsys):
+    X, y = digits
+    NeonClassifier(epochs=2, verbose=1, random_state=0).fit(X[:100], y[:100])
+    err = capsys.readouterr().err
+    assert err.count("Epoch") >= 2
