@@ -1,0 +1,207 @@
+#!/usr/bin/env python
+"""Recurrent-family micro-benchmarks: neonlearn vs PyTorch (CPU), same threads.
+
+    python benchmarks/bench_recurrent.py [--quick] [--threads 1 2]
+
+For each case, one warm-up then ``repeats`` timed runs; prints medians and the speed
+ratio ``torch / neonlearn`` (above 1: neonlearn is faster):
+
+- LSTM and GRU layers, forward + backward (input, weight and bias gradients),
+  T=50, N=64, F=64, H=128, float32, batch-first on both sides;
+- the training throughput of neon's IMDB model (LookupTable(20000, 128) -> LSTM(128)
+  -> RecurrentSum -> Dropout(0.5) -> Affine(2, Softmax), Adagrad, batch 128,
+  sentence length 128) on random token ids, in samples per second.
+
+``run(quick, threads)`` returns the rows (used by ``benchmarks/run.py``).
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # benchmark the working tree
+
+T, N, F, H = 50, 64, 64, 128
+IMDB = dict(vocab=20000, embed=128, hidden=128, steps=128, batch=128)
+
+
+def _median_s(fn, repeats):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _torch(n_threads):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(n_threads)
+    return torch
+
+
+def _neonlearn_layer(kind, n_threads):
+    from neonlearn.backends import get_backend
+    from neonlearn.initializers import GlorotUniform
+    from neonlearn.layers import GRU, LSTM
+
+    be = get_backend("cpu", dtype="float32", seed=0, n_threads=n_threads)
+    layer = {"LSTM": LSTM, "GRU": GRU}[kind](H, init=GlorotUniform())
+    layer.set_backend(be)
+    layer.configure((T, F))
+    layer.allocate()
+    rng = np.random.default_rng(0)
+    x = be.array(rng.standard_normal((N, T, F)))
+    err = be.array(rng.standard_normal((N, T, H)))
+
+    def step():
+        layer.fprop(x)
+        layer.bprop(err)
+
+    return step
+
+
+def _torch_layer(torch, kind):
+    torch.manual_seed(0)
+    layer = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[kind](F, H, batch_first=True)
+    x = torch.randn(N, T, F, requires_grad=True)
+    err = torch.randn(N, T, H)
+
+    def step():
+        x.grad = None
+        layer.zero_grad(set_to_none=True)
+        out, _ = layer(x)
+        out.backward(err)
+
+    return step
+
+
+def _imdb_data(quick):
+    rng = np.random.default_rng(0)
+    n = IMDB["batch"] * (4 if quick else 16)
+    X = rng.integers(1, IMDB["vocab"], size=(n, IMDB["steps"]))
+    y = rng.integers(0, 2, n)
+    return X, y
+
+
+def _neonlearn_imdb(n_threads, quick):
+    from neonlearn.backends import get_backend
+    from neonlearn.costs import CrossEntropyMulti
+    from neonlearn.initializers import GlorotUniform, Uniform
+    from neonlearn.layers import LSTM, Affine, Dropout, LookupTable, RecurrentSum
+    from neonlearn.models import Model
+    from neonlearn.optimizers import Adagrad
+    from neonlearn.transforms import Logistic, Softmax, Tanh
+
+    g = GlorotUniform()
+    model = Model([LookupTable(IMDB["vocab"], IMDB["embed"],
+                               Uniform(-0.1 / 128, 0.1 / 128)),
+                   LSTM(IMDB["hidden"], g, activation=Tanh(),
+                        gate_activation=Logistic()),
+                   RecurrentSum(), Dropout(0.5),
+                   Affine(2, g, bias=g, activation=Softmax())],
+                  backend=get_backend("cpu", seed=0, n_threads=n_threads))
+    model.configure((IMDB["steps"],))
+    model.set_cost(CrossEntropyMulti(usebits=True))
+    X, y = _imdb_data(quick)
+    Xf = X.astype(np.float32)
+    Tg = np.eye(2, dtype=np.float32)[y]
+    opt = Adagrad(learning_rate=0.01, gradient_clip_value=15)
+    return (lambda: model.fit(Xf, Tg, opt, num_epochs=1, batch_size=IMDB["batch"]),
+            len(X))
+
+
+def _torch_imdb(torch, quick):
+    nn = torch.nn
+    torch.manual_seed(0)
+    embed = nn.Embedding(IMDB["vocab"], IMDB["embed"])
+    lstm = nn.LSTM(IMDB["embed"], IMDB["hidden"], batch_first=True)
+    drop = nn.Dropout(0.5)
+    out = nn.Linear(IMDB["hidden"], 2)
+    params = [p for m in (embed, lstm, out) for p in m.parameters()]
+    opt = torch.optim.Adagrad(params, lr=0.01)
+    X, y = _imdb_data(quick)
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+
+    def epoch():
+        perm = torch.randperm(len(Xt))
+        for s in range(0, len(Xt), IMDB["batch"]):
+            idx = perm[s:s + IMDB["batch"]]
+            opt.zero_grad()
+            h, _ = lstm(embed(Xt[idx]))
+            loss = nn.functional.cross_entropy(out(drop(h.sum(1))), yt[idx])
+            loss.backward()
+            torch.nn.utils.clip_grad_value_(params, 15)
+            opt.step()
+
+    return epoch
+
+
+def run(quick=False, threads=(1, 2)):
+    """Time every case at each thread count; returns a list of dict rows.
+
+    Each row: ``case``, ``framework`` ("neonlearn" or "torch"), ``threads``,
+    ``median_ms``, ``samples_per_s`` (IMDB training) and, on neonlearn rows,
+    ``speedup_vs_torch`` (torch time / neonlearn time).
+    """
+    from threadpoolctl import threadpool_limits
+
+    repeats = 3 if quick else 7
+    rows = []
+    for n in threads:
+        with threadpool_limits(n):
+            torch = _torch(n)
+            for kind in ("LSTM", "GRU"):
+                name = "%s fprop+bprop T=%d N=%d F=%d H=%d" % (kind, T, N, F, H)
+                t_ours = _median_s(_neonlearn_layer(kind, n), repeats)
+                t_torch = _median_s(_torch_layer(torch, kind), repeats) if torch else None
+                rows.append(dict(case=name, framework="neonlearn", threads=n,
+                                 median_ms=1e3 * t_ours,
+                                 speedup_vs_torch=(t_torch / t_ours) if t_torch else None))
+                if t_torch:
+                    rows.append(dict(case=name, framework="torch", threads=n,
+                                     median_ms=1e3 * t_torch))
+            epoch, n_samples = _neonlearn_imdb(n, quick)
+            reps = 1 if quick else 3
+            t_ours = _median_s(epoch, reps)
+            t_torch = _median_s(_torch_imdb(torch, quick), reps) if torch else None
+            name = "imdb_lstm training, %d samples" % n_samples
+            rows.append(dict(case=name, framework="neonlearn", threads=n,
+                             median_ms=1e3 * t_ours, samples_per_s=n_samples / t_ours,
+                             speedup_vs_torch=(t_torch / t_ours) if t_torch else None))
+            if t_torch:
+                rows.append(dict(case=name, framework="torch", threads=n,
+                                 median_ms=1e3 * t_torch,
+                                 samples_per_s=n_samples / t_torch))
+    return rows
+
+
+def _print(rows):
+    print("%-44s %-10s %3s %10s %10s %10s" % ("case", "framework", "thr", "median ms",
+                                              "samples/s", "torch/ours"))
+    for r in rows:
+        sps = r.get("samples_per_s")
+        s = r.get("speedup_vs_torch")
+        print("%-44s %-10s %3d %10.2f %10s %10s" % (
+            r["case"], r["framework"], r["threads"], r["median_ms"],
+            "%.0f" % sps if sps is not None else "-", "%.2f" % s if s is not None else "-"))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args(argv)
+    _print(run(quick=args.quick, threads=tuple(args.threads)))
+
+
+if __name__ == "__main__":
+    main()
