@@ -379,3 +379,16 @@ def test_divergence_is_a_clear_error(iris):
     with pytest.raises(TrainingDivergedError, match="learning rate"):
         reg.fit(X * 1e3, y * 1e6)
     assert not hasattr(reg, "model_")
+
+
+def test_summary_and_notebook_repr(iris, capsys):
+    X, y = iris
+    clf = NeonClassifier(small_net(), epochs=2, random_state=0)
+    with pytest.raises(NotFittedError):
+        clf.summary()
+    clf.fit(X, y)
+    clf.summary()
+    out = capsys.readouterr().out
+    assert "hidden1" in out and "output" in out
+    assert "Total params: %s" % format(4 * 16 + 16 + 16 * 3 + 3, ",") in out
+    assert "<table>" in clf._repr_mimebundle_()["text/html"]

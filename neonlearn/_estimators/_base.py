@@ -34,6 +34,7 @@ from ..layers._containers import flatten_layers
 from ..layers._dense import Bias, Linear
 from ..models import Model
 from ..optimizers import Adam, Optimizer
+from .._summary import summary, summary_html
 from ..transforms import Identity, Logistic, Rectlin, Softmax, Transform
 from ._persistence import PersistenceMixin
 
@@ -438,6 +439,24 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         X, n = self._validate_X(X, reset=False)
         return self.model_.predict(X, batch_size=max(self.batch_size, 256)).astype(
             np.float64)
+
+    # ---- display -----------------------------------------------------------------
+    def summary(self, file=None):
+        """Print the fitted network's layer table: name, type, output shape, parameters.
+
+        Parameters
+        ----------
+        file : file-like, default=None
+            Where to print (stdout by default).
+        """
+        print(summary(self, title=type(self).__name__), file=file)
+
+    def _repr_mimebundle_(self, **kwargs):
+        """Notebook display: scikit-learn's diagram, plus the layer table once fitted."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if hasattr(self, "model_") and "text/html" in bundle:
+            bundle["text/html"] += summary_html(self)
+        return bundle
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
