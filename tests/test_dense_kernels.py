@@ -443,3 +443,33 @@ def test_non_contiguous_input_is_rejected():
     x = np.zeros((4, 6))[:, ::2]
     with pytest.raises(ValueError):
         _dense.softmax_rows(x, np.zeros((4, 3)))
+
+
+_GOOD_CALLS = {
+    "bias_act_fprop": (_dense.bias_act_fprop, lambda: [_f((4, 3)), _f(3), 1, 0.0, _f((4, 3))]),
+    "act_bprop": (_dense.act_bprop,
+                  lambda: [_f((4, 3)), _f((4, 3)), 1, 0.0, _f((4, 3)), _f(3)]),
+    "colsum": (_dense.colsum, lambda: [_f((4, 3)), _f(3)]),
+    "dropout_fprop": (_dense.dropout_fprop,
+                      lambda: [_f((4, 3)), _f((4, 3)), 0.5, _f((4, 3)), _f((4, 3))]),
+    "bn_stats": (_dense.bn_stats, lambda: [_f((4, 3)), _f(3), _f(3)]),
+    "bn_fprop": (_dense.bn_fprop, lambda: [_f((4, 3)), _f(3), np.ones(3), _f(3), _f(3), 1e-3,
+                                           _f((4, 3)), _f((4, 3))]),
+    "bn_bprop": (_dense.bn_bprop, lambda: [_f((4, 3)), _f((4, 3)), np.ones(3), _f(3), 1e-3,
+                                           _f(3), _f(3), _f((4, 3))]),
+    "softmax_rows": (_dense.softmax_rows, lambda: [_f((4, 3)), _f((4, 3))]),
+    "cross_entropy_multi": (_dense.cross_entropy_multi,
+                            lambda: [np.ones((4, 3)), _f((4, 3)), 1e-7, _f(4)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_GOOD_CALLS))
+def test_wrappers_reject_none_arrays(name):
+    fn, make = _GOOD_CALLS[name]
+    fn(*make())  # the valid call works
+    for idx, a in enumerate(make()):
+        if isinstance(a, np.ndarray):
+            args = make()
+            args[idx] = None  # an empty bias is np.empty(0), never None
+            with pytest.raises((TypeError, ValueError)):
+                fn(*args)

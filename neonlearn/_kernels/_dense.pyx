@@ -66,8 +66,9 @@ def _check_1d(name, a, n):
         raise ValueError("%s has %d values, expected %d" % (name, a.shape[0], n))
 
 
-def bias_act_fprop(const floating[:, ::1] x, const floating[::1] b, int act,
-                   double param, floating[:, ::1] out, int n_threads=1):
+def bias_act_fprop(const floating[:, ::1] x not None, const floating[::1] b not None,
+                   int act, double param, floating[:, ::1] out not None,
+                   int n_threads=1):
     """out = act(x + b); ``b`` may have length 0 (no bias). ``out`` may alias ``x``."""
     cdef Py_ssize_t M = x.shape[0], F = x.shape[1], i, j
     cdef bint has_b = b.shape[0] > 0
@@ -106,9 +107,9 @@ cdef void _chunk_colsum(const floating[:, ::1] a, floating[::1] out,
     free(part)
 
 
-def act_bprop(const floating[:, ::1] y, const floating[:, ::1] err, int act,
-              double param, floating[:, ::1] delta, floating[::1] db,
-              int n_threads=1):
+def act_bprop(const floating[:, ::1] y not None, const floating[:, ::1] err not None,
+              int act, double param, floating[:, ::1] delta not None,
+              floating[::1] db not None, int n_threads=1):
     """delta = err * act'(y); db = column sums of delta (skipped when len(db) == 0).
 
     ``delta`` may alias ``err``.
@@ -133,7 +134,8 @@ def act_bprop(const floating[:, ::1] y, const floating[:, ::1] err, int act,
             _chunk_colsum(delta, db, n_threads)
 
 
-def colsum(const floating[:, ::1] a, floating[::1] out, int n_threads=1):
+def colsum(const floating[:, ::1] a not None, floating[::1] out not None,
+           int n_threads=1):
     """Deterministic column sums (bias gradients)."""
     if out.shape[0] != a.shape[1]:
         raise ValueError("out has %d values for %d columns" % (out.shape[0], a.shape[1]))
@@ -141,8 +143,9 @@ def colsum(const floating[:, ::1] a, floating[::1] out, int n_threads=1):
         _chunk_colsum(a, out, n_threads)
 
 
-def dropout_fprop(const floating[:, ::1] x, const floating[:, ::1] u, double keep,
-                  floating[:, ::1] mask, floating[:, ::1] out, int n_threads=1):
+def dropout_fprop(const floating[:, ::1] x not None, const floating[:, ::1] u not None,
+                  double keep, floating[:, ::1] mask not None,
+                  floating[:, ::1] out not None, int n_threads=1):
     """Inverted dropout: mask = (u < keep) / keep; out = x * mask."""
     cdef Py_ssize_t M = x.shape[0], F = x.shape[1], i, j
     cdef floating scale = <floating>(1.0 / keep)
@@ -159,8 +162,8 @@ def dropout_fprop(const floating[:, ::1] x, const floating[:, ::1] u, double kee
                 out[i, j] = x[i, j] * mask[i, j]
 
 
-def bn_stats(const floating[:, ::1] x, floating[::1] mean, floating[::1] var,
-             int n_threads=1):
+def bn_stats(const floating[:, ::1] x not None, floating[::1] mean not None,
+             floating[::1] var not None, int n_threads=1):
     """Per-column mean and biased variance (two passes, deterministic)."""
     cdef Py_ssize_t M = x.shape[0], F = x.shape[1], i, j, c, start, stop
     cdef Py_ssize_t n_chunks = (M + CHUNK - 1) // CHUNK
@@ -192,10 +195,11 @@ def bn_stats(const floating[:, ::1] x, floating[::1] mean, floating[::1] var,
         free(part)
 
 
-def bn_fprop(const floating[:, ::1] x, const floating[::1] mean,
-             const floating[::1] var, const floating[::1] gamma,
-             const floating[::1] beta, double eps, floating[:, ::1] xhat,
-             floating[:, ::1] out, int n_threads=1):
+def bn_fprop(const floating[:, ::1] x not None, const floating[::1] mean not None,
+             const floating[::1] var not None, const floating[::1] gamma not None,
+             const floating[::1] beta not None, double eps,
+             floating[:, ::1] xhat not None, floating[:, ::1] out not None,
+             int n_threads=1):
     """xhat = (x - mean) / sqrt(var + eps); out = gamma * xhat + beta."""
     cdef Py_ssize_t M = x.shape[0], F = x.shape[1], i, j
     cdef floating *rstd
@@ -214,10 +218,10 @@ def bn_fprop(const floating[:, ::1] x, const floating[::1] mean,
         free(rstd)
 
 
-def bn_bprop(const floating[:, ::1] err, const floating[:, ::1] xhat,
-             const floating[::1] var, const floating[::1] gamma, double eps,
-             floating[::1] dgamma, floating[::1] dbeta, floating[:, ::1] dx,
-             int n_threads=1):
+def bn_bprop(const floating[:, ::1] err not None, const floating[:, ::1] xhat not None,
+             const floating[::1] var not None, const floating[::1] gamma not None,
+             double eps, floating[::1] dgamma not None, floating[::1] dbeta not None,
+             floating[:, ::1] dx not None, int n_threads=1):
     """Batch-norm backward (training statistics), neon's formula."""
     cdef Py_ssize_t M = err.shape[0], F = err.shape[1], i, j, c, start, stop
     cdef Py_ssize_t n_chunks = (M + CHUNK - 1) // CHUNK
@@ -253,7 +257,8 @@ def bn_bprop(const floating[:, ::1] err, const floating[:, ::1] xhat,
         free(rstd)
 
 
-def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, int n_threads=1):
+def softmax_rows(const floating[:, ::1] x not None, floating[:, ::1] out not None,
+                 int n_threads=1):
     """Row-wise numerically stable softmax. ``out`` may alias ``x``."""
     cdef Py_ssize_t M = x.shape[0], F = x.shape[1], i, j
     cdef floating mx, s
@@ -274,8 +279,9 @@ def softmax_rows(const floating[:, ::1] x, floating[:, ::1] out, int n_threads=1
                 out[i, j] = out[i, j] / s
 
 
-def cross_entropy_multi(const floating[:, ::1] y, const floating[:, ::1] t,
-                        double eps, floating[::1] loss, int n_threads=1):
+def cross_entropy_multi(const floating[:, ::1] y not None,
+                        const floating[:, ::1] t not None, double eps,
+                        floating[::1] loss not None, int n_threads=1):
     """Per-row loss ``-sum(t * log(y + eps))``."""
     cdef Py_ssize_t M = y.shape[0], F = y.shape[1], i, j
     cdef floating s
