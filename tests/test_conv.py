@@ -57,6 +57,10 @@ CASES = [
     (1, 2, 12, 7, 2, 3, 3, {"str_h": 2, "str_w": 1}, {"pad_h": 1}, {"dil_w": 2}),
     (4, 6, 4, 4, 4, 4, 8, 1, 0, 1),          # filter covers the image
     (2, 3, 5, 5, 1, 1, 2, 2, 1, 1),          # strided 1x1 with padding
+    # batches of small images: several samples per GEMM, last group partial
+    (10, 2, 6, 5, 3, 2, 3, (2, 1), 1, (1, 2)),
+    (9, 3, 5, 6, 3, 3, 4, 1, 1, 1),
+    (8, 4, 3, 3, 1, 1, 5, 1, 0, 1),          # 1x1 batched
 ]
 
 
@@ -107,7 +111,7 @@ def test_deconvolution_matches_naive(case, dtype):
     np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("case", CASES[:7])
+@pytest.mark.parametrize("case", CASES[:7] + CASES[-3:])
 @pytest.mark.parametrize("cls", [Convolution, Deconvolution])
 def test_gradients_finite_differences(case, cls, be64):
     layer = _layer(cls, case, be64)
@@ -275,6 +279,15 @@ def test_invalid_compound_and_deconv_configs():
         Conv((3, 3, 2), Gaussian(), bias=Constant(), batch_norm=True).configure((1, 5, 5))
     with pytest.raises(ValueError, match="empty output"):
         Deconvolution((1, 1, 2), padding=1, init=Gaussian()).configure((1, 1, 1))
+
+
+def test_group_size_depends_on_shapes_only():
+    from neonlearn._kernels import _conv
+
+    assert _conv._group_size(64, 1024) == 1
+    assert _conv._group_size(64, 64) == 8
+    assert _conv._group_size(10, 30) == 3
+    assert _conv._group_size(1, 4) == 1
 
 
 def test_kernel_checks_shapes_before_running():

@@ -8,10 +8,12 @@ batch-first and C-contiguous: ``x (N, C, H, W)``, ``W (K, C, R, S)``,
 
     y[n, k, p, q] = sum_{c, r, s} W[k, c, r, s] * x[n, c, p*sh - ph + r*dh, q*sw - pw + s*dw]
 
-Each sample is one GEMM ``W (K, CRS) @ col (CRS, PQ)``; samples run in a ``prange``
-with per-thread column buffers, and BLAS must run single-threaded inside it (the
-backend limits it with threadpoolctl).  A 1x1 convolution with unit stride and no
-padding skips im2col (the image is already the column matrix).
+Each group of samples is one GEMM ``W (K, CRS) @ col (CRS, G*PQ)``: large images
+go one per GEMM (``G = 1``), small ones are batched so that GEMMs stay efficient
+(``G`` depends on the shapes only).  Groups run in a ``prange`` with per-thread
+column buffers, and BLAS must run single-threaded inside it (the backend limits it
+with threadpoolctl).  A 1x1 convolution with unit stride and no padding skips
+im2col (the image is already the column matrix).
 
 The filter gradient is summed over a fixed number of sample chunks (independent of
 the thread count) and the chunk partials are added in chunk order, so results are
@@ -51,17 +53,21 @@ cdef void _gemm(bint trans_a, bint trans_b, int M, int N, int K, floating alpha,
               &beta, C, &ldc)
 
 
-cdef void _im2col(const floating *x, floating *col, int C, int H, int W, int R, int S,
-                  int P, int Q, int sh, int sw, int ph, int pw, int dh,
+cdef void _im2col(const floating *x, floating *col, int ld, int C, int H, int W, int R,
+                  int S, int P, int Q, int sh, int sw, int ph, int pw, int dh,
                   int dw) noexcept nogil:
-    """col[(c*R + r)*S + s, p*Q + q] = x[c, p*sh - ph + r*dh, q*sw - pw + s*dw] or 0."""
+    """col[(c*R + r)*S + s, p*Q + q] = x[c, p*sh - ph + r*dh, q*sw - pw + s*dw] or 0.
+
+    ``ld`` is the row stride of ``col`` (``P*Q`` for one sample, more when the
+    columns of several samples sit side by side).
+    """
     cdef int c, r, s, p, q, ih, iw, q0, q1
     cdef floating *row
     cdef const floating *xrow
     for c in range(C):
         for r in range(R):
             for s in range(S):
-                row = col + ((c * R + r) * S + s) * P * Q
+                row = col + <size_t> ((c * R + r) * S + s) * ld
                 # valid q range: 0 <= q*sw - pw + s*dw < W
                 q0 = 0
                 while q0 < Q and q0 * sw - pw + s * dw < 0:
@@ -87,8 +93,8 @@ cdef void _im2col(const floating *x, floating *col, int C, int H, int W, int R, 
                         row[p * Q + q] = 0
 
 
-cdef void _col2im(const floating *col, floating *x, int C, int H, int W, int R, int S,
-                  int P, int Q, int sh, int sw, int ph, int pw, int dh,
+cdef void _col2im(const floating *col, int ld, floating *x, int C, int H, int W, int R,
+                  int S, int P, int Q, int sh, int sw, int ph, int pw, int dh,
                   int dw) noexcept nogil:
     """Adjoint of :func:`_im2col`: ``x`` is zeroed, then columns are scattered-added."""
     cdef int c, r, s, p, q, ih, q0, q1
@@ -98,7 +104,7 @@ cdef void _col2im(const floating *col, floating *x, int C, int H, int W, int R, 
     for c in range(C):
         for r in range(R):
             for s in range(S):
-                row = col + ((c * R + r) * S + s) * P * Q
+                row = col + <size_t> ((c * R + r) * S + s) * ld
                 q0 = 0
                 while q0 < Q and q0 * sw - pw + s * dw < 0:
                     q0 += 1
@@ -130,6 +136,8 @@ def _check_geometry(x_shape, y_shape, w_shape, int sh, int sw, int ph, int pw,
     K2, C2, R, S = w_shape
     if sh < 1 or sw < 1 or dh < 1 or dw < 1 or ph < 0 or pw < 0:
         raise ValueError("strides and dilations must be >= 1 and padding >= 0")
+    if min(C, H, W, K, R, S) < 1:
+        raise ValueError("empty input %r or filters %r" % (tuple(x_shape), tuple(w_shape)))
     if N != N2:
         raise ValueError("x has %d samples but y has %d" % (N, N2))
     if C != C2 or K != K2:
@@ -147,6 +155,29 @@ cdef inline bint _is_plain_1x1(int R, int S, int sh, int sw, int ph,
     return R == 1 and S == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
 
 
+DEF GEMM_COLUMNS = 512
+
+
+def _group_size(int N, int PQ):
+    """Samples per GEMM: small images are batched so that a GEMM has about
+    ``GEMM_COLUMNS`` columns, keeping at least four groups when the batch allows.
+    Depends on the shapes only (never on the thread count)."""
+    cdef int g = (GEMM_COLUMNS + PQ - 1) // PQ
+    cdef int quarter = (N + 3) // 4
+    if g > quarter:
+        g = quarter
+    return g if g > 1 else 1
+
+
+cdef void _gather(const floating *a, floating *buf, int gs, int K, int PQ) noexcept nogil:
+    """buf[k, j*PQ + i] = a[j, k, i] for the ``gs`` samples of a group."""
+    cdef int j, k
+    for j in range(gs):
+        for k in range(K):
+            memcpy(buf + <size_t> k * gs * PQ + j * PQ, a + (<size_t> j * K + k) * PQ,
+                   PQ * sizeof(floating))
+
+
 def conv_fprop(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                const floating[::1] bias, floating[:, :, :, ::1] y,
                int sh=1, int sw=1, int ph=0, int pw=0, int dh=1, int dw=1,
@@ -156,10 +187,12 @@ def conv_fprop(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int K = w.shape[0], R = w.shape[2], S = w.shape[3]
     cdef int P = y.shape[2], Q = y.shape[3]
-    cdef int CRS = C * R * S, PQ = P * Q, n, k, i
-    cdef bint plain = _is_plain_1x1(R, S, sh, sw, ph, pw)
+    cdef int CRS = C * R * S, PQ = P * Q, k, i, j, g, n0, gs, ld
+    cdef int G = _group_size(N, PQ), n_groups = (N + G - 1) // G
+    cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
     cdef bint has_bias = bias.shape[0] > 0
     cdef floating *col
+    cdef floating *ybuf
     cdef const floating *colp
     cdef floating *yn
     cdef floating bk
@@ -169,22 +202,42 @@ def conv_fprop(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
         return
     with nogil, parallel(num_threads=n_threads):
         col = NULL
-        if not plain:
-            col = <floating *> malloc(<size_t> CRS * PQ * sizeof(floating))
-        for n in prange(N, schedule="static"):
-            if plain:
-                colp = &x[n, 0, 0, 0]
+        ybuf = NULL
+        if not direct:
+            col = <floating *> malloc(<size_t> CRS * G * PQ * sizeof(floating))
+        if G > 1:
+            ybuf = <floating *> malloc(<size_t> K * G * PQ * sizeof(floating))
+        for g in prange(n_groups, schedule="static"):
+            n0 = g * G
+            gs = N - n0 if N - n0 < G else G
+            ld = gs * PQ
+            if direct:
+                colp = &x[n0, 0, 0, 0]
             else:
-                _im2col(&x[n, 0, 0, 0], col, C, H, W, R, S, P, Q, sh, sw, ph, pw, dh, dw)
+                for j in range(gs):
+                    _im2col(&x[n0 + j, 0, 0, 0], col + j * PQ, ld, C, H, W, R, S, P, Q,
+                            sh, sw, ph, pw, dh, dw)
                 colp = col
-            yn = &y[n, 0, 0, 0]
-            _gemm(False, False, K, PQ, CRS, 1, &w[0, 0, 0, 0], CRS, colp, PQ, 0, yn, PQ)
-            if has_bias:
-                for k in range(K):
-                    bk = bias[k]
-                    for i in range(PQ):
-                        yn[k * PQ + i] += bk
+            if G == 1:
+                yn = &y[n0, 0, 0, 0]
+                _gemm(False, False, K, PQ, CRS, 1, &w[0, 0, 0, 0], CRS, colp, PQ, 0,
+                      yn, PQ)
+                if has_bias:
+                    for k in range(K):
+                        bk = bias[k]
+                        for i in range(PQ):
+                            yn[k * PQ + i] += bk
+            else:
+                _gemm(False, False, K, ld, CRS, 1, &w[0, 0, 0, 0], CRS, colp, ld, 0,
+                      ybuf, ld)
+                for j in range(gs):
+                    for k in range(K):
+                        yn = &y[n0 + j, k, 0, 0]
+                        bk = bias[k] if has_bias else 0
+                        for i in range(PQ):
+                            yn[i] = ybuf[k * ld + j * PQ + i] + bk
         free(col)
+        free(ybuf)
 
 
 def conv_bprop_data(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] w,
@@ -196,24 +249,40 @@ def conv_bprop_data(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef int N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     cdef int K = w.shape[0], R = w.shape[2], S = w.shape[3]
     cdef int P = dy.shape[2], Q = dy.shape[3]
-    cdef int CRS = C * R * S, PQ = P * Q, n
-    cdef bint plain = _is_plain_1x1(R, S, sh, sw, ph, pw)
+    cdef int CRS = C * R * S, PQ = P * Q, j, g, n0, gs, ld
+    cdef int G = _group_size(N, PQ), n_groups = (N + G - 1) // G
+    cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
     cdef floating *col
+    cdef floating *dybuf
+    cdef const floating *dyp
     if N == 0:
         return
     with nogil, parallel(num_threads=n_threads):
         col = NULL
-        if not plain:
-            col = <floating *> malloc(<size_t> CRS * PQ * sizeof(floating))
-        for n in prange(N, schedule="static"):
-            if plain:
-                _gemm(True, False, CRS, PQ, K, 1, &w[0, 0, 0, 0], CRS, &dy[n, 0, 0, 0],
-                      PQ, 0, &dx[n, 0, 0, 0], PQ)
+        dybuf = NULL
+        if not direct:
+            col = <floating *> malloc(<size_t> CRS * G * PQ * sizeof(floating))
+        if G > 1:
+            dybuf = <floating *> malloc(<size_t> K * G * PQ * sizeof(floating))
+        for g in prange(n_groups, schedule="static"):
+            n0 = g * G
+            gs = N - n0 if N - n0 < G else G
+            ld = gs * PQ
+            if direct:
+                _gemm(True, False, CRS, PQ, K, 1, &w[0, 0, 0, 0], CRS, &dy[n0, 0, 0, 0],
+                      PQ, 0, &dx[n0, 0, 0, 0], PQ)
+                continue
+            if G == 1:
+                dyp = &dy[n0, 0, 0, 0]
             else:
-                _gemm(True, False, CRS, PQ, K, 1, &w[0, 0, 0, 0], CRS, &dy[n, 0, 0, 0],
-                      PQ, 0, col, PQ)
-                _col2im(col, &dx[n, 0, 0, 0], C, H, W, R, S, P, Q, sh, sw, ph, pw, dh, dw)
+                _gather(&dy[n0, 0, 0, 0], dybuf, gs, K, PQ)
+                dyp = dybuf
+            _gemm(True, False, CRS, ld, K, 1, &w[0, 0, 0, 0], CRS, dyp, ld, 0, col, ld)
+            for j in range(gs):
+                _col2im(col + j * PQ, ld, &dx[n0 + j, 0, 0, 0], C, H, W, R, S, P, Q,
+                        sh, sw, ph, pw, dh, dw)
         free(col)
+        free(dybuf)
 
 
 def conv_bprop_filter(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
@@ -228,15 +297,17 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     cdef int K = dw_out.shape[0], R = dw_out.shape[2], S = dw_out.shape[3]
     cdef int P = dy.shape[2], Q = dy.shape[3]
     cdef int CRS = C * R * S, PQ = P * Q, KCRS = K * CRS
-    cdef bint plain = _is_plain_1x1(R, S, sh, sw, ph, pw)
+    cdef int G = _group_size(N, PQ), n_groups = (N + G - 1) // G
+    cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
     cdef bint has_bias = dbias.shape[0] > 0
-    cdef int n_chunks = N if N < MAX_CHUNKS else MAX_CHUNKS
-    cdef int ch, n, n0, n1, k, i, j
+    cdef int n_chunks = n_groups if n_groups < MAX_CHUNKS else MAX_CHUNKS
+    cdef int ch, g, g0, g1, n0, gs, ld, k, i, j
     cdef size_t stride = <size_t> KCRS + K
     cdef floating *part
     cdef floating *col
+    cdef floating *dybuf
     cdef const floating *colp
-    cdef const floating *dyn
+    cdef const floating *dyp
     cdef floating acc
     cdef floating *dwp = &dw_out[0, 0, 0, 0]
     if has_bias and dbias.shape[0] != K:
@@ -252,28 +323,40 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     with nogil:
         with parallel(num_threads=n_threads):
             col = NULL
-            if not plain:
-                col = <floating *> malloc(<size_t> CRS * PQ * sizeof(floating))
+            dybuf = NULL
+            if not direct:
+                col = <floating *> malloc(<size_t> CRS * G * PQ * sizeof(floating))
+            if G > 1:
+                dybuf = <floating *> malloc(<size_t> K * G * PQ * sizeof(floating))
             for ch in prange(n_chunks, schedule="static"):
-                n0 = <int> ((<long> ch * N) // n_chunks)
-                n1 = <int> ((<long> (ch + 1) * N) // n_chunks)
-                for n in range(n0, n1):
-                    if plain:
-                        colp = &x[n, 0, 0, 0]
+                g0 = <int> ((<long> ch * n_groups) // n_chunks)
+                g1 = <int> ((<long> (ch + 1) * n_groups) // n_chunks)
+                for g in range(g0, g1):
+                    n0 = g * G
+                    gs = N - n0 if N - n0 < G else G
+                    ld = gs * PQ
+                    if direct:
+                        colp = &x[n0, 0, 0, 0]
                     else:
-                        _im2col(&x[n, 0, 0, 0], col, C, H, W, R, S, P, Q, sh, sw, ph,
-                                pw, dh, dw)
+                        for j in range(gs):
+                            _im2col(&x[n0 + j, 0, 0, 0], col + j * PQ, ld, C, H, W, R,
+                                    S, P, Q, sh, sw, ph, pw, dh, dw)
                         colp = col
-                    dyn = &dy[n, 0, 0, 0]
-                    _gemm(False, True, K, CRS, PQ, 1, dyn, PQ, colp, PQ, 1,
+                    if G == 1:
+                        dyp = &dy[n0, 0, 0, 0]
+                    else:
+                        _gather(&dy[n0, 0, 0, 0], dybuf, gs, K, PQ)
+                        dyp = dybuf
+                    _gemm(False, True, K, CRS, ld, 1, dyp, ld, colp, ld, 1,
                           part + ch * stride, CRS)
                     if has_bias:
                         for k in range(K):
                             acc = 0
-                            for i in range(PQ):
-                                acc = acc + dyn[k * PQ + i]
+                            for i in range(ld):
+                                acc = acc + dyp[k * ld + i]
                             part[ch * stride + KCRS + k] += acc
             free(col)
+            free(dybuf)
         # reduce the chunk partials in chunk order (parallel over elements)
         for i in prange(<int> stride, num_threads=n_threads, schedule="static"):
             acc = 0
