@@ -15,6 +15,7 @@ from cython.parallel cimport prange
 from libc.string cimport memset
 
 cimport numpy as cnp
+import numpy as np
 from cython cimport floating
 
 cnp.import_array()
@@ -28,6 +29,8 @@ def _check(x_shape, y_shape, int R, int S, int sh, int sw, int ph, int pw):
     if ph >= R or pw >= S:
         raise ValueError("padding (%d, %d) must be smaller than the window (%d, %d)"
                          % (ph, pw, R, S))
+    if H < 1 or W < 1:
+        raise ValueError("images must have at least one pixel, got %d x %d" % (H, W))
     if N != N2 or C != C2:
         raise ValueError("x and y must have the same batch size and channels")
     P_exp = (H - R + 2 * ph) // sh + 1
@@ -95,6 +98,10 @@ def max_pool_bprop(const floating[:, :, :, ::1] dy, const int[:, :, :, ::1] argm
     if (dy.shape[0] != N or dy.shape[1] != C or argmax.shape[0] != N
             or argmax.shape[1] != C or argmax.shape[2] != P or argmax.shape[3] != Q):
         raise ValueError("dy, argmax and dx shapes do not match")
+    # argmax indexes dx without bounds checks: every index must lie inside the plane
+    if argmax.size and (np.min(argmax) < 0 or np.max(argmax) >= <long> H * W):
+        raise ValueError("argmax holds indices outside [0, %d): it does not come from "
+                         "a max_pool_fprop of an input of dx's shape" % (H * W))
     with nogil:
         for plane in prange(N * C, num_threads=n_threads, schedule="static"):
             dyp = &dy[0, 0, 0, 0] + <size_t> plane * P * Q
