@@ -206,11 +206,14 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         if self.dtype not in ("float32", "float64", np.float32, np.float64):
             raise ValueError("dtype must be 'float32' or 'float64', got %r" % (self.dtype,))
         if self.input_shape is not None:
-            shape = self.input_shape
-            if (not isinstance(shape, (tuple, list)) or not shape or not all(
-                    isinstance(s, numbers.Integral) and s > 0 for s in shape)):
-                raise ValueError("input_shape must be a tuple of positive ints, got %r"
-                                 % (shape,))
+            self._check_input_shape(self.input_shape)
+
+    def _check_input_shape(self, shape):
+        """Validate the ``input_shape`` hyperparameter (hook)."""
+        if (not isinstance(shape, (tuple, list)) or not shape or not all(
+                isinstance(s, numbers.Integral) and s > 0 for s in shape)):
+            raise ValueError("input_shape must be a tuple of positive ints, got %r"
+                             % (shape,))
 
     def _validate_X(self, X, reset):
         """Check X; return it batch-first in the sample shape the network expects."""
@@ -252,15 +255,28 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
 
     def _build_layers(self, sample_shape, backend):
         """Fitted copies of the user's layers, completed with the output layer."""
+        layers = self._named_layer_copies()
+        return self._complete_output(layers, *self._probe(layers, sample_shape))
+
+    def _named_layer_copies(self):
+        """Unfitted copies of ``self.layers`` (or the default), each with its name."""
         layers = clone(list(self.layers)) if self.layers is not None else self._default_layers()
-        names = _default_names(layers)
-        for name, layer in zip(names, layers):
+        for name, layer in zip(_default_names(layers), layers):
             layer.name = name
+        return layers
+
+    @staticmethod
+    def _probe(layers, in_shape):
+        """``(out_shape, last leaf layer)`` of ``layers`` for inputs of ``in_shape``,
+        found by configuring copies (nothing is allocated)."""
         probe = Model(clone(layers), get_backend("cpu", dtype="float64", seed=0))
         probe.layers.set_backend(probe.be)
-        probe.layers.configure(tuple(sample_shape))
-        out_shape = tuple(probe.layers.out_shape)
-        last = probe.layers.sublayers()[-1]
+        probe.layers.configure(tuple(in_shape))
+        return tuple(probe.layers.out_shape), probe.layers.sublayers()[-1]
+
+    def _complete_output(self, layers, out_shape, last):
+        """Append or adapt the output layer of ``layers`` for the task (see the
+        ``layers`` parameter of NeonClassifier); sets ``n_outputs_``."""
         transform = last.transform if isinstance(last, Activation) else None
         n_out, out_transform = self._output_spec(out_shape[-1])
         self.n_outputs_ = n_out
