@@ -1,22 +1,28 @@
-"""UCR GunPoint with an LSTM: time-series classification with NeonSequenceModel.
+"""UCR GunPoint with a gated recurrent network: time-series classification with
+NeonSequenceModel.
 
 GunPoint (shipped inside ``sktime``; nothing downloads) has 50 training and 150 test
 series of 150 steps: the x coordinate of an actor's hand drawing a gun or pointing.
 The network reads the series as a sequence, ``(n, T, 1)``, after average-pooling the
-time axis by a factor of ``--stride`` (3 by default: T = 50; the series are smooth):
+time axis by a factor of ``--stride`` (5 by default: T = 30; the series are smooth):
 
-    LSTM(32, GlorotUniform()) -> RecurrentLast -> Affine(2, Softmax)
+    GRU(32, GlorotUniform()) -> RecurrentLast -> Affine(2, Softmax)    (default)
+    LSTM(32, GlorotUniform()) -> RecurrentLast -> Affine(2, Softmax)   (--cell lstm)
 
-Run ``python examples/gunpoint_lstm.py``; it prints the test accuracy (about 0.97 to
-1.0 depending on the seed, and at least 0.95 for the seeds we tried).
+Adam(0.01) with gradient-norm clipping, batch 16, 150 epochs.  Run ``python
+examples/gunpoint_lstm.py``; it prints the test accuracy.  Measured: GRU 0.960 and
+0.973 (seeds 0 and 1, stride 5); LSTM 0.960 and 0.893 (seeds 0 and 1, stride 3): the
+LSTM does not reliably reach 0.95 on the 50 training series, the GRU did for the
+seeds we tried.
 """
 import argparse
 import time
+import warnings
 
 import numpy as np
 
 
-def load(stride=3):
+def load(stride=5):
     """GunPoint's standard train/test split as ``(n, T, 1)`` float arrays."""
     from sktime.datasets import load_gunpoint
 
@@ -30,14 +36,15 @@ def load(stride=3):
     return out
 
 
-def make_model(random_state=0, epochs=150):
+def make_model(random_state=0, epochs=150, cell="gru"):
     from neonlearn import NeonSequenceModel
     from neonlearn.initializers import GlorotUniform
-    from neonlearn.layers import LSTM, RecurrentLast
+    from neonlearn.layers import GRU, LSTM, RecurrentLast
     from neonlearn.optimizers import Adam
 
+    rnn = {"gru": GRU, "lstm": LSTM}[cell](32, GlorotUniform(), name=cell)
     return NeonSequenceModel(
-        layers=[LSTM(32, GlorotUniform(), name="lstm"), RecurrentLast(name="last")],
+        layers=[rnn, RecurrentLast(name="last")],
         optimizer=Adam(learning_rate=0.01, gradient_clip_norm=5.0),
         epochs=epochs, batch_size=16, n_iter_no_change=epochs, tol=0.0,
         random_state=random_state)
@@ -47,12 +54,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--stride", type=int, default=3)
+    parser.add_argument("--stride", type=int, default=5)
+    parser.add_argument("--cell", choices=["gru", "lstm"], default="gru")
     args = parser.parse_args(argv)
     X_train, y_train, X_test, y_test = load(args.stride)
-    clf = make_model(args.seed, args.epochs)
+    clf = make_model(args.seed, args.epochs, args.cell)
     start = time.perf_counter()
-    clf.fit(X_train, y_train)
+    with warnings.catch_warnings():  # a fixed number of epochs, on purpose
+        warnings.simplefilter("ignore", category=UserWarning)
+        clf.fit(X_train, y_train)
     elapsed = time.perf_counter() - start
     acc = clf.score(X_test, y_test)
     print("GunPoint: train %s, test %s; %d epochs in %.1fs; train accuracy %.3f, "
