@@ -91,7 +91,10 @@ class Model:
         scale = self.be.array(weights / n, dtype=grad.dtype)
         grad = grad * scale.reshape((n,) + (1,) * (grad.ndim - 1))
         self.bprop(self.be.array(grad))
-        optimizer.optimize(self.layers_to_optimize, epoch)
+        # ``fit`` lists the parameter layers once (the walk costs as much as a small
+        # layer's update); called on its own, train_batch walks the containers
+        layers = self.__dict__.get("_fit_layers")
+        optimizer.optimize(self.layers_to_optimize if layers is None else layers, epoch)
         return batch_cost
 
     def fit(self, X, T, optimizer, num_epochs, batch_size, callbacks=(), shuffle=True,
@@ -121,6 +124,7 @@ class Model:
         self.epoch_cost = self.batch_cost = float("nan")
         for cb in callbacks:
             cb.on_train_begin(self, num_epochs)
+        self._fit_layers = self.layers_to_optimize
         try:
             for epoch in range(start_epoch, start_epoch + num_epochs):
                 for cb in callbacks:
@@ -145,6 +149,7 @@ class Model:
                 if self.finished:
                     break
         finally:
+            self.__dict__.pop("_fit_layers", None)
             for cb in callbacks:
                 cb.on_train_end(self)
         return self

@@ -11,6 +11,8 @@ import numbers
 
 import numpy as np
 
+from ._kernels import _dense
+from ._kernels._openmp_helpers import effective_n_threads
 from ._params import HyperParams
 
 __all__ = [
@@ -80,6 +82,32 @@ class ExpSchedule(Schedule):
 
     def get_learning_rate(self, learning_rate, epoch):
         return learning_rate / (1.0 + self.decay * epoch)
+
+
+# ---- fused CPU updates ----------------------------------------------------------
+_PARALLEL_MIN_SIZE = 1 << 18  # smaller updates run on one thread (no team start-up)
+
+
+def _fused_ok(arrays, scalars):
+    """True when the compiled one-pass update gives NumPy's bits for these operands.
+
+    NumPy float32 arrays, all of one dtype and C-contiguous, and hyperparameters that
+    are Python numbers (NumPy rounds those to the array dtype; a NumPy float64 scalar
+    would promote the arithmetic to float64, which only the NumPy path reproduces).
+    Anything else (CuPy arrays, other dtypes) takes the NumPy expressions.
+    """
+    dtype = arrays[0].dtype
+    if dtype != np.float32 and dtype != np.float64:
+        return False
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous:
+            return False
+    return all(type(s) is float or type(s) is int for s in scalars)
+
+
+def _n_threads(size):
+    """OpenMP threads for an update of ``size`` values (OpenMP's limit when large)."""
+    return effective_n_threads() if size >= _PARALLEL_MIN_SIZE else 1
 
 
 # ---- optimizers -----------------------------------------------------------------
@@ -179,6 +207,12 @@ class GradientDescentMomentum(Optimizer):
         if self.schedule is not None:
             lr = self.schedule.get_learning_rate(lr, epoch)
         (v,) = state
+        scalars = (lr, self.momentum_coef, self.wdecay)
+        if _fused_ok((param, grad, v), scalars):
+            _dense.gdm_update(param.reshape(-1), grad.reshape(-1), v.reshape(-1),
+                              lr, self.momentum_coef, self.wdecay, bool(self.nesterov),
+                              _n_threads(param.size))
+            return
         g = grad + self.wdecay * param if self.wdecay else grad
         v *= self.momentum_coef
         v -= lr * g
@@ -305,6 +339,11 @@ class Adam(Optimizer):
         m, v = state
         t = self.t_
         rate = lr * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        if _fused_ok((param, grad, m, v), (self.beta_1, self.beta_2, self.epsilon)):
+            _dense.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1),
+                               v.reshape(-1), float(rate), self.beta_1, self.beta_2,
+                               self.epsilon, _n_threads(param.size))
+            return
         m *= self.beta_1
         m += (1 - self.beta_1) * grad
         v *= self.beta_2

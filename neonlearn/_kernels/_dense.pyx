@@ -66,23 +66,63 @@ def _check_1d(name, a, n):
         raise ValueError("%s has %d values, expected %d" % (name, a.shape[0], n))
 
 
+cdef inline void _rectlin_row(const floating *x, const floating *b, floating p,
+                              floating *out, Py_ssize_t F) noexcept nogil:
+    """``out = rectlin(x + b)`` for one row (``b`` may be NULL).
+
+    ``z * (1 or p)`` is ``z if z > 0 else p * z`` exactly (``_act``'s bits); as a
+    select and a multiply, with no branch, the compiler vectorizes it.
+    """
+    cdef Py_ssize_t j
+    cdef floating one = 1, zero = 0, z
+    if b != NULL:
+        for j in range(F):
+            z = x[j] + b[j]
+            out[j] = z * (one if z > zero else p)
+    else:
+        for j in range(F):
+            z = x[j]
+            out[j] = z * (one if z > zero else p)
+
+
+cdef inline void _bias_act_row(const floating *x, const floating *b, bint has_b,
+                               int act, floating p, floating *out,
+                               Py_ssize_t F) noexcept nogil:
+    """One row of ``out = act(x + b)``; identity and rectlin get vectorized loops."""
+    cdef Py_ssize_t j
+    if act == 1:
+        _rectlin_row(x, b if has_b else NULL, p, out, F)
+    elif act == 0:
+        if has_b:
+            for j in range(F):
+                out[j] = x[j] + b[j]
+        else:
+            for j in range(F):
+                out[j] = x[j]
+    elif has_b:
+        for j in range(F):
+            out[j] = _act(x[j] + b[j], act, p)
+    else:
+        for j in range(F):
+            out[j] = _act(x[j], act, p)
+
+
 def bias_act_fprop(const floating[:, ::1] x not None, const floating[::1] b not None,
                    int act, double param, floating[:, ::1] out not None,
                    int n_threads=1):
     """out = act(x + b); ``b`` may have length 0 (no bias). ``out`` may alias ``x``."""
-    cdef Py_ssize_t M = x.shape[0], F = x.shape[1], i, j
+    cdef Py_ssize_t M = x.shape[0], F = x.shape[1], i
     cdef bint has_b = b.shape[0] > 0
     cdef floating p = <floating>param
     _check_2d("out", out, (M, F))
     if has_b and b.shape[0] != F:
         raise ValueError("bias has %d values for %d features" % (b.shape[0], F))
+    if M == 0 or F == 0:
+        return
     with nogil:
         for i in prange(M, num_threads=n_threads, schedule="static"):
-            for j in range(F):
-                if has_b:
-                    out[i, j] = _act(x[i, j] + b[j], act, p)
-                else:
-                    out[i, j] = _act(x[i, j], act, p)
+            _bias_act_row(&x[i, 0], &b[0] if has_b else NULL, has_b, act, p,
+                          &out[i, 0], F)
 
 
 cdef void _chunk_colsum(const floating[:, ::1] a, floating[::1] out,
@@ -107,31 +147,70 @@ cdef void _chunk_colsum(const floating[:, ::1] a, floating[::1] out,
     free(part)
 
 
+cdef inline void _act_bprop_row(const floating *y, const floating *err, int act,
+                                floating p, floating *delta,
+                                Py_ssize_t F) noexcept nogil:
+    """One row of ``delta = err * act'(y)`` (branch-free loops for rectlin)."""
+    cdef Py_ssize_t j
+    cdef floating one = 1
+    if act == 1:
+        for j in range(F):
+            delta[j] = err[j] * (one if y[j] > 0 else p)
+    elif act == 0:
+        if delta != err:
+            for j in range(F):
+                delta[j] = err[j]
+    else:
+        for j in range(F):
+            delta[j] = err[j] * _dact(y[j], act, p)
+
+
 def act_bprop(const floating[:, ::1] y not None, const floating[:, ::1] err not None,
               int act, double param, floating[:, ::1] delta not None,
               floating[::1] db not None, int n_threads=1):
     """delta = err * act'(y); db = column sums of delta (skipped when len(db) == 0).
 
-    ``delta`` may alias ``err``.
+    ``delta`` may alias ``err``.  With ``db``, each 64-row chunk computes its rows of
+    ``delta`` and adds them to the chunk's partial sums while they are in cache (the
+    same chunked order as :func:`colsum`, so the same bits).
     """
-    cdef Py_ssize_t M = y.shape[0], F = y.shape[1], i, j
+    cdef Py_ssize_t M = y.shape[0], F = y.shape[1], i, j, c, start, stop
+    cdef Py_ssize_t n_chunks = (M + CHUNK - 1) // CHUNK
     cdef floating p = <floating>param
+    cdef floating *part
+    cdef floating *acc
+    cdef floating *row
     _check_2d("err", err, (M, F))
     _check_2d("delta", delta, (M, F))
-    cdef bint same = M == 0 or F == 0 or &delta[0, 0] == &err[0, 0]
     if db.shape[0] != 0 and db.shape[0] != F:
         raise ValueError("db has %d values for %d features" % (db.shape[0], F))
+    if M == 0 or F == 0:
+        for j in range(db.shape[0]):
+            db[j] = 0
+        return
     with nogil:
-        if act != 0:
+        if db.shape[0] == 0:
             for i in prange(M, num_threads=n_threads, schedule="static"):
+                _act_bprop_row(&y[i, 0], &err[i, 0], act, p, &delta[i, 0], F)
+        else:
+            part = <floating *> calloc(n_chunks * F + 1, sizeof(floating))
+            for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
+                start = c * CHUNK
+                stop = start + CHUNK
+                if stop > M:
+                    stop = M
+                acc = part + c * F
+                for i in range(start, stop):
+                    row = &delta[i, 0]
+                    _act_bprop_row(&y[i, 0], &err[i, 0], act, p, row, F)
+                    for j in range(F):
+                        acc[j] += row[j]
+            for j in range(F):
+                db[j] = 0
+            for c in range(n_chunks):
                 for j in range(F):
-                    delta[i, j] = err[i, j] * _dact(y[i, j], act, p)
-        elif not same:
-            for i in prange(M, num_threads=n_threads, schedule="static"):
-                for j in range(F):
-                    delta[i, j] = err[i, j]
-        if db.shape[0] != 0:
-            _chunk_colsum(delta, db, n_threads)
+                    db[j] += part[c * F + j]
+            free(part)
 
 
 def colsum(const floating[:, ::1] a not None, floating[::1] out not None,
@@ -295,3 +374,81 @@ def cross_entropy_multi(const floating[:, ::1] y not None,
                 if t[i, j] != 0:
                     s = s - t[i, j] * log(y[i, j] + eps)
             loss[i] = s
+
+
+# ---- optimizer updates -------------------------------------------------------------
+# One pass over each parameter instead of NumPy's four to eight (each with its own
+# temporary).  The arithmetic is the NumPy expression's, operation by operation and
+# in the same precision, so the updates are bitwise identical: Python-float
+# hyperparameters are rounded to the array dtype first (NumPy's weak scalars), and
+# Adam's step, a float64 NumPy scalar, is applied in double precision as NumPy does.
+# Elementwise, so any thread count gives the same bits.
+
+def gdm_update(floating[::1] param, const floating[::1] grad, floating[::1] vel,
+               double learning_rate, double momentum_coef, double wdecay,
+               bint nesterov, int n_threads=1):
+    """Momentum step of GradientDescentMomentum, in place on ``param`` and ``vel``.
+
+    ``g = grad + wdecay*param`` (when wdecay != 0); ``vel = mu*vel - lr*g``;
+    ``param += vel`` (Nesterov: ``param += mu*vel - lr*g``).
+    """
+    cdef Py_ssize_t n = param.shape[0], i
+    cdef floating lr = <floating>learning_rate
+    cdef floating mu = <floating>momentum_coef
+    cdef floating wd = <floating>wdecay
+    cdef bint has_wd = wdecay != 0
+    cdef floating g, v, step
+    _check_1d("grad", grad, n)
+    _check_1d("vel", vel, n)
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            g = grad[i]
+            if has_wd:
+                g = g + wd * param[i]
+            v = vel[i] * mu
+            v = v - lr * g
+            vel[i] = v
+            if nesterov:
+                step = mu * v
+                step = step - lr * g
+                param[i] = param[i] + step
+            else:
+                param[i] = param[i] + v
+
+
+def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] m,
+                floating[::1] v, double rate, double beta_1, double beta_2,
+                double epsilon, int n_threads=1):
+    """Adam step, in place: ``m = b1*m + (1-b1)*g``; ``v = b2*v + (1-b2)*g*g``;
+    ``param -= rate * m / (sqrt(v) + eps)`` with ``rate`` applied in double.
+
+    ``beta_1``, ``beta_2`` and ``epsilon`` are rounded to the dtype, ``1 - beta``
+    is computed in double first (as Python computes it).
+    """
+    cdef Py_ssize_t n = param.shape[0], i
+    cdef floating b1 = <floating>beta_1
+    cdef floating c1 = <floating>(1.0 - beta_1)
+    cdef floating b2 = <floating>beta_2
+    cdef floating c2 = <floating>(1.0 - beta_2)
+    cdef floating eps = <floating>epsilon
+    cdef floating g, mi, vi, t, den
+    cdef double q
+    _check_1d("grad", grad, n)
+    _check_1d("m", m, n)
+    _check_1d("v", v, n)
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            g = grad[i]
+            mi = m[i] * b1
+            t = c1 * g
+            mi = mi + t
+            m[i] = mi
+            vi = v[i] * b2
+            t = c2 * g
+            t = t * g
+            vi = vi + t
+            v[i] = vi
+            den = <floating>sqrt(vi)
+            den = den + eps
+            q = (rate * <double>mi) / <double>den
+            param[i] = <floating>(<double>param[i] - q)
