@@ -621,6 +621,53 @@ def test_kernel_wrappers_reject_bad_arrays(name, data, how):
         fn(*args)
 
 
+_ALL_MUTATIONS = ["other_float", "int64", "float16", "non_contiguous", "fortran",
+                  "extra_axis", "none", "list"]
+
+
+def _sweep():
+    """Every wrapper x every array argument x every mutation (shape mutations on the
+    arguments that must agree).  Prints one line per case before running it, so a
+    crash names its case; prints ``NOT RAISED`` lines for calls that went through."""
+    for dt in (np.float64, np.float32):
+        for name, (fn, args, mutable) in _kernel_calls(np.random.default_rng(0), dt).items():
+            arrays = [i for i, a in enumerate(args) if isinstance(a, np.ndarray)]
+            cases = [(i, how) for i in arrays for how in _ALL_MUTATIONS]
+            cases += [(i, how) for i in mutable for how in ("grow", "shrink")]
+            for idx, how in cases:
+                if (name, idx, how) in _UNCHECKABLE:
+                    continue
+                new = _mutate(args[idx], how)
+                if how == "fortran" and new.flags.c_contiguous:
+                    continue
+                bad = list(args)
+                bad[idx] = new
+                print("CASE", name, idx, how, np.dtype(dt).name, flush=True)
+                try:
+                    fn(*bad)
+                except (ValueError, TypeError):
+                    pass
+                else:
+                    print("NOT RAISED", name, idx, how, np.dtype(dt).name, flush=True)
+    print("SWEEP DONE", flush=True)
+
+
+def test_kernel_wrappers_reject_every_bad_array_without_crashing():
+    """The exhaustive version of the test above, in a subprocess: a crash fails this
+    test (naming the case) instead of killing the test run."""
+    code = ("import sys; sys.path.insert(0, %r)\nimport test_fuzz\ntest_fuzz._sweep()"
+            % str(Path(__file__).parent))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300, cwd=str(REPO),
+                       env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"})
+    lines = r.stdout.splitlines()
+    last = [ln for ln in lines if ln.startswith("CASE")][-1:] or ["(none)"]
+    assert r.returncode == 0 and "SWEEP DONE" in lines, (
+        "crashed (returncode %d) in %s\n%s" % (r.returncode, last[0], r.stderr[-2000:]))
+    not_raised = [ln for ln in lines if ln.startswith("NOT RAISED")]
+    assert not not_raised, "\n".join(not_raised)
+
+
 _OUTPUTS = {
     "bias_act_fprop": [4], "act_bprop": [4, 5], "colsum": [1], "dropout_fprop": [3, 4],
     "bn_stats": [1, 2], "bn_fprop": [6, 7], "bn_bprop": [5, 6, 7], "softmax_rows": [1],
