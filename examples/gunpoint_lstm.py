@@ -19,7 +19,6 @@ import argparse
 import time
 import warnings
 
-import numpy as np
 
 
 def load(stride=5):

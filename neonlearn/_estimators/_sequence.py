@@ -13,37 +13,29 @@ are part of the data, shuffling, minibatching, the early-stopping split and
 :class:`~neonlearn.layers._recurrent.StepMask` so padded steps add nothing to the
 cost or gradients.
 
-Notes for BaseNeonEstimator (hooks that would remove the workarounds below)
-----------------------------------------------------------------------------
-- ``_validate_hyperparams`` rejects ``-1`` in ``input_shape``; this class accepts one
-  ``-1`` (the time axis, inferred from the number of columns) and hides it from the
-  base check (``_validate_hyperparams`` below).  A base hook
-  ``_check_input_shape(shape)`` would make this clean.
-- ``_build_layers`` is reimplemented here (summary layer, mask layers); a base hook
-  ``_complete_layers(layers, out_shape)`` would let it share the output-layer logic.
+Base hooks used
+---------------
+``_check_input_shape`` (accepts one ``-1``), ``_named_layer_copies``, ``_probe`` and
+``_complete_output`` of :class:`BaseNeonEstimator`.
 """
 import copy
 import numbers
 
 import numpy as np
-from sklearn.base import clone
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import check_array
-from sklearn.utils._tags import ClassifierTags, RegressorTags
 from sklearn.utils._available_if import available_if
+from sklearn.utils._tags import ClassifierTags, RegressorTags
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from ..backends import get_backend
 from ..costs import CrossEntropyMulti, SumSquared
-from ..initializers import Constant, GlorotUniform
-from ..layers import Activation, Affine, LookupTable
+from ..initializers import GlorotUniform
+from ..layers import LookupTable
 from ..layers._containers import flatten_layers
-from ..layers._dense import Bias, Linear
 from ..layers._recurrent import LSTM, RecurrentLast, SequenceMask, StepMask
-from ..models import Model
-from ..transforms import Identity, Logistic, Softmax, Transform
-from ._base import BaseNeonEstimator, _default_names
+from ..transforms import Softmax
+from ._base import BaseNeonEstimator
 
 __all__ = ["NeonSequenceModel"]
 
@@ -222,20 +214,15 @@ class NeonSequenceModel(BaseNeonEstimator):
 
     def _validate_hyperparams(self):
         self._check_task()
-        shape = self.input_shape
-        if shape is None:
-            return super()._validate_hyperparams()
+        super()._validate_hyperparams()
+
+    def _check_input_shape(self, shape):
         if (not isinstance(shape, (tuple, list)) or len(shape) != 2
                 or sum(s == -1 for s in shape) > 1 or not all(
                     isinstance(s, numbers.Integral) and (s > 0 or s == -1)
                     for s in shape)):
             raise ValueError("input_shape must be (T, F) with positive ints (one may be "
                              "-1), got %r" % (shape,))
-        self.input_shape = None  # the base check knows no -1; restored right after
-        try:
-            super()._validate_hyperparams()
-        finally:
-            self.input_shape = shape
 
     def _flat_shape(self, n_columns):
         T, F = self.input_shape
@@ -442,42 +429,15 @@ class NeonSequenceModel(BaseNeonEstimator):
         ids = self._uses_ids()
         T = sample_shape[0]
         inner = (T,) if ids else (T, sample_shape[1] - 1)
-        layers = clone(list(self.layers)) if self.layers is not None else \
-            self._default_layers()
-        for name, layer in zip(_default_names(layers), layers):
-            layer.name = name
-
-        def probe_shape(layer_list):
-            probe = Model(clone(layer_list), get_backend("cpu", dtype="float64", seed=0))
-            probe.layers.set_backend(probe.be)
-            probe.layers.configure(inner)
-            return tuple(probe.layers.out_shape), probe.layers.sublayers()[-1]
-
-        out_shape, last = probe_shape(layers)
+        layers = self._named_layer_copies()
+        out_shape, last = self._probe(layers, inner)
         if self.task != "tagging" and len(out_shape) == 2:
             layers.append(RecurrentLast(name="summary"))
-            out_shape, last = probe_shape(layers)
+            out_shape, last = self._probe(layers, inner)
         elif self.task == "tagging" and len(out_shape) != 2:
             raise ValueError("task='tagging' needs per-step outputs (T, H); the network "
                              "outputs %r (remove the summary layer)" % (out_shape,))
-        n_out, out_transform = self._output_spec(out_shape[-1])
-        self.n_outputs_ = n_out
-        transform = last.transform if isinstance(last, Activation) else None
-        hidden_end = (isinstance(transform, Transform)
-                      and not isinstance(transform, (Softmax, Logistic, Identity))) or (
-            transform is None and not isinstance(last, (Linear, Bias)))
-        if out_shape[-1] != n_out and hidden_end or len(out_shape) > self._output_ndim():
-            layers.append(Affine(n_out, init=GlorotUniform(), bias=Constant(0.0),
-                                 activation=None if out_transform is None
-                                 else out_transform(), name="output"))
-        elif out_shape[-1] != n_out:
-            raise ValueError(
-                "The last layer has %d outputs but the %s needs %d (%s). Change its nout, "
-                "or end the list with a hidden layer so that the estimator appends the "
-                "output layer." % (out_shape[-1], type(self).__name__, n_out,
-                                   self._output_desc()))
-        elif out_transform is not None and not isinstance(transform, out_transform):
-            self._set_output_transform(layers, out_transform)
+        layers = self._complete_output(layers, out_shape, last)
         if self.task == "tagging":
             layers.append(StepMask(name="step_mask"))
         return [SequenceMask(ids=ids, followers=list(layers), name="sequence_input")] + \

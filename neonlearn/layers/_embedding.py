@@ -1,8 +1,6 @@
 """Embedding layer: LookupTable (token ids -> vectors)."""
 import numbers
 
-import numpy as np
-
 from ._base import ParameterLayer, in_shape_of
 
 __all__ = ["LookupTable"]
