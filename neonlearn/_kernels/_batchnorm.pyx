@@ -37,8 +37,8 @@ cdef void _reduce(const floating *part, floating *out, int N, int C,
         out[c] = <floating> (acc * scale)
 
 
-def bn_stats(const floating[:, :, :, ::1] x, floating[::1] mean, floating[::1] var,
-             int n_threads=1):
+def bn_stats(const floating[:, :, :, ::1] x not None, floating[::1] mean not None,
+             floating[::1] var not None, int n_threads=1):
     """Per-channel mean and biased variance (two passes)."""
     cdef int N = x.shape[0], C = x.shape[1], HW = x.shape[2] * x.shape[3]
     cdef int n, c, i
@@ -74,10 +74,11 @@ def bn_stats(const floating[:, :, :, ::1] x, floating[::1] mean, floating[::1] v
     free(part)
 
 
-def bn_fprop(const floating[:, :, :, ::1] x, const floating[::1] mean,
-             const floating[::1] var, const floating[::1] gamma,
-             const floating[::1] beta, double eps, floating[:, :, :, ::1] xhat,
-             floating[:, :, :, ::1] out, int n_threads=1):
+def bn_fprop(const floating[:, :, :, ::1] x not None, const floating[::1] mean not None,
+             const floating[::1] var not None, const floating[::1] gamma not None,
+             const floating[::1] beta not None, double eps,
+             floating[:, :, :, ::1] xhat not None, floating[:, :, :, ::1] out not None,
+             int n_threads=1):
     """xhat = (x - mean) / sqrt(var + eps); out = gamma * xhat + beta (per channel)."""
     cdef int N = x.shape[0], C = x.shape[1], HW = x.shape[2] * x.shape[3]
     cdef int n, c, i
@@ -105,10 +106,11 @@ def bn_fprop(const floating[:, :, :, ::1] x, const floating[::1] mean,
                     op[i] = g * hp[i] + b
 
 
-def bn_bprop(const floating[:, :, :, ::1] err, const floating[:, :, :, ::1] xhat,
-             const floating[::1] var, const floating[::1] gamma, double eps,
-             floating[::1] dgamma, floating[::1] dbeta, floating[:, :, :, ::1] dx,
-             int n_threads=1):
+def bn_bprop(const floating[:, :, :, ::1] err not None,
+             const floating[:, :, :, ::1] xhat not None,
+             const floating[::1] var not None, const floating[::1] gamma not None,
+             double eps, floating[::1] dgamma not None, floating[::1] dbeta not None,
+             floating[:, :, :, ::1] dx not None, int n_threads=1):
     """Batch-norm backward with the training statistics (neon's formula)."""
     cdef int N = err.shape[0], C = err.shape[1], HW = err.shape[2] * err.shape[3]
     cdef int n, c, i

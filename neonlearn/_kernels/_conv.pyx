@@ -128,14 +128,18 @@ cdef tuple _shape4(const floating[:, :, :, ::1] a):
     return (a.shape[0], a.shape[1], a.shape[2], a.shape[3])
 
 
-def _check_geometry(x_shape, y_shape, w_shape, int sh, int sw, int ph, int pw,
-                    int dh, int dw):
+def _check_geometry(x_shape, y_shape, w_shape, int sh, int sw, int ph, int pw, int dh,
+                    int dw):
     """Check that ``y_shape`` is the convolution of ``x_shape`` by ``w_shape``."""
     N, C, H, W = x_shape
     N2, K, P, Q = y_shape
     K2, C2, R, S = w_shape
     if sh < 1 or sw < 1 or dh < 1 or dw < 1 or ph < 0 or pw < 0:
         raise ValueError("strides and dilations must be >= 1 and padding >= 0")
+    if C < 1 or R < 1 or S < 1:
+        # the GEMM's inner dimension C*R*S would be 0 (an illegal leading dimension)
+        raise ValueError("filters of shape %r are empty: C, R and S must be >= 1"
+                         % (tuple(w_shape),))
     if min(C, H, W, K, R, S) < 1:
         raise ValueError("empty input %r or filters %r" % (tuple(x_shape), tuple(w_shape)))
     if N != N2:
@@ -178,8 +182,9 @@ cdef void _gather(const floating *a, floating *buf, int gs, int K, int PQ) noexc
                    PQ * sizeof(floating))
 
 
-def conv_fprop(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
-               const floating[::1] bias, floating[:, :, :, ::1] y,
+def conv_fprop(const floating[:, :, :, ::1] x not None,
+               const floating[:, :, :, ::1] w not None,
+               const floating[::1] bias not None, floating[:, :, :, ::1] y not None,
                int sh=1, int sw=1, int ph=0, int pw=0, int dh=1, int dw=1,
                int n_threads=1):
     """``y = conv(x, w) (+ bias per filter)``; ``bias`` of length 0 means none."""
@@ -240,10 +245,10 @@ def conv_fprop(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
         free(ybuf)
 
 
-def conv_bprop_data(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] w,
-                    floating[:, :, :, ::1] dx,
-                    int sh=1, int sw=1, int ph=0, int pw=0, int dh=1, int dw=1,
-                    int n_threads=1):
+def conv_bprop_data(const floating[:, :, :, ::1] dy not None,
+                    const floating[:, :, :, ::1] w not None,
+                    floating[:, :, :, ::1] dx not None, int sh=1, int sw=1, int ph=0,
+                    int pw=0, int dh=1, int dw=1, int n_threads=1):
     """``dx = conv^T(dy, w)``: the gradient with respect to the input (col2im)."""
     _check_geometry(_shape4(dx), _shape4(dy), _shape4(w), sh, sw, ph, pw, dh, dw)
     cdef int N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
@@ -285,10 +290,11 @@ def conv_bprop_data(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
         free(dybuf)
 
 
-def conv_bprop_filter(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
-                      floating[:, :, :, ::1] dw_out, floating[::1] dbias,
-                      int sh=1, int sw=1, int ph=0, int pw=0, int dh=1, int dw=1,
-                      int n_threads=1):
+def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
+                      const floating[:, :, :, ::1] dy not None,
+                      floating[:, :, :, ::1] dw_out not None,
+                      floating[::1] dbias not None, int sh=1, int sw=1, int ph=0,
+                      int pw=0, int dh=1, int dw=1, int n_threads=1):
     """``dw_out = sum_n dy[n] @ im2col(x[n])^T`` (overwritten) and, when ``dbias``
     is not empty, ``dbias[k] = sum of dy[:, k]``.  Deterministic for any thread count.
     """
@@ -369,7 +375,8 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     free(part)
 
 
-def channel_sum(const floating[:, :, :, ::1] a, floating[::1] out, int n_threads=1):
+def channel_sum(const floating[:, :, :, ::1] a not None, floating[::1] out not None,
+                int n_threads=1):
     """``out[k] = sum of a[:, k]`` (per-channel bias gradient), deterministic."""
     cdef int N = a.shape[0], K = a.shape[1]
     cdef int PQ = a.shape[2] * a.shape[3], n, k, i

@@ -30,9 +30,9 @@ def _check_same(name, a, shape):
                                                           tuple(shape[:4])))
 
 
-def lrn_fprop(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] denom,
-              floating[:, :, :, ::1] y, int depth, double ascale, double bpower,
-              int n_threads=1):
+def lrn_fprop(const floating[:, :, :, ::1] x not None,
+              floating[:, :, :, ::1] denom not None, floating[:, :, :, ::1] y not None,
+              int depth, double ascale, double bpower, int n_threads=1):
     """``denom`` and ``y`` as in the module docstring (both overwritten)."""
     cdef tuple shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     _check_same("denom", denom, shape)
@@ -66,10 +66,12 @@ def lrn_fprop(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] denom,
                     yn[c * HW + i] = xn[c * HW + i] * pow(dn[c * HW + i], -b)
 
 
-def lrn_bprop(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] y,
-              const floating[:, :, :, ::1] denom, const floating[:, :, :, ::1] err,
-              floating[:, :, :, ::1] dx, int depth, double ascale, double bpower,
-              int n_threads=1):
+def lrn_bprop(const floating[:, :, :, ::1] x not None,
+              const floating[:, :, :, ::1] y not None,
+              const floating[:, :, :, ::1] denom not None,
+              const floating[:, :, :, ::1] err not None,
+              floating[:, :, :, ::1] dx not None, int depth, double ascale,
+              double bpower, int n_threads=1):
     """``dx`` (overwritten) from the forward's ``x``, ``y`` and ``denom``."""
     cdef tuple shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     _check_same("y", y, shape)

@@ -40,9 +40,9 @@ def _check(x_shape, y_shape, int R, int S, int sh, int sw, int ph, int pw):
                          "(%d, %d))" % (P, Q, P_exp, Q_exp))
 
 
-def max_pool_fprop(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
-                   int[:, :, :, ::1] argmax, int R, int S, int sh, int sw, int ph,
-                   int pw, int n_threads=1):
+def max_pool_fprop(const floating[:, :, :, ::1] x not None,
+                   floating[:, :, :, ::1] y not None, int[:, :, :, ::1] argmax not None,
+                   int R, int S, int sh, int sw, int ph, int pw, int n_threads=1):
     """``y`` = window maxima; ``argmax`` = flat index ``h*W + w`` of each maximum."""
     _check((x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
            (y.shape[0], y.shape[1], y.shape[2], y.shape[3]), R, S, sh, sw, ph, pw)
@@ -86,8 +86,9 @@ def max_pool_fprop(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
                     ap[p * Q + q] = best
 
 
-def max_pool_bprop(const floating[:, :, :, ::1] dy, const int[:, :, :, ::1] argmax,
-                   floating[:, :, :, ::1] dx, int n_threads=1):
+def max_pool_bprop(const floating[:, :, :, ::1] dy not None,
+                   const int[:, :, :, ::1] argmax not None,
+                   floating[:, :, :, ::1] dx not None, int n_threads=1):
     """``dx`` (overwritten) gets each output gradient at its window's maximum."""
     cdef int N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     cdef int P = dy.shape[2], Q = dy.shape[3]
@@ -112,8 +113,9 @@ def max_pool_bprop(const floating[:, :, :, ::1] dy, const int[:, :, :, ::1] argm
                 dxp[ap[i]] += dyp[i]
 
 
-def avg_pool_fprop(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
-                   int R, int S, int sh, int sw, int ph, int pw, int n_threads=1):
+def avg_pool_fprop(const floating[:, :, :, ::1] x not None,
+                   floating[:, :, :, ::1] y not None, int R, int S, int sh, int sw,
+                   int ph, int pw, int n_threads=1):
     """``y`` = window means over the valid (unpadded) cells."""
     _check((x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
            (y.shape[0], y.shape[1], y.shape[2], y.shape[3]), R, S, sh, sw, ph, pw)
@@ -148,8 +150,9 @@ def avg_pool_fprop(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
                     yp[p * Q + q] = acc / ((h1 - h0) * (w1 - w0))
 
 
-def avg_pool_bprop(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] dx,
-                   int R, int S, int sh, int sw, int ph, int pw, int n_threads=1):
+def avg_pool_bprop(const floating[:, :, :, ::1] dy not None,
+                   floating[:, :, :, ::1] dx not None, int R, int S, int sh, int sw,
+                   int ph, int pw, int n_threads=1):
     """``dx`` (overwritten): each output gradient spread evenly over its valid cells."""
     _check((dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]),
            (dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]), R, S, sh, sw, ph, pw)
