@@ -231,3 +231,25 @@ def test_tree_outputs_must_agree(be64):
     tree.set_backend(be64)
     with pytest.raises(ValueError, match="same output shape"):
         tree.configure((4,))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_classifier_with_a_tree_and_multicost():
+    from sklearn.datasets import load_digits
+
+    from neonlearn import NeonClassifier
+    from neonlearn.initializers import Constant, Kaiming
+
+    X, y = load_digits(return_X_y=True)
+    b = BranchNode(name="aux")
+    tree = Tree([[Conv((3, 3, 8), Kaiming(), padding=1, bias=Constant(0),
+                       activation=Rectlin()), b, Pooling(2),
+                  Affine(10, Gaussian(scale=0.1), activation=Softmax())],
+                 [b, Affine(10, Gaussian(scale=0.1), activation=Softmax())]])
+    clf = NeonClassifier([tree], input_shape=(1, 8, 8), epochs=5, random_state=0,
+                         cost=Multicost([CrossEntropyMulti(), CrossEntropyMulti()],
+                                        [1.0, 0.3]))
+    clf.fit(X / 16.0, y)
+    assert clf.predict(X[:7] / 16.0).shape == (7,)
+    assert clf.predict_proba(X[:7] / 16.0).shape == (7, 10)
+    assert clf.score(X / 16.0, y) > 0.6
