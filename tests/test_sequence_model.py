@@ -156,3 +156,11 @@ def test_partial_fit_pickle_and_errors():
         small().fit([np.zeros((0, 2)), np.zeros((2, 2))], [0, 1])
     with pytest.raises(ValueError, match="one label per step"):
         small(task="tagging").fit([np.zeros((3, 1))], [[0, 1]])
+
+
+def test_early_stopping_and_reproducibility_on_ragged_data():
+    X, y = ragged_data(60)
+    a = small(epochs=30, early_stopping=True, n_iter_no_change=2).fit(X, y)
+    assert a.validation_scores_ is not None and a.n_iter_ <= 30
+    b = small(epochs=30, early_stopping=True, n_iter_no_change=2).fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
