@@ -96,8 +96,11 @@ def test_estimator_summary_method_if_present(conv_est, capsys):
     out = conv_est.summary()
     printed = capsys.readouterr().out
     assert "conv1_bias" in (printed or "") + (out or "")
-    if hasattr(conv_est, "_repr_html_"):
-        assert "Total params" in conv_est._repr_html_()
+    # notebooks: the fitted estimator's HTML display includes the layer table
+    html = conv_est._repr_mimebundle_().get("text/html", "")
+    if "Total params" not in html:
+        html = conv_est._repr_html_()
+    assert "Total params" in html
 
 
 # ---- plots ---------------------------------------------------------------------------

@@ -78,7 +78,7 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
     ----------
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape ``(n_features_in_,)``
         Only when X has string feature names.
     layers_ : list of Layer
         Fitted layers (copies), including any appended output layer.
@@ -131,7 +131,7 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, *input_shape)
+        X : array-like of shape (n_samples, n_features) or ``(n_samples, *input_shape)``
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Class labels (any hashable type), or a binary indicator matrix for
             multilabel classification.
