@@ -1,5 +1,8 @@
-"""Layer summaries, learning-curve plots and the progress display."""
+"""Layer summaries, learning-curve plots, the progress display, and the code of the
+user guide."""
 import io
+import os
+import re
 
 import numpy as np
 import pytest
@@ -191,3 +194,51 @@ def test_verbose_estimator_prints_progress(digits, capsys):
     NeonClassifier(epochs=2, verbose=1, random_state=0).fit(X[:100], y[:100])
     err = capsys.readouterr().err
     assert err.count("Epoch") >= 2
+
+
+# ---- the code in the guides runs ------------------------------------------------------
+DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "doc")
+
+
+def _python_blocks(relpath):
+
+    path = os.path.join(DOC, relpath)
+    if not os.path.exists(path):
+        pytest.skip("%s is not in this checkout" % relpath)
+    with open(path) as f:
+        text = f.read()
+    blocks = re.findall(r"\.\. code-block:: python\n\n((?:   .*\n|[ \t]*\n)+)", text)
+    return ["\n".join(line[3:] for line in b.splitlines()) for b in blocks]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("page", ["index.rst", "user_guide/sequences.rst"])
+def test_guide_code_runs(page, capsys):
+    namespace = {}
+    for code in _python_blocks(page):
+        exec(compile(code, page, "exec"), namespace)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_custom_layer_guide(digits):
+    from conftest import check_layer_grads
+
+    namespace = {}
+    for code in _python_blocks("user_guide/custom_layers.rst"):
+        exec(compile(code, "custom_layers.rst", "exec"), namespace)
+    Scale, Diagonal = namespace["Scale"], namespace["Diagonal"]
+    be = get_backend("cpu", dtype="float64", seed=0)
+    for layer in (Diagonal(init=Constant(1.0)), Scale(3.0)):
+        layer.be = be
+        layer.configure((5,))
+        layer.allocate()
+        if hasattr(layer, "W"):
+            layer.W[...] = np.random.default_rng(0).standard_normal(5)
+        check_layer_grads(layer, (5,), be)
+    X, y = digits
+    clf = NeonClassifier([Diagonal(init=Constant(1.0), name="diag"), Scale(0.5),
+                          Affine(32, GlorotUniform(), bias=Constant(0),
+                                 activation=Rectlin())],
+                         epochs=5, random_state=0).fit(X, y)
+    assert clf.score(X, y) > 0.5
+    assert "diag" in summary(clf)
