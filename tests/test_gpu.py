@@ -287,3 +287,18 @@ def test_sequence_model_on_gpu(gpu):
 def test_missing_cuda_device_raises():
     with pytest.raises(ValueError, match="CUDA device"):
         get_backend("cuda:99")
+
+
+def test_no_cuda_device_raises_clear_error(monkeypatch):
+    """CuPy installed but no device (emulated): a clear error naming the fix."""
+    if _fake_cupy.compiler() is None:
+        pytest.skip("no C++ compiler for the CuPy emulation")
+    mod = _fake_cupy.install(monkeypatch)
+    monkeypatch.setattr(mod.cupy.cuda.runtime, "getDeviceCount", lambda: 0)
+    with pytest.raises(ValueError, match=r"no CUDA device.*neonlearn\[gpu\]"):
+        get_backend("gpu")
+    monkeypatch.setattr(mod.cupy.cuda.runtime, "getDeviceCount", lambda: 1)
+    with pytest.raises(ValueError, match=r"only 1 CUDA device"):
+        get_backend("cuda:3")
+    with pytest.raises(ValueError, match="cuda:N"):
+        get_backend("cuda:x")
