@@ -110,15 +110,16 @@ def measure(framework, workload, threads, repeats, quick, timeout=None):
     budget = max(int((timeout or 0) // max(len(threads), 1)), 0)
     old_handler = signal.signal(signal.SIGALRM, _on_alarm)
     for n in threads:
-        times = []
+        times, cpu = [], []
         signal.alarm(budget)
         try:
             with thread_limit(framework, n):
                 unit.run()  # warm-up
                 for _ in range(repeats):
-                    t0 = time.perf_counter()
+                    c0, t0 = time.process_time(), time.perf_counter()
                     unit.run()
                     times.append(time.perf_counter() - t0)
+                    cpu.append(time.process_time() - c0)
             signal.alarm(0)
         except _Timeout:
             rows.append(dict(workload=workload, framework=framework, threads=n,
@@ -130,7 +131,7 @@ def measure(framework, workload, threads, repeats, quick, timeout=None):
         row = dict(workload=workload, framework=framework, threads=n, status="ok",
                    times_s=times, median_s=med, min_s=min(times), max_s=max(times),
                    items=unit.items, unit=unit.unit, throughput=unit.items / med,
-                   note="; ".join(unit.notes))
+                   cpu_s=statistics.median(cpu), note="; ".join(unit.notes))
         if unit.flops:
             row["gflops"] = unit.flops / med / 1e9
         rows.append(row)
@@ -299,8 +300,11 @@ def ratios(rows):
         for peer in ("torch", "sklearn"):
             if peer in fws:
                 p = fws[peer]
+                cpu_ratio = (p["cpu_s"] / nl["cpu_s"] if p.get("cpu_s") and nl.get("cpu_s")
+                             else None)
                 out.append(dict(workload=workload, threads=n, peer=peer,
                                 speed_ratio=p["median_s"] / nl["median_s"],
+                                cpu_ratio=cpu_ratio,
                                 mem_ratio=(nl["peak_mem_mb"] / p["peak_mem_mb"]
                                            if p["peak_mem_mb"] > 0 else None)))
     return out
@@ -346,9 +350,10 @@ def targets(rows, rat, threads, n=None):
             return
         ok = r["speed_ratio"] >= goal
         lines.append((label, "met" if ok else "MISSED",
-                      "%.2fx %s (goal %.2gx%s)" % (
+                      "%.2fx %s (goal %.2gx%s)%s" % (
                           r["speed_ratio"], peer, goal,
-                          "" if ok else ", %.0f%% short" % (100 * (1 - r["speed_ratio"] / goal)))))
+                          "" if ok else ", %.0f%% short" % (100 * (1 - r["speed_ratio"] / goal)),
+                          "; CPU time %.2fx" % r["cpu_ratio"] if r.get("cpu_ratio") else "")))
 
     for w in ("w1_mlp_train", "w2_lenet_train", "w3_lstm_train", "w3_gru_train",
               "w4_embed_lstm_train"):
@@ -442,7 +447,9 @@ def markdown(doc):
              "**Speed ratio = peer median time / neonlearn median time** (above 1: neonlearn "
              "faster).  Peak memory = increase of the workload process's peak RSS "
              "(`ru_maxrss`) over its RSS before building data and model (data + model + "
-             "training buffers).  Threads: `threadpoolctl.threadpool_limits` (BLAS + OpenMP) "
+             "training buffers).  CPU s = median process CPU time per unit (all threads, "
+             "spinning included); at 1 thread it is a load-independent measure of the work "
+             "done, and CPU ratio = peer CPU s / neonlearn CPU s.  Threads: `threadpoolctl.threadpool_limits` (BLAS + OpenMP) "
              "and `torch.set_num_threads`.  The machine is shared with other builds and "
              "tests, so timings are noisy (see the min-max and the load averages)." % (
                  args["repeats"], ", ".join(map(str, threads))))
@@ -472,8 +479,8 @@ def markdown(doc):
     L.append("## Workloads")
     L.append("")
     L.append("| workload | threads | framework | median s | min-max s | items/s | "
-             "neonlearn speed ratio | peak mem MB |")
-    L.append("|---|---|---|---|---|---|---|---|")
+             "neonlearn speed ratio | CPU s | CPU ratio | peak mem MB |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
     for workload, (desc, fws) in W.WORKLOADS.items():
         for n in threads:
             for fw in fws:
@@ -481,17 +488,20 @@ def markdown(doc):
                 if r is None:
                     continue
                 if r.get("status") != "ok":
-                    L.append("| %s | %d | %s | %s | | | | |" % (
+                    L.append("| %s | %d | %s | %s | | | | | | |" % (
                         workload, n, fw, "%s: %s" % (r.get("status"), r.get("note", ""))))
                     continue
                 rr = [x for x in rat if x["workload"] == workload and x["threads"] == n
                       and x["peer"] == fw]
                 ratio = "%.2fx" % rr[0]["speed_ratio"] if rr else ""
+                cratio = ("%.2fx" % rr[0]["cpu_ratio"]
+                          if rr and rr[0].get("cpu_ratio") else "")
                 rate = ("%.1f GFLOP/s" % r["gflops"] if "gflops" in r
                         else _fmt(r["throughput"]))
-                L.append("| %s | %d | %s | %s | %s-%s | %s | %s | %s |" % (
+                L.append("| %s | %d | %s | %s | %s-%s | %s | %s | %s | %s | %s |" % (
                     workload, n, fw, _fmt(r["median_s"], 4), _fmt(r["min_s"], 3),
-                    _fmt(r["max_s"], 3), rate, ratio, _fmt(r["peak_mem_mb"])))
+                    _fmt(r["max_s"], 3), rate, ratio, _fmt(r.get("cpu_s"), 4), cratio,
+                    _fmt(r["peak_mem_mb"])))
     L.append("")
     L.append("Workloads:")
     L.append("")

@@ -66,23 +66,33 @@ def _check_1d(name, a, n):
         raise ValueError("%s has %d values, expected %d" % (name, a.shape[0], n))
 
 
+DEF ROW_BLOCK = 256
+
+
 cdef inline void _rectlin_row(const floating *x, const floating *b, floating p,
                               floating *out, Py_ssize_t F) noexcept nogil:
     """``out = rectlin(x + b)`` for one row (``b`` may be NULL).
 
-    ``z * (1 or p)`` is ``z if z > 0 else p * z`` exactly (``_act``'s bits); as a
-    select and a multiply, with no branch, the compiler vectorizes it.
+    ``z * (1 or p)`` is ``z if z > 0 else p * z`` exactly (``_act``'s bits).  Written
+    as one loop, GCC turns it back into a conditional multiply that it may not
+    vectorize (the multiply could trap); picking the factor into a small block
+    first and multiplying in a second loop keeps both loops branch-free.
     """
-    cdef Py_ssize_t j
-    cdef floating one = 1, zero = 0, z
+    cdef Py_ssize_t j, j0, n
+    cdef floating one = 1
+    cdef floating scale[ROW_BLOCK]
     if b != NULL:
         for j in range(F):
-            z = x[j] + b[j]
-            out[j] = z * (one if z > zero else p)
-    else:
-        for j in range(F):
-            z = x[j]
-            out[j] = z * (one if z > zero else p)
+            out[j] = x[j] + b[j]
+        x = out
+    for j0 in range(0, F, ROW_BLOCK):
+        n = F - j0
+        if n > ROW_BLOCK:
+            n = ROW_BLOCK
+        for j in range(n):
+            scale[j] = one if x[j0 + j] > 0 else p
+        for j in range(n):
+            out[j0 + j] = x[j0 + j] * scale[j]
 
 
 cdef inline void _bias_act_row(const floating *x, const floating *b, bint has_b,

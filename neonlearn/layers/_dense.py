@@ -262,11 +262,14 @@ class Affine(CompoundLayer):
         linear, bias, act = self.layers_
         z = linear.fprop(inputs, inference)
         z2 = z.reshape(-1, self.out_shape[-1])
-        out = act._output(z2.shape, inference)
-        self.be.bias_act_fprop(z2, bias.W, act.transform, out)
+        # in place: no bprop needs the pre-activation (Linear keeps its inputs, the
+        # activation its outputs), so the activation overwrites the GEMM's output:
+        # one buffer and one pass through memory less (a fresh array per batch at
+        # inference)
+        self.be.bias_act_fprop(z2, bias.W, act.transform, z2)
         if not inference:
-            act.outputs = out
-        return out.reshape(z.shape)
+            act.outputs = z2
+        return z
 
     def bprop(self, error):
         if not self._fused:
