@@ -28,7 +28,7 @@ from neonlearn.backends import get_backend  # noqa: E402
 from neonlearn.initializers import Constant, Gaussian  # noqa: E402
 from neonlearn.layers import (  # noqa: E402
     GRU, LRN, LSTM, Activation, Affine, BatchNorm, Bias, BiLSTM, BiRNN, Conv,
-    Convolution, Dropout, Linear, LookupTable, MergeBroadcast, MergeSum, Pooling,
+    Convolution, Deconv, Dropout, Linear, LookupTable, MergeBroadcast, MergeSum, Pooling,
     Recurrent, RecurrentLast, RecurrentMean, RecurrentSum, Sequential, SkipNode,
 )
 from neonlearn.models import Model  # noqa: E402
@@ -86,9 +86,16 @@ def dense_stacks(draw):
 def _conv_layer(draw, k, shape):
     """A layer valid for images of ``shape`` (C, H, W)."""
     C, H, W = shape
-    kind = draw(st.sampled_from(["conv", "convolution", "pool", "lrn", "bn", "act",
-                                 "mergesum", "mergedepth"]))
+    kind = draw(st.sampled_from(["conv", "convolution", "deconv", "pool", "lrn", "bn",
+                                 "act", "mergesum", "mergedepth"]))
     name = "l%d" % k
+    if kind == "deconv":  # output (H-1)*s - 2p + d(R-1) + 1; an empty one is rejected
+        return Deconv((draw(st.integers(1, 3)), draw(st.integers(1, 3)),
+                       draw(st.integers(1, 3))), Gaussian(scale=0.3),
+                      strides=draw(st.integers(1, 2)), padding=draw(st.integers(0, 1)),
+                      dilation=draw(st.integers(1, 2)),
+                      bias=draw(st.sampled_from([None, Gaussian(scale=0.3)])),
+                      activation=draw(st.sampled_from([None, Tanh])), name=name)
     if kind in ("conv", "convolution"):
         pad = draw(st.integers(0, 2))
         dil = draw(st.integers(1, 2))
@@ -140,10 +147,14 @@ def conv_stacks(draw):
         probe.set_backend(be)
         try:
             cur = tuple(probe.configure(shape).out_shape)
-        except ValueError:  # e.g. an output shrunk to nothing: stop the stack here
+        except ValueError as exc:
+            # only a deconvolution whose padding empties its output may be invalid:
+            # every other layer is drawn valid for the current shape
+            if not isinstance(layer, Deconv) or "empty output" not in str(exc):
+                raise
             break
         layers.append(layer)
-        if min(cur[1:]) < 2:
+        if min(cur[1:]) < 2 or max(cur) > 12:  # keep the images small
             break
     if not layers:
         layers = [Activation(Tanh(), name="l0")]
