@@ -182,29 +182,3 @@ def test_predict_results_do_not_depend_on_thread_limits():
         two = clf.predict_proba(X)
     np.testing.assert_array_equal(one, two)
 
-
-def _blas_threads():
-    from threadpoolctl import threadpool_info
-
-    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-
-
-@pytest.mark.skipif(not openmp_enabled(), reason="built without OpenMP")
-@pytest.mark.xfail(strict=True, reason=(
-    "backends/_cpu_recurrent.py (and _cpu_conv.py) _blas_single_thread: each call "
-    "enters ThreadpoolController.limit(1) and restores the count it saw on entry; "
-    "overlapping calls from several threads restore each other's 1, leaving BLAS "
-    "at one thread for the whole process.  Needs a lock with a reference count "
-    "(limit on the first entry, restore on the last exit)"))
-def test_concurrent_predicts_restore_the_blas_thread_count():
-    model, X = _recurrent_model(ragged=False)
-    batches = [X[:k] for k in (7, 1, 13, 30, 20, 5, 9, 11)]
-    before = _blas_threads()
-    if not before or max(before) < 2:
-        pytest.skip("BLAS runs one thread already: nothing to restore")
-    try:
-        for _ in range(20):
-            _predict_concurrently(model.predict_proba, batches)
-            assert _blas_threads() == before
-    finally:
-        threadpool_limits(limits=dict(zip(["blas"], before[:1])) or None)
