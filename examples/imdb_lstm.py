@@ -18,7 +18,11 @@ shorter (NeonSequenceModel pads and masks them).  neon's network and training se
     gradient_clip_value=15), batch size 128
 
 Run ``python examples/imdb_lstm.py [--epochs 2] [--limit N]``; it trains one epoch at
-a time (``partial_fit``) and prints the held-out accuracy after each.
+a time (``partial_fit``) and prints the held-out accuracy after each.  Measured
+(seed 0, on a heavily shared 2-core machine, about 22 minutes per epoch):
+
+    epoch 1: training cost 0.6998 bits, held-out accuracy 0.8358
+    epoch 2: training cost 0.3091 bits, held-out accuracy 0.8510
 """
 import argparse
 import collections
