@@ -292,3 +292,19 @@ def test_identity_regression_output_with_huge_targets():
         assert "diverged" in str(exc)
         return
     assert np.all(np.isfinite(reg.predict(X)))
+
+
+@pytest.mark.parametrize("cls", ["Recurrent", "LSTM", "GRU"])
+def test_recurrent_gates_saturate_on_huge_inputs(cls, dtype):
+    from neonlearn import layers
+
+    layer = getattr(layers, cls)(3, GlorotUniform(), activation=Tanh())
+    net = Sequential([layer, layers.RecurrentMean()])
+    net.set_backend(get_backend("cpu", dtype=dtype, seed=0))
+    net.configure((4, 2))
+    net.allocate()
+    x = np.array([[[1e30, -1e30], [-1e30, 1e30], [3e38, 0], [0, -3e38]]], dtype=dtype)
+    out = net.fprop(x)
+    assert np.all(np.isfinite(out)) and np.all(np.abs(out) <= 1)
+    dx = net.bprop(np.ones_like(out))
+    assert np.all(np.isfinite(dx))
