@@ -12,6 +12,8 @@
 #   KEEP=1            keep the temporary copy (its path is printed)
 #   SANITIZER_TESTS   test files to run (default: every kernel test file present)
 #   PYTHON            interpreter (default: python)
+#   CC                compiler (default: gcc)
+#   ALLOW_SERIAL=1    accept a sanitized build without OpenMP
 set -euo pipefail
 
 MODE="${1:-asan}"
@@ -35,7 +37,11 @@ if [[ "$MODE" == "asan" ]]; then
         echo "libasan.so not found for $CC_; install the compiler's ASan runtime" >&2
         exit 2
     fi
-    export CFLAGS="-fsanitize=address -fno-omit-frame-pointer -g -O1"
+    # in CC, not only CFLAGS/LDFLAGS: setup.py links a test program to detect OpenMP,
+    # and distutils links executables with $CC alone (without it the test fails and
+    # the kernels are silently built serially)
+    export CC="$CC_ -fsanitize=address -fno-omit-frame-pointer"
+    export CFLAGS="-g -O1"
     export LDFLAGS="-fsanitize=address"
 else
     export CFLAGS="-g -O1 -fno-omit-frame-pointer"
@@ -45,6 +51,12 @@ echo "== building the kernels ($MODE) in the copy"
 # -O3 from setup.py comes last; keep -g so reports have line numbers
 "$PYTHON" setup.py -q build_ext --inplace -j "$(nproc)" >build.log 2>&1 || {
     tail -50 build.log; echo "build failed" >&2; exit 2; }
+if grep -q "built without OpenMP" build.log && [[ "${ALLOW_SERIAL:-0}" != "1" ]]; then
+    grep -A2 "OpenMP" build.log | head -5
+    echo "the sanitized kernels were built without OpenMP, so their parallel code would" \
+         "not be checked; fix the toolchain or set ALLOW_SERIAL=1" >&2
+    exit 2
+fi
 
 # the tests must import the copy, not the working tree or an installed neonlearn
 export PYTHONPATH="$WORK${PYTHONPATH:+:$PYTHONPATH}"
