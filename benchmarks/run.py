@@ -345,7 +345,14 @@ def targets(rows, rat, threads, n=None):
         r = ratio(workload, peer)
         if r is None:
             nl = _get(rows, workload, "neonlearn", n)
+            pr = _get(rows, workload, peer, n)
+            if nl and nl.get("status") == "ok" and pr and pr.get("status") == "timeout":
+                lines.append((label, "n/a", "%s timed out (%s); neonlearn %.3g s" % (
+                    peer, pr.get("note", ""), nl["median_s"])))
+                return
             why = nl.get("status") if nl else "not run"
+            if nl and nl.get("status") == "ok":
+                why = "%s: %s" % (peer, pr.get("status") if pr else "not run")
             lines.append((label, "n/a", "not measured (%s)" % why))
             return
         ok = r["speed_ratio"] >= goal
@@ -365,8 +372,15 @@ def targets(rows, rat, threads, n=None):
     check("W1 training >= 1.0x MLPClassifier (not an issue target; reference)",
           "w1_mlp_train", "sklearn", 1.0)
     # memory
-    worse = [(r["workload"], r["mem_ratio"]) for r in rat
-             if r["peer"] == "torch" and r["threads"] == n and r["mem_ratio"] is not None]
+    # peak memory is per workload process (all thread counts), so any row will do
+    worse = []
+    for workload in W.WORKLOADS:
+        nl = [r for r in rows if r.get("workload") == workload
+              and r.get("framework") == "neonlearn" and r.get("peak_mem_mb")]
+        pt = [r for r in rows if r.get("workload") == workload
+              and r.get("framework") == "torch" and r.get("peak_mem_mb")]
+        if nl and pt:
+            worse.append((workload, nl[0]["peak_mem_mb"] / pt[0]["peak_mem_mb"]))
     if worse:
         bad = [(w, m) for w, m in worse if m > 1.0]
         lines.append(("peak memory <= PyTorch's", "met" if not bad else "MISSED",
@@ -581,6 +595,8 @@ def main(argv=None):
     p.add_argument("--budget", type=int, default=0,
                    help="overall seconds; workloads not started by then are reported "
                    "as skipped (default: no limit)")
+    p.add_argument("--render", default=None, metavar="JSON",
+                   help="only rewrite the Markdown report from a saved JSON result")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.repeats is None:
@@ -589,6 +605,13 @@ def main(argv=None):
         args.timeout = 120 if args.quick else 600
     if args.worker:
         return worker(args)
+    if args.render:
+        with open(args.render) as f:
+            doc = json.load(f)
+        with open(args.doc, "w") as f:
+            f.write(markdown(doc))
+        print("wrote %s from %s" % (args.doc, args.render))
+        return
 
     start = time.perf_counter()
     info = machine_info()
