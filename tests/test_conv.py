@@ -319,6 +319,16 @@ def _digits_convnet():
             Affine(10, GlorotUniform(), bias=Constant(0), activation=Softmax())]
 
 
+@pytest.fixture
+def one_thread():
+    """Accuracy tests run on one thread: a shared, oversubscribed machine makes
+    OpenMP teams wait for descheduled threads (results do not depend on threads)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
 @pytest.fixture(scope="module")
 def digits_split():
     from sklearn.datasets import load_digits
@@ -329,7 +339,7 @@ def digits_split():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_classifier_convnet_on_digits_with_input_shape(digits_split):
+def test_classifier_convnet_on_digits_with_input_shape(digits_split, one_thread):
     from neonlearn import NeonClassifier
     from neonlearn.optimizers import Adam
 
@@ -342,7 +352,7 @@ def test_classifier_convnet_on_digits_with_input_shape(digits_split):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_classifier_convnet_takes_4d_images_and_pipelines(digits_split):
+def test_classifier_convnet_takes_4d_images_and_pipelines(digits_split, one_thread):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import MinMaxScaler
 
@@ -358,7 +368,7 @@ def test_classifier_convnet_takes_4d_images_and_pipelines(digits_split):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_regressor_with_conv_layers():
+def test_regressor_with_conv_layers(one_thread):
     from neonlearn import NeonRegressor
     from neonlearn.initializers import Constant, GlorotUniform
     from neonlearn.layers import Affine, Pooling
