@@ -34,17 +34,17 @@ GRID_CV = 3
 def n_samples(workload, quick):
     """Items per timed unit of each workload."""
     return {
-        "w1_mlp_train": 10000,
-        "w1_mlp_infer": 10000,
-        "w2_lenet_train": 512 if quick else 2048,
-        "w3_lstm_train": 512 if quick else 1024,
-        "w3_gru_train": 512 if quick else 1024,
-        "w4_embed_lstm_train": 256 if quick else 1024,
+        "w1_mlp_train": 5000 if quick else 10000,
+        "w1_mlp_infer": 5120 if quick else 10240,
+        "w2_lenet_train": 384 if quick else 2048,
+        "w3_lstm_train": 256 if quick else 1024,
+        "w3_gru_train": 256 if quick else 1024,
+        "w4_embed_lstm_train": 128 if quick else 1024,
     }[workload]
 
 
 def digits_epochs(quick):
-    return 10 if quick else 30
+    return 5 if quick else 30
 
 
 @dataclass
@@ -161,8 +161,8 @@ def neonlearn_w2_lenet_train(quick):
 
 def _nl_rnn(cell):
     from neonlearn import layers as L
-    from neonlearn.initializers import Constant, GlorotUniform
-    from neonlearn.transforms import Logistic, Softmax, Tanh
+    from neonlearn.initializers import GlorotUniform
+    from neonlearn.transforms import Logistic, Tanh
 
     if not hasattr(L, cell):
         raise NotImplementedError("neonlearn.layers.%s does not exist yet" % cell)
@@ -421,9 +421,11 @@ def sklearn_digits_grid(quick):
 WORKLOADS = {
     # name: (description, frameworks in the order they are reported)
     "sgemm": ("numpy float32 GEMM 2048^3 (the BLAS rate)", ["numpy"]),
-    "w1_mlp_train": ("W1 MLP 784-256-128-10, batch 128, training epoch (10k samples)",
+    "w1_mlp_train": ("W1 MLP 784-256-128-10, batch 128, training epoch (10k samples; "
+                     "5k with --quick)",
                      ["neonlearn", "torch", "sklearn"]),
-    "w1_mlp_infer": ("W1 MLP 784-256-128-10, inference at batch 1024 (10k samples)",
+    "w1_mlp_infer": ("W1 MLP 784-256-128-10, inference at batch 1024 (10 batches; 5 "
+                     "with --quick)",
                      ["neonlearn", "torch", "sklearn"]),
     "w2_lenet_train": ("W2 LeNet 1x28x28, batch 128, training epoch",
                        ["neonlearn", "torch"]),
