@@ -385,3 +385,35 @@ def test_regressor_with_conv_layers(one_thread):
     reg.fit(X, y)
     assert reg.predict(X).shape == (200,)
     assert reg.score(X, y) > 0.7
+
+
+def test_concurrent_calls_restore_the_blas_thread_count():
+    """The BLAS limit is reference-counted: overlapping kernel calls from several
+    Python threads leave the original BLAS thread counts behind."""
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return sorted((i["filepath"], i["num_threads"]) for i in threadpool_info()
+                      if i["user_api"] == "blas")
+
+    be = get_backend("cpu", dtype="float32", seed=0)
+    layer = _layer(Convolution, (8, 3, 12, 12, 3, 3, 8, 1, 1, 1), be)
+    x = be.array(np.random.default_rng(0).standard_normal((8, 3, 12, 12)))
+    expected = layer.fprop(x, inference=True)
+    before = blas_threads()
+    errors = []
+
+    def work():
+        for _ in range(20):
+            if not np.array_equal(layer.fprop(x, inference=True), expected):
+                errors.append("different result")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert blas_threads() == before

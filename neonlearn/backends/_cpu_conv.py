@@ -3,11 +3,17 @@
 The methods are stateless: layers pass every array (inputs, outputs, scratch) and the
 geometry they planned at ``configure``.  Arrays are batch-first ``(N, C, H, W)``.
 """
+import contextlib
+import threading
+
 import numpy as np
 
 from .._kernels import _batchnorm, _conv, _lrn, _pooling
 
 _CONTROLLER = None
+_LIMIT_LOCK = threading.Lock()
+_LIMIT_DEPTH = 0
+_LIMITER = None
 
 # Below this many multiply-adds (or touched values for pooling and LRN) per call a
 # kernel runs on one thread: waking a thread team costs more than it saves, and
@@ -16,19 +22,34 @@ _CONTROLLER = None
 MIN_PARALLEL_WORK = 200_000
 
 
+@contextlib.contextmanager
 def _blas_single_thread():
     """Limit BLAS to one thread while the kernels call it from OpenMP threads.
 
-    The convolution kernels call one GEMM per sample inside ``prange``: the
-    parallelism is over samples, and a multi-threaded BLAS there would oversubscribe
-    the cores (with one OpenMP thread too, the backend's thread budget is one).
+    The convolution kernels call one GEMM per group of samples inside ``prange``:
+    the parallelism is over samples, and a multi-threaded BLAS there would
+    oversubscribe the cores (with one OpenMP thread too, the backend's thread budget
+    is one).  The limit is reference-counted, so that overlapping calls from several
+    Python threads (concurrent ``predict``) set it once and the last one to leave
+    restores the original BLAS thread count.
     """
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
+    global _CONTROLLER, _LIMIT_DEPTH, _LIMITER
+    with _LIMIT_LOCK:
+        if _LIMIT_DEPTH == 0:
+            if _CONTROLLER is None:
+                from threadpoolctl import ThreadpoolController
 
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+                _CONTROLLER = ThreadpoolController()
+            _LIMITER = _CONTROLLER.limit(limits=1, user_api="blas")
+        _LIMIT_DEPTH += 1
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _LIMIT_DEPTH -= 1
+            if _LIMIT_DEPTH == 0:
+                _LIMITER.restore_original_limits()
+                _LIMITER = None
 
 
 def _empty_like_vec(x):
