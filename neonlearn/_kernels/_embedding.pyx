@@ -25,8 +25,8 @@ def _check_ids(ids, vocab_size):
                 % (vocab_size, lo, hi))
 
 
-def lookup_fprop(const floating[::1] ids, const floating[:, ::1] W,
-                 floating[:, ::1] out, int n_threads=1):
+def lookup_fprop(const floating[::1] ids not None, const floating[:, ::1] W not None,
+                 floating[:, ::1] out not None, int n_threads=1):
     """``out[r] = W[ids[r]]`` for every id ``r`` (ids flattened)."""
     cdef Py_ssize_t M = ids.shape[0], D = W.shape[1], r, j, k
     if out.shape[0] != M or out.shape[1] != D:
@@ -39,8 +39,8 @@ def lookup_fprop(const floating[::1] ids, const floating[:, ::1] W,
                 out[r, j] = W[k, j]
 
 
-def lookup_bprop(const floating[::1] ids, const floating[:, ::1] err,
-                 long pad_idx, floating[:, ::1] dW, int n_threads=1):
+def lookup_bprop(const floating[::1] ids not None, const floating[:, ::1] err not None,
+                 long pad_idx, floating[:, ::1] dW not None, int n_threads=1):
     """``dW = 0``, then ``dW[ids[r]] += err[r]`` (rows with ``pad_idx`` skipped;
     ``pad_idx < 0`` means none)."""
     cdef Py_ssize_t M = ids.shape[0], D = dW.shape[1], V = dW.shape[0]

@@ -142,10 +142,10 @@ cdef void _rnn_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W_
                     h[n, t, j] = _act(Z[n, t, j] + R[n, j] + b[j], act, p)
 
 
-def rnn_fprop(const floating[:, :, ::1] Z, const floating[:, ::1] W_recur,
-              const floating[::1] b, const floating[:, ::1] h0,
-              const int[::1] lengths, int act, double param,
-              floating[:, :, ::1] h, floating[:, ::1] R, int n_threads=1):
+def rnn_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_recur not None,
+              const floating[::1] b not None, const floating[:, ::1] h0 not None,
+              const int[::1] lengths not None, int act, double param,
+              floating[:, :, ::1] h not None, floating[:, ::1] R not None, int n_threads=1):
     """Forward pass over all steps.  ``h (N, T, H)`` receives the outputs; ``R (N, H)``
     is scratch for the recurrent projection."""
     cdef Py_ssize_t N = Z.shape[0], T = Z.shape[1], H = W_recur.shape[1], ch
@@ -187,9 +187,9 @@ cdef void _rnn_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::
               <int>(T * H), &W_recur[0, 0], <int>H, 0, &dh[n0, 0], <int>H)
 
 
-def rnn_bprop(const floating[:, :, ::1] err, const floating[:, :, ::1] h,
-              const floating[:, ::1] W_recur, const int[::1] lengths, int act,
-              double param, floating[:, :, ::1] dZ, floating[:, ::1] dh,
+def rnn_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1] h not None,
+              const floating[:, ::1] W_recur not None, const int[::1] lengths not None, int act,
+              double param, floating[:, :, ::1] dZ not None, floating[:, ::1] dh not None,
               int n_threads=1):
     """Backpropagation through time.
 
@@ -255,12 +255,12 @@ cdef void _lstm_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W
                 h[n, t, j] = go * _act(cc, act, p)
 
 
-def lstm_fprop(const floating[:, :, ::1] Z, const floating[:, ::1] W_recur,
-               const floating[::1] b, const floating[:, ::1] h0,
-               const floating[:, ::1] c0, const int[::1] lengths,
+def lstm_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_recur not None,
+               const floating[::1] b not None, const floating[:, ::1] h0 not None,
+               const floating[:, ::1] c0 not None, const int[::1] lengths not None,
                int act, double act_param, int gate_act, double gate_param,
-               floating[:, :, ::1] gates, floating[:, :, ::1] c,
-               floating[:, :, ::1] h, floating[:, ::1] R, int n_threads=1):
+               floating[:, :, ::1] gates not None, floating[:, :, ::1] c not None,
+               floating[:, :, ::1] h not None, floating[:, ::1] R not None, int n_threads=1):
     """Forward pass.  Stores the activated gates ``(N, T, 4H)``, the cells and the
     outputs ``(N, T, H)``; ``R (N, 4H)`` is scratch."""
     cdef Py_ssize_t N = Z.shape[0], T = Z.shape[1], H = W_recur.shape[1], G = 4 * H, ch
@@ -323,11 +323,11 @@ cdef void _lstm_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, :
               <int>(T * G), &W_recur[0, 0], <int>H, 0, &dh[n0, 0], <int>H)
 
 
-def lstm_bprop(const floating[:, :, ::1] err, const floating[:, :, ::1] gates,
-               const floating[:, :, ::1] c, const floating[:, ::1] c0,
-               const floating[:, ::1] W_recur, const int[::1] lengths,
+def lstm_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1] gates not None,
+               const floating[:, :, ::1] c not None, const floating[:, ::1] c0 not None,
+               const floating[:, ::1] W_recur not None, const int[::1] lengths not None,
                int act, double act_param, int gate_act, double gate_param,
-               floating[:, :, ::1] dZ, floating[:, ::1] dh, floating[:, ::1] dc,
+               floating[:, :, ::1] dZ not None, floating[:, ::1] dh not None, floating[:, ::1] dc not None,
                int n_threads=1):
     """Backpropagation through time; ``dZ (N, T, 4H)`` receives the gradient with
     respect to the gate pre-activations; ``dh`` and ``dc (N, H)`` end holding the
@@ -401,11 +401,11 @@ cdef void _gru_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W_
                 h[n, t, j] = (1 - gz) * hpv + gz * cand
 
 
-def gru_fprop(const floating[:, :, ::1] Z, const floating[:, ::1] W_recur,
-              const floating[::1] b, const floating[:, ::1] h0, const int[::1] lengths,
+def gru_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_recur not None,
+              const floating[::1] b not None, const floating[:, ::1] h0 not None, const int[::1] lengths not None,
               int act, double act_param, int gate_act, double gate_param,
-              floating[:, :, ::1] gates, floating[:, :, ::1] rh,
-              floating[:, :, ::1] h, floating[:, ::1] R, int n_threads=1):
+              floating[:, :, ::1] gates not None, floating[:, :, ::1] rh not None,
+              floating[:, :, ::1] h not None, floating[:, ::1] R not None, int n_threads=1):
     """Forward pass.  ``gates (N, T, 3H)`` stores r, z and the candidate, ``rh (N, T,
     H)`` stores ``r * h_{t-1}``; ``R (N, 3H)`` is scratch.  neon's GRU feeds ``r * h``
     to the candidate's recurrent weights, so a step needs two recurrent GEMMs."""
@@ -476,11 +476,11 @@ cdef void _gru_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::
               &W_recur[0, 0], <int>H, 1, &dh[n0, 0], <int>H)
 
 
-def gru_bprop(const floating[:, :, ::1] err, const floating[:, :, ::1] gates,
-              const floating[:, :, ::1] h, const floating[:, ::1] h0,
-              const floating[:, ::1] W_recur, const int[::1] lengths, int act,
+def gru_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1] gates not None,
+              const floating[:, :, ::1] h not None, const floating[:, ::1] h0 not None,
+              const floating[:, ::1] W_recur not None, const int[::1] lengths not None, int act,
               double act_param, int gate_act, double gate_param,
-              floating[:, :, ::1] dZ, floating[:, ::1] dh, floating[:, ::1] drh,
+              floating[:, :, ::1] dZ not None, floating[:, ::1] dh not None, floating[:, ::1] drh not None,
               int n_threads=1):
     """Backpropagation through time; ``dZ (N, T, 3H)`` receives the gradient with
     respect to the pre-activations; ``dh (N, H)`` ends holding the gradient of the
@@ -505,8 +505,8 @@ def gru_bprop(const floating[:, :, ::1] err, const floating[:, :, ::1] gates,
                             dZ, dh, drh, ch * CHUNK, _chunk_end(ch, N))
 
 
-def shift_steps(const floating[:, :, ::1] h, const floating[:, ::1] h0,
-                floating[:, :, ::1] out, int n_threads=1):
+def shift_steps(const floating[:, :, ::1] h not None, const floating[:, ::1] h0 not None,
+                floating[:, :, ::1] out not None, int n_threads=1):
     """``out[:, 0] = h0``, ``out[:, t] = h[:, t - 1]``: the previous states of every
     step, so the recurrent weight gradient is one GEMM over all steps."""
     cdef Py_ssize_t N = h.shape[0], T = h.shape[1], H = h.shape[2], idx, n, t, j
@@ -527,8 +527,8 @@ def shift_steps(const floating[:, :, ::1] h, const floating[:, ::1] h0,
 # --------------------------------------------------------------------------------------
 # Time-axis helpers: reversal within each sequence, summary layers
 # --------------------------------------------------------------------------------------
-def reverse_sequences(const floating[:, :, ::1] x, const int[::1] lengths,
-                      floating[:, :, ::1] out, int n_threads=1):
+def reverse_sequences(const floating[:, :, ::1] x not None, const int[::1] lengths not None,
+                      floating[:, :, ::1] out not None, int n_threads=1):
     """``out[n, t] = x[n, L_n - 1 - t]`` for ``t < L_n`` and ``x[n, t]`` (padding)
     after; ``L_n = T`` when ``lengths`` is empty.  ``out`` must not alias ``x``."""
     cdef Py_ssize_t N = x.shape[0], T = x.shape[1], F = x.shape[2], idx, n, t, j, L
@@ -547,8 +547,8 @@ def reverse_sequences(const floating[:, :, ::1] x, const int[::1] lengths,
                     out[n, t, j] = x[n, t, j]
 
 
-def summary_fprop(const floating[:, :, ::1] x, const int[::1] lengths, int mode,
-                  floating[:, ::1] out, int n_threads=1):
+def summary_fprop(const floating[:, :, ::1] x not None, const int[::1] lengths not None, int mode,
+                  floating[:, ::1] out not None, int n_threads=1):
     """Collapse the time axis over the valid steps: mode 0 sum, 1 mean, 2 last."""
     cdef Py_ssize_t N = x.shape[0], T = x.shape[1], F = x.shape[2], idx, n, j, t, L
     cdef floating s
@@ -572,8 +572,8 @@ def summary_fprop(const floating[:, :, ::1] x, const int[::1] lengths, int mode,
                 out[n, j] = s
 
 
-def summary_bprop(const floating[:, ::1] err, const int[::1] lengths, int mode,
-                  floating[:, :, ::1] dx, int n_threads=1):
+def summary_bprop(const floating[:, ::1] err not None, const int[::1] lengths not None, int mode,
+                  floating[:, :, ::1] dx not None, int n_threads=1):
     """Gradient of :func:`summary_fprop`: zero on padded steps."""
     cdef Py_ssize_t N = dx.shape[0], T = dx.shape[1], F = dx.shape[2], idx, n, j, t, L
     cdef floating v
@@ -594,7 +594,7 @@ def summary_bprop(const floating[:, ::1] err, const int[::1] lengths, int mode,
                     dx[n, t, j] = v
 
 
-def mask_steps(floating[:, :, ::1] x, const int[::1] lengths, int n_threads=1):
+def mask_steps(floating[:, :, ::1] x not None, const int[::1] lengths not None, int n_threads=1):
     """Zero the padded steps of ``x`` in place."""
     cdef Py_ssize_t N = x.shape[0], T = x.shape[1], F = x.shape[2], idx, n, t, j
     _check_lengths(lengths, N, T)
