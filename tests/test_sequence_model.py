@@ -23,9 +23,24 @@ def small(**kw):
     return NeonSequenceModel(**kw)
 
 
+# Checks that may fail (xfail, not strict: both pass with this configuration here).
+EXPECTED_FAILED = {
+    # Minibatch SGD with shuffling visits a repeated sample several times per epoch
+    # but a weighted one once with a larger step, so the trajectories differ (as for
+    # NeonClassifier and scikit-learn's MLPClassifier).
+    "check_sample_weight_equivalence_on_dense_data":
+        "stochastic minibatch training: weights are not equivalent to repetitions",
+    # float32 BLAS results can differ in the last bit with a row's position in a
+    # GEMM block, so probabilities may differ by ~1e-8 when samples are reordered.
+    "check_methods_sample_order_invariance":
+        "float32 GEMM rounding depends on the row position within a block",
+}
+
+
 # Flat 2-D mode: every column is one step of a univariate sequence (input_shape with
 # -1 lets the checks' data of any width through).
-@parametrize_with_checks([small(epochs=60, input_shape=(-1, 1))])
+@parametrize_with_checks([small(epochs=60, input_shape=(-1, 1))],
+                         expected_failed_checks=lambda est: EXPECTED_FAILED)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
