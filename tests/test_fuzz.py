@@ -705,10 +705,6 @@ def test_kernel_wrappers_reject_every_bad_array_without_crashing():
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "_recurrent.pyx reverse_sequences/summary_fprop/summary_bprop/mask_steps accept "
-    "None for their memoryviews and fail with AttributeError in _check/_check_lengths "
-    "(declare the arguments 'not None'); no wrapper crashes"))
 def test_kernel_wrappers_reject_none_without_crashing():
     bad = _run_sweep("_sweep_none")
     assert not bad, "\n".join(bad)
