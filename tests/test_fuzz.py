@@ -453,9 +453,6 @@ _ZERO_SHAPES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "layers/_base.py in_shape_of and Model.configure accept 0 in an input shape: "
-    "no layer rejects it (the kernels now do, at the first fprop)"))
 @pytest.mark.parametrize("layers, shape", _ZERO_SHAPES,
                          ids=["%s-%s" % (type(ls[0]).__name__, "x".join(map(str, s)))
                               for ls, s in _ZERO_SHAPES])

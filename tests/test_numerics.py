@@ -184,10 +184,6 @@ def test_unscaled_extreme_inputs_raise_or_stay_finite(Est, scale):
     assert np.all(np.isfinite(pred))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "float64 X beyond float32 range is cast to inf by the float32 backend "
-    "(be.array in Model.predict) and predict returns NaN silently; validate "
-    "|X| < finfo(float32).max in _validate_X when dtype='float32'"))
 def test_float32_estimator_rejects_inputs_beyond_float32_range():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((40, 3))

@@ -227,10 +227,20 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
                              y_numeric=not self._is_classifier())
         return self._reshape_X(X, reset), y
 
+    def _check_dtype_range(self, X):
+        """float64 values beyond the network dtype's range would become inf."""
+        limit = np.finfo(np.dtype(self.dtype)).max
+        if X.dtype.itemsize > np.dtype(self.dtype).itemsize and X.size and (
+                np.abs(X).max() > limit):
+            raise ValueError("X has values beyond the range of dtype=%r (|x| > %.3g): "
+                             "scale the inputs (e.g. StandardScaler) or use "
+                             "dtype='float64'" % (np.dtype(self.dtype).name, limit))
+
     def _is_classifier(self):
         return is_classifier(self)
 
     def _reshape_X(self, X, reset):
+        self._check_dtype_range(X)
         shape = tuple(self.input_shape) if self.input_shape is not None else None
         if X.ndim == 2 and shape is not None and len(shape) > 1:
             if X.shape[1] != int(np.prod(shape)):

@@ -14,14 +14,22 @@ __all__ = ["Layer", "ParameterLayer", "CompoundLayer", "in_shape_of"]
 
 
 def in_shape_of(in_obj):
-    """Shape (without batch axis) described by a layer, an int or a tuple."""
+    """Shape (without batch axis) described by a layer, an int or a tuple.
+
+    Every dimension must be positive: a zero-sized input is a ValueError here, at
+    configure time, rather than an empty array deep inside a kernel.
+    """
     if isinstance(in_obj, Layer):
-        return tuple(in_obj.out_shape)
-    if isinstance(in_obj, (int, np.integer)):
-        return (int(in_obj),)
-    if isinstance(in_obj, (tuple, list)):
-        return tuple(int(s) for s in in_obj)
-    raise ValueError("Cannot configure a layer from %r" % (in_obj,))
+        shape = tuple(in_obj.out_shape)
+    elif isinstance(in_obj, (int, np.integer)):
+        shape = (int(in_obj),)
+    elif isinstance(in_obj, (tuple, list)):
+        shape = tuple(int(s) for s in in_obj)
+    else:
+        raise ValueError("Cannot configure a layer from %r" % (in_obj,))
+    if any(s < 1 for s in shape):
+        raise ValueError("Input shape %r has a zero or negative dimension" % (shape,))
+    return shape
 
 
 class Layer(HyperParams):
