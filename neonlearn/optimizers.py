@@ -141,9 +141,13 @@ class Optimizer(HyperParams):
     def _clip_scale(self, layers):
         if self.gradient_clip_norm is None:
             return 1.0
-        sq = sum(float(np.sum(g.astype(np.float64) ** 2))
-                 for layer in layers for _, g in layer.param_grads())
-        norm = np.sqrt(sq)
+        grads = [g for layer in layers for _, g in layer.param_grads()]
+        # scale by the largest entry first, so that huge gradients do not overflow
+        big = max((float(abs(g).max()) for g in grads if g.size), default=0.0)
+        if big == 0.0 or not np.isfinite(big):
+            return 1.0
+        sq = sum(float(np.sum((g.astype(np.float64) / big) ** 2)) for g in grads)
+        norm = big * np.sqrt(sq)
         return self.gradient_clip_norm / norm if norm > self.gradient_clip_norm else 1.0
 
     def optimize(self, layers, epoch):
