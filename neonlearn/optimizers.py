@@ -36,6 +36,18 @@ class Schedule(HyperParams):
         self.step_config = step_config
         self.change = change
 
+    def _check(self):
+        """Validate the schedule (called through the optimizer's ``_check``)."""
+        steps = getattr(self, "step_config", None)
+        if steps is None:
+            return
+        ok = (isinstance(steps, numbers.Integral) and steps >= 1) or (
+            isinstance(steps, (list, tuple))
+            and all(isinstance(s, numbers.Integral) and s >= 0 for s in steps))
+        if not ok:
+            raise ValueError("%s step_config must be a positive int or a list of "
+                             "epochs, got %r" % (type(self).__name__, steps))
+
     def get_learning_rate(self, learning_rate, epoch):
         if self.step_config is None:
             return learning_rate
@@ -133,6 +145,12 @@ class Optimizer(HyperParams):
     n_states = 0
 
     def _check(self):
+        schedule = getattr(self, "schedule", None)
+        if schedule is not None:
+            if not isinstance(schedule, Schedule):
+                raise ValueError("schedule must be a neonlearn.optimizers.Schedule, got %r"
+                                 % (schedule,))
+            schedule._check()
         if self.gradient_clip_norm is not None:
             _check_positive(self.gradient_clip_norm, "gradient_clip_norm")
         if self.gradient_clip_value is not None:

@@ -312,3 +312,10 @@ def test_invalid_hyperparameters(opt, match):
                                  MultiOptimizer({"default": Adam()})], ids=repr)
 def test_valid_hyperparameters_pass(opt):
     opt._check()
+
+
+@pytest.mark.parametrize("schedule", [Schedule(0), PowerSchedule(0, 0.5),
+                                      Schedule([1, "a"]), "not a schedule"])
+def test_invalid_schedules_are_rejected(schedule):
+    with pytest.raises(ValueError, match="step_config|schedule"):
+        GradientDescentMomentum(0.1, schedule=schedule)._check()
