@@ -51,11 +51,10 @@ class Model:
         # the gradient with respect to the network's input is never used
         self.layers.sublayers()[0].skip_input_grad = True
         self.out_shape = self.layers.out_shape
+        # listed once: the walk through the containers costs as much as a small
+        # layer's update, and the layers do not change after configure
+        self.layers_to_optimize = self.layers.layers_to_optimize()
         return self
-
-    @property
-    def layers_to_optimize(self):
-        return self.layers.layers_to_optimize()
 
     def set_cost(self, cost):
         """Attach the cost; pair it with the output transform (neon's shortcut)."""
@@ -91,10 +90,7 @@ class Model:
         scale = self.be.array(weights / n, dtype=grad.dtype)
         grad = grad * scale.reshape((n,) + (1,) * (grad.ndim - 1))
         self.bprop(self.be.array(grad))
-        # ``fit`` lists the parameter layers once (the walk costs as much as a small
-        # layer's update); called on its own, train_batch walks the containers
-        layers = self.__dict__.get("_fit_layers")
-        optimizer.optimize(self.layers_to_optimize if layers is None else layers, epoch)
+        optimizer.optimize(self.layers_to_optimize, epoch)
         return batch_cost
 
     def fit(self, X, T, optimizer, num_epochs, batch_size, callbacks=(), shuffle=True,
@@ -124,7 +120,6 @@ class Model:
         self.epoch_cost = self.batch_cost = float("nan")
         for cb in callbacks:
             cb.on_train_begin(self, num_epochs)
-        self._fit_layers = self.layers_to_optimize
         try:
             for epoch in range(start_epoch, start_epoch + num_epochs):
                 for cb in callbacks:
@@ -149,7 +144,6 @@ class Model:
                 if self.finished:
                     break
         finally:
-            self.__dict__.pop("_fit_layers", None)
             for cb in callbacks:
                 cb.on_train_end(self)
         return self
