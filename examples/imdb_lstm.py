@@ -23,6 +23,10 @@ a time (``partial_fit``) and prints the held-out accuracy after each.  Measured
 
     epoch 1: training cost 0.6998 bits, held-out accuracy 0.8358
     epoch 2: training cost 0.3091 bits, held-out accuracy 0.8510
+    epoch 3: training cost 0.1967 bits, held-out accuracy 0.8424
+    epoch 4: training cost 0.1219 bits, held-out accuracy 0.8348
+
+so, as in neon's recipe, two epochs: later ones overfit.
 """
 import argparse
 import collections
