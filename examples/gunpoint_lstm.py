@@ -9,16 +9,15 @@ time axis by a factor of ``--stride`` (5 by default: T = 30; the series are smoo
     GRU(32, GlorotUniform()) -> RecurrentLast -> Affine(2, Softmax)    (default)
     LSTM(32, GlorotUniform()) -> RecurrentLast -> Affine(2, Softmax)   (--cell lstm)
 
-Adam(0.01) with gradient-norm clipping, batch 16, 150 epochs.  Run ``python
-examples/gunpoint_lstm.py``; it prints the test accuracy.  Measured: GRU 0.960 and
-0.973 (seeds 0 and 1, stride 5); LSTM 0.960 and 0.893 (seeds 0 and 1, stride 3): the
-LSTM does not reliably reach 0.95 on the 50 training series, the GRU did for the
-seeds we tried.
+Adam(0.003) with gradient-norm clipping, batch 16, 200 epochs.  Run ``python
+examples/gunpoint_lstm.py``; it prints the test accuracy.  Measured (GRU, defaults):
+0.967, 0.967 and 0.973 for seeds 0, 1 and 2 (about 20 s each on 2 cores).  With
+Adam(0.01) and 150 epochs one seed in three failed to train, and the LSTM reached
+0.96 and 0.89 (seeds 0 and 1).
 """
 import argparse
 import time
 import warnings
-
 
 
 def load(stride=5):
@@ -35,7 +34,7 @@ def load(stride=5):
     return out
 
 
-def make_model(random_state=0, epochs=150, cell="gru"):
+def make_model(random_state=0, epochs=200, cell="gru", learning_rate=0.003):
     from neonlearn import NeonSequenceModel
     from neonlearn.initializers import GlorotUniform
     from neonlearn.layers import GRU, LSTM, RecurrentLast
@@ -44,20 +43,21 @@ def make_model(random_state=0, epochs=150, cell="gru"):
     rnn = {"gru": GRU, "lstm": LSTM}[cell](32, GlorotUniform(), name=cell)
     return NeonSequenceModel(
         layers=[rnn, RecurrentLast(name="last")],
-        optimizer=Adam(learning_rate=0.01, gradient_clip_norm=5.0),
+        optimizer=Adam(learning_rate=learning_rate, gradient_clip_norm=5.0),
         epochs=epochs, batch_size=16, n_iter_no_change=epochs, tol=0.0,
         random_state=random_state)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stride", type=int, default=5)
     parser.add_argument("--cell", choices=["gru", "lstm"], default="gru")
+    parser.add_argument("--lr", type=float, default=0.003)
     args = parser.parse_args(argv)
     X_train, y_train, X_test, y_test = load(args.stride)
-    clf = make_model(args.seed, args.epochs, args.cell)
+    clf = make_model(args.seed, args.epochs, args.cell, args.lr)
     start = time.perf_counter()
     with warnings.catch_warnings():  # a fixed number of epochs, on purpose
         warnings.simplefilter("ignore", category=UserWarning)

@@ -179,3 +179,18 @@ def test_early_stopping_and_reproducibility_on_ragged_data():
     assert a.validation_scores_ is not None and a.n_iter_ <= 30
     b = small(epochs=30, early_stopping=True, n_iter_no_change=2).fit(X, y)
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+@pytest.mark.slow
+def test_gunpoint_example_accuracy():
+    """examples/gunpoint_lstm.py reaches 0.95 test accuracy on UCR GunPoint."""
+    pytest.importorskip("sktime")
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "examples",
+                        "gunpoint_lstm.py")
+    spec = importlib.util.spec_from_file_location("gunpoint_lstm", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([]) >= 0.95
