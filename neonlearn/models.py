@@ -1,4 +1,6 @@
 """Model: runs a layer list (configure and allocate once, train, infer)."""
+import threading
+
 import numpy as np
 
 from .backends import get_backend
@@ -40,6 +42,17 @@ class Model:
         self.layers = layers if isinstance(layers, Layer) else Sequential(layers)
         self.be = backend if backend is not None else get_backend("cpu")
         self.cost = None
+
+    @property
+    def lock(self):
+        """A lock for callers whose inference sets per-call state on layers (the
+        sequence lengths of a SequenceMask), so that concurrent predicts stay apart."""
+        return self.__dict__.setdefault("_lock", threading.Lock())
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_lock", None)  # locks cannot be pickled or copied
+        return state
 
     # ---- set-up --------------------------------------------------------------
     def configure(self, in_obj):

@@ -88,12 +88,6 @@ def test_concurrent_predict_recurrent_equal_lengths():
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "layers/_recurrent.py SequenceMask.fprop stores each batch's lengths on the shared "
-    "recurrent/summary layers (leaf.lengths): concurrent predicts on ragged sequences "
-    "use each other's lengths -- silently wrong probabilities for batches of equal "
-    "size, a ValueError otherwise.  Lengths must travel with the call (or be "
-    "thread-local) at inference"))
 def test_concurrent_predict_recurrent_ragged():
     """Sequences of different lengths: the mask layer hands each batch's lengths to
     the recurrent layers.  Concurrent predicts must not see each other's lengths."""

@@ -456,7 +456,8 @@ class NeonSequenceModel(BaseNeonEstimator):
         elif T > self._fit_T:  # longer sequences: a reconfigured copy of the network
             model = copy.deepcopy(self.model_)
             model.configure(Xm.shape[1:])
-        y = model.predict(Xm, batch_size=max(self.batch_size, 256)).astype(np.float64)
+        with model.lock:  # SequenceMask hands each batch's lengths to the layers
+            y = model.predict(Xm, batch_size=max(self.batch_size, 256)).astype(np.float64)
         if self.task == "tagging":
             y = y[:, :T]
         return y, lengths, ragged
