@@ -3,53 +3,16 @@
 The methods are stateless: layers pass every array (inputs, outputs, scratch) and the
 geometry they planned at ``configure``.  Arrays are batch-first ``(N, C, H, W)``.
 """
-import contextlib
-import threading
-
 import numpy as np
 
 from .._kernels import _batchnorm, _conv, _lrn, _pooling
-
-_CONTROLLER = None
-_LIMIT_LOCK = threading.Lock()
-_LIMIT_DEPTH = 0
-_LIMITER = None
+from ._threads import blas_single_thread
 
 # Below this many multiply-adds (or touched values for pooling and LRN) per call a
 # kernel runs on one thread: waking a thread team costs more than it saves, and
 # much more when the cores are shared with other processes.  Results do not depend
 # on the thread count, so this is purely a speed choice.
 MIN_PARALLEL_WORK = 200_000
-
-
-@contextlib.contextmanager
-def _blas_single_thread():
-    """Limit BLAS to one thread while the kernels call it from OpenMP threads.
-
-    The convolution kernels call one GEMM per group of samples inside ``prange``:
-    the parallelism is over samples, and a multi-threaded BLAS there would
-    oversubscribe the cores (with one OpenMP thread too, the backend's thread budget
-    is one).  The limit is reference-counted, so that overlapping calls from several
-    Python threads (concurrent ``predict``) set it once and the last one to leave
-    restores the original BLAS thread count.
-    """
-    global _CONTROLLER, _LIMIT_DEPTH, _LIMITER
-    with _LIMIT_LOCK:
-        if _LIMIT_DEPTH == 0:
-            if _CONTROLLER is None:
-                from threadpoolctl import ThreadpoolController
-
-                _CONTROLLER = ThreadpoolController()
-            _LIMITER = _CONTROLLER.limit(limits=1, user_api="blas")
-        _LIMIT_DEPTH += 1
-    try:
-        yield
-    finally:
-        with _LIMIT_LOCK:
-            _LIMIT_DEPTH -= 1
-            if _LIMIT_DEPTH == 0:
-                _LIMITER.restore_original_limits()
-                _LIMITER = None
 
 
 def _empty_like_vec(x):
@@ -76,14 +39,14 @@ class CPUConvOps:
         """``out = conv(x, W) (+ bias per filter)``; ``W (K, C, R, S)``."""
         n = self._threads_for(self._conv_work(x, W))
         b = _empty_like_vec(x) if bias is None else bias
-        with _blas_single_thread():
+        with blas_single_thread():
             _conv.conv_fprop(x, W, b, out, *geom, n_threads=n)
         return out
 
     def conv_bprop_data(self, error, W, dx, geom):
         """Gradient of the convolution with respect to its input (overwrites ``dx``)."""
         n = self._threads_for(self._conv_work(dx, W))
-        with _blas_single_thread():
+        with blas_single_thread():
             _conv.conv_bprop_data(error, W, dx, *geom, n_threads=n)
         return dx
 
@@ -92,7 +55,7 @@ class CPUConvOps:
         also the per-filter bias gradient."""
         n = self._threads_for(self._conv_work(x, dW))
         db = _empty_like_vec(x) if dbias is None else dbias
-        with _blas_single_thread():
+        with blas_single_thread():
             _conv.conv_bprop_filter(x, error, dW, db, *geom, n_threads=n)
         return dW
 

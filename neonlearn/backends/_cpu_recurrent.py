@@ -10,19 +10,9 @@ spinning against each other made 2 threads 40x slower than 1).  Weight gradients
 are one GEMM over all time steps, with BLAS at its normal thread count.
 """
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from .._kernels import _embedding, _recurrent
-
-_CONTROLLER = None
-
-
-def _single_blas():
-    """Context manager limiting BLAS to one thread (controller built once)."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+from ._threads import blas_single_thread
 
 _NO_LENGTHS = np.empty(0, dtype=np.int32)
 
@@ -54,7 +44,7 @@ class CPURecurrentOps:
     def rnn_fprop(self, Z, W_recur, b, h0, lengths, activation, h, scratch):
         """``h_t = act(Z_t + W_recur h_{t-1} + b)`` for all steps; fills ``h``."""
         code, param = _code(activation, "activation")
-        with _single_blas():
+        with blas_single_thread():
             _recurrent.rnn_fprop(Z, W_recur, b, h0, _lengths(lengths), code, param, h,
                              scratch, self.threads)
         return h
@@ -62,7 +52,7 @@ class CPURecurrentOps:
     def rnn_bprop(self, err, h, W_recur, lengths, activation, dZ, dh):
         """BPTT: fills ``dZ`` (pre-activation grads) and ``dh`` (gradient of ``h0``)."""
         code, param = _code(activation, "activation")
-        with _single_blas():
+        with blas_single_thread():
             _recurrent.rnn_bprop(err, h, W_recur, _lengths(lengths), code, param, dZ, dh,
                                  self.threads)
         return dZ
@@ -83,7 +73,7 @@ class CPURecurrentOps:
         """LSTM over all steps (gates i, f, o, g); fills ``gates``, ``c`` and ``h``."""
         code, param = _code(activation, "activation")
         gcode, gparam = _code(gate_activation, "gate_activation")
-        with _single_blas():
+        with blas_single_thread():
             _recurrent.lstm_fprop(Z, W_recur, b, h0, c0, _lengths(lengths), code, param,
                               gcode, gparam, gates, c, h, scratch, self.threads)
         return h
@@ -93,7 +83,7 @@ class CPURecurrentOps:
         """LSTM BPTT: fills ``dZ`` and the ``h0``/``c0`` gradients ``dh``, ``dc``."""
         code, param = _code(activation, "activation")
         gcode, gparam = _code(gate_activation, "gate_activation")
-        with _single_blas():
+        with blas_single_thread():
             _recurrent.lstm_bprop(err, gates, c, c0, W_recur, _lengths(lengths), code,
                                   param, gcode, gparam, dZ, dh, dc, self.threads)
         return dZ
@@ -104,7 +94,7 @@ class CPURecurrentOps:
         """GRU over all steps (gates r, z, candidate); fills ``gates``, ``rh``, ``h``."""
         code, param = _code(activation, "activation")
         gcode, gparam = _code(gate_activation, "gate_activation")
-        with _single_blas():
+        with blas_single_thread():
             _recurrent.gru_fprop(Z, W_recur, b, h0, _lengths(lengths), code, param, gcode,
                              gparam, gates, rh, h, scratch, self.threads)
         return h
@@ -114,7 +104,7 @@ class CPURecurrentOps:
         """GRU BPTT: fills ``dZ`` and ``dh`` (gradient of ``h0``)."""
         code, param = _code(activation, "activation")
         gcode, gparam = _code(gate_activation, "gate_activation")
-        with _single_blas():
+        with blas_single_thread():
             _recurrent.gru_bprop(err, gates, h, h0, W_recur, _lengths(lengths), code,
                                  param, gcode, gparam, dZ, dh, scratch, self.threads)
         return dZ
