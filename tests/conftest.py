@@ -1,8 +1,27 @@
-"""Shared fixtures: dtypes, backends and finite-difference helpers."""
+"""Shared fixtures: dtypes, backends, finite-difference and subprocess helpers."""
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+import neonlearn
 from neonlearn.backends import get_backend
+
+# the neonlearn the tests import: installed (CI) or built in place (development)
+PACKAGE_DIR = Path(neonlearn.__file__).resolve().parent
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def child_env(**extra):
+    """Environment for a child interpreter that imports the same neonlearn as the
+    tests.  Run the child with ``cwd=TESTS_DIR``: an unbuilt source checkout in the
+    current directory would otherwise shadow the installed package."""
+    env = dict(os.environ)
+    paths = [str(PACKAGE_DIR.parent), str(TESTS_DIR), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
 
 
 @pytest.fixture(params=["float32", "float64"])

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from neonlearn.initializers import Constant, GlorotUniform
 from neonlearn.layers import LSTM, Affine, BatchNorm, Conv, Dropout, Pooling, RecurrentSum
 from neonlearn.transforms import Rectlin, Tanh
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import TESTS_DIR, child_env  # noqa: E402
 N_THREADS = 4
 
 
@@ -156,9 +155,9 @@ def _child_threads(env_threads):
     code = ("from neonlearn._kernels._openmp_helpers import effective_n_threads\n"
             "from neonlearn.backends import get_backend\n"
             "print(effective_n_threads(), get_backend('cpu').threads)")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(env_threads)}
+    env = child_env(OMP_NUM_THREADS=env_threads)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, cwd=str(REPO), timeout=120, check=True).stdout
+                         env=env, cwd=str(TESTS_DIR), timeout=120, check=True).stdout
     return [int(v) for v in out.split()]
 
 

@@ -26,7 +26,7 @@ def test_sphinx_build_without_warnings(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
          "-d", str(tmp_path / "doctrees"), DOC, str(tmp_path / "html")],
-        capture_output=True, text=True, env=env, timeout=600)
+        capture_output=True, text=True, env=env, timeout=600, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     html = tmp_path / "html"
     assert (html / "index.html").exists()

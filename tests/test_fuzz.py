@@ -42,7 +42,7 @@ FUZZ = settings(max_examples=30, deadline=None, derandomize=True, database=None,
                 phases=[Phase.explicit, Phase.generate],
                 suppress_health_check=[HealthCheck.too_slow,
                                        HealthCheck.data_too_large])
-REPO = Path(__file__).resolve().parents[1]
+from conftest import PACKAGE_DIR, TESTS_DIR, child_env  # noqa: E402
 
 # ---------------------------------------------------------------------------------
 # strategies for valid stacks
@@ -686,8 +686,7 @@ def _run_sweep(which):
     code = ("import sys; sys.path.insert(0, %r)\nimport test_fuzz\ntest_fuzz.%s()"
             % (str(Path(__file__).parent), which))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=300, cwd=str(REPO),
-                       env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"})
+                       timeout=300, cwd=str(TESTS_DIR), env=child_env(OMP_NUM_THREADS=2))
     lines = r.stdout.splitlines()
     last = [ln for ln in lines if ln.startswith("CASE")][-1:] or ["(none)"]
     assert r.returncode == 0 and "SWEEP DONE" in lines, (
@@ -790,12 +789,9 @@ def _run_isolated(code):
         pkg = types.ModuleType("neonlearn")
         pkg.__path__ = [%r]
         sys.modules["neonlearn"] = pkg
-        """ % str(REPO / "neonlearn")) + textwrap.dedent(code)
-    env_path = str(REPO)
+        """ % str(PACKAGE_DIR)) + textwrap.dedent(code)
     r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True,
-                       timeout=120, cwd=env_path,
-                       env={**os.environ, "PYTHONPATH": env_path,
-                            "OMP_NUM_THREADS": "1"})
+                       timeout=120, cwd=str(TESTS_DIR), env=child_env(OMP_NUM_THREADS=1))
     return r.returncode, r.stdout + r.stderr
 
 

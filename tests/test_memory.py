@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import TESTS_DIR, child_env  # noqa: E402
 
 _CHILD = textwrap.dedent("""
     import gc, json, os, sys, warnings
@@ -72,9 +72,9 @@ _CHILD = textwrap.dedent("""
 
 
 def _run(kind, cycles):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
+    env = child_env(OMP_NUM_THREADS=2)
     out = subprocess.run([sys.executable, "-c", _CHILD, kind, str(cycles)],
-                         capture_output=True, text=True, env=env, cwd=str(REPO),
+                         capture_output=True, text=True, env=env, cwd=str(TESTS_DIR),
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
