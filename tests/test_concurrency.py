@@ -1,7 +1,6 @@
 """Thread safety and thread control: concurrent predict on one fitted estimator,
 fitting under joblib's threading backend, OpenMP thread counts following
 threadpoolctl and OMP_NUM_THREADS."""
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +13,7 @@ from threadpoolctl import threadpool_limits
 from neonlearn import NeonClassifier, NeonRegressor
 from neonlearn._kernels._openmp_helpers import effective_n_threads, openmp_enabled
 from neonlearn.initializers import Constant, GlorotUniform
-from neonlearn.layers import LSTM, Affine, BatchNorm, Conv, Dropout, Pooling, RecurrentSum
+from neonlearn.layers import LSTM, Affine, Conv, Dropout, Pooling, RecurrentSum
 from neonlearn.transforms import Rectlin, Tanh
 
 from conftest import TESTS_DIR, child_env  # noqa: E402

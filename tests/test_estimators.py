@@ -1,7 +1,5 @@
 """NeonClassifier and NeonRegressor: behaviour a scikit-learn user relies on."""
-import io
 import pickle
-import sys
 
 import joblib
 import numpy as np
@@ -9,8 +7,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_digits, load_iris, make_regression
 from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import (GridSearchCV, RandomizedSearchCV, cross_val_score,
-                                     train_test_split)
+from sklearn.model_selection import (GridSearchCV, RandomizedSearchCV, cross_val_score)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -20,7 +17,7 @@ from neonlearn.callbacks import Callback
 from neonlearn.costs import CrossEntropyBinary, CrossEntropyMulti
 from neonlearn.exceptions import TrainingDivergedError
 from neonlearn.initializers import Constant, Gaussian, GlorotUniform
-from neonlearn.layers import Activation, Affine, Dropout, Linear
+from neonlearn.layers import Affine, Dropout, Linear
 from neonlearn.optimizers import Adam, GradientDescentMomentum
 from neonlearn.transforms import Logistic, Rectlin, Softmax, Tanh
 

@@ -8,7 +8,6 @@ few input and weight coordinates in float64.  Calls that used to crash the proce
 run in a subprocess, so a regression fails one test instead of killing the run.
 """
 import copy
-import os
 import subprocess
 import sys
 import textwrap
@@ -25,7 +24,7 @@ from neonlearn._kernels import (  # noqa: E402
     _conv, _dense, _embedding, _lrn, _pooling, _recurrent,
 )
 from neonlearn.backends import get_backend  # noqa: E402
-from neonlearn.initializers import Constant, Gaussian  # noqa: E402
+from neonlearn.initializers import Gaussian  # noqa: E402
 from neonlearn.layers import (  # noqa: E402
     GRU, LRN, LSTM, Activation, Affine, BatchNorm, Bias, BiLSTM, BiRNN, Conv,
     Convolution, Deconv, Dropout, Linear, LookupTable, MergeBroadcast, MergeSum, Pooling,

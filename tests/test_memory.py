@@ -2,7 +2,6 @@
 from Cython buffers, layer scratch or caches).  Runs in a subprocess so that the
 measurement sees neither pytest's own allocations nor other tests."""
 import json
-import os
 import subprocess
 import sys
 import textwrap

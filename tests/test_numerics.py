@@ -14,7 +14,7 @@ from neonlearn.initializers import Constant, GlorotUniform
 from neonlearn.layers import Affine, BatchNorm, Linear, Sequential
 from neonlearn.optimizers import (Adadelta, Adagrad, Adam, GradientDescentMomentum,
                                   RMSProp)
-from neonlearn.transforms import (Explin, Identity, Logistic, Rectlin, Softmax, Tanh)
+from neonlearn.transforms import (Explin, Logistic, Rectlin, Softmax, Tanh)
 
 ELEMENTWISE = [Rectlin(), Rectlin(slope=0.1), Tanh(), Logistic(), Explin()]
 

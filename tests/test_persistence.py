@@ -1,6 +1,5 @@
 """Versioned pickles, weights-only files, interrupts and divergence recovery."""
 import pickle
-import warnings
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from neonlearn._estimators import _persistence
 from neonlearn.callbacks import Callback
 from neonlearn.exceptions import TrainingDivergedError
 from neonlearn.initializers import Constant, GlorotUniform
-from neonlearn.layers import Affine, BatchNorm, Dropout
+from neonlearn.layers import Affine, Dropout
 from neonlearn.optimizers import Adam
 from neonlearn.transforms import Rectlin, Tanh
 

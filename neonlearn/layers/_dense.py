@@ -3,7 +3,7 @@ import numbers
 
 import numpy as np
 
-from ..transforms import Softmax, Transform, get_transform
+from ..transforms import Transform, get_transform
 from ._base import CompoundLayer, Layer, ParameterLayer, in_shape_of
 
 __all__ = ["Linear", "Bias", "Activation", "Dropout", "Affine"]
