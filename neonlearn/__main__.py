@@ -1,4 +1,5 @@
-"""The main job: ``python -m neonlearn`` trains the seed network on digits.
+"""The main job: ``neonlearn-digits`` (or ``python -m neonlearn`` outside the source
+checkout) trains the seed network on digits.
 
 The seed network is neon's three ``Affine`` layers (100, 50, 10 units, all Rectlin),
 written as in neon; NeonClassifier gives the last layer the Softmax output that a
@@ -63,5 +64,10 @@ def main(argv=None):
     return accuracy
 
 
-if __name__ == "__main__":
+def cli():
+    """Console entry point ``neonlearn-digits``."""
     main()
+
+
+if __name__ == "__main__":
+    cli()
