@@ -61,6 +61,9 @@ CASES = [
     (10, 2, 6, 5, 3, 2, 3, (2, 1), 1, (1, 2)),
     (9, 3, 5, 6, 3, 3, 4, 1, 1, 1),
     (8, 4, 3, 3, 1, 1, 5, 1, 0, 1),          # 1x1 batched
+    # padding wider than the filter reach: whole im2col rows and columns are zero
+    (2, 2, 5, 4, 2, 2, 3, 2, 3, 1),
+    (3, 1, 7, 5, 3, 2, 2, 3, (4, 2), (2, 1)),  # one channel, stride 3, dilated
 ]
 
 
@@ -160,6 +163,49 @@ def test_one_and_two_threads_bitwise_equal(monkeypatch, cls, dtype_):
         results.append((y, dx, layer.dW.copy()))
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_fused_conv_one_and_two_threads_bitwise_equal(monkeypatch, dtype):
+    """The fused bias (forward add, backward per-filter sums) is thread-independent."""
+    monkeypatch.setattr(_cpu_conv, "MIN_PARALLEL_WORK", 0)
+    results = []
+    for n_threads in (1, 2):
+        be = get_backend("cpu", dtype=dtype, seed=0, n_threads=n_threads)
+        conv = Conv((3, 3, 5), Gaussian(scale=0.3), padding=1, bias=Gaussian(scale=0.3),
+                    activation=Rectlin())
+        conv.set_backend(be)
+        conv.configure((3, 10, 11))
+        conv.allocate()
+        rng = np.random.default_rng(4)
+        y = conv.fprop(be.array(rng.standard_normal((11, 3, 10, 11)))).copy()
+        dx = conv.bprop(be.array(rng.standard_normal(y.shape))).copy()
+        results.append([y, dx] + [g.copy() for l in conv.layers_ for _, g in l.param_grads()])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5, 7), (9, 2, 8, 8), (1, 3, 1, 1)])
+def test_kernel_bias_gradients_match_naive(shape, dtype):
+    """``conv_bprop_filter``'s dbias and ``channel_sum`` against NumPy sums."""
+    from neonlearn._kernels import _conv
+
+    N, K, P, Q = shape
+    rng = np.random.default_rng(6)
+    dy = rng.standard_normal(shape).astype(dtype)
+    x = rng.standard_normal((N, 2, P + 1, Q + 1)).astype(dtype)
+    dw = np.empty((K, 2, 2, 2), dtype)
+    db = np.empty(K, dtype)
+    _conv.conv_bprop_filter(x, dy, dw, db)
+    out = np.empty(K, dtype)
+    _conv.channel_sum(dy, out, 2)
+    ref = dy.astype(np.float64).sum(axis=(0, 2, 3))
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(db, ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+    ref_dw = np.einsum("nkpq,ncpqrs->kcrs", dy.astype(np.float64),
+                       np.lib.stride_tricks.sliding_window_view(
+                           x.astype(np.float64), (2, 2), axis=(2, 3)))
+    np.testing.assert_allclose(dw, ref_dw, rtol=tol * 10, atol=tol * 10)
 
 
 def test_filter_gradient_overwrites_and_skip_input_grad(be64):

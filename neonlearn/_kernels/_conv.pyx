@@ -53,75 +53,127 @@ cdef void _gemm(bint trans_a, bint trans_b, int M, int N, int K, floating alpha,
               &beta, C, &ldc)
 
 
-cdef void _im2col(const floating *x, floating *col, int ld, int C, int H, int W, int R,
-                  int S, int P, int Q, int sh, int sw, int ph, int pw, int dh,
+# ---- inner loops --------------------------------------------------------------------
+# Indices are Py_ssize_t and rows are passed as pointers: the build inherits
+# Python's -fwrapv, under which GCC does not vectorize loops whose addresses are
+# computed in (wrapping) int arithmetic.
+
+cdef inline void _zero(floating *a, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        a[i] = 0
+
+
+cdef inline void _copy_row(floating *dst, const floating *src, Py_ssize_t n,
+                           Py_ssize_t stride) noexcept nogil:
+    """dst[i] = src[i * stride] for i < n."""
+    cdef Py_ssize_t i
+    if stride == 1:
+        memcpy(dst, src, n * sizeof(floating))
+    else:
+        for i in range(n):
+            dst[i] = src[i * stride]
+
+
+cdef inline void _add_row(floating *dst, const floating *src, Py_ssize_t n,
+                          Py_ssize_t stride) noexcept nogil:
+    """dst[i * stride] += src[i] for i < n."""
+    cdef Py_ssize_t i
+    if stride == 1:
+        for i in range(n):
+            dst[i] += src[i]
+    else:
+        for i in range(n):
+            dst[i * stride] += src[i]
+
+
+cdef inline void _add_scalar(floating *dst, const floating *src, floating b,
+                             Py_ssize_t n) noexcept nogil:
+    """dst[i] = src[i] + b for i < n (``dst`` may be ``src``)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        dst[i] = src[i] + b
+
+
+cdef inline floating _sum(const floating *a, Py_ssize_t n) noexcept nogil:
+    """Sum of ``a[:n]`` in eight interleaved partial sums (vectorizable, and the
+    order depends on ``n`` only)."""
+    cdef floating acc[8]
+    cdef floating tail = 0
+    cdef Py_ssize_t i, j, n8 = n - n % 8
+    for j in range(8):
+        acc[j] = 0
+    for i in range(0, n8, 8):
+        for j in range(8):
+            acc[j] += a[i + j]
+    for i in range(n8, n):
+        tail += a[i]
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
+
+
+cdef inline void _valid_range(int n_out, int n_in, int stride, int offset, int *lo,
+                              int *hi) noexcept nogil:
+    """``[lo, hi)``: the outputs ``o < n_out`` whose input ``o*stride + offset``
+    lies in ``[0, n_in)`` (the unpadded part of an im2col row)."""
+    cdef int a = 0, b = 0
+    if offset < 0:
+        a = (stride - 1 - offset) // stride
+    if n_in - offset > 0:
+        b = (n_in - offset + stride - 1) // stride
+    if a > n_out:
+        a = n_out
+    if b > n_out:
+        b = n_out
+    if b < a:
+        b = a
+    lo[0] = a
+    hi[0] = b
+
+
+cdef void _im2col(const floating *x, floating *col, Py_ssize_t ld, int C, int H, int W,
+                  int R, int S, int P, int Q, int sh, int sw, int ph, int pw, int dh,
                   int dw) noexcept nogil:
     """col[(c*R + r)*S + s, p*Q + q] = x[c, p*sh - ph + r*dh, q*sw - pw + s*dw] or 0.
 
     ``ld`` is the row stride of ``col`` (``P*Q`` for one sample, more when the
     columns of several samples sit side by side).
     """
-    cdef int c, r, s, p, q, ih, iw, q0, q1
+    cdef int c, r, s, p, p0, p1, q0, q1
     cdef floating *row
-    cdef const floating *xrow
+    cdef floating *seg
     for c in range(C):
         for r in range(R):
+            _valid_range(P, H, sh, r * dh - ph, &p0, &p1)
             for s in range(S):
-                row = col + <size_t> ((c * R + r) * S + s) * ld
-                # valid q range: 0 <= q*sw - pw + s*dw < W
-                q0 = 0
-                while q0 < Q and q0 * sw - pw + s * dw < 0:
-                    q0 += 1
-                q1 = Q
-                while q1 > q0 and (q1 - 1) * sw - pw + s * dw >= W:
-                    q1 -= 1
-                for p in range(P):
-                    ih = p * sh - ph + r * dh
-                    if ih < 0 or ih >= H:
-                        memset(row + p * Q, 0, Q * sizeof(floating))
-                        continue
-                    xrow = x + (c * H + ih) * W + s * dw - pw
-                    for q in range(q0):
-                        row[p * Q + q] = 0
-                    if sw == 1:
-                        for q in range(q0, q1):
-                            row[p * Q + q] = xrow[q]
-                    else:
-                        for q in range(q0, q1):
-                            row[p * Q + q] = xrow[q * sw]
-                    for q in range(q1, Q):
-                        row[p * Q + q] = 0
+                _valid_range(Q, W, sw, s * dw - pw, &q0, &q1)
+                row = col + ((c * R + r) * S + s) * ld
+                _zero(row, <Py_ssize_t> p0 * Q)
+                for p in range(p0, p1):
+                    seg = row + <Py_ssize_t> p * Q
+                    _zero(seg, q0)
+                    _copy_row(seg + q0, x + (<Py_ssize_t> c * H + p * sh - ph + r * dh) * W
+                              + q0 * sw - pw + s * dw, q1 - q0, sw)
+                    _zero(seg + q1, Q - q1)
+                _zero(row + <Py_ssize_t> p1 * Q, <Py_ssize_t> (P - p1) * Q)
 
 
-cdef void _col2im(const floating *col, int ld, floating *x, int C, int H, int W, int R,
-                  int S, int P, int Q, int sh, int sw, int ph, int pw, int dh,
+cdef void _col2im(const floating *col, Py_ssize_t ld, floating *x, int C, int H, int W,
+                  int R, int S, int P, int Q, int sh, int sw, int ph, int pw, int dh,
                   int dw) noexcept nogil:
     """Adjoint of :func:`_im2col`: ``x`` is zeroed, then columns are scattered-added."""
-    cdef int c, r, s, p, q, ih, q0, q1
+    cdef int c, r, s, p, p0, p1, q0, q1
     cdef const floating *row
-    cdef floating *xrow
-    memset(x, 0, C * H * W * sizeof(floating))
+    _zero(x, <Py_ssize_t> C * H * W)
     for c in range(C):
         for r in range(R):
+            _valid_range(P, H, sh, r * dh - ph, &p0, &p1)
             for s in range(S):
-                row = col + <size_t> ((c * R + r) * S + s) * ld
-                q0 = 0
-                while q0 < Q and q0 * sw - pw + s * dw < 0:
-                    q0 += 1
-                q1 = Q
-                while q1 > q0 and (q1 - 1) * sw - pw + s * dw >= W:
-                    q1 -= 1
-                for p in range(P):
-                    ih = p * sh - ph + r * dh
-                    if ih < 0 or ih >= H:
-                        continue
-                    xrow = x + (c * H + ih) * W + s * dw - pw
-                    if sw == 1:
-                        for q in range(q0, q1):
-                            xrow[q] += row[p * Q + q]
-                    else:
-                        for q in range(q0, q1):
-                            xrow[q * sw] += row[p * Q + q]
+                _valid_range(Q, W, sw, s * dw - pw, &q0, &q1)
+                row = col + ((c * R + r) * S + s) * ld
+                for p in range(p0, p1):
+                    _add_row(x + (<Py_ssize_t> c * H + p * sh - ph + r * dh) * W
+                             + q0 * sw - pw + s * dw, row + <Py_ssize_t> p * Q + q0,
+                             q1 - q0, sw)
 
 
 cdef tuple _shape4(const floating[:, :, :, ::1] a):
@@ -192,7 +244,7 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int K = w.shape[0], R = w.shape[2], S = w.shape[3]
     cdef int P = y.shape[2], Q = y.shape[3]
-    cdef int CRS = C * R * S, PQ = P * Q, k, i, j, g, n0, gs, ld
+    cdef int CRS = C * R * S, PQ = P * Q, k, j, g, n0, gs, ld
     cdef int G = _group_size(N, PQ), n_groups = (N + G - 1) // G
     cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
     cdef bint has_bias = bias.shape[0] > 0
@@ -200,7 +252,6 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
     cdef floating *ybuf
     cdef const floating *colp
     cdef floating *yn
-    cdef floating bk
     if has_bias and bias.shape[0] != K:
         raise ValueError("bias has %d values for %d filters" % (bias.shape[0], K))
     if N == 0:
@@ -229,18 +280,14 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
                       yn, PQ)
                 if has_bias:
                     for k in range(K):
-                        bk = bias[k]
-                        for i in range(PQ):
-                            yn[k * PQ + i] += bk
+                        _add_scalar(yn + k * PQ, yn + k * PQ, bias[k], PQ)
             else:
                 _gemm(False, False, K, ld, CRS, 1, &w[0, 0, 0, 0], CRS, colp, ld, 0,
                       ybuf, ld)
                 for j in range(gs):
                     for k in range(K):
-                        yn = &y[n0 + j, k, 0, 0]
-                        bk = bias[k] if has_bias else 0
-                        for i in range(PQ):
-                            yn[i] = ybuf[k * ld + j * PQ + i] + bk
+                        _add_scalar(&y[n0 + j, k, 0, 0], ybuf + k * ld + j * PQ,
+                                    bias[k] if has_bias else 0, PQ)
         free(col)
         free(ybuf)
 
@@ -357,10 +404,7 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
                           part + ch * stride, CRS)
                     if has_bias:
                         for k in range(K):
-                            acc = 0
-                            for i in range(ld):
-                                acc = acc + dyp[k * ld + i]
-                            part[ch * stride + KCRS + k] += acc
+                            part[ch * stride + KCRS + k] += _sum(dyp + k * ld, ld)
             free(col)
             free(dybuf)
         # reduce the chunk partials in chunk order (parallel over elements)
@@ -395,10 +439,7 @@ def channel_sum(const floating[:, :, :, ::1] a not None, floating[::1] out not N
         for n in prange(N, num_threads=n_threads, schedule="static"):
             an = &a[n, 0, 0, 0]
             for k in range(K):
-                acc = 0
-                for i in range(PQ):
-                    acc = acc + an[k * PQ + i]
-                part[n * K + k] = acc
+                part[n * K + k] = _sum(an + k * PQ, PQ)
         for k in range(K):
             acc = 0
             for n in range(N):
