@@ -1,10 +1,22 @@
 """A stand-in for CuPy on machines without a GPU, to test the GPU backend's logic.
 
 ``install(monkeypatch)`` puts a ``cupy`` module in ``sys.modules`` that is NumPy plus
-the few CUDA-specific pieces the backend uses.  ``ElementwiseKernel`` is emulated by
-compiling the kernel's *own CUDA C++ source* (its preamble and body) for the CPU with
-the system C++ compiler and running it over the broadcast arrays, so the element-wise
-math that the GPU runs is checked too; only the launch machinery differs.
+the few CUDA-specific pieces the backend uses.  Both kinds of CUDA kernels the
+backend writes run from their *own CUDA C++ source*, compiled for the CPU with the
+system C++ compiler, so the math that the GPU runs is checked too:
+
+- ``ElementwiseKernel``: the preamble and body run in a loop over the broadcast
+  arrays;
+- ``RawKernel``: the source is compiled with a small shim (``__global__``,
+  ``__device__``, ``threadIdx``/``blockIdx``/``blockDim``/``gridDim``) and each
+  ``kernel(grid, block, args)`` runs every thread of every block, one after the
+  other (blocks in reverse order, so code that relies on launch order shows up).
+  Launches are checked as CUDA would need them: grid and block limits, device
+  arrays C-contiguous with the pointee's dtype, scalars NumPy scalars of exactly
+  the parameter's C type (CuPy passes a scalar by its bytes).
+
+Shared memory, ``__syncthreads`` and atomics are not emulated: a kernel using them
+does not compile here.
 """
 import ctypes
 import hashlib
@@ -20,6 +32,10 @@ import numpy as np
 
 _CTYPES = {"T": None, "int32": "int", "float32": "float", "float64": "double"}
 _NP = {"int32": np.int32, "float32": np.float32, "float64": np.float64}
+# C parameter types of raw kernels: NumPy scalar type and ctypes type
+_RAW_SCALARS = {"float": (np.float32, ctypes.c_float), "double": (np.float64, ctypes.c_double),
+                "int": (np.int32, ctypes.c_int), "long long": (np.int64, ctypes.c_longlong),
+                "unsigned int": (np.uint32, ctypes.c_uint)}
 _CACHE = {}
 _BUILD_DIR = None
 
@@ -30,6 +46,26 @@ def compiler():
         if name and shutil.which(name):
             return shutil.which(name)
     return None
+
+
+def _compile(src):
+    """``ctypes.CDLL`` of C++ source ``src`` (built once per source and session)."""
+    key = hashlib.sha1(src.encode()).hexdigest()[:16]
+    if key not in _CACHE:
+        global _BUILD_DIR
+        if _BUILD_DIR is None:
+            _BUILD_DIR = tempfile.mkdtemp(prefix="fake_cupy_")
+        cpp = os.path.join(_BUILD_DIR, key + ".cpp")
+        lib = os.path.join(_BUILD_DIR, key + ".so")
+        with open(cpp, "w") as f:
+            f.write(src)
+        done = subprocess.run([compiler(), "-O1", "-shared", "-fPIC", "-o", lib, cpp],
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError("fake CuPy: the kernel source does not compile:\n%s"
+                               % done.stderr)
+        _CACHE[key] = ctypes.CDLL(lib)
+    return _CACHE[key]
 
 
 def _params(spec):
@@ -64,19 +100,7 @@ class ElementwiseKernel:
             'extern "C" void run(%s) {\n typedef %s T;\n'
             " for (long i = 0; i < n; ++i) {\n%s%s%s;\n }\n}\n"
             % (self.preamble, ", ".join(args), ctype, loads, refs, self.body))
-        key = hashlib.sha1(src.encode()).hexdigest()[:16]
-        if key not in _CACHE:
-            global _BUILD_DIR
-            if _BUILD_DIR is None:
-                _BUILD_DIR = tempfile.mkdtemp(prefix="fake_cupy_")
-            cpp = os.path.join(_BUILD_DIR, key + ".cpp")
-            lib = os.path.join(_BUILD_DIR, key + ".so")
-            with open(cpp, "w") as f:
-                f.write(src)
-            subprocess.run([compiler(), "-O1", "-shared", "-fPIC", "-o", lib, cpp],
-                           check=True, capture_output=True, text=True)
-            _CACHE[key] = ctypes.CDLL(lib).run
-        return _CACHE[key]
+        return _compile(src).run
 
     def __call__(self, *args):
         n_in = len(self.ins)
@@ -105,6 +129,117 @@ class ElementwiseKernel:
         for out, buf in zip(args[n_in:], bufs[n_in:]):
             out[...] = buf
         return args[n_in] if len(self.outs) == 1 else tuple(args[n_in:])
+
+
+_CUDA_SHIM = r"""
+#include <cmath>
+using std::exp; using std::tanh; using std::pow; using std::sqrt;
+struct nl_fake_dim3 { unsigned int x, y, z; };
+static thread_local nl_fake_dim3 threadIdx, blockIdx, blockDim, gridDim;
+#define __global__
+#define __device__
+#define __forceinline__ inline
+"""
+_LAUNCHER = r"""
+extern "C" void launch_%(name)s(unsigned int gx, unsigned int gy, unsigned int gz,
+                                unsigned int bx, unsigned int by, unsigned int bz%(params)s) {
+    gridDim = {gx, gy, gz};
+    blockDim = {bx, by, bz};
+    for (long long b = (long long)gx * gy * gz - 1; b >= 0; --b) {
+        blockIdx = {(unsigned int)(b %% gx), (unsigned int)(b / gx %% gy),
+                    (unsigned int)(b / ((long long)gx * gy))};
+        for (unsigned int tz = 0; tz < bz; ++tz)
+            for (unsigned int ty = 0; ty < by; ++ty)
+                for (unsigned int tx = 0; tx < bx; ++tx) {
+                    threadIdx = {tx, ty, tz};
+                    %(name)s(%(args)s);
+                }
+    }
+}
+"""
+
+
+def _dim3(value, what, limits):
+    dims = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
+    if not 1 <= len(dims) <= 3 or not all(isinstance(d, (int, np.integer)) for d in dims):
+        raise TypeError("%s must be an int or a tuple of 1 to 3 ints, got %r"
+                        % (what, value))
+    dims = tuple(int(d) for d in dims) + (1,) * (3 - len(dims))
+    if any(d < 1 or d > lim for d, lim in zip(dims, limits)):
+        raise ValueError("%s %r is outside CUDA's limits %r" % (what, dims, limits))
+    return dims
+
+
+def _kernel_params(code):
+    """``{name: [(param, C type, is_pointer), ...]}`` of the source's
+    ``extern "C" __global__`` functions (typedefs resolved)."""
+    typedefs = dict((alias, base.strip()) for base, alias in
+                    re.findall(r"typedef\s+([\w ]+?)\s+(\w+)\s*;", code))
+    kernels = {}
+    for name, spec in re.findall(
+            r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', code):
+        params = []
+        for decl in spec.split(","):
+            words = decl.replace("*", " * ").split()
+            base = " ".join(w for w in words[:-1] if w not in ("const", "__restrict__", "*"))
+            params.append((words[-1], typedefs.get(base, base), "*" in words))
+        kernels[name] = params
+    return kernels
+
+
+def _raw_library(code):
+    """The source compiled with the CUDA shim and one ``launch_<name>`` per kernel."""
+    launchers = ""
+    for name, params in _kernel_params(code).items():
+        launchers += _LAUNCHER % {
+            "name": name,
+            "params": "".join(", %s %s%s" % (typ, "*" if ptr else "", arg)
+                              for arg, typ, ptr in params),
+            "args": ", ".join(arg for arg, _, _ in params)}
+    return _compile(_CUDA_SHIM + code + launchers)
+
+
+class RawKernel:
+    """``cupy.RawKernel(code, name)``: ``kernel(grid, block, args)`` runs the
+    ``extern "C" __global__`` function ``name`` of ``code`` on the CPU."""
+
+    def __init__(self, code, name, options=(), **kwargs):
+        self.code = code
+        self.name = name
+        kernels = _kernel_params(code)
+        if name not in kernels:
+            raise ValueError('fake CuPy: no extern "C" __global__ void %s(...) in the '
+                             "source" % name)
+        self.params = kernels[name]
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        grid = _dim3(grid, "grid", (2 ** 31 - 1, 65535, 65535))
+        block = _dim3(block, "block", (1024, 1024, 64))
+        if block[0] * block[1] * block[2] > 1024:
+            raise ValueError("a block holds at most 1024 threads, got %r" % (block,))
+        args = tuple(args)
+        if len(args) != len(self.params):
+            raise TypeError("%s takes %d arguments, got %d"
+                            % (self.name, len(self.params), len(args)))
+        cargs = []
+        for (name, typ, pointer), a in zip(self.params, args):
+            want, ctype = _RAW_SCALARS[typ]
+            if pointer:
+                if not isinstance(a, np.ndarray) or a.dtype != want:
+                    raise TypeError("%s: argument %s needs a %s array, got %r"
+                                    % (self.name, name, np.dtype(want).name,
+                                       getattr(a, "dtype", type(a))))
+                if not a.flags.c_contiguous:
+                    raise ValueError("%s: argument %s is not C-contiguous (raw kernels "
+                                     "index it as if it were)" % (self.name, name))
+                cargs.append(ctypes.c_void_p(a.ctypes.data))
+            else:
+                if type(a) is not want:
+                    raise TypeError("%s: argument %s (%s) needs a NumPy %s scalar, got %r"
+                                    % (self.name, name, typ, np.dtype(want).name, a))
+                cargs.append(ctype(a))
+        launch = getattr(_raw_library(self.code), "launch_" + self.name)
+        launch(*[ctypes.c_uint(d) for d in grid + block], *cargs)
 
 
 class _Device:
@@ -140,6 +275,7 @@ def make_module():
             setattr(fake, name, getattr(np, name))
     fake.__version__ = "fake"
     fake.ElementwiseKernel = ElementwiseKernel
+    fake.RawKernel = RawKernel
     fake.asnumpy = np.asarray
     fake.cuda = types.SimpleNamespace(
         Device=_Device,

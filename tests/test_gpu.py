@@ -207,6 +207,209 @@ def test_dropout_on_gpu(gpu):
     np.testing.assert_array_equal(dx, y)
 
 
+# ---- raw kernels (im2col/col2im, pooling, LRN) against the CPU kernels ------------------
+CONV_GEOMS = [  # (C, H, W), (K, R, S), (sh, sw, ph, pw, dh, dw)
+    ((3, 7, 6), (4, 3, 3), (1, 1, 0, 0, 1, 1)),
+    ((2, 9, 8), (3, 3, 2), (2, 1, 1, 0, 1, 1)),
+    ((2, 8, 9), (5, 3, 3), (2, 3, 2, 1, 2, 1)),
+    ((1, 5, 5), (2, 1, 1), (1, 1, 0, 0, 1, 1)),
+    ((3, 6, 7), (2, 2, 3), (3, 2, 1, 2, 2, 3)),
+]
+
+
+def _conv_out(size, R, stride, pad, dil):
+    return (size + 2 * pad - dil * (R - 1) - 1) // stride + 1
+
+
+def _backends(dtype):
+    return get_backend("cpu", dtype=dtype), get_backend("gpu", dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape_in, filt, geom", CONV_GEOMS)
+def test_conv_kernels_match_cpu(shape_in, filt, geom, dtype, gpu):
+    """Convolution fprop, data and filter gradients through the im2col/col2im raw
+    kernels equal the CPU's Cython kernels."""
+    cpu, dev = _backends(dtype)
+    rng = np.random.default_rng(3)
+    (C, H, W), (K, R, S) = shape_in, filt
+    sh, sw, ph, pw, dh, dw = geom
+    P, Q = _conv_out(H, R, sh, ph, dh), _conv_out(W, S, sw, pw, dw)
+    x = rng.standard_normal((3, C, H, W))
+    Wt = rng.standard_normal((K, C, R, S))
+    b = rng.standard_normal(K)
+    err = rng.standard_normal((3, K, P, Q))
+    results = []
+    for be in (cpu, dev):
+        out = be.empty((3, K, P, Q))
+        be.conv_fprop(be.array(x), be.array(Wt), out, geom, bias=be.array(b))
+        dx = be.empty((3, C, H, W))
+        be.conv_bprop_data(be.array(err), be.array(Wt), dx, geom)
+        dW, db = be.empty((K, C, R, S)), be.empty((K,))
+        be.conv_bprop_filter(be.array(x), be.array(err), dW, geom, dbias=db)
+        results.append([be.to_numpy(a) for a in (out, dx, dW, db)])
+    for a, c in zip(results[1], results[0]):
+        np.testing.assert_allclose(a, c, **_tol(dtype))
+
+
+@pytest.mark.parametrize("shape_in, filt, geom", CONV_GEOMS)
+def test_im2col_col2im_are_adjoint(shape_in, filt, geom, gpu):
+    """``<im2col(x), c> == <x, col2im(c)>``, and im2col against a direct loop."""
+    be = get_backend("gpu", dtype="float64")
+    rng = np.random.default_rng(4)
+    (C, H, W), (_, R, S) = shape_in, filt
+    sh, sw, ph, pw, dh, dw = geom
+    P, Q = _conv_out(H, R, sh, ph, dh), _conv_out(W, S, sw, pw, dw)
+    x = rng.standard_normal((2, C, H, W))
+    c = rng.standard_normal((2, C * R * S, P * Q))
+    cols = be.to_numpy(be._im2col(be.array(x), R, S, P, Q, geom))
+    dx = be.to_numpy(be._col2im(be.array(c), be.empty((2, C, H, W)), R, S, P, Q, geom))
+    np.testing.assert_allclose(np.vdot(cols, c), np.vdot(x, dx), rtol=1e-12)
+    ref = np.zeros((2, C, R, S, P, Q))
+    for r in range(R):
+        for s in range(S):
+            for p in range(P):
+                for q in range(Q):
+                    h, w = p * sh - ph + r * dh, q * sw - pw + s * dw
+                    if 0 <= h < H and 0 <= w < W:
+                        ref[:, :, r, s, p, q] = x[:, :, h, w]
+    np.testing.assert_array_equal(cols, ref.reshape(cols.shape))
+
+
+POOL_GEOMS = [  # (H, W), (R, S), (sh, sw, ph, pw)
+    ((6, 7), (2, 2), (2, 2, 0, 0)),
+    ((7, 7), (3, 3), (2, 2, 1, 1)),
+    ((5, 8), (3, 2), (1, 3, 2, 1)),
+    ((4, 4), (1, 1), (1, 1, 0, 0)),
+    ((9, 6), (4, 3), (3, 1, 1, 2)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("op", ["max", "avg"])
+@pytest.mark.parametrize("hw, window, geom", POOL_GEOMS)
+def test_pool_kernels_match_cpu(hw, window, geom, op, dtype, gpu):
+    cpu, dev = _backends(dtype)
+    rng = np.random.default_rng(5)
+    (H, W), (R, S) = hw, window
+    sh, sw, ph, pw = geom
+    P, Q = (H - R + 2 * ph) // sh + 1, (W - S + 2 * pw) // sw + 1
+    x = rng.standard_normal((2, 3, H, W))
+    x[0, 0, :2, :2] = 0.5  # ties: the first maximum wins on both devices
+    err = rng.standard_normal((2, 3, P, Q))
+    results = []
+    for be in (cpu, dev):
+        out = be.empty((2, 3, P, Q))
+        argmax = be.empty((2, 3, P, Q), dtype=np.int32)
+        be.pool_fprop(op, be.array(x), out, argmax, window, geom)
+        dx = be.empty((2, 3, H, W))
+        be.pool_bprop(op, be.array(err), dx, argmax, window, geom)
+        results.append([be.to_numpy(out), be.to_numpy(argmax), be.to_numpy(dx)])
+    np.testing.assert_allclose(results[1][0], results[0][0], **_tol(dtype))
+    if op == "max":
+        np.testing.assert_array_equal(results[1][1], results[0][1])
+    np.testing.assert_allclose(results[1][2], results[0][2], **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("depth, C", [(1, 3), (3, 5), (5, 4), (7, 3)])
+def test_lrn_kernels_match_cpu(depth, C, dtype, gpu):
+    cpu, dev = _backends(dtype)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, C, 3, 4))
+    err = rng.standard_normal(x.shape)
+    results = []
+    for be in (cpu, dev):
+        xb = be.array(x)
+        denom, out, dx = be.empty(x.shape), be.empty(x.shape), be.empty(x.shape)
+        be.lrn_fprop(xb, denom, out, depth, 0.7, 0.75)
+        be.lrn_bprop(xb, out, denom, be.array(err), dx, depth, 0.7, 0.75)
+        results.append([be.to_numpy(a) for a in (denom, out, dx)])
+    for a, c in zip(results[1], results[0]):
+        np.testing.assert_allclose(a, c, **_tol(dtype))
+
+
+def test_kernels_write_into_strided_outputs(gpu):
+    """Outputs that are views (not C-contiguous) get the same values."""
+    be = get_backend("gpu", dtype="float64")
+    rng = np.random.default_rng(7)
+    x = be.array(rng.standard_normal((2, 3, 6, 6)))
+    err = be.array(rng.standard_normal((2, 3, 3, 3)))
+    out, argmax = be.empty((2, 3, 3, 3)), be.empty((2, 3, 3, 3), dtype=np.int32)
+    be.pool_fprop("max", x, out, argmax, (2, 2), (2, 2, 0, 0))
+    dx = be.empty((2, 3, 6, 6))
+    be.pool_bprop("max", err, dx, argmax, (2, 2), (2, 2, 0, 0))
+    wide = be.zeros((2, 3, 6, 12))
+    view = wide[..., ::2]
+    be.pool_bprop("max", err, view, argmax, (2, 2), (2, 2, 0, 0))
+    np.testing.assert_array_equal(be.to_numpy(view), be.to_numpy(dx))
+    assert not be.to_numpy(wide[..., 1::2]).any()
+    lrn_out, denom = be.zeros((2, 3, 6, 12))[..., ::2], be.zeros((2, 3, 6, 12))[..., 1::2]
+    be.lrn_fprop(x, denom, lrn_out, 3, 0.5, 0.75)
+    d2, o2 = be.empty(x.shape), be.empty(x.shape)
+    be.lrn_fprop(x, d2, o2, 3, 0.5, 0.75)
+    np.testing.assert_array_equal(be.to_numpy(lrn_out), be.to_numpy(o2))
+    np.testing.assert_array_equal(be.to_numpy(denom), be.to_numpy(d2))
+
+
+def test_backward_kernels_are_deterministic(gpu):
+    """The gathers (col2im, pooling and LRN backward) give bitwise-equal results
+    on repeated runs (no atomics)."""
+    be = get_backend("gpu", dtype="float32")
+    rng = np.random.default_rng(8)
+    err = be.array(rng.standard_normal((4, 5, 8, 8)))
+    Wt = be.array(rng.standard_normal((5, 3, 3, 3)))
+    geom = (1, 1, 1, 1, 1, 1)
+    runs = []
+    for _ in range(2):
+        dx = be.empty((4, 3, 8, 8))
+        be.conv_bprop_data(err, Wt, dx, geom)
+        dp = be.empty((4, 5, 16, 16))
+        be.pool_bprop("avg", err, dp, None, (3, 3), (2, 2, 1, 1))
+        runs.append((be.to_numpy(dx), be.to_numpy(dp)))
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---- the CuPy emulation itself (no GPU needed) ------------------------------------------
+_FAKE_SOURCE = r"""
+typedef double T;
+extern "C" __global__ void nl_test_axpy(const T* __restrict__ x, T* y, long long n,
+                                        T a, int k) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x)
+        y[i] = a * x[i] + k;
+}
+"""
+
+
+def test_fake_raw_kernel_emulates_launches_and_checks_arguments():
+    if _fake_cupy.compiler() is None:
+        pytest.skip("no C++ compiler for the CuPy emulation")
+    kern = _fake_cupy.RawKernel(_FAKE_SOURCE, "nl_test_axpy")
+    x = np.arange(1000, dtype=np.float64)
+    for grid, block in [((3,), (64,)), (1, 1), ((2, 2), (8, 4))]:
+        y = np.zeros(1000)
+        # with a 2-D grid or block, threads off the x axis repeat the same writes
+        kern(grid, block, (x, y, np.int64(1000), np.float64(2.0), np.int32(3)))
+        np.testing.assert_array_equal(y, 2 * x + 3)
+    y = np.zeros(1000)
+    with pytest.raises(TypeError, match="NumPy int32 scalar"):
+        kern((4,), (64,), (x, y, np.int64(1000), np.float64(2.0), 3))
+    with pytest.raises(TypeError, match="float64 array"):
+        kern((4,), (64,), (x.astype(np.float32), y, np.int64(1000), np.float64(2.0),
+                           np.int32(3)))
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        kern((4,), (64,), (x, np.zeros(2000)[::2], np.int64(1000), np.float64(2.0),
+                           np.int32(3)))
+    with pytest.raises(ValueError, match="at most 1024 threads"):
+        kern((1,), (64, 32), (x, y, np.int64(1000), np.float64(2.0), np.int32(3)))
+    with pytest.raises(TypeError, match="takes 5 arguments"):
+        kern((1,), (64,), (x, y))
+    with pytest.raises(ValueError, match="no extern"):
+        _fake_cupy.RawKernel(_FAKE_SOURCE, "missing")
+
+
 # ---- estimators ---------------------------------------------------------------------------
 def test_classifier_fit_on_gpu_matches_cpu(digits, gpu):
     X, y = digits

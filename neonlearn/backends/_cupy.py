@@ -9,9 +9,12 @@ arguments and the same numerics within float32 rounding:
   ``cupy.matmul`` (cuBLAS);
 - activations, their derivatives and the recurrent gate updates are fused CUDA
   ``ElementwiseKernel`` s (one launch per time step and gate family);
-- im2col/col2im, pooling windows and the LRN channel windows are built from strided
-  views of a padded copy (one fused copy or add per window offset), reductions
-  (batch norm, bias gradients, summaries) use CuPy's reductions.
+- im2col and col2im, max/average pooling (forward and backward) and LRN (forward
+  and backward) are CUDA ``RawKernel`` s (``_RAW_SOURCE``): one thread per output
+  element; every backward pass is a gather over the input positions, so no atomics
+  are needed and results are deterministic;
+- reductions (batch-norm statistics, bias gradients, summaries) use CuPy's
+  reductions.
 
 The random generator used by initializers, shuffling and validation splits stays a
 NumPy ``Generator`` (so a seed gives the same initial weights on CPU and GPU);
@@ -21,6 +24,8 @@ A backend pickles as a CPU backend (see :meth:`CupyBackend.__reduce__`): togethe
 with :meth:`neonlearn.layers.Layer.__getstate__`, which moves device arrays to host
 memory, a GPU-fitted model loads and predicts where CuPy is not installed.
 """
+import contextlib
+
 import numpy as np
 
 try:
@@ -135,6 +140,251 @@ _gru_back2 = _ew(
     if (m == 0) { dr = 0; }
     else { dr = drh * hp * nl_dact<T>(gr, ga, gp); dh = dh + drh * gr; }
     """, "gru_back2")
+
+
+# ---- raw CUDA kernels: im2col/col2im, pooling, LRN -----------------------------------
+# One thread per output element, in grid-stride loops (any size fits one launch).
+# Every kernel is a gather: each thread computes its own output from its inputs, so
+# no two threads write the same element, no atomics are needed and the sums are
+# added in a fixed order (the results are deterministic).  ``T`` is ``float`` or
+# ``double``: the source is instantiated once per dtype, with the kernel names
+# suffixed by the dtype.  Shapes use neon's short names: N images, C channels, H x W
+# input, R x S window, P x Q output, strides sh/sw, padding ph/pw, dilation dh/dw.
+_RAW_SOURCE = r"""
+typedef %(ctype)s T;
+
+extern "C" __global__ void nl_im2col_%(suffix)s(
+        const T* __restrict__ x, T* __restrict__ cols, long long total,
+        int C, int H, int W, int R, int S, int P, int Q,
+        int sh, int sw, int ph, int pw, int dh, int dw) {
+    // cols (N, C, R, S, P, Q) = x[n, c, p*sh - ph + r*dh, q*sw - pw + s*dw] (0 outside)
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)blockDim.x * gridDim.x) {
+        long long k = i;
+        int q = (int)(k %% Q); k /= Q;
+        int p = (int)(k %% P); k /= P;
+        int s = (int)(k %% S); k /= S;
+        int r = (int)(k %% R); k /= R;            // k = n*C + c
+        int h = p * sh - ph + r * dh, w = q * sw - pw + s * dw;
+        cols[i] = (h >= 0 && h < H && w >= 0 && w < W)
+            ? x[(k * H + h) * W + w] : (T)0;
+    }
+}
+
+extern "C" __global__ void nl_col2im_%(suffix)s(
+        const T* __restrict__ cols, T* __restrict__ dx, long long total,
+        int C, int H, int W, int R, int S, int P, int Q,
+        int sh, int sw, int ph, int pw, int dh, int dw) {
+    // adjoint of im2col as a gather: dx[n, c, h, w] sums, in (r, s) order, the
+    // columns whose window offset lands on (h, w)
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)blockDim.x * gridDim.x) {
+        long long k = i;
+        int w = (int)(k %% W); k /= W;
+        int h = (int)(k %% H); k /= H;            // k = n*C + c
+        const T* col = cols + k * R * S * P * Q;
+        T acc = 0;
+        for (int r = 0; r < R; ++r) {
+            int hp = h + ph - r * dh;
+            if (hp < 0 || hp %% sh != 0 || hp / sh >= P) continue;
+            for (int s = 0; s < S; ++s) {
+                int wp = w + pw - s * dw;
+                if (wp < 0 || wp %% sw != 0 || wp / sw >= Q) continue;
+                acc += col[((long long)(r * S + s) * P + hp / sh) * Q + wp / sw];
+            }
+        }
+        dx[i] = acc;
+    }
+}
+
+__device__ __forceinline__ void nl_window(int p, int stride, int pad, int size, int n,
+                                          int* lo, int* hi) {
+    // the window of output p clipped to the image: rows [lo, hi)
+    int a = p * stride - pad, b = a + size;
+    *lo = a < 0 ? 0 : a;
+    *hi = b > n ? n : b;
+}
+
+__device__ __forceinline__ void nl_covering(int h, int stride, int pad, int size,
+                                            int P, int* lo, int* hi) {
+    // outputs p whose window covers input row h: p*stride - pad <= h < ... + size
+    int a = h + pad - size + 1;
+    *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+    int b = (h + pad) / stride + 1;
+    *hi = b > P ? P : b;
+}
+
+extern "C" __global__ void nl_max_pool_fprop_%(suffix)s(
+        const T* __restrict__ x, T* __restrict__ y, int* __restrict__ argmax,
+        long long total, int H, int W, int R, int S, int P, int Q,
+        int sh, int sw, int ph, int pw) {
+    // y = window maximum, argmax = its flat index h*W + w in the plane (first wins)
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)blockDim.x * gridDim.x) {
+        int q = (int)(i %% Q), p = (int)((i / Q) %% P);
+        const T* xp = x + (i / ((long long)P * Q)) * H * W;
+        int h0, h1, w0, w1;
+        nl_window(p, sh, ph, R, H, &h0, &h1);
+        nl_window(q, sw, pw, S, W, &w0, &w1);
+        int best = h0 * W + w0;
+        T m = xp[best];
+        for (int h = h0; h < h1; ++h)
+            for (int w = w0; w < w1; ++w)
+                if (xp[h * W + w] > m) { m = xp[h * W + w]; best = h * W + w; }
+        y[i] = m;
+        argmax[i] = best;
+    }
+}
+
+extern "C" __global__ void nl_max_pool_bprop_%(suffix)s(
+        const T* __restrict__ dy, const int* __restrict__ argmax, T* __restrict__ dx,
+        long long total, int H, int W, int R, int S, int P, int Q,
+        int sh, int sw, int ph, int pw) {
+    // dx[h, w] = sum of dy over the windows covering (h, w) whose maximum it is
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)blockDim.x * gridDim.x) {
+        int w = (int)(i %% W), h = (int)((i / W) %% H);
+        long long off = (i / ((long long)H * W)) * P * Q;
+        int p0, p1, q0, q1, here = h * W + w;
+        nl_covering(h, sh, ph, R, P, &p0, &p1);
+        nl_covering(w, sw, pw, S, Q, &q0, &q1);
+        T acc = 0;
+        for (int p = p0; p < p1; ++p)
+            for (int q = q0; q < q1; ++q)
+                if (argmax[off + p * Q + q] == here) acc += dy[off + p * Q + q];
+        dx[i] = acc;
+    }
+}
+
+extern "C" __global__ void nl_avg_pool_fprop_%(suffix)s(
+        const T* __restrict__ x, T* __restrict__ y,
+        long long total, int H, int W, int R, int S, int P, int Q,
+        int sh, int sw, int ph, int pw) {
+    // y = mean over the window's cells inside the image (neon: padding not counted)
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)blockDim.x * gridDim.x) {
+        int q = (int)(i %% Q), p = (int)((i / Q) %% P);
+        const T* xp = x + (i / ((long long)P * Q)) * H * W;
+        int h0, h1, w0, w1;
+        nl_window(p, sh, ph, R, H, &h0, &h1);
+        nl_window(q, sw, pw, S, W, &w0, &w1);
+        T acc = 0;
+        for (int h = h0; h < h1; ++h)
+            for (int w = w0; w < w1; ++w)
+                acc += xp[h * W + w];
+        y[i] = acc / (T)((h1 - h0) * (w1 - w0));
+    }
+}
+
+extern "C" __global__ void nl_avg_pool_bprop_%(suffix)s(
+        const T* __restrict__ dy, T* __restrict__ dx,
+        long long total, int H, int W, int R, int S, int P, int Q,
+        int sh, int sw, int ph, int pw) {
+    // dx[h, w] = sum over the windows covering (h, w) of dy / (valid cells of window)
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)blockDim.x * gridDim.x) {
+        int w = (int)(i %% W), h = (int)((i / W) %% H);
+        const T* dyp = dy + (i / ((long long)H * W)) * P * Q;
+        int p0, p1, q0, q1, h0, h1, w0, w1;
+        nl_covering(h, sh, ph, R, P, &p0, &p1);
+        nl_covering(w, sw, pw, S, Q, &q0, &q1);
+        T acc = 0;
+        for (int p = p0; p < p1; ++p) {
+            nl_window(p, sh, ph, R, H, &h0, &h1);
+            for (int q = q0; q < q1; ++q) {
+                nl_window(q, sw, pw, S, W, &w0, &w1);
+                acc += dyp[p * Q + q] / (T)((h1 - h0) * (w1 - w0));
+            }
+        }
+        dx[i] = acc;
+    }
+}
+
+extern "C" __global__ void nl_lrn_fprop_%(suffix)s(
+        const T* __restrict__ x, T* __restrict__ denom, T* __restrict__ y,
+        long long total, int C, int HW, int half, T scale, T bpower) {
+    // denom = 1 + scale * sum of x**2 over channels c-half..c+half; y = x * denom**-b
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)blockDim.x * gridDim.x) {
+        int c = (int)((i / HW) %% C);
+        const T* x0 = x + i - (long long)c * HW;   // channel 0 of this pixel
+        int lo = c - half < 0 ? 0 : c - half, hi = c + half + 1 > C ? C : c + half + 1;
+        T acc = 0;
+        for (int c2 = lo; c2 < hi; ++c2) {
+            T v = x0[(long long)c2 * HW];
+            acc += v * v;
+        }
+        T d = (T)1 + scale * acc;
+        denom[i] = d;
+        y[i] = x[i] * pow(d, -bpower);
+    }
+}
+
+extern "C" __global__ void nl_lrn_bprop_%(suffix)s(
+        const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ denom,
+        const T* __restrict__ err, T* __restrict__ dx,
+        long long total, int C, int HW, int half, T coef, T bpower) {
+    // dx = err * denom**-b - coef * x * sum over the window of err * y / denom
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)blockDim.x * gridDim.x) {
+        int c = (int)((i / HW) %% C);
+        long long base = i - (long long)c * HW;
+        int lo = c - half < 0 ? 0 : c - half, hi = c + half + 1 > C ? C : c + half + 1;
+        T acc = 0;
+        for (int c2 = lo; c2 < hi; ++c2) {
+            long long o = base + (long long)c2 * HW;
+            acc += err[o] * y[o] / denom[o];
+        }
+        dx[i] = err[i] * pow(denom[i], -bpower) - coef * x[i] * acc;
+    }
+}
+"""
+
+_RAW_NAMES = ("im2col", "col2im", "max_pool_fprop", "max_pool_bprop", "avg_pool_fprop",
+              "avg_pool_bprop", "lrn_fprop", "lrn_bprop")
+
+
+def _raw_kernels(ctype, suffix):
+    """The raw kernels for one float type, by short name (compiled on first launch)."""
+    code = _RAW_SOURCE % {"ctype": ctype, "suffix": suffix}
+    return {name: cupy.RawKernel(code, "nl_%s_%s" % (name, suffix))
+            for name in _RAW_NAMES}
+
+
+_RAW = {np.dtype(np.float32): _raw_kernels("float", "f32"),
+        np.dtype(np.float64): _raw_kernels("double", "f64")}
+_BLOCK = 256          # threads per block
+_MAX_BLOCKS = 65535   # the grid-stride loops cover larger arrays
+
+
+def _launch(name, total, *args):
+    """Launch raw kernel ``name`` with ``total`` threads' worth of work.
+
+    ``args`` are the kernel's parameters in order: C-contiguous device arrays (the
+    first one's dtype picks the float type) and NumPy scalars of exactly the C
+    types of the parameters (``np.int64`` for ``long long``, ``np.int32`` for
+    ``int``, the array dtype for ``T``), as CuPy passes them by their bytes.
+    """
+    if total == 0:
+        return
+    blocks = min((total + _BLOCK - 1) // _BLOCK, _MAX_BLOCKS)
+    _RAW[args[0].dtype][name]((blocks,), (_BLOCK,), args)
+
+
+def _ints(*values):
+    return tuple(np.int32(v) for v in values)
+
+
+def _contiguous_out(out, fill):
+    """Run ``fill(target)`` on ``out``, or on a C-contiguous scratch copied back into
+    ``out`` when ``out`` is a strided view (the kernels write through raw pointers)."""
+    if out.flags.c_contiguous:
+        fill(out)
+    else:
+        target = cupy.empty(out.shape, dtype=out.dtype)
+        fill(target)
+        out[...] = target
+    return out
 
 
 def _code(transform, what):
@@ -271,6 +521,10 @@ class CupyBackend:
         cupy.cuda.Device(self.device_id).synchronize()
 
     # ---- dense kernels -------------------------------------------------------
+    def compute_scope(self):
+        """Context for a whole fit or predict (nothing to set up on the GPU)."""
+        return contextlib.nullcontext()
+
     def matmul(self, a, b, out=None):
         """GEMM through cuBLAS."""
         return cupy.matmul(a, b, out=out)
@@ -346,40 +600,28 @@ class CupyBackend:
         return -(t * cupy.log(y + self.dtype.type(eps))).sum(axis=1)
 
     # ---- convolution (im2col + cuBLAS) ------------------------------------------
-    @staticmethod
-    def _window(a, r0, c0, P, Q, sh, sw):
-        """Strided view ``a[..., r0 + p*sh, c0 + q*sw]`` for ``p < P, q < Q``."""
-        return a[..., r0:r0 + sh * (P - 1) + 1:sh, c0:c0 + sw * (Q - 1) + 1:sw]
-
-    def _padded(self, x, ph, pw, fill=0.0):
-        if ph == 0 and pw == 0:
-            return x
-        N, C, H, W = x.shape
-        xp_ = cupy.full((N, C, H + 2 * ph, W + 2 * pw), fill, dtype=x.dtype)
-        xp_[:, :, ph:ph + H, pw:pw + W] = x
-        return xp_
-
     def _im2col(self, x, R, S, P, Q, geom):
-        """``(N, C*R*S, P*Q)`` columns of ``x (N, C, H, W)``."""
+        """``(N, C*R*S, P*Q)`` columns of ``x (N, C, H, W)`` (one raw kernel)."""
         sh, sw, ph, pw, dh, dw = geom
-        N, C = x.shape[:2]
-        xp_ = self._padded(x, ph, pw)
-        cols = cupy.empty((N, C, R, S, P, Q), dtype=x.dtype)
-        for r in range(R):
-            for s in range(S):
-                cols[:, :, r, s] = self._window(xp_, r * dh, s * dw, P, Q, sh, sw)
-        return cols.reshape(N, C * R * S, P * Q)
+        N, C, H, W = x.shape
+        x = cupy.ascontiguousarray(x)
+        cols = cupy.empty((N, C * R * S, P * Q), dtype=x.dtype)
+        _launch("im2col", cols.size, x, cols, np.int64(cols.size),
+                *_ints(C, H, W, R, S, P, Q, sh, sw, ph, pw, dh, dw))
+        return cols
 
-    def _col2im(self, cols, shape, R, S, P, Q, geom):
-        """Adjoint of :meth:`_im2col`: sums the columns back into ``shape``."""
+    def _col2im(self, cols, dx, R, S, P, Q, geom):
+        """Adjoint of :meth:`_im2col` into ``dx`` (overwritten), as a gather over the
+        input positions: deterministic, no atomics."""
         sh, sw, ph, pw, dh, dw = geom
-        N, C, H, W = shape
-        dxp = cupy.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
-        cols = cols.reshape(N, C, R, S, P, Q)
-        for r in range(R):
-            for s in range(S):
-                self._window(dxp, r * dh, s * dw, P, Q, sh, sw)[...] += cols[:, :, r, s]
-        return dxp[:, :, ph:ph + H, pw:pw + W]
+        N, C, H, W = dx.shape
+        cols = cupy.ascontiguousarray(cols)
+
+        def fill(target):
+            _launch("col2im", target.size, cols, target, np.int64(target.size),
+                    *_ints(C, H, W, R, S, P, Q, sh, sw, ph, pw, dh, dw))
+
+        return _contiguous_out(dx, fill)
 
     def conv_fprop(self, x, W, out, geom, bias=None):
         """``out = conv(x, W) (+ bias per filter)``; ``W (K, C, R, S)``."""
@@ -397,8 +639,7 @@ class CupyBackend:
         K, C, R, S = W.shape
         N, _, P, Q = error.shape
         dcols = cupy.matmul(W.reshape(K, C * R * S).T, error.reshape(N, K, P * Q))
-        dx[...] = self._col2im(dcols, dx.shape, R, S, P, Q, geom)
-        return dx
+        return self._col2im(dcols, dx, R, S, P, Q, geom)
 
     def conv_bprop_filter(self, x, error, dW, geom, dbias=None):
         """Filter gradient summed over the batch (overwrites ``dW``; and ``dbias``)."""
@@ -416,90 +657,73 @@ class CupyBackend:
         return out
 
     # ---- pooling -----------------------------------------------------------------
-    def _pool_counts(self, H, W, R, S, P, Q, geom):
-        sh, sw, ph, pw = geom
-        ones = cupy.zeros((H + 2 * ph, W + 2 * pw), dtype=self.dtype)
-        ones[ph:ph + H, pw:pw + W] = 1
-        cnt = cupy.zeros((P, Q), dtype=self.dtype)
-        for r in range(R):
-            for s in range(S):
-                cnt += self._window(ones, r, s, P, Q, sh, sw)
-        return cnt
-
     def pool_fprop(self, op, x, out, argmax, window, geom):
-        """Max (``argmax`` holds the window offset ``r*S + s``) or average pooling."""
+        """Max (``argmax`` gets the flat index ``h*W + w`` of each maximum, as on the
+        CPU) or average pooling (over the valid cells); one raw kernel."""
         R, S = window
         sh, sw, ph, pw = geom
         N, C, H, W = x.shape
         P, Q = out.shape[2:]
+        x = cupy.ascontiguousarray(x)
+        dims = _ints(H, W, R, S, P, Q, sh, sw, ph, pw)
         if op == "max":
-            xp_ = self._padded(x, ph, pw, fill=-np.inf)
-            best = self._window(xp_, 0, 0, P, Q, sh, sw).copy()
-            arg = cupy.zeros(best.shape, dtype=np.int32)
-            for r in range(R):
-                for s in range(S):
-                    if r == 0 and s == 0:
-                        continue
-                    v = self._window(xp_, r, s, P, Q, sh, sw)
-                    better = v > best  # strict: the first maximum wins
-                    cupy.copyto(best, v, where=better)
-                    arg = cupy.where(better, np.int32(r * S + s), arg)
-            out[...] = best
-            argmax[...] = arg
+            def fill(target):
+                _contiguous_out(argmax, lambda arg: _launch(
+                    "max_pool_fprop", target.size, x, target, arg,
+                    np.int64(target.size), *dims))
         else:
-            xp_ = self._padded(x, ph, pw)
-            acc = cupy.zeros(out.shape, dtype=x.dtype)
-            for r in range(R):
-                for s in range(S):
-                    acc += self._window(xp_, r, s, P, Q, sh, sw)
-            out[...] = acc / self._pool_counts(H, W, R, S, P, Q, geom)
-        return out
+            def fill(target):
+                _launch("avg_pool_fprop", target.size, x, target,
+                        np.int64(target.size), *dims)
+        return _contiguous_out(out, fill)
 
     def pool_bprop(self, op, error, dx, argmax, window, geom):
-        """Gradient of pooling with respect to its input (overwrites ``dx``)."""
+        """Gradient of pooling with respect to its input (overwrites ``dx``), as a
+        gather over the input positions (deterministic, no atomics)."""
         R, S = window
         sh, sw, ph, pw = geom
         N, C, H, W = dx.shape
         P, Q = error.shape[2:]
-        dxp = cupy.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dx.dtype)
+        error = cupy.ascontiguousarray(error)
+        dims = _ints(H, W, R, S, P, Q, sh, sw, ph, pw)
         if op == "max":
-            zero = dx.dtype.type(0)
-            for r in range(R):
-                for s in range(S):
-                    self._window(dxp, r, s, P, Q, sh, sw)[...] += cupy.where(
-                        argmax == r * S + s, error, zero)
+            argmax = cupy.ascontiguousarray(argmax, dtype=np.int32)
+
+            def fill(target):
+                _launch("max_pool_bprop", target.size, error, argmax, target,
+                        np.int64(target.size), *dims)
         else:
-            e = error / self._pool_counts(H, W, R, S, P, Q, geom)
-            for r in range(R):
-                for s in range(S):
-                    self._window(dxp, r, s, P, Q, sh, sw)[...] += e
-        dx[...] = dxp[:, :, ph:ph + H, pw:pw + W]
-        return dx
+            def fill(target):
+                _launch("avg_pool_bprop", target.size, error, target,
+                        np.int64(target.size), *dims)
+        return _contiguous_out(dx, fill)
 
     # ---- local response normalization -----------------------------------------
-    @staticmethod
-    def _channel_window_sum(a, depth):
-        """``sum_{|c' - c| <= depth // 2} a[:, c']`` (zero outside the channels)."""
-        half = depth // 2
-        N, C = a.shape[:2]
-        ap = cupy.zeros((N, C + 2 * half) + a.shape[2:], dtype=a.dtype)
-        ap[:, half:half + C] = a
-        acc = ap[:, 0:C].copy()
-        for k in range(1, depth):
-            acc += ap[:, k:k + C]
-        return acc
-
     def lrn_fprop(self, x, denom, out, depth, ascale, bpower):
+        """Across-channel LRN (see ``neonlearn/_kernels/_lrn.pyx``); one raw kernel."""
+        N, C, H, W = x.shape
         t = self.dtype.type
-        denom[...] = t(1) + t(ascale / depth) * self._channel_window_sum(x * x, depth)
-        cupy.multiply(x, denom ** t(-bpower), out=out)
-        return out
+        x = cupy.ascontiguousarray(x)
+
+        def fill(target):
+            _contiguous_out(denom, lambda d: _launch(
+                "lrn_fprop", target.size, x, d, target, np.int64(target.size),
+                *_ints(C, H * W, depth // 2), t(ascale / depth), t(bpower)))
+
+        return _contiguous_out(out, fill)
 
     def lrn_bprop(self, x, y, denom, error, dx, depth, ascale, bpower):
+        """Gradient of :meth:`lrn_fprop` with respect to ``x`` (overwrites ``dx``)."""
+        N, C, H, W = x.shape
         t = self.dtype.type
-        q = self._channel_window_sum(error * y / denom, depth)
-        dx[...] = error * denom ** t(-bpower) - t(2.0 * ascale * bpower / depth) * x * q
-        return dx
+        x, y, denom, error = (cupy.ascontiguousarray(a) for a in (x, y, denom, error))
+
+        def fill(target):
+            _launch("lrn_bprop", target.size, x, y, denom, error, target,
+                    np.int64(target.size), *_ints(C, H * W, depth // 2),
+                    t(2.0 * ascale * bpower / depth), t(bpower))
+
+        return _contiguous_out(dx, fill)
 
     # ---- recurrent -------------------------------------------------------------------
     @staticmethod
