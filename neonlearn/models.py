@@ -134,38 +134,47 @@ class Model:
         for cb in callbacks:
             cb.on_train_begin(self, num_epochs)
         try:
-            for epoch in range(start_epoch, start_epoch + num_epochs):
-                for cb in callbacks:
-                    cb.on_epoch_begin(self, epoch)
-                order = be.rng.permutation(n) if shuffle else np.arange(n)
-                total = 0.0
-                for mb, start in enumerate(range(0, n, batch_size)):
-                    idx = order[start:start + batch_size]
-                    # data already on the device are indexed with device indices
-                    rows = idx if isinstance(X, np.ndarray) else be.xp.asarray(idx)
-                    for cb in callbacks:
-                        cb.on_minibatch_begin(self, epoch, mb)
-                    self.batch_cost = self.train_batch(
-                        be.array(X[rows]), be.array(T[rows]), w[idx], optimizer, epoch)
-                    total += self.batch_cost * len(idx)
-                    for cb in callbacks:
-                        cb.on_minibatch_end(self, epoch, mb)
-                self.epoch_cost = total / n
-                self.epoch = epoch
-                for cb in callbacks:
-                    cb.on_epoch_end(self, epoch)
-                if self.finished:
-                    break
+            with be.compute_scope():
+                self._run_epochs(X, T, w, optimizer, start_epoch, num_epochs,
+                                 batch_size, callbacks, shuffle)
         finally:
             for cb in callbacks:
                 cb.on_train_end(self)
         return self
 
+    def _run_epochs(self, X, T, w, optimizer, start_epoch, num_epochs, batch_size,
+                    callbacks, shuffle):
+        be = self.be
+        n = X.shape[0]
+        for epoch in range(start_epoch, start_epoch + num_epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(self, epoch)
+            order = be.rng.permutation(n) if shuffle else np.arange(n)
+            total = 0.0
+            for mb, start in enumerate(range(0, n, batch_size)):
+                idx = order[start:start + batch_size]
+                # data already on the device are indexed with device indices
+                rows = idx if isinstance(X, np.ndarray) else be.xp.asarray(idx)
+                for cb in callbacks:
+                    cb.on_minibatch_begin(self, epoch, mb)
+                self.batch_cost = self.train_batch(
+                    be.array(X[rows]), be.array(T[rows]), w[idx], optimizer, epoch)
+                total += self.batch_cost * len(idx)
+                for cb in callbacks:
+                    cb.on_minibatch_end(self, epoch, mb)
+            self.epoch_cost = total / n
+            self.epoch = epoch
+            for cb in callbacks:
+                cb.on_epoch_end(self, epoch)
+            if self.finished:
+                break
+
     def predict(self, X, batch_size=1024):
         """Network outputs for any number of samples (last batch may be partial)."""
         be = self.be
-        outs = [be.to_numpy(self.fprop(be.array(X[s:s + batch_size]), inference=True))
-                for s in range(0, X.shape[0], batch_size)]
+        with be.compute_scope():
+            outs = [be.to_numpy(self.fprop(be.array(X[s:s + batch_size]), inference=True))
+                    for s in range(0, X.shape[0], batch_size)]
         if not outs:
             return np.empty((0,) + tuple(self.out_shape), dtype=be.dtype)
         return np.concatenate(outs, axis=0)
@@ -173,9 +182,10 @@ class Model:
     def get_cost(self, X, T, batch_size=1024):
         """Mean cost over a data set, without training."""
         total = 0.0
-        for s in range(0, X.shape[0], batch_size):
-            y = self.fprop(self.be.array(X[s:s + batch_size]), inference=True)
-            total += float(np.sum(self.cost(y, self.be.array(T[s:s + batch_size]))))
+        with self.be.compute_scope():
+            for s in range(0, X.shape[0], batch_size):
+                y = self.fprop(self.be.array(X[s:s + batch_size]), inference=True)
+                total += float(np.sum(self.cost(y, self.be.array(T[s:s + batch_size]))))
         return total / max(X.shape[0], 1)
 
     def to_backend(self, backend):

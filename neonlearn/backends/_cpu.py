@@ -1,11 +1,12 @@
 """The CPU backend: NumPy arrays, BLAS GEMMs and the Cython/OpenMP kernels."""
 import numpy as np
 
-from .._kernels import _dense
+from .._kernels import _dense, _matmul
 from .._kernels._openmp_helpers import effective_n_threads
 from ..transforms import Softmax
 from ._cpu_conv import CPUConvOps
 from ._cpu_recurrent import CPURecurrentOps
+from ._threads import blas_single_thread
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -73,9 +74,30 @@ class CPUBackend(CPURecurrentOps, CPUConvOps):
         """
         return size // 2 if code in (0, 1) else size * 8
 
+    def compute_scope(self):
+        """Context for a whole fit or predict: BLAS stays single-threaded inside.
+
+        Every GEMM then runs split over the backend's OpenMP threads (see
+        :meth:`matmul`), so one thread pool does all the work.  Two pools were much
+        slower: BLAS's idle workers spin for a while after each call and take the
+        cores from the OpenMP kernels that follow.
+        """
+        return blas_single_thread()
+
     def matmul(self, a, b, out=None):
-        """GEMM through BLAS."""
-        return np.matmul(a, b, out=out)
+        """``a @ b`` (``np.matmul`` semantics); 2-D float products are split over
+        the backend's OpenMP threads with one BLAS thread per block."""
+        if (a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype
+                or a.dtype not in (np.float32, np.float64)
+                or (out is not None and (out.dtype != a.dtype
+                                         or not out.flags.c_contiguous))):
+            return np.matmul(a, b, out=out)
+        if out is None:
+            out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+        n = self._threads_for(a.shape[0] * a.shape[1] * b.shape[1])
+        with blas_single_thread():
+            _matmul.matmul(a, b, out, n)
+        return out
 
     def bias_act_fprop(self, x, bias, transform, out):
         """``out = transform(x + bias)`` on 2-D arrays (fused when possible)."""
