@@ -455,17 +455,101 @@ def test_gpu_fitted_estimator_pickles_to_host(digits, gpu):
         assert type(est.model_.layers_to_optimize[0].W).__module__.startswith("cupy")
 
 
-def test_cpu_fitted_model_predicts_on_gpu(digits, gpu):
-    X, y = digits
-    est = NeonClassifier(
-        layers=[Conv((3, 3, 4), GlorotUniform(), bias=Constant(0), activation=Rectlin()),
+def _conv_estimator(**kw):
+    return NeonClassifier(
+        layers=[Conv((3, 3, 4), GlorotUniform(), bias=Constant(0), padding=1,
+                     activation=Rectlin()),
+                Pooling(2), LRN(3, ascale=0.5, bpower=0.75),
                 Affine(16, GlorotUniform(), batch_norm=True, activation=Rectlin())],
-        input_shape=(1, 8, 8), epochs=2, random_state=0).fit(X, y)
+        input_shape=(1, 8, 8), epochs=2, random_state=0, **kw)
+
+
+def test_cpu_fitted_model_predicts_on_gpu(digits, gpu):
+    """set_params(device=...) after fit moves the fitted model at the next predict."""
+    X, y = digits
+    est = _conv_estimator().fit(X, y)
     before = est.predict_proba(X)
-    est.model_.to_backend(get_backend("gpu", dtype="float32"))
+    W = est.model_.layers_to_optimize[0].W
+    est.set_params(device="gpu")
+    assert est.model_.be.name == "cpu"  # set_params only stores the parameter
     np.testing.assert_allclose(est.predict_proba(X), before, rtol=1e-4, atol=1e-6)
-    est.model_.to_backend(get_backend("cpu", dtype="float32"))
+    assert est.model_.be.name == "gpu" and est.model_.be.dtype == np.float32
+    # moved, not refitted: the same weights
+    np.testing.assert_array_equal(
+        est.model_.be.to_numpy(est.model_.layers_to_optimize[0].W), W)
+    if gpu:
+        assert type(est.model_.layers_to_optimize[0].W).__module__.startswith("cupy")
+    np.testing.assert_array_equal(est.predict(X), before.argmax(axis=1))
+    est.set_params(device="cpu")
     np.testing.assert_allclose(est.predict_proba(X), before, rtol=1e-5, atol=1e-7)
+    assert est.model_.be.name == "cpu"
+    assert isinstance(est.model_.layers_to_optimize[0].W, np.ndarray)
+
+
+def test_gpu_fitted_model_predicts_on_cpu(digits, gpu):
+    X, y = digits
+    est = _conv_estimator(device="gpu").fit(X, y)
+    on_gpu = est.predict_proba(X)
+    est.set_params(device="cpu")
+    np.testing.assert_allclose(est.predict_proba(X), on_gpu, rtol=1e-4, atol=1e-6)
+    assert est.model_.be.name == "cpu"
+    loaded = pickle.loads(pickle.dumps(est))
+    np.testing.assert_allclose(loaded.predict_proba(X), on_gpu, rtol=1e-4, atol=1e-6)
+
+
+def test_warm_start_after_device_switch_continues_on_new_device(digits, gpu):
+    """A warm-start fit after set_params(device=...) trains on the new device and
+    continues the same run (same host generator) as staying on the CPU."""
+    X, y = digits
+    kw = dict(layers=[Affine(16, GlorotUniform(), bias=Constant(0), activation=Tanh())],
+              epochs=2, random_state=0, dtype="float64", warm_start=True)
+    stay = NeonClassifier(**kw).fit(X, y)
+    move = pickle.loads(pickle.dumps(stay))
+    stay.fit(X, y)
+    move.set_params(device="gpu").fit(X, y)
+    assert move.model_.be.name == "gpu"
+    np.testing.assert_allclose(move.loss_curve_, stay.loss_curve_, rtol=1e-7)
+    np.testing.assert_allclose(move.predict_proba(X), stay.predict_proba(X), rtol=1e-6,
+                               atol=1e-9)
+
+
+def test_device_switch_without_cupy(digits, gpu, monkeypatch):
+    """Where CuPy is missing: a CPU-fitted model asked to move to the GPU raises the
+    clear error; a GPU-fitted pickle still loads and predicts on the CPU (warning)."""
+    X, y = digits
+    fitted_on_gpu = pickle.dumps(_conv_estimator(device="gpu").fit(X, y))
+    cpu_est = _conv_estimator().fit(X, y)
+    expected = cpu_est.predict_proba(X)
+    monkeypatch.setitem(sys.modules, "cupy", None)  # "import cupy" raises ImportError
+    _fake_cupy.forget_backend_module(monkeypatch)
+    cpu_est.set_params(device="gpu")
+    with pytest.raises(ValueError, match=r"neonlearn\[gpu\]"):
+        cpu_est.predict(X)
+    assert cpu_est.model_.be.name == "cpu"  # still usable after the failed move
+    cpu_est.set_params(device="cpu")
+    np.testing.assert_array_equal(cpu_est.predict_proba(X), expected)
+    loaded = pickle.loads(fitted_on_gpu)
+    with pytest.warns(UserWarning, match="predicting on the CPU"):
+        proba = loaded.predict_proba(X)
+    assert proba.shape == (len(X), 10) and loaded.model_.be.name == "cpu"
+    with pytest.raises(ValueError, match=r"neonlearn\[gpu\]"):  # training is not silent
+        loaded.set_params(warm_start=True).fit(X, y)
+
+
+def test_sequence_model_switches_device(gpu):
+    from neonlearn import NeonSequenceModel
+
+    rng = np.random.default_rng(0)
+    X = [rng.standard_normal((int(n), 3)) for n in rng.integers(2, 9, 40)]
+    y = np.array([int(s[:, 0].sum() > 0) for s in X])
+    est = NeonSequenceModel(epochs=2, random_state=0, dtype="float64").fit(X, y)
+    before = est.predict_proba(X)
+    est.set_params(device="gpu")
+    np.testing.assert_allclose(est.predict_proba(X), before, rtol=1e-8, atol=1e-10)
+    assert est.model_.be.name == "gpu"
+    longer = [np.concatenate([s, s]) for s in X[:5]]  # a reconfigured copy, also moved
+    est.predict(longer)
+    assert est.model_.be.name == "gpu"
 
 
 def test_sequence_model_on_gpu(gpu):

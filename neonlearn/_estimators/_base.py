@@ -41,6 +41,26 @@ from ._persistence import PersistenceMixin
 __all__ = ["BaseNeonEstimator"]
 
 
+def _device_key(device):
+    """``("cpu",)`` or ``("gpu", N)`` for a ``device`` parameter; values that are
+    neither come back as they are, so that :func:`get_backend` rejects them."""
+    if device is None or device == "cpu":
+        return ("cpu",)
+    if device in ("gpu", "cuda"):
+        return ("gpu", 0)
+    if isinstance(device, str) and device.startswith("cuda:"):
+        try:
+            return ("gpu", int(device[len("cuda:"):]))
+        except ValueError:
+            pass
+    return (device,)
+
+
+def _backend_key(backend):
+    """The :func:`_device_key` of the device a backend runs on."""
+    return ("cpu",) if backend.name == "cpu" else ("gpu", backend.device_id)
+
+
 def _default_names(layers):
     """Names of top-level layers: their own, or ``<ClassName>_<k>``."""
     counts, names = {}, []
@@ -360,7 +380,7 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
             loss_curve, val_scores, n_iter, best_loss = [], [], 0, np.inf
         else:
             # train a copy so that an error (divergence) leaves the fitted model intact
-            model = copy.deepcopy(self.model_)
+            model = self._model_on_device(copy.deepcopy(self.model_))
             optimizer = copy.deepcopy(self.optimizer_)
             loss_curve = list(self.loss_curve_)
             val_scores = list(self.validation_scores_ or [])
@@ -437,6 +457,62 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
                                                           self.tol), ConvergenceWarning)
         return self
 
+    # ---- devices -----------------------------------------------------------------------
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # A GPU-fitted model unpickles with its arrays on the host (CPU backend); where
+        # no GPU can be used, prediction stays there instead of failing (see
+        # _model_on_device).
+        model = self.__dict__.get("model_")
+        if (model is not None and _device_key(self.device)[0] != "cpu"
+                and model.be.name == "cpu"):
+            self._loaded_on_host = True
+
+    def _model_on_device(self, model, fallback=False):
+        """``model``, moved in place to the backend of ``self.device`` when it lives on
+        another device (``set_params(device=...)`` after ``fit``); no refit.
+
+        Parameters
+        ----------
+        model : Model
+            A fitted model (``model_`` or a copy of it).
+        fallback : bool, default=False
+            For prediction: when ``model`` was unpickled on the host from a GPU fit
+            and the GPU cannot be used here (no CuPy or no device), warn and keep
+            it on the CPU instead of raising.
+
+        Returns
+        -------
+        model : Model
+            The same object, its parameters and states on the requested device.
+
+        Raises
+        ------
+        ValueError
+            When the requested device cannot be used (see
+            :func:`~neonlearn.backends.get_backend`).
+        """
+        if _device_key(self.device) == _backend_key(model.be):
+            return model
+        with model.lock:  # concurrent predicts move the shared model once
+            if _device_key(self.device) == _backend_key(model.be):
+                return model
+            try:
+                # the host generator carries over: a warm start continues its stream
+                backend = get_backend(self.device, dtype=model.be.dtype.name,
+                                      seed=model.be.rng)
+            except ValueError as exc:
+                if not (fallback and getattr(self, "_loaded_on_host", False)):
+                    raise
+                warnings.warn(
+                    "%s was fitted on device=%r and loaded where that device cannot "
+                    "be used (%s); predicting on the CPU. set_params(device='cpu') "
+                    "silences this warning." % (type(self).__name__, self.device, exc),
+                    UserWarning)
+                return model
+            model.to_backend(backend)
+        return model
+
     def _sample_weights(self, X, y, sample_weight):
         if sample_weight is None:
             return None
@@ -463,8 +539,8 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
     def _predict_raw(self, X):
         check_is_fitted(self, "model_")
         X, n = self._validate_X(X, reset=False)
-        return self.model_.predict(X, batch_size=max(self.batch_size, 256)).astype(
-            np.float64)
+        model = self._model_on_device(self.model_, fallback=True)
+        return model.predict(X, batch_size=max(self.batch_size, 256)).astype(np.float64)
 
     # ---- display -----------------------------------------------------------------
     def summary(self, file=None):

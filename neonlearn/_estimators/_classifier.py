@@ -69,6 +69,10 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
         Extra neon-style callbacks fired by the training loop.
     dtype : {"float32", "float64"}, default="float32"
     device : {"cpu", "gpu"} or "cuda:N", default="cpu"
+        Where the network runs (``"gpu"`` is ``"cuda:0"``; needs CuPy, see
+        ``doc/gpu.md``).  Changing it after ``fit`` (``set_params(device="gpu")``)
+        moves the fitted model to that device at the next ``predict`` (or warm-start
+        ``fit``) without refitting.
     input_shape : tuple of int, default=None
         Shape of one sample without the batch axis, e.g. ``(1, 8, 8)`` for images or
         ``(T, F)`` for sequences; flat 2-D ``X`` is reshaped to it, so the estimator

@@ -448,13 +448,13 @@ class NeonSequenceModel(BaseNeonEstimator):
         check_is_fitted(self, "model_")
         Xm, lengths, ragged = self._prepare(X, reset=False)
         n = Xm.shape[0]
-        model = self.model_
+        model = self._model_on_device(self.model_, fallback=True)
         T = Xm.shape[1]
         if T < self._fit_T:  # pad: masking makes the extra steps inert
             pad = np.zeros((n, self._fit_T - T, Xm.shape[2]), dtype=Xm.dtype)
             Xm = np.concatenate([Xm, pad], axis=1)
         elif T > self._fit_T:  # longer sequences: a reconfigured copy of the network
-            model = copy.deepcopy(self.model_)
+            model = copy.deepcopy(model)
             model.configure(Xm.shape[1:])
         with model.lock:  # SequenceMask hands each batch's lengths to the layers
             y = model.predict(Xm, batch_size=max(self.batch_size, 256)).astype(np.float64)
