@@ -6,9 +6,13 @@ for a while after each call and take the cores from the OpenMP threads (on 2 cor
 LeNet epoch took 0.34 s at 2 threads against 0.23 s at 1).  With every GEMM split
 here, one thread pool (OpenMP's) does all the work and BLAS runs single-threaded.
 
-The output is cut into fixed blocks of rows (or of columns when it has few rows)
-that depend only on the shapes, never on the thread count, so each block is the
-same BLAS call for any number of threads and the result is bitwise identical.
+The output is cut into one block of rows per thread (of columns when it has fewer
+rows than columns), at multiples of 16 rows.  On one thread the product is a single
+BLAS call.  float64 products are bitwise identical for any thread count (checked
+by the tests); float32 products can differ in the last bit, because OpenBLAS picks
+size-dependent sgemm kernels.  More, smaller blocks cost more than they save: each
+BLAS call packs the whole of the other operand again (8 blocks on one thread were
+15-20% slower than one call).
 """
 from cython.parallel cimport prange
 from cython cimport floating
@@ -17,10 +21,9 @@ from ._blas cimport gemm
 
 import numpy as np
 
-# At most this many blocks per product, each at least MIN_BLOCK rows or columns
-# (a multiple of 16, the widest register block of the x86 sgemm kernels).
-DEF MAX_BLOCKS = 8
-DEF MIN_BLOCK = 64
+# Blocks are multiples of ALIGN rows or columns (the widest register block of the
+# x86 sgemm kernels).
+DEF ALIGN = 16
 
 
 cdef inline bint _layout(a, int *ld, bint *trans) except -1:
@@ -38,11 +41,23 @@ cdef inline bint _layout(a, int *ld, bint *trans) except -1:
     return False
 
 
-def block_size(Py_ssize_t n):
-    """Rows (or columns) per block for a dimension of ``n`` (thread-independent)."""
-    cdef Py_ssize_t b = (n + MAX_BLOCKS - 1) // MAX_BLOCKS
-    b = ((b + 15) // 16) * 16
-    return max(b, MIN_BLOCK)
+def block_size(Py_ssize_t n, int n_threads):
+    """Rows (or columns) per block: ``n`` split over ``n_threads``, 16-aligned."""
+    cdef Py_ssize_t b = (n + n_threads - 1) // max(n_threads, 1)
+    return max(((b + ALIGN - 1) // ALIGN) * ALIGN, ALIGN)
+
+
+cdef inline void _block(bint ta, bint tb, bint by_rows, Py_ssize_t i0, Py_ssize_t blk,
+                        int M, int N, int K, const floating *pa, int lda,
+                        const floating *pb, int ldb, floating *pc, int ldc) noexcept nogil:
+    """Rows (or columns) ``i0:i0 + blk`` of ``C = op(A) @ op(B)``."""
+    if by_rows:
+        # rows i0: of op(A) start at row i0 of A (column i0 when A is transposed)
+        gemm(ta, tb, <int>min(blk, M - i0), N, K, 1, pa + (i0 if ta else i0 * lda), lda,
+             pb, ldb, 0, pc + i0 * ldc, ldc)
+    else:
+        gemm(ta, tb, M, <int>min(blk, N - i0), K, 1, pa, lda,
+             pb + (i0 * ldb if tb else i0), ldb, 0, pc + i0, ldc)
 
 
 def matmul(a, b, floating[:, ::1] out not None, int n_threads=1):
@@ -55,7 +70,8 @@ def matmul(a, b, floating[:, ::1] out not None, int n_threads=1):
     """
     cdef int M, N, K, lda = 1, ldb = 1, ldc
     cdef bint ta = False, tb = False, by_rows
-    cdef Py_ssize_t blk, nblk, i, i0, i1
+    cdef Py_ssize_t blk, nblk, i
+    n_threads = max(n_threads, 1)
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError("matmul needs 2-D arrays, got %d-D and %d-D" % (a.ndim, b.ndim))
     if a.dtype != b.dtype:
@@ -83,19 +99,12 @@ def matmul(a, b, floating[:, ::1] out not None, int n_threads=1):
     cdef const floating *pb = &B[0, 0]
     cdef floating *pc = &out[0, 0]
     by_rows = M >= N
-    blk = block_size(M if by_rows else N)
+    blk = block_size(M if by_rows else N, n_threads)
     nblk = ((M if by_rows else N) + blk - 1) // blk
     with nogil:
-        for i in prange(nblk, num_threads=n_threads if nblk > 1 else 1,
-                        schedule="static"):
-            i0 = i * blk
-            if by_rows:
-                i1 = min(i0 + blk, M)
-                # rows i0:i1 of op(A) start at row i0 (or column i0 when transposed)
-                gemm(ta, tb, <int>(i1 - i0), N, K, 1,
-                     pa + (i0 if ta else i0 * lda), lda, pb, ldb, 0, pc + i0 * ldc, ldc)
-            else:
-                i1 = min(i0 + blk, N)
-                gemm(ta, tb, M, <int>(i1 - i0), K, 1, pa, lda,
-                     pb + (i0 * ldb if tb else i0), ldb, 0, pc + i0, ldc)
+        if nblk == 1:
+            gemm(ta, tb, M, N, K, 1, pa, lda, pb, ldb, 0, pc, ldc)
+        else:
+            for i in prange(nblk, num_threads=n_threads, schedule="static"):
+                _block(ta, tb, by_rows, i * blk, blk, M, N, K, pa, lda, pb, ldb, pc, ldc)
     return out

@@ -85,16 +85,22 @@ class CPUBackend(CPURecurrentOps, CPUConvOps):
         return blas_single_thread()
 
     def matmul(self, a, b, out=None):
-        """``a @ b`` (``np.matmul`` semantics); 2-D float products are split over
-        the backend's OpenMP threads with one BLAS thread per block."""
-        if (a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype
+        """``a @ b`` (``np.matmul`` semantics).
+
+        With several threads, 2-D float products are split over the backend's
+        OpenMP threads with one BLAS thread per block (``_kernels/_matmul.pyx``);
+        otherwise this is ``np.matmul`` (NumPy's BLAS, single-threaded inside
+        :meth:`compute_scope`).
+        """
+        two_d = a.ndim == 2 and b.ndim == 2
+        n = self._threads_for(a.shape[0] * a.shape[1] * b.shape[1]) if two_d else 1
+        if (n == 1 or a.dtype != b.dtype
                 or a.dtype not in (np.float32, np.float64)
                 or (out is not None and (out.dtype != a.dtype
                                          or not out.flags.c_contiguous))):
             return np.matmul(a, b, out=out)
         if out is None:
             out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
-        n = self._threads_for(a.shape[0] * a.shape[1] * b.shape[1])
         with blas_single_thread():
             _matmul.matmul(a, b, out, n)
         return out
