@@ -85,7 +85,9 @@ class ElementwiseKernel:
         self.name = re.sub(r"\W", "_", name)
         self.preamble = preamble
 
-    def _lib(self, ctype):
+    def _element_source(self, ctype):
+        """Parameter list and loop body for one element ``i`` (as CuPy generates it:
+        inputs are ``const`` copies, outputs references)."""
         args = ["long n"] + [
             "%s *%s_p" % (ctype if typ == "T" else _CTYPES[typ], name)
             for typ, name in self.ins + self.outs]
@@ -94,12 +96,26 @@ class ElementwiseKernel:
                         for t, n in self.ins)
         refs = "".join("%s &%s = %s_p[i];\n" % ("T" if t == "T" else _CTYPES[t], n, n)
                        for t, n in self.outs)
+        return ", ".join(args), "%s%s%s;\n" % (loads, refs, self.body)
+
+    def cuda_source(self, ctype, preamble=True):
+        """CUDA source of this kernel as ``__global__`` function ``<name>`` for
+        ``T = ctype`` (to check that it compiles for a GPU); ``preamble=False``
+        leaves the preamble out, to put several kernels in one translation unit."""
+        args, body = self._element_source(ctype)
+        return ('%s\nextern "C" __global__ void %s_%s(%s) {\n typedef %s T;\n'
+                " long i = (long)blockIdx.x * blockDim.x + threadIdx.x;\n"
+                " if (i < n) {\n%s }\n}\n"
+                % (self.preamble if preamble else "", self.name, ctype, args, ctype, body))
+
+    def _lib(self, ctype):
+        args, body = self._element_source(ctype)
         src = (
-            "#include <cmath>\nusing std::exp; using std::tanh;\n"
+            "#include <cmath>\nusing std::exp; using std::tanh; using std::sqrt;\n"
             "#define __device__\n#define __forceinline__ inline\n%s\n"
             'extern "C" void run(%s) {\n typedef %s T;\n'
-            " for (long i = 0; i < n; ++i) {\n%s%s%s;\n }\n}\n"
-            % (self.preamble, ", ".join(args), ctype, loads, refs, self.body))
+            " for (long i = 0; i < n; ++i) {\n%s }\n}\n"
+            % (self.preamble, args, ctype, body))
         return _compile(src).run
 
     def __call__(self, *args):

@@ -371,6 +371,61 @@ def test_backward_kernels_are_deterministic(gpu):
         np.testing.assert_array_equal(a, b)
 
 
+def _nvcc():
+    import shutil
+
+    return shutil.which("nvcc")
+
+
+@pytest.mark.skipif(_nvcc() is None, reason="nvcc (the CUDA toolkit) is not on PATH: "
+                    "the kernels' CUDA source is compiled for the CPU only")
+def test_kernel_sources_compile_for_the_gpu(monkeypatch, tmp_path):
+    """Every raw and element-wise kernel compiles as CUDA device code (PTX), for
+    float and double, with the CUDA compiler: no GPU needed, only the toolkit.
+    (CuPy compiles with NVRTC, which has the same device language and math
+    functions; the element-wise kernels are wrapped the way CuPy wraps them.)"""
+    import subprocess
+
+    mod = _fake_cupy.install(monkeypatch)
+    sources = {}
+    for ctype, suffix in (("float", "f32"), ("double", "f64")):
+        sources["raw_" + suffix] = mod._RAW_SOURCE % {"ctype": ctype, "suffix": suffix}
+        kernels = [k for k in vars(mod).values()
+                   if isinstance(k, _fake_cupy.ElementwiseKernel)]
+        assert len(kernels) >= 12
+        sources["elementwise_" + suffix] = "".join(
+            list(dict.fromkeys(k.preamble for k in kernels))
+            + [k.cuda_source(ctype, preamble=False) for k in kernels])
+    for name, src in sources.items():
+        cu, ptx = tmp_path / (name + ".cu"), tmp_path / (name + ".ptx")
+        cu.write_text(src)
+        done = subprocess.run([_nvcc(), "--ptx", "-o", str(ptx), str(cu)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, "%s:\n%s" % (name, done.stderr)
+        entries = ptx.read_text().count(".entry")
+        assert entries == (len(mod._RAW_NAMES) if name.startswith("raw_")
+                           else len(kernels))
+        if name.endswith("_f32"):  # float kernels stay in single precision
+            assert "cvt.f64.f32" not in ptx.read_text(), name
+
+
+@needs_gpu
+def test_raw_kernels_compile_with_nvrtc_on_the_device():
+    """On a real GPU: CuPy's NVRTC compiles every raw kernel, and the backend's
+    arrays are CuPy arrays."""
+    from neonlearn.backends import _cupy
+
+    for kernels in _cupy._RAW.values():
+        for kernel in kernels.values():
+            kernel.compile()
+    be = get_backend("gpu", dtype="float32")
+    x = be.array(np.ones((2, 3, 5, 5)))
+    out, argmax = be.empty((2, 3, 2, 2)), be.empty((2, 3, 2, 2), dtype=np.int32)
+    be.pool_fprop("max", x, out, argmax, (2, 2), (2, 2, 0, 0))
+    assert type(out).__module__.startswith("cupy")
+    np.testing.assert_array_equal(be.to_numpy(out), 1)
+
+
 # ---- the CuPy emulation itself (no GPU needed) ------------------------------------------
 _FAKE_SOURCE = r"""
 typedef double T;

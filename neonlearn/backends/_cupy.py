@@ -13,8 +13,9 @@ arguments and the same numerics within float32 rounding:
   and backward) are CUDA ``RawKernel`` s (``_RAW_SOURCE``): one thread per output
   element; every backward pass is a gather over the input positions, so no atomics
   are needed and results are deterministic;
-- reductions (batch-norm statistics, bias gradients, summaries) use CuPy's
-  reductions.
+- batch norm's forward and backward are fused ``ElementwiseKernel`` s around
+  CuPy's column reductions (statistics, ``dgamma``/``dbeta``), which also serve
+  bias gradients and sequence summaries.
 
 The random generator used by initializers, shuffling and validation splits stays a
 NumPy ``Generator`` (so a seed gives the same initial weights on CPU and GPU);
@@ -387,6 +388,17 @@ def _contiguous_out(out, fill):
     return out
 
 
+# Batch norm (rows x features, statistics per feature): neon's forward and backward as
+# fused element-wise kernels around CuPy's column reductions.
+_bn_fprop = _ew(
+    "T x, T mean, T var, T gamma, T beta, T eps", "T xhat, T y",
+    "xhat = (x - mean) * ((T)1 / sqrt(var + eps)); y = gamma * xhat + beta",
+    "bn_fprop")
+_bn_bprop = _ew(
+    "T e, T xhat, T var, T gamma, T dgamma, T dbeta, T eps, T m", "T dx",
+    "dx = gamma / sqrt(var + eps) * (e - (xhat * dgamma + dbeta) / m)", "bn_bprop")
+
+
 def _code(transform, what):
     if transform is None or transform.kernel is None:
         raise ValueError(
@@ -576,17 +588,18 @@ class CupyBackend:
         cupy.mean(d * d, axis=0, out=var)
 
     def bn_fprop(self, x, mean, var, gamma, beta, eps, xhat, out):
-        rstd = 1.0 / cupy.sqrt(var + self.dtype.type(eps))
-        cupy.multiply(x - mean, rstd, out=xhat)
-        cupy.add(gamma * xhat, beta, out=out)
+        """``xhat = (x - mean) / sqrt(var + eps)``, ``out = gamma * xhat + beta``
+        (one fused kernel; ``x (M, F)``, statistics of shape ``(F,)``)."""
+        _bn_fprop(x, mean, var, gamma, beta, self.dtype.type(eps), xhat, out)
         return out
 
     def bn_bprop(self, error, xhat, var, gamma, eps, dgamma, dbeta, dx):
-        M = error.shape[0]
+        """neon's batch-norm backward: ``dgamma``, ``dbeta`` (column sums) and
+        ``dx = gamma / sqrt(var + eps) * (error - (xhat * dgamma + dbeta) / M)``."""
         cupy.sum(error * xhat, axis=0, out=dgamma)
         cupy.sum(error, axis=0, out=dbeta)
-        scale = gamma / cupy.sqrt(var + self.dtype.type(eps))
-        dx[...] = scale * (error - (xhat * dgamma + dbeta) / self.dtype.type(M))
+        t = self.dtype.type
+        _bn_bprop(error, xhat, var, gamma, dgamma, dbeta, t(eps), t(error.shape[0]), dx)
         return dx
 
     def softmax(self, x, out):
