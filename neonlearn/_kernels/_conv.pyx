@@ -58,10 +58,14 @@ cdef void _gemm(bint trans_a, bint trans_b, int M, int N, int K, floating alpha,
 # Python's -fwrapv, under which GCC does not vectorize loops whose addresses are
 # computed in (wrapping) int arithmetic.
 
-cdef inline void _zero(floating *a, Py_ssize_t n) noexcept nogil:
+cdef inline void _fill(floating *a, floating value, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(n):
-        a[i] = 0
+        a[i] = value
+
+
+cdef inline void _zero(floating *a, Py_ssize_t n) noexcept nogil:
+    _fill(a, 0, n)
 
 
 cdef inline void _copy_row(floating *dst, const floating *src, Py_ssize_t n,
@@ -69,7 +73,8 @@ cdef inline void _copy_row(floating *dst, const floating *src, Py_ssize_t n,
     """dst[i] = src[i * stride] for i < n."""
     cdef Py_ssize_t i
     if stride == 1:
-        memcpy(dst, src, n * sizeof(floating))
+        for i in range(n):
+            dst[i] = src[i]
     else:
         for i in range(n):
             dst[i] = src[i * stride]
@@ -133,28 +138,25 @@ cdef inline void _valid_range(int n_out, int n_in, int stride, int offset, int *
 cdef void _im2col(const floating *x, floating *col, Py_ssize_t ld, int C, int H, int W,
                   int R, int S, int P, int Q, int sh, int sw, int ph, int pw, int dh,
                   int dw) noexcept nogil:
-    """col[(c*R + r)*S + s, p*Q + q] = x[c, p*sh - ph + r*dh, q*sw - pw + s*dw] or 0.
+    """col[(c*R + r)*S + s, p*Q + q] = x[c, p*sh - ph + r*dh, q*sw - pw + s*dw] for the
+    taps inside the image.
 
-    ``ld`` is the row stride of ``col`` (``P*Q`` for one sample, more when the
-    columns of several samples sit side by side).
+    The entries of taps in the padding are not written: they are the same for every
+    sample, so the caller zeroes its column buffer once.  ``ld`` is the row stride
+    of ``col`` (the columns of several samples sit side by side).
     """
     cdef int c, r, s, p, p0, p1, q0, q1
     cdef floating *row
-    cdef floating *seg
     for c in range(C):
         for r in range(R):
             _valid_range(P, H, sh, r * dh - ph, &p0, &p1)
             for s in range(S):
                 _valid_range(Q, W, sw, s * dw - pw, &q0, &q1)
-                row = col + ((c * R + r) * S + s) * ld
-                _zero(row, <Py_ssize_t> p0 * Q)
+                row = col + ((c * R + r) * S + s) * ld + q0
                 for p in range(p0, p1):
-                    seg = row + <Py_ssize_t> p * Q
-                    _zero(seg, q0)
-                    _copy_row(seg + q0, x + (<Py_ssize_t> c * H + p * sh - ph + r * dh) * W
+                    _copy_row(row + <Py_ssize_t> p * Q,
+                              x + (<Py_ssize_t> c * H + p * sh - ph + r * dh) * W
                               + q0 * sw - pw + s * dw, q1 - q0, sw)
-                    _zero(seg + q1, Q - q1)
-                _zero(row + <Py_ssize_t> p1 * Q, <Py_ssize_t> (P - p1) * Q)
 
 
 cdef void _col2im(const floating *col, Py_ssize_t ld, floating *x, int C, int H, int W,
@@ -169,10 +171,10 @@ cdef void _col2im(const floating *col, Py_ssize_t ld, floating *x, int C, int H,
             _valid_range(P, H, sh, r * dh - ph, &p0, &p1)
             for s in range(S):
                 _valid_range(Q, W, sw, s * dw - pw, &q0, &q1)
-                row = col + ((c * R + r) * S + s) * ld
+                row = col + ((c * R + r) * S + s) * ld + q0
                 for p in range(p0, p1):
                     _add_row(x + (<Py_ssize_t> c * H + p * sh - ph + r * dh) * W
-                             + q0 * sw - pw + s * dw, row + <Py_ssize_t> p * Q + q0,
+                             + q0 * sw - pw + s * dw, row + <Py_ssize_t> p * Q,
                              q1 - q0, sw)
 
 
@@ -225,12 +227,14 @@ def _group_size(int N, int PQ):
     return g if g > 1 else 1
 
 
-cdef void _gather(const floating *a, floating *buf, int gs, int K, int PQ) noexcept nogil:
-    """buf[k, j*PQ + i] = a[j, k, i] for the ``gs`` samples of a group."""
+cdef void _gather(const floating *a, floating *buf, Py_ssize_t ld, int gs, int K,
+                  int PQ) noexcept nogil:
+    """buf[k, j*PQ + i] = a[j, k, i] for the ``gs`` samples of a group (rows of
+    ``buf`` are ``ld`` apart)."""
     cdef int j, k
     for j in range(gs):
         for k in range(K):
-            memcpy(buf + <size_t> k * gs * PQ + j * PQ, a + (<size_t> j * K + k) * PQ,
+            memcpy(buf + k * ld + j * PQ, a + (<Py_ssize_t> j * K + k) * PQ,
                    PQ * sizeof(floating))
 
 
@@ -244,8 +248,9 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int K = w.shape[0], R = w.shape[2], S = w.shape[3]
     cdef int P = y.shape[2], Q = y.shape[3]
-    cdef int CRS = C * R * S, PQ = P * Q, k, j, g, n0, gs, ld
+    cdef int CRS = C * R * S, PQ = P * Q, k, j, g, n0, gs, nc
     cdef int G = _group_size(N, PQ), n_groups = (N + G - 1) // G
+    cdef Py_ssize_t ld = <Py_ssize_t> G * PQ
     cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
     cdef bint has_bias = bias.shape[0] > 0
     cdef floating *col
@@ -260,13 +265,14 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
         col = NULL
         ybuf = NULL
         if not direct:
-            col = <floating *> malloc(<size_t> CRS * G * PQ * sizeof(floating))
+            # zeroed once: im2col leaves the padding entries alone
+            col = <floating *> calloc(CRS * ld, sizeof(floating))
         if G > 1:
-            ybuf = <floating *> malloc(<size_t> K * G * PQ * sizeof(floating))
+            ybuf = <floating *> malloc(K * ld * sizeof(floating))
         for g in prange(n_groups, schedule="static"):
             n0 = g * G
             gs = N - n0 if N - n0 < G else G
-            ld = gs * PQ
+            nc = gs * PQ
             if direct:
                 colp = &x[n0, 0, 0, 0]
             else:
@@ -275,14 +281,16 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
                             sh, sw, ph, pw, dh, dw)
                 colp = col
             if G == 1:
+                # BLAS zeroes the output before accumulating when beta == 0; with a
+                # bias, filling it with the bias and accumulating costs no more
                 yn = &y[n0, 0, 0, 0]
-                _gemm(False, False, K, PQ, CRS, 1, &w[0, 0, 0, 0], CRS, colp, PQ, 0,
-                      yn, PQ)
                 if has_bias:
                     for k in range(K):
-                        _add_scalar(yn + k * PQ, yn + k * PQ, bias[k], PQ)
+                        _fill(yn + k * PQ, bias[k], PQ)
+                _gemm(False, False, K, PQ, CRS, 1, &w[0, 0, 0, 0], CRS, colp, PQ,
+                      1 if has_bias else 0, yn, PQ)
             else:
-                _gemm(False, False, K, ld, CRS, 1, &w[0, 0, 0, 0], CRS, colp, ld, 0,
+                _gemm(False, False, K, nc, CRS, 1, &w[0, 0, 0, 0], CRS, colp, ld, 0,
                       ybuf, ld)
                 for j in range(gs):
                     for k in range(K):
@@ -301,8 +309,9 @@ def conv_bprop_data(const floating[:, :, :, ::1] dy not None,
     cdef int N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     cdef int K = w.shape[0], R = w.shape[2], S = w.shape[3]
     cdef int P = dy.shape[2], Q = dy.shape[3]
-    cdef int CRS = C * R * S, PQ = P * Q, j, g, n0, gs, ld
+    cdef int CRS = C * R * S, PQ = P * Q, j, g, n0, gs, nc
     cdef int G = _group_size(N, PQ), n_groups = (N + G - 1) // G
+    cdef Py_ssize_t ld = <Py_ssize_t> G * PQ
     cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
     cdef floating *col
     cdef floating *dybuf
@@ -313,13 +322,13 @@ def conv_bprop_data(const floating[:, :, :, ::1] dy not None,
         col = NULL
         dybuf = NULL
         if not direct:
-            col = <floating *> malloc(<size_t> CRS * G * PQ * sizeof(floating))
+            col = <floating *> malloc(CRS * ld * sizeof(floating))
         if G > 1:
-            dybuf = <floating *> malloc(<size_t> K * G * PQ * sizeof(floating))
+            dybuf = <floating *> malloc(K * ld * sizeof(floating))
         for g in prange(n_groups, schedule="static"):
             n0 = g * G
             gs = N - n0 if N - n0 < G else G
-            ld = gs * PQ
+            nc = gs * PQ
             if direct:
                 _gemm(True, False, CRS, PQ, K, 1, &w[0, 0, 0, 0], CRS, &dy[n0, 0, 0, 0],
                       PQ, 0, &dx[n0, 0, 0, 0], PQ)
@@ -327,9 +336,9 @@ def conv_bprop_data(const floating[:, :, :, ::1] dy not None,
             if G == 1:
                 dyp = &dy[n0, 0, 0, 0]
             else:
-                _gather(&dy[n0, 0, 0, 0], dybuf, gs, K, PQ)
+                _gather(&dy[n0, 0, 0, 0], dybuf, ld, gs, K, PQ)
                 dyp = dybuf
-            _gemm(True, False, CRS, ld, K, 1, &w[0, 0, 0, 0], CRS, dyp, ld, 0, col, ld)
+            _gemm(True, False, CRS, nc, K, 1, &w[0, 0, 0, 0], CRS, dyp, ld, 0, col, ld)
             for j in range(gs):
                 _col2im(col + j * PQ, ld, &dx[n0 + j, 0, 0, 0], C, H, W, R, S, P, Q,
                         sh, sw, ph, pw, dh, dw)
@@ -354,7 +363,8 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
     cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
     cdef bint has_bias = dbias.shape[0] > 0
     cdef int n_chunks = n_groups if n_groups < MAX_CHUNKS else MAX_CHUNKS
-    cdef int ch, g, g0, g1, n0, gs, ld, k, i, j
+    cdef int ch, g, g0, g1, n0, gs, nc, k, i, j
+    cdef Py_ssize_t ld = <Py_ssize_t> G * PQ
     cdef size_t stride = <size_t> KCRS + K
     cdef floating *part
     cdef floating *col
@@ -378,16 +388,17 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
             col = NULL
             dybuf = NULL
             if not direct:
-                col = <floating *> malloc(<size_t> CRS * G * PQ * sizeof(floating))
+                # zeroed once: im2col leaves the padding entries alone
+                col = <floating *> calloc(CRS * ld, sizeof(floating))
             if G > 1:
-                dybuf = <floating *> malloc(<size_t> K * G * PQ * sizeof(floating))
+                dybuf = <floating *> malloc(K * ld * sizeof(floating))
             for ch in prange(n_chunks, schedule="static"):
                 g0 = <int> ((<long> ch * n_groups) // n_chunks)
                 g1 = <int> ((<long> (ch + 1) * n_groups) // n_chunks)
                 for g in range(g0, g1):
                     n0 = g * G
                     gs = N - n0 if N - n0 < G else G
-                    ld = gs * PQ
+                    nc = gs * PQ
                     if direct:
                         colp = &x[n0, 0, 0, 0]
                     else:
@@ -398,13 +409,13 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
                     if G == 1:
                         dyp = &dy[n0, 0, 0, 0]
                     else:
-                        _gather(&dy[n0, 0, 0, 0], dybuf, gs, K, PQ)
+                        _gather(&dy[n0, 0, 0, 0], dybuf, ld, gs, K, PQ)
                         dyp = dybuf
-                    _gemm(False, True, K, CRS, ld, 1, dyp, ld, colp, ld, 1,
+                    _gemm(False, True, K, CRS, nc, 1, dyp, ld, colp, ld, 1,
                           part + ch * stride, CRS)
                     if has_bias:
                         for k in range(K):
-                            part[ch * stride + KCRS + k] += _sum(dyp + k * ld, ld)
+                            part[ch * stride + KCRS + k] += _sum(dyp + k * ld, nc)
             free(col)
             free(dybuf)
         # reduce the chunk partials in chunk order (parallel over elements)
