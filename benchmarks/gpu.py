@@ -3,14 +3,22 @@
 Runs one training epoch of each workload of ``workloads.py`` on neonlearn's CPU
 backend, on its CuPy backend and, when PyTorch sees a CUDA device, in PyTorch on
 that device, and prints a Markdown table (samples per second; best of ``--repeat``
-epochs after one warm-up epoch, which also compiles the CUDA kernels)::
+epochs after one warm-up epoch, which also compiles the CUDA kernels).  Before
+timing, the untrained networks (same seed, so the same initial weights on both
+devices) run one forward pass on both backends; the table's last column is the
+largest difference of their outputs, a check that the GPU computes what the CPU
+does (float32: expect below 1e-4)::
 
     python benchmarks/gpu.py [--quick] [--repeat 3] [--skip-cpu]
+
+Without CuPy or a CUDA device it prints why and exits with status 2.
 """
 import argparse
 import os
 import sys
 import time
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,6 +41,18 @@ def _layers(name):
     cell = {"w3_lstm_train": "LSTM", "w3_gru_train": "GRU"}[name]
     return [getattr(L, cell)(128, g, activation=Tanh(), gate_activation=Logistic()),
             L.RecurrentLast(), L.Affine(10, g, bias=z, activation=Softmax())], 10, 64
+
+
+def first_outputs(name, device, quick, n=64):
+    """Outputs of the untrained network (seed 0) on the first ``n`` samples."""
+    from neonlearn.backends import get_backend
+    from neonlearn.models import Model
+
+    X, _ = W.make_data(name, quick)
+    layers, _, _ = _layers(name)
+    be = get_backend(device, dtype="float32", seed=0)
+    model = Model(layers, be).configure(X.shape[1:])
+    return be.to_numpy(model.fprop(be.array(X[:n]), inference=True))
 
 
 def neonlearn_epoch(name, device, quick):
@@ -119,6 +139,13 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-cpu", action="store_true")
     args = parser.parse_args(argv)
+    from neonlearn.backends import get_backend
+
+    try:
+        get_backend("gpu")
+    except ValueError as exc:
+        print("benchmarks/gpu.py needs a CUDA GPU and CuPy: %s" % exc, file=sys.stderr)
+        return 2
     names = ["w1_mlp_train", "w2_lenet_train", "w3_lstm_train", "w3_gru_train"]
     try:
         import torch
@@ -126,9 +153,12 @@ def main(argv=None):
         has_torch = torch.cuda.is_available()
     except ImportError:
         has_torch = False
-    print("| workload | neonlearn CPU | neonlearn GPU (CuPy) | PyTorch CUDA |")
-    print("|---|---|---|---|")
+    print("| workload | neonlearn CPU | neonlearn GPU (CuPy) | PyTorch CUDA "
+          "| max abs diff, GPU vs CPU outputs |")
+    print("|---|---|---|---|---|")
     for name in names:
+        diff = np.abs(first_outputs(name, "gpu", args.quick)
+                      - first_outputs(name, "cpu", args.quick)).max()
         row = [name]
         for device in ("cpu", "gpu"):
             if device == "cpu" and args.skip_cpu:
@@ -141,8 +171,10 @@ def main(argv=None):
             row.append("%.0f samples/s" % best_rate(run, n, args.repeat))
         else:
             row.append("-")
+        row.append("%.1e" % diff)
         print("| " + " | ".join(row) + " |", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
