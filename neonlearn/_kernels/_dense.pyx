@@ -8,15 +8,18 @@ chunk of ``CHUNK`` rows and the chunk partials are summed in chunk order, so the
 is bitwise identical for any number of threads.
 
 Activation codes (``act``): 0 identity, 1 rectlin (``param`` = slope), 2 tanh,
-3 logistic, 4 explin (``param`` = alpha).  Derivatives are computed from the output.
+3 logistic, 4 explin (``param`` = alpha), shared with the recurrent kernels in
+``_activations.pxd``.  Derivatives are computed from the output.
 """
 from cython.parallel cimport prange, parallel
-from libc.math cimport exp, tanh, log, sqrt, fabs
+from libc.math cimport exp, log, sqrt, fabs
 from libc.stdlib cimport malloc, free, calloc
 
 cimport numpy as cnp
 import numpy as np
 from cython cimport floating
+
+from ._activations cimport _act, _dact
 
 cnp.import_array()
 
@@ -27,33 +30,6 @@ ACT_RECTLIN = 1
 ACT_TANH = 2
 ACT_LOGISTIC = 3
 ACT_EXPLIN = 4
-
-
-cdef inline floating _act(floating x, int act, floating p) noexcept nogil:
-    if act == 1:
-        return x if x > 0 else p * x
-    elif act == 2:
-        return tanh(x)
-    elif act == 3:
-        if x >= 0:
-            return 1.0 / (1.0 + exp(-x))
-        else:
-            return exp(x) / (1.0 + exp(x))
-    elif act == 4:
-        return x if x > 0 else p * (exp(x) - 1.0)
-    return x
-
-
-cdef inline floating _dact(floating y, int act, floating p) noexcept nogil:
-    if act == 1:
-        return 1.0 if y > 0 else p
-    elif act == 2:
-        return 1.0 - y * y
-    elif act == 3:
-        return y * (1.0 - y)
-    elif act == 4:
-        return 1.0 if y > 0 else y + p
-    return 1.0
 
 
 def _check_2d(name, a, shape):

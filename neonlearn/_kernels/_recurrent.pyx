@@ -20,61 +20,27 @@ across threads, so results are bitwise identical for any thread count.
 masks right-padded steps: a padded step outputs zeros and receives no gradient, so
 padding never changes the outputs or gradients of the valid steps.
 
-Activation codes (as in ``_dense.pyx``): 0 identity, 1 rectlin, 2 tanh, 3 logistic,
-4 explin; derivatives are computed from outputs.
+Activation codes (``_activations.pxd``, shared with ``_dense.pyx``): 0 identity,
+1 rectlin, 2 tanh, 3 logistic, 4 explin; derivatives are computed from outputs.  Each
+row's pre-activations are summed into a contiguous buffer (the row of ``gates``) and
+activated block by block with ``_act_row``, whose float32 tanh and logistic are
+vectorized; the gradient loops are compiled once more with the codes of the usual
+tanh/logistic cell as constants, so that the derivatives fold into the loop.
 """
 from cython.parallel cimport prange
 from cython cimport floating
-from libc.math cimport exp, expf, tanh, tanhf
-from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cimport numpy as cnp
 import numpy as np
 
+from ._activations cimport _act_row, _dact
+
 cnp.import_array()
 
 # Batch rows per task.  The chunks do not depend on the thread count, so every BLAS
 # call sees the same shapes and results are bitwise identical for any thread count.
-DEF CHUNK = 32
-
-
-cdef inline floating _exp(floating x) noexcept nogil:
-    if floating is float:
-        return expf(x)
-    else:
-        return exp(x)
-
-
-cdef inline floating _act(floating x, int act, floating p) noexcept nogil:
-    # single-precision libm functions for float32 (the double ones cost twice as much)
-    if act == 2:
-        if floating is float:
-            return tanhf(x)
-        else:
-            return tanh(x)
-    elif act == 3:
-        if x >= 0:
-            return 1 / (1 + _exp(-x))
-        else:
-            return _exp(x) / (1 + _exp(x))
-    elif act == 1:
-        return x if x > 0 else p * x
-    elif act == 4:
-        return x if x > 0 else p * (_exp(x) - 1)
-    return x
-
-
-cdef inline floating _dact(floating y, int act, floating p) noexcept nogil:
-    if act == 1:
-        return 1.0 if y > 0 else p
-    elif act == 2:
-        return 1.0 - y * y
-    elif act == 3:
-        return y * (1.0 - y)
-    elif act == 4:
-        return 1.0 if y > 0 else y + p
-    return 1.0
+DEF CHUNK = 64
 
 
 cdef void _gemm(bint trans_a, bint trans_b, int M, int N, int K, floating alpha,
@@ -139,18 +105,25 @@ cdef void _rnn_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W_
                           Py_ssize_t n0, Py_ssize_t n1) noexcept nogil:
     cdef Py_ssize_t T = Z.shape[1], H = W_recur.shape[1], t, n, j
     cdef const floating *hp
+    cdef const floating *zn
+    cdef const floating *rn
+    cdef floating *hn
     cdef int ldh
     for t in range(T):
         _prev(h, h0, n0, t, &hp, &ldh)
         _gemm(False, True, <int>(n1 - n0), <int>H, <int>H, 1, hp, ldh, &W_recur[0, 0],
               <int>H, 0, &R[n0, 0], <int>H)
         for n in range(n0, n1):
+            hn = &h[n, t, 0]
             if _padded(lengths, n, t):
                 for j in range(H):
-                    h[n, t, j] = 0
-            else:
-                for j in range(H):
-                    h[n, t, j] = _act(Z[n, t, j] + R[n, j] + b[j], act, p)
+                    hn[j] = 0
+                continue
+            zn = &Z[n, t, 0]
+            rn = &R[n, 0]
+            for j in range(H):
+                hn[j] = zn[j] + rn[j] + b[j]
+            _act_row(hn, H, act, p)
 
 
 def rnn_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_recur not None,
@@ -177,6 +150,15 @@ def rnn_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_rec
                             ch * CHUNK, _chunk_end(ch, N))
 
 
+cdef inline void _rnn_delta(const floating *e, const floating *dhn, const floating *hn,
+                            floating *dz, Py_ssize_t H, int act,
+                            floating p) noexcept nogil:
+    """``dz = (e + dh) * act'(h)`` for one row; inlined with constant codes."""
+    cdef Py_ssize_t j
+    for j in range(H):
+        dz[j] = (e[j] + dhn[j]) * _dact(hn[j], act, p)
+
+
 cdef void _rnn_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::1] h,
                           const floating[:, ::1] W_recur, const int[::1] lengths,
                           int act, floating p, floating[:, :, ::1] dZ,
@@ -191,9 +173,11 @@ cdef void _rnn_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::
             if _padded(lengths, n, t):
                 for j in range(H):
                     dZ[n, t, j] = 0
+            elif act == 2:
+                _rnn_delta(&err[n, t, 0], &dh[n, 0], &h[n, t, 0], &dZ[n, t, 0], H, 2, p)
             else:
-                for j in range(H):
-                    dZ[n, t, j] = (err[n, t, j] + dh[n, j]) * _dact(h[n, t, j], act, p)
+                _rnn_delta(&err[n, t, 0], &dh[n, 0], &h[n, t, 0], &dZ[n, t, 0], H, act,
+                           p)
         _gemm(False, False, <int>(n1 - n0), <int>H, <int>H, 1, &dZ[n0, t, 0],
               <int>(T * H), &W_recur[0, 0], <int>H, 0, &dh[n0, 0], <int>H)
 
@@ -235,35 +219,45 @@ cdef void _lstm_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W
                            floating[:, :, ::1] gates, floating[:, :, ::1] c,
                            floating[:, :, ::1] h, floating[:, ::1] R,
                            Py_ssize_t n0, Py_ssize_t n1) noexcept nogil:
+    # Each row: pre-activations into the row of ``gates``, then the activations on
+    # contiguous blocks (vectorized in float32), then the cell update.
     cdef Py_ssize_t T = Z.shape[1], H = W_recur.shape[1], G = 4 * H, t, n, j
-    cdef floating gi, gf, go, gg, cp, cc
     cdef const floating *hp
+    cdef const floating *zn
+    cdef const floating *rn
+    cdef const floating *cp
+    cdef floating *g
+    cdef floating *cn
+    cdef floating *hn
     cdef int ldh
     for t in range(T):
         _prev(h, h0, n0, t, &hp, &ldh)
         _gemm(False, True, <int>(n1 - n0), <int>G, <int>H, 1, hp, ldh, &W_recur[0, 0],
               <int>H, 0, &R[n0, 0], <int>G)
         for n in range(n0, n1):
+            g = &gates[n, t, 0]
+            cn = &c[n, t, 0]
+            hn = &h[n, t, 0]
             if _padded(lengths, n, t):
                 for j in range(G):
-                    gates[n, t, j] = 0
+                    g[j] = 0
                 for j in range(H):
-                    c[n, t, j] = 0
-                    h[n, t, j] = 0
+                    cn[j] = 0
+                    hn[j] = 0
                 continue
+            zn = &Z[n, t, 0]
+            rn = &R[n, 0]
+            for j in range(G):
+                g[j] = zn[j] + rn[j] + b[j]
+            _act_row(g, 3 * H, gate_act, gp)
+            _act_row(g + 3 * H, H, act, p)
+            cp = &c0[n, 0] if t == 0 else &c[n, t - 1, 0]
             for j in range(H):
-                gi = _act(Z[n, t, j] + R[n, j] + b[j], gate_act, gp)
-                gf = _act(Z[n, t, H + j] + R[n, H + j] + b[H + j], gate_act, gp)
-                go = _act(Z[n, t, 2 * H + j] + R[n, 2 * H + j] + b[2 * H + j], gate_act, gp)
-                gg = _act(Z[n, t, 3 * H + j] + R[n, 3 * H + j] + b[3 * H + j], act, p)
-                cp = c0[n, j] if t == 0 else c[n, t - 1, j]
-                cc = gf * cp + gi * gg
-                gates[n, t, j] = gi
-                gates[n, t, H + j] = gf
-                gates[n, t, 2 * H + j] = go
-                gates[n, t, 3 * H + j] = gg
-                c[n, t, j] = cc
-                h[n, t, j] = go * _act(cc, act, p)
+                cn[j] = g[H + j] * cp[j] + g[j] * g[3 * H + j]
+                hn[j] = cn[j]
+            _act_row(hn, H, act, p)
+            for j in range(H):
+                hn[j] = g[2 * H + j] * hn[j]
 
 
 def lstm_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_recur not None,
@@ -295,6 +289,32 @@ def lstm_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_re
                              gates, c, h, R, ch * CHUNK, _chunk_end(ch, N))
 
 
+cdef inline void _lstm_cell_bprop(const floating *g, const floating *cp,
+                                  const floating *e, floating *dhn, floating *dcn,
+                                  floating *dz, Py_ssize_t H, int act, floating p,
+                                  int gate_act, floating gp) noexcept nogil:
+    """One row of the LSTM step gradient; ``dz[2H:3H]`` holds ``act(c_t)`` on entry.
+
+    Inlined with constant activation codes for the usual tanh/logistic cell, so that
+    the derivatives fold into the loop.
+    """
+    cdef Py_ssize_t j
+    cdef floating gi, gf, go, gg, tc, dht, dct
+    for j in range(H):
+        gi = g[j]
+        gf = g[H + j]
+        go = g[2 * H + j]
+        gg = g[3 * H + j]
+        tc = dz[2 * H + j]
+        dht = e[j] + dhn[j]
+        dct = dht * go * _dact(tc, act, p) + dcn[j]
+        dz[j] = dct * gg * _dact(gi, gate_act, gp)
+        dz[H + j] = dct * cp[j] * _dact(gf, gate_act, gp)
+        dz[2 * H + j] = dht * tc * _dact(go, gate_act, gp)
+        dz[3 * H + j] = dct * gi * _dact(gg, act, p)
+        dcn[j] = dct * gf
+
+
 cdef void _lstm_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::1] gates,
                            const floating[:, :, ::1] c, const floating[:, ::1] c0,
                            const floating[:, ::1] W_recur, const int[::1] lengths,
@@ -303,33 +323,34 @@ cdef void _lstm_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, :
                            floating[:, ::1] dc, Py_ssize_t n0,
                            Py_ssize_t n1) noexcept nogil:
     cdef Py_ssize_t T = err.shape[1], H = W_recur.shape[1], G = 4 * H, t, n, j
-    cdef floating gi, gf, go, gg, cp, tc, dht, dct
+    cdef const floating *cp
+    cdef const floating *cn
+    cdef floating *dz
     for n in range(n0, n1):
         for j in range(H):
             dh[n, j] = 0
             dc[n, j] = 0
     for t in range(T - 1, -1, -1):
         for n in range(n0, n1):
+            dz = &dZ[n, t, 0]
             if _padded(lengths, n, t):
                 for j in range(G):
-                    dZ[n, t, j] = 0
+                    dz[j] = 0
                 for j in range(H):
                     dc[n, j] = 0
                 continue
+            # act(c_t), recomputed into the o-gate slot that it is read from
+            cn = &c[n, t, 0]
             for j in range(H):
-                gi = gates[n, t, j]
-                gf = gates[n, t, H + j]
-                go = gates[n, t, 2 * H + j]
-                gg = gates[n, t, 3 * H + j]
-                cp = c0[n, j] if t == 0 else c[n, t - 1, j]
-                tc = _act(c[n, t, j], act, p)
-                dht = err[n, t, j] + dh[n, j]
-                dct = dht * go * _dact(tc, act, p) + dc[n, j]
-                dZ[n, t, j] = dct * gg * _dact(gi, gate_act, gp)
-                dZ[n, t, H + j] = dct * cp * _dact(gf, gate_act, gp)
-                dZ[n, t, 2 * H + j] = dht * tc * _dact(go, gate_act, gp)
-                dZ[n, t, 3 * H + j] = dct * gi * _dact(gg, act, p)
-                dc[n, j] = dct * gf
+                dz[2 * H + j] = cn[j]
+            _act_row(dz + 2 * H, H, act, p)
+            cp = &c0[n, 0] if t == 0 else &c[n, t - 1, 0]
+            if act == 2 and gate_act == 3:
+                _lstm_cell_bprop(&gates[n, t, 0], cp, &err[n, t, 0], &dh[n, 0],
+                                 &dc[n, 0], dz, H, 2, p, 3, gp)
+            else:
+                _lstm_cell_bprop(&gates[n, t, 0], cp, &err[n, t, 0], &dh[n, 0],
+                                 &dc[n, 0], dz, H, act, p, gate_act, gp)
         _gemm(False, False, <int>(n1 - n0), <int>H, <int>G, 1, &dZ[n0, t, 0],
               <int>(T * G), &W_recur[0, 0], <int>H, 0, &dh[n0, 0], <int>H)
 
@@ -374,8 +395,13 @@ cdef void _gru_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W_
                           floating[:, ::1] R, Py_ssize_t n0,
                           Py_ssize_t n1) noexcept nogil:
     cdef Py_ssize_t T = Z.shape[1], H = W_recur.shape[1], G = 3 * H, t, n, j
-    cdef floating gr, gz, cand, hpv
     cdef const floating *hp
+    cdef const floating *hpn
+    cdef const floating *zn
+    cdef const floating *rn
+    cdef floating *g
+    cdef floating *rhn
+    cdef floating *hn
     cdef int ldh, M = <int>(n1 - n0)
     for t in range(T):
         _prev(h, h0, n0, t, &hp, &ldh)
@@ -383,33 +409,41 @@ cdef void _gru_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W_
         _gemm(False, True, M, <int>(2 * H), <int>H, 1, hp, ldh, &W_recur[0, 0], <int>H,
               0, &R[n0, 0], <int>G)
         for n in range(n0, n1):
+            g = &gates[n, t, 0]
+            rhn = &rh[n, t, 0]
             if _padded(lengths, n, t):
+                for j in range(2 * H):
+                    g[j] = 0
                 for j in range(H):
-                    gates[n, t, j] = 0
-                    gates[n, t, H + j] = 0
-                    rh[n, t, j] = 0
+                    rhn[j] = 0
                 continue
+            zn = &Z[n, t, 0]
+            rn = &R[n, 0]
+            for j in range(2 * H):
+                g[j] = zn[j] + rn[j] + b[j]
+            _act_row(g, 2 * H, gate_act, gp)
+            hpn = &h0[n, 0] if t == 0 else &h[n, t - 1, 0]
             for j in range(H):
-                gr = _act(Z[n, t, j] + R[n, j] + b[j], gate_act, gp)
-                gz = _act(Z[n, t, H + j] + R[n, H + j] + b[H + j], gate_act, gp)
-                gates[n, t, j] = gr
-                gates[n, t, H + j] = gz
-                rh[n, t, j] = gr * (h0[n, j] if t == 0 else h[n, t - 1, j])
+                rhn[j] = g[j] * hpn[j]
         # candidate: R[:, 2H:] = (r * h_{t-1}) @ W_c.T
         _gemm(False, True, M, <int>H, <int>H, 1, &rh[n0, t, 0], <int>(T * H),
               &W_recur[2 * H, 0], <int>H, 0, &R[n0, 2 * H], <int>G)
         for n in range(n0, n1):
+            g = &gates[n, t, 0]
+            hn = &h[n, t, 0]
             if _padded(lengths, n, t):
                 for j in range(H):
-                    gates[n, t, 2 * H + j] = 0
-                    h[n, t, j] = 0
+                    g[2 * H + j] = 0
+                    hn[j] = 0
                 continue
+            zn = &Z[n, t, 0]
+            rn = &R[n, 0]
+            for j in range(2 * H, G):
+                g[j] = zn[j] + rn[j] + b[j]
+            _act_row(g + 2 * H, H, act, p)
+            hpn = &h0[n, 0] if t == 0 else &h[n, t - 1, 0]
             for j in range(H):
-                cand = _act(Z[n, t, 2 * H + j] + R[n, 2 * H + j] + b[2 * H + j], act, p)
-                gz = gates[n, t, H + j]
-                hpv = h0[n, j] if t == 0 else h[n, t - 1, j]
-                gates[n, t, 2 * H + j] = cand
-                h[n, t, j] = (1 - gz) * hpv + gz * cand
+                hn[j] = (1 - g[H + j]) * hpn[j] + g[H + j] * g[2 * H + j]
 
 
 def gru_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_recur not None,
@@ -440,6 +474,33 @@ def gru_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_rec
                             h, R, ch * CHUNK, _chunk_end(ch, N))
 
 
+cdef inline void _gru_zc_bprop(const floating *g, const floating *hpn,
+                               const floating *e, floating *dhn, floating *dz,
+                               Py_ssize_t H, int act, floating p, int gate_act,
+                               floating gp) noexcept nogil:
+    """z and candidate gradients of one row; ``dhn`` becomes ``(1 - z) dh_t``.
+    Inlined with constant activation codes for the usual tanh/logistic cell."""
+    cdef Py_ssize_t j
+    cdef floating gz, cand, dht
+    for j in range(H):
+        gz = g[H + j]
+        cand = g[2 * H + j]
+        dht = e[j] + dhn[j]
+        dz[H + j] = dht * (cand - hpn[j]) * _dact(gz, gate_act, gp)
+        dz[2 * H + j] = dht * gz * _dact(cand, act, p)
+        dhn[j] = dht * (1 - gz)
+
+
+cdef inline void _gru_r_bprop(const floating *g, const floating *hpn,
+                              const floating *drhn, floating *dhn, floating *dz,
+                              Py_ssize_t H, int gate_act, floating gp) noexcept nogil:
+    """r gradient of one row from ``d(r * h_{t-1})``; adds the ``r`` path to ``dhn``."""
+    cdef Py_ssize_t j
+    for j in range(H):
+        dz[j] = drhn[j] * hpn[j] * _dact(g[j], gate_act, gp)
+        dhn[j] = dhn[j] + drhn[j] * g[j]
+
+
 cdef void _gru_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::1] gates,
                           const floating[:, :, ::1] h, const floating[:, ::1] h0,
                           const floating[:, ::1] W_recur, const int[::1] lengths,
@@ -448,7 +509,10 @@ cdef void _gru_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::
                           floating[:, ::1] drh, Py_ssize_t n0,
                           Py_ssize_t n1) noexcept nogil:
     cdef Py_ssize_t T = err.shape[1], H = W_recur.shape[1], G = 3 * H, t, n, j
-    cdef floating gr, gz, cand, hpv, dht
+    cdef const floating *g
+    cdef const floating *hpn
+    cdef floating *dz
+    cdef bint usual = act == 2 and gate_act == 3
     cdef int M = <int>(n1 - n0)
     for n in range(n0, n1):
         for j in range(H):
@@ -457,31 +521,33 @@ cdef void _gru_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::
         # dh holds dL/dh_t from the future: candidate and z gradients, and the direct
         # path (1 - z) * dh_t kept in dh
         for n in range(n0, n1):
+            dz = &dZ[n, t, 0]
             if _padded(lengths, n, t):
                 for j in range(G):
-                    dZ[n, t, j] = 0
+                    dz[j] = 0
                 for j in range(H):
                     dh[n, j] = 0
                 continue
-            for j in range(H):
-                gz = gates[n, t, H + j]
-                cand = gates[n, t, 2 * H + j]
-                hpv = h0[n, j] if t == 0 else h[n, t - 1, j]
-                dht = err[n, t, j] + dh[n, j]
-                dZ[n, t, H + j] = dht * (cand - hpv) * _dact(gz, gate_act, gp)
-                dZ[n, t, 2 * H + j] = dht * gz * _dact(cand, act, p)
-                dh[n, j] = dht * (1 - gz)
+            g = &gates[n, t, 0]
+            hpn = &h0[n, 0] if t == 0 else &h[n, t - 1, 0]
+            if usual:
+                _gru_zc_bprop(g, hpn, &err[n, t, 0], &dh[n, 0], dz, H, 2, p, 3, gp)
+            else:
+                _gru_zc_bprop(g, hpn, &err[n, t, 0], &dh[n, 0], dz, H, act, p,
+                              gate_act, gp)
         # d(r * h) = dcand_pre @ W_c
         _gemm(False, False, M, <int>H, <int>H, 1, &dZ[n0, t, 2 * H], <int>(T * G),
               &W_recur[2 * H, 0], <int>H, 0, &drh[n0, 0], <int>H)
         for n in range(n0, n1):
             if _padded(lengths, n, t):
                 continue
-            for j in range(H):
-                gr = gates[n, t, j]
-                hpv = h0[n, j] if t == 0 else h[n, t - 1, j]
-                dZ[n, t, j] = drh[n, j] * hpv * _dact(gr, gate_act, gp)
-                dh[n, j] = dh[n, j] + drh[n, j] * gr
+            g = &gates[n, t, 0]
+            hpn = &h0[n, 0] if t == 0 else &h[n, t - 1, 0]
+            if usual:
+                _gru_r_bprop(g, hpn, &drh[n, 0], &dh[n, 0], &dZ[n, t, 0], H, 3, gp)
+            else:
+                _gru_r_bprop(g, hpn, &drh[n, 0], &dh[n, 0], &dZ[n, t, 0], H, gate_act,
+                             gp)
         # dh_{t-1} += dZ_t[:, :2H] @ W_rz
         _gemm(False, False, M, <int>H, <int>(2 * H), 1, &dZ[n0, t, 0], <int>(T * G),
               &W_recur[0, 0], <int>H, 1, &dh[n0, 0], <int>H)
