@@ -30,6 +30,10 @@ CASES = [
     (2, 5, 11, 10, 4, 3, {"pad_h": 2}, (4, 4), (3, 3), (2, 0)),
     (1, 2, 6, 6, 3, {"str_w": 1}, 0, (3, 3), (3, 1), (0, 0)),
     (2, 1, 1, 1, 1, None, 0, (1, 1), (1, 1), (0, 0)),
+    # unpadded 2x2 windows have their own max-pooling loop
+    (2, 3, 7, 9, 2, None, 0, (2, 2), (2, 2), (0, 0)),   # last row/column unused
+    (1, 2, 5, 6, 2, 1, 0, (2, 2), (1, 1), (0, 0)),      # overlapping windows
+    (2, 1, 6, 8, 2, (2, 3), 0, (2, 2), (2, 3), (0, 0)),
 ]
 
 
@@ -72,6 +76,28 @@ def test_max_pooling_gradient_goes_to_the_argmax(be64):
     np.testing.assert_array_equal(dx, [[[[0, 10, 0, 0], [0, 0, 20, 0]]]])
 
 
+@pytest.mark.parametrize("fshape, strides, padding", [(2, None, 0), (2, 1, 0),
+                                                      (3, 2, 1)])
+def test_max_pooling_argmax_is_the_first_maximum(fshape, strides, padding, dtype):
+    """Ties (plenty in rounded data) go to the first cell in row-major order."""
+    layer = Pooling(fshape, strides=strides, padding=padding)
+    be = get_backend("cpu", dtype=dtype)
+    layer.set_backend(be)
+    layer.configure((2, 7, 8))
+    x = np.round(np.random.default_rng(2).standard_normal((3, 2, 7, 8)))
+    layer.fprop(be.array(x))
+    (R, S), (sh, sw, ph, pw) = layer.window, layer.geom
+    _, P, Q = layer.out_shape
+    for p in range(P):
+        for q in range(Q):
+            h0, w0 = max(p * sh - ph, 0), max(q * sw - pw, 0)
+            h1, w1 = min(p * sh - ph + R, 7), min(q * sw - pw + S, 8)
+            win = x[:, :, h0:h1, w0:w1].reshape(3, 2, -1)
+            first = np.argmax(win, axis=2)
+            expected = (h0 + first // (w1 - w0)) * 8 + w0 + first % (w1 - w0)
+            np.testing.assert_array_equal(layer.argmax[:, :, p, q], expected)
+
+
 def test_global_average_pooling(be64):
     layer = Pooling("all", op="avg")
     layer.set_backend(be64)
@@ -82,12 +108,13 @@ def test_global_average_pooling(be64):
 
 
 @pytest.mark.parametrize("op", ["max", "avg"])
-def test_one_and_two_threads_bitwise_equal(monkeypatch, op):
+@pytest.mark.parametrize("fshape, strides, padding", [(3, 2, 1), (2, None, 0)])
+def test_one_and_two_threads_bitwise_equal(monkeypatch, op, fshape, strides, padding):
     monkeypatch.setattr(_cpu_conv, "MIN_PARALLEL_WORK", 0)  # always use the team
     results = []
     for n_threads in (1, 2):
         be = get_backend("cpu", dtype="float32", n_threads=n_threads)
-        layer = Pooling(3, op=op, strides=2, padding=1)
+        layer = Pooling(fshape, op=op, strides=strides, padding=padding)
         layer.set_backend(be)
         layer.configure((5, 13, 11))
         rng = np.random.default_rng(1)
