@@ -460,13 +460,19 @@ def test_sequential_flattens_nested_lists_and_checks_its_layers():
         _make(Linear(3, init=Gaussian()), "four")
 
 
-def test_one_and_two_threads_give_the_same_bits():
-    """A batch large enough that the backend really runs the kernels on 2 threads."""
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_and_two_threads_give_the_same_results(dtype):
+    """A batch large enough that the backend really runs the kernels on 2 threads.
+
+    The element-wise kernels give the same bits for any thread count (see
+    test_dense_kernels.py); the GEMMs can round differently in the last bit (one
+    thread uses NumPy's BLAS, more threads split the product; see test_matmul.py).
+    """
     x = _x((20,), n=2100)
     err = _x((100,), n=2100, seed=5)
     results = []
     for n_threads in (1, 2):
-        be = _be("float32", seed=0, n_threads=n_threads)
+        be = _be(dtype, seed=0, n_threads=n_threads)
         net = _make(Sequential([
             Affine(100, init=Gaussian(scale=0.3), bias=Gaussian(scale=0.1), activation=Explin()),
             Affine(100, init=Gaussian(scale=0.3), batch_norm=True, activation=Tanh()),
@@ -476,5 +482,59 @@ def test_one_and_two_threads_give_the_same_bits():
         grads = [np.array(g, copy=True) for sub in net.layers_to_optimize()
                  for _, g in sub.param_grads()]
         results.append([y, dx] + grads)
+    tol = dict(rtol=1e-4, atol=1e-6) if dtype == "float32" else dict(rtol=1e-12,
+                                                                        atol=1e-14)
     for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, b, **tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batchnorm_on_padded_sequences_counts_valid_steps_only(dtype):
+    """Padded steps neither shift the statistics nor receive gradient: the valid
+    steps behave exactly as a dense batch of just those rows."""
+    T, F = 5, 3
+    lengths = np.array([5, 2, 4, 1], dtype=np.int32)
+    be = get_backend("cpu", dtype=dtype)
+    seq = _make(BatchNorm(rho=0.7), (T, F), be)
+    dense = _make(BatchNorm(rho=0.7), (F,), be)
+    rng = np.random.default_rng(5)
+    for layer in (seq, dense):
+        layer.gamma[...] = [0.5, 2.0, -1.0]
+        layer.beta[...] = [0.1, -0.3, 0.7]
+    x = rng.standard_normal((4, T, F)) * 2 + 1
+    valid = np.arange(T)[None, :] < lengths[:, None]
+    x[~valid] = 1e6  # padding values must not matter
+    err = rng.standard_normal((4, T, F))
+    seq.lengths = lengths
+    y = seq.fprop(x.astype(dtype))
+    yd = dense.fprop(x[valid].astype(dtype))
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12)
+    np.testing.assert_allclose(y[valid], yd, **tol)
+    np.testing.assert_array_equal(y[~valid], 0)
+    dx = seq.bprop(err.astype(dtype))
+    dxd = dense.bprop(err[valid].astype(dtype))
+    np.testing.assert_allclose(dx[valid], dxd, **tol)
+    np.testing.assert_array_equal(dx[~valid], 0)
+    for a, b in [(seq.dgamma, dense.dgamma), (seq.dbeta, dense.dbeta),
+                 (seq.gmean, dense.gmean), (seq.gvar, dense.gvar)]:
+        np.testing.assert_allclose(a, b, **tol)
+    np.testing.assert_allclose(seq.fprop(x.astype(dtype), inference=True)[valid],
+                               dense.fprop(x[valid].astype(dtype), inference=True), **tol)
+    # without lengths every step counts again
+    seq.lengths = None
+    full = seq.fprop(x.astype(dtype))
+    assert np.all(np.abs(full) < 10) and np.any(full[~valid] != 0)
+
+
+def test_batchnorm_padded_sequence_gradients_by_finite_differences():
+    T, F = 4, 2
+    seq = _make(BatchNorm(), (T, F), get_backend("cpu", dtype="float64"))
+    seq.gamma[...] = [1.5, -0.5]
+    seq.lengths = np.array([4, 1, 3], dtype=np.int32)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, T, F))
+    w = rng.standard_normal((3, T, F))
+    loss = lambda: float(np.sum(seq.fprop(x) * w))  # noqa: E731
+    g = numeric_grad(loss, x)
+    seq.fprop(x)
+    np.testing.assert_allclose(seq.bprop(w), g, rtol=1e-6, atol=1e-8)

@@ -4,6 +4,7 @@ import numbers
 import numpy as np
 
 from ._base import Layer, ParameterLayer
+from ._recurrent import _batch_lengths
 
 __all__ = ["BatchNorm", "LRN"]
 
@@ -13,6 +14,8 @@ class BatchNorm(ParameterLayer):
 
     Statistics are per feature for dense inputs ``(N, F)``, per feature over ``N`` and
     ``T`` for sequences ``(N, T, F)`` and per channel over ``N, H, W`` for images.
+    For padded sequences (``lengths`` set by the estimator's sequence mask) only the
+    valid steps count; padded steps output zeros and pass no gradient.
     Training uses the batch mean and biased variance and updates running averages
     ``g = rho * g + (1 - rho) * batch_stat``; inference uses the running averages
     (which start at mean 0 and variance 1).
@@ -30,6 +33,8 @@ class BatchNorm(ParameterLayer):
     gmean, gvar : ndarray of shape (n_features,)
         Running mean and variance.
     """
+
+    uses_lengths = True
 
     def __init__(self, rho=0.9, eps=1e-3, name=None):
         self.rho = rho
@@ -80,6 +85,17 @@ class BatchNorm(ParameterLayer):
             return a2.reshape(n, h, w, c).transpose(0, 3, 1, 2).copy()
         return a2.reshape(shape)
 
+    def _valid_rows(self, shape):
+        """Row indices (in ``_rows`` order) of a padded sequence batch's valid
+        steps, or None when every row counts."""
+        if len(self.in_shape) != 2:
+            return None
+        N, T = shape[0], shape[1]
+        lengths = _batch_lengths(self, N, T)
+        if lengths is None:
+            return None
+        return np.flatnonzero(np.arange(T)[None, :] < lengths[:, None])
+
     def fprop(self, inputs, inference=False):
         self._check_input(inputs)
         be = self.be
@@ -89,6 +105,12 @@ class BatchNorm(ParameterLayer):
         else:
             x = self._rows(inputs)
             stats, fprop, unrows = be.bn_stats, be.bn_fprop, self._unrows
+        rows = self._valid_rows(inputs.shape)
+        if not inference:
+            self.rows_ = rows
+        if rows is not None:
+            full_shape, rows = x.shape, be.array(rows, dtype=np.intp)
+            x = x[rows]
         out = self._output(x.shape, inference)
         if inference:
             xhat = be.empty(x.shape)
@@ -101,7 +123,16 @@ class BatchNorm(ParameterLayer):
             self.gmean += (1.0 - self.rho) * self.mean
             self.gvar *= self.rho
             self.gvar += (1.0 - self.rho) * self.var
+        if rows is not None:
+            out = self._scatter(out, rows, full_shape, inference, "padded_out")
         return out if unrows is None else unrows(out, inputs.shape)
+
+    def _scatter(self, values, rows, shape, inference, key):
+        """``values`` placed at ``rows`` of a zero array of ``shape``."""
+        full = self._output(shape, inference, key=key)
+        full[...] = 0
+        full[rows] = values
+        return full
 
     def bprop(self, error):
         if self._per_channel():
@@ -110,8 +141,14 @@ class BatchNorm(ParameterLayer):
         else:
             e = self._rows(error)
             bprop, unrows = self.be.bn_bprop, self._unrows
+        rows = self.rows_
+        if rows is not None:
+            full_shape, rows = e.shape, self.be.array(rows, dtype=np.intp)
+            e = e[rows]
         dx = self._output(e.shape, False, key="dx")
         bprop(e, self.xhat, self.var, self.gamma, self.eps, self.dgamma, self.dbeta, dx)
+        if rows is not None:
+            dx = self._scatter(dx, rows, full_shape, False, "padded_dx")
         return dx if unrows is None else unrows(dx, error.shape)
 
 
