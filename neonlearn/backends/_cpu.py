@@ -18,6 +18,12 @@ def _as_dtype(dtype):
     return np.dtype(_DTYPES[name])
 
 
+def _matmul_dtype_ok(a, b, out):
+    """True when ``_matmul.matmul`` can write ``a @ b`` into ``out`` (or a new array)."""
+    return (a.dtype == b.dtype and a.dtype.type in (np.float32, np.float64)
+            and (out is None or (out.dtype == a.dtype and out.flags.c_contiguous)))
+
+
 class CPUBackend(CPURecurrentOps, CPUConvOps):
     """NumPy + Cython/OpenMP kernels.
 
@@ -92,18 +98,15 @@ class CPUBackend(CPURecurrentOps, CPUConvOps):
         otherwise this is ``np.matmul`` (NumPy's BLAS, single-threaded inside
         :meth:`compute_scope`).
         """
-        two_d = a.ndim == 2 and b.ndim == 2
-        n = self._threads_for(a.shape[0] * a.shape[1] * b.shape[1]) if two_d else 1
-        if (n == 1 or a.dtype != b.dtype
-                or a.dtype not in (np.float32, np.float64)
-                or (out is not None and (out.dtype != a.dtype
-                                         or not out.flags.c_contiguous))):
-            return np.matmul(a, b, out=out)
-        if out is None:
-            out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
-        with blas_single_thread():
-            _matmul.matmul(a, b, out, n)
-        return out
+        if a.ndim == 2 and b.ndim == 2:
+            n = self._threads_for(a.shape[0] * a.shape[1] * b.shape[1])
+            if n > 1 and _matmul_dtype_ok(a, b, out):
+                if out is None:
+                    out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+                with blas_single_thread():
+                    _matmul.matmul(a, b, out, n)
+                return out
+        return np.matmul(a, b, out=out)
 
     def bias_act_fprop(self, x, bias, transform, out):
         """``out = transform(x + bias)`` on 2-D arrays (fused when possible)."""
