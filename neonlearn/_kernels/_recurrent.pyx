@@ -24,8 +24,8 @@ Activation codes (``_activations.pxd``, shared with ``_dense.pyx``): 0 identity,
 1 rectlin, 2 tanh, 3 logistic, 4 explin; derivatives are computed from outputs.  Each
 row's pre-activations are summed into a contiguous buffer (the row of ``gates``) and
 activated block by block with ``_act_row``, whose float32 tanh and logistic are
-vectorized; the gradient loops are compiled once more with the codes of the usual
-tanh/logistic cell as constants, so that the derivatives fold into the loop.
+vectorized; the gradient loops of the usual cell (logistic gates, tanh) are C loops
+that GCC vectorizes, other activations take generic loops of the same equations.
 """
 from cython.parallel cimport prange
 from cython cimport floating
@@ -35,6 +35,62 @@ cimport numpy as cnp
 import numpy as np
 
 from ._activations cimport _act_row, _dact
+
+cdef extern from *:
+    """
+    /* Gradient loops of the usual cell (logistic gates, tanh activation).  The gate
+       blocks of a row share one base pointer at offsets unknown at compile time,
+       which stops GCC vectorizing the same loops written in Cython; passed as
+       separate restrict pointers they vectorize. */
+    #if defined(_MSC_VER) && !defined(__cplusplus)
+    #define restrict __restrict
+    #endif
+    #define NL_LSTM_CELL_BPROP(T, NAME)                                              \
+    static void NAME(const T *restrict g, const T *restrict cp,                      \
+                     const T *restrict e, const T *restrict dhn, T *restrict dcn,    \
+                     T *restrict dzi, T *restrict dzf, T *restrict dzo,              \
+                     T *restrict dzg, Py_ssize_t H) {                                \
+        for (Py_ssize_t j = 0; j < H; j++) {                                         \
+            T gi = g[j], gf = g[H + j], go = g[2 * H + j], gg = g[3 * H + j];        \
+            T tc = dzi[j];  /* tanh(c_t), staged by the caller */                    \
+            T dht = e[j] + dhn[j];                                                   \
+            T dct = dht * go * (T)(1.0 - tc * tc) + dcn[j];                          \
+            dzi[j] = dct * gg * (T)(gi * (1.0 - gi));                                \
+            dzf[j] = dct * cp[j] * (T)(gf * (1.0 - gf));                             \
+            dzo[j] = dht * tc * (T)(go * (1.0 - go));                                \
+            dzg[j] = dct * gi * (T)(1.0 - gg * gg);                                  \
+            dcn[j] = dct * gf;                                                       \
+        }                                                                            \
+    }
+    NL_LSTM_CELL_BPROP(float, nl_lstm_cell_bprop_f)
+    NL_LSTM_CELL_BPROP(double, nl_lstm_cell_bprop_d)
+
+    #define NL_GRU_ZC_BPROP(T, NAME)                                                 \
+    static void NAME(const T *restrict gz, const T *restrict cand,                   \
+                     const T *restrict hp, const T *restrict e, T *restrict dhn,     \
+                     T *restrict dzz, T *restrict dzc, Py_ssize_t H) {               \
+        for (Py_ssize_t j = 0; j < H; j++) {                                         \
+            T dht = e[j] + dhn[j];                                                   \
+            dzz[j] = dht * (cand[j] - hp[j]) * (T)(gz[j] * (1.0 - gz[j]));           \
+            dzc[j] = dht * gz[j] * (T)(1.0 - cand[j] * cand[j]);                     \
+            dhn[j] = dht * (1 - gz[j]);                                              \
+        }                                                                            \
+    }
+    NL_GRU_ZC_BPROP(float, nl_gru_zc_bprop_f)
+    NL_GRU_ZC_BPROP(double, nl_gru_zc_bprop_d)
+    """
+    void nl_lstm_cell_bprop_f(const float *g, const float *cp, const float *e,
+                              const float *dhn, float *dcn, float *dzi, float *dzf,
+                              float *dzo, float *dzg, Py_ssize_t H) noexcept nogil
+    void nl_lstm_cell_bprop_d(const double *g, const double *cp, const double *e,
+                              const double *dhn, double *dcn, double *dzi, double *dzf,
+                              double *dzo, double *dzg, Py_ssize_t H) noexcept nogil
+    void nl_gru_zc_bprop_f(const float *gz, const float *cand, const float *hp,
+                           const float *e, float *dhn, float *dzz, float *dzc,
+                           Py_ssize_t H) noexcept nogil
+    void nl_gru_zc_bprop_d(const double *gz, const double *cand, const double *hp,
+                           const double *e, double *dhn, double *dzz, double *dzc,
+                           Py_ssize_t H) noexcept nogil
 
 cnp.import_array()
 
@@ -293,19 +349,23 @@ cdef inline void _lstm_cell_bprop(const floating *g, const floating *cp,
                                   const floating *e, floating *dhn, floating *dcn,
                                   floating *dz, Py_ssize_t H, int act, floating p,
                                   int gate_act, floating gp) noexcept nogil:
-    """One row of the LSTM step gradient; ``dz[2H:3H]`` holds ``act(c_t)`` on entry.
-
-    Inlined with constant activation codes for the usual tanh/logistic cell, so that
-    the derivatives fold into the loop.
-    """
+    """One row of the LSTM step gradient; ``dz[:H]`` holds ``act(c_t)`` on entry.
+    The usual tanh/logistic cell runs the vectorized C loop, any other the generic
+    one (the same equations)."""
     cdef Py_ssize_t j
     cdef floating gi, gf, go, gg, tc, dht, dct
+    if act == 2 and gate_act == 3:
+        if floating is float:
+            nl_lstm_cell_bprop_f(g, cp, e, dhn, dcn, dz, dz + H, dz + 2 * H, dz + 3 * H, H)
+        else:
+            nl_lstm_cell_bprop_d(g, cp, e, dhn, dcn, dz, dz + H, dz + 2 * H, dz + 3 * H, H)
+        return
     for j in range(H):
         gi = g[j]
         gf = g[H + j]
         go = g[2 * H + j]
         gg = g[3 * H + j]
-        tc = dz[2 * H + j]
+        tc = dz[j]
         dht = e[j] + dhn[j]
         dct = dht * go * _dact(tc, act, p) + dcn[j]
         dz[j] = dct * gg * _dact(gi, gate_act, gp)
@@ -339,18 +399,14 @@ cdef void _lstm_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, :
                 for j in range(H):
                     dc[n, j] = 0
                 continue
-            # act(c_t), recomputed into the o-gate slot that it is read from
+            # act(c_t), recomputed into the i-gate slot that it is read from
             cn = &c[n, t, 0]
             for j in range(H):
-                dz[2 * H + j] = cn[j]
-            _act_row(dz + 2 * H, H, act, p)
+                dz[j] = cn[j]
+            _act_row(dz, H, act, p)
             cp = &c0[n, 0] if t == 0 else &c[n, t - 1, 0]
-            if act == 2 and gate_act == 3:
-                _lstm_cell_bprop(&gates[n, t, 0], cp, &err[n, t, 0], &dh[n, 0],
-                                 &dc[n, 0], dz, H, 2, p, 3, gp)
-            else:
-                _lstm_cell_bprop(&gates[n, t, 0], cp, &err[n, t, 0], &dh[n, 0],
-                                 &dc[n, 0], dz, H, act, p, gate_act, gp)
+            _lstm_cell_bprop(&gates[n, t, 0], cp, &err[n, t, 0], &dh[n, 0], &dc[n, 0],
+                             dz, H, act, p, gate_act, gp)
         _gemm(False, False, <int>(n1 - n0), <int>H, <int>G, 1, &dZ[n0, t, 0],
               <int>(T * G), &W_recur[0, 0], <int>H, 0, &dh[n0, 0], <int>H)
 
@@ -478,10 +534,16 @@ cdef inline void _gru_zc_bprop(const floating *g, const floating *hpn,
                                const floating *e, floating *dhn, floating *dz,
                                Py_ssize_t H, int act, floating p, int gate_act,
                                floating gp) noexcept nogil:
-    """z and candidate gradients of one row; ``dhn`` becomes ``(1 - z) dh_t``.
-    Inlined with constant activation codes for the usual tanh/logistic cell."""
+    """z and candidate gradients of one row; ``dhn`` becomes ``(1 - z) dh_t``.  The
+    usual tanh/logistic cell runs the vectorized C loop (the same equations)."""
     cdef Py_ssize_t j
     cdef floating gz, cand, dht
+    if act == 2 and gate_act == 3:
+        if floating is float:
+            nl_gru_zc_bprop_f(g + H, g + 2 * H, hpn, e, dhn, dz + H, dz + 2 * H, H)
+        else:
+            nl_gru_zc_bprop_d(g + H, g + 2 * H, hpn, e, dhn, dz + H, dz + 2 * H, H)
+        return
     for j in range(H):
         gz = g[H + j]
         cand = g[2 * H + j]
@@ -512,7 +574,6 @@ cdef void _gru_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::
     cdef const floating *g
     cdef const floating *hpn
     cdef floating *dz
-    cdef bint usual = act == 2 and gate_act == 3
     cdef int M = <int>(n1 - n0)
     for n in range(n0, n1):
         for j in range(H):
@@ -530,11 +591,7 @@ cdef void _gru_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::
                 continue
             g = &gates[n, t, 0]
             hpn = &h0[n, 0] if t == 0 else &h[n, t - 1, 0]
-            if usual:
-                _gru_zc_bprop(g, hpn, &err[n, t, 0], &dh[n, 0], dz, H, 2, p, 3, gp)
-            else:
-                _gru_zc_bprop(g, hpn, &err[n, t, 0], &dh[n, 0], dz, H, act, p,
-                              gate_act, gp)
+            _gru_zc_bprop(g, hpn, &err[n, t, 0], &dh[n, 0], dz, H, act, p, gate_act, gp)
         # d(r * h) = dcand_pre @ W_c
         _gemm(False, False, M, <int>H, <int>H, 1, &dZ[n0, t, 2 * H], <int>(T * G),
               &W_recur[2 * H, 0], <int>H, 0, &drh[n0, 0], <int>H)
@@ -543,7 +600,7 @@ cdef void _gru_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::
                 continue
             g = &gates[n, t, 0]
             hpn = &h0[n, 0] if t == 0 else &h[n, t - 1, 0]
-            if usual:
+            if gate_act == 3:  # inlined with a constant code: a vectorized loop
                 _gru_r_bprop(g, hpn, &drh[n, 0], &dh[n, 0], &dZ[n, t, 0], H, 3, gp)
             else:
                 _gru_r_bprop(g, hpn, &drh[n, 0], &dh[n, 0], &dZ[n, t, 0], H, gate_act,

@@ -7,7 +7,9 @@ compiled call, parallel over batch chunks, with one recurrent GEMM and one fused
 kernel per step (see ``neonlearn/_kernels/_recurrent.pyx``).  BLAS is limited to one
 thread while they run (the OpenMP threads already use the cores; two thread pools
 spinning against each other made 2 threads 40x slower than 1).  Weight gradients
-are one GEMM over all time steps, with BLAS at its normal thread count.
+are one GEMM over all time steps through the backend's ``matmul``.  The time-axis
+helpers (summaries, reversal, masking) are copies: they run on one thread below
+``MIN_PARALLEL_WORK`` values, where waking a thread team costs more than it saves.
 """
 import numpy as np
 
@@ -62,9 +64,9 @@ class CPURecurrentOps:
 
         ``h_prev (N, T, H)`` is scratch that receives the previous states.
         """
-        _recurrent.shift_steps(h, h0, h_prev, self.threads)
+        _recurrent.shift_steps(h, h0, h_prev, self._threads_for(h.size))
         G, H = dZ.shape[-1], h.shape[-1]
-        np.matmul(dZ.reshape(-1, G).T, h_prev.reshape(-1, H), out=dW_recur)
+        self.matmul(dZ.reshape(-1, G).T, h_prev.reshape(-1, H), out=dW_recur)
         return dW_recur
 
     # ---- LSTM ----------------------------------------------------------------------
@@ -112,35 +114,36 @@ class CPURecurrentOps:
     def gru_weight_grad(self, dZ, h, h0, rh, h_prev, dW_recur):
         """GRU recurrent weight gradient, one GEMM per weight block over all steps:
         ``dW_rz = dZ_rz.T @ h_prev``, ``dW_c = dZ_c.T @ (r * h_prev)``."""
-        _recurrent.shift_steps(h, h0, h_prev, self.threads)
+        _recurrent.shift_steps(h, h0, h_prev, self._threads_for(h.size))
         H = h.shape[-1]
         dZ2 = dZ.reshape(-1, 3 * H)
-        np.matmul(dZ2[:, :2 * H].T, h_prev.reshape(-1, H), out=dW_recur[:2 * H])
-        np.matmul(dZ2[:, 2 * H:].T, rh.reshape(-1, H), out=dW_recur[2 * H:])
+        self.matmul(dZ2[:, :2 * H].T, h_prev.reshape(-1, H), out=dW_recur[:2 * H])
+        self.matmul(dZ2[:, 2 * H:].T, rh.reshape(-1, H), out=dW_recur[2 * H:])
         return dW_recur
 
     # ---- time-axis helpers -----------------------------------------------------------
     def reverse_sequences(self, x, lengths, out):
         """Reverse each sequence within its own length (padding stays at the end)."""
-        _recurrent.reverse_sequences(x, _lengths(lengths), out, self.threads)
+        _recurrent.reverse_sequences(x, _lengths(lengths), out,
+                                     self._threads_for(x.size))
         return out
 
     def summary_fprop(self, x, lengths, mode, out):
         """Sum, mean or last valid step over time: ``(N, T, F) -> (N, F)``."""
         _recurrent.summary_fprop(x, _lengths(lengths), _SUMMARY_MODES[mode], out,
-                                 self.threads)
+                                 self._threads_for(x.size))
         return out
 
     def summary_bprop(self, error, lengths, mode, dx):
         """Gradient of :meth:`summary_fprop` (zero on padded steps)."""
         _recurrent.summary_bprop(error, _lengths(lengths), _SUMMARY_MODES[mode], dx,
-                                 self.threads)
+                                 self._threads_for(dx.size))
         return dx
 
     def mask_steps(self, x, lengths):
         """Zero the padded steps of ``x (N, T, F)`` in place."""
         if lengths is not None:
-            _recurrent.mask_steps(x, lengths, self.threads)
+            _recurrent.mask_steps(x, lengths, self._threads_for(x.size))
         return x
 
     # ---- embeddings ------------------------------------------------------------------
