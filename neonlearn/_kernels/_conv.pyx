@@ -15,6 +15,12 @@ column buffers, and BLAS must run single-threaded inside it (the backend limits 
 with threadpoolctl).  A 1x1 convolution with unit stride and no padding skips
 im2col (the image is already the column matrix).
 
+Each thread zeroes its column buffer once per call: the buffer keeps one row
+stride for every group, so the entries that come from the padding sit at the same
+places for all samples and im2col writes only the taps inside the image.  A bias
+is written into the output first and the GEMM accumulates onto it (BLAS would
+zero the output otherwise, so the bias costs no extra pass).
+
 The filter gradient is summed over a fixed number of sample chunks (independent of
 the thread count) and the chunk partials are added in chunk order, so results are
 bitwise identical for any number of threads.
@@ -24,7 +30,7 @@ of forward and backward-data swapped.
 """
 from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, free, calloc
-from libc.string cimport memset, memcpy
+from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cimport numpy as cnp
