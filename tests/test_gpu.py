@@ -589,6 +589,10 @@ def test_device_switch_without_cupy(digits, gpu, monkeypatch):
     assert proba.shape == (len(X), 10) and loaded.model_.be.name == "cpu"
     with pytest.raises(ValueError, match=r"neonlearn\[gpu\]"):  # training is not silent
         loaded.set_params(warm_start=True).fit(X, y)
+    loaded.set_params(device="cpu").fit(X, y)  # refitted here: no fallback any more
+    loaded.set_params(device="gpu")
+    with pytest.raises(ValueError, match=r"neonlearn\[gpu\]"):
+        loaded.predict(X)
 
 
 def test_sequence_model_switches_device(gpu):

@@ -435,6 +435,7 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
                              % type(self).__name__)
 
         self.model_ = model
+        self.__dict__.pop("_loaded_on_host", None)  # fitted here: no silent fallback
         self.layers_ = model.layers.layers_
         self.optimizer_ = optimizer
         self.cost_ = model.cost
