@@ -627,7 +627,7 @@ class CupyBackend:
         """Adjoint of :meth:`_im2col` into ``dx`` (overwritten), as a gather over the
         input positions: deterministic, no atomics."""
         sh, sw, ph, pw, dh, dw = geom
-        N, C, H, W = dx.shape
+        _, C, H, W = dx.shape
         cols = cupy.ascontiguousarray(cols)
 
         def fill(target):
@@ -675,7 +675,7 @@ class CupyBackend:
         CPU) or average pooling (over the valid cells); one raw kernel."""
         R, S = window
         sh, sw, ph, pw = geom
-        N, C, H, W = x.shape
+        H, W = x.shape[2:]
         P, Q = out.shape[2:]
         x = cupy.ascontiguousarray(x)
         dims = _ints(H, W, R, S, P, Q, sh, sw, ph, pw)
@@ -695,7 +695,7 @@ class CupyBackend:
         gather over the input positions (deterministic, no atomics)."""
         R, S = window
         sh, sw, ph, pw = geom
-        N, C, H, W = dx.shape
+        H, W = dx.shape[2:]
         P, Q = error.shape[2:]
         error = cupy.ascontiguousarray(error)
         dims = _ints(H, W, R, S, P, Q, sh, sw, ph, pw)
@@ -714,7 +714,7 @@ class CupyBackend:
     # ---- local response normalization -----------------------------------------
     def lrn_fprop(self, x, denom, out, depth, ascale, bpower):
         """Across-channel LRN (see ``neonlearn/_kernels/_lrn.pyx``); one raw kernel."""
-        N, C, H, W = x.shape
+        _, C, H, W = x.shape
         t = self.dtype.type
         x = cupy.ascontiguousarray(x)
 
@@ -727,7 +727,7 @@ class CupyBackend:
 
     def lrn_bprop(self, x, y, denom, error, dx, depth, ascale, bpower):
         """Gradient of :meth:`lrn_fprop` with respect to ``x`` (overwrites ``dx``)."""
-        N, C, H, W = x.shape
+        _, C, H, W = x.shape
         t = self.dtype.type
         x, y, denom, error = (cupy.ascontiguousarray(a) for a in (x, y, denom, error))
 
