@@ -24,8 +24,9 @@ Activation codes (``_activations.pxd``, shared with ``_dense.pyx``): 0 identity,
 1 rectlin, 2 tanh, 3 logistic, 4 explin; derivatives are computed from outputs.  Each
 row's pre-activations are summed into a contiguous buffer (the row of ``gates``) and
 activated block by block with ``_act_row``, whose float32 tanh and logistic are
-vectorized; the gradient loops of the usual cell (logistic gates, tanh) are C loops
-that GCC vectorizes, other activations take generic loops of the same equations.
+vectorized.  The usual float32 cell (logistic gates, tanh) runs fused C loops per
+row (LSTM forward and backward, GRU backward), vectorized and compiled for AVX2 +
+FMA too; float64 and other activations run generic loops of the same equations.
 """
 from cython.parallel cimport prange
 from cython cimport floating
@@ -38,59 +39,120 @@ from ._activations cimport _act_row, _dact
 
 cdef extern from *:
     """
-    /* Gradient loops of the usual cell (logistic gates, tanh activation).  The gate
-       blocks of a row share one base pointer at offsets unknown at compile time,
-       which stops GCC vectorizing the same loops written in Cython; passed as
-       separate restrict pointers they vectorize. */
+    /* Float32 rows of the usual LSTM cell (logistic gates, tanh activation) in
+       single C loops: activations and cell update fused, vectorized, and compiled
+       for AVX2 + FMA as well as the baseline (``_activations.pxd`` picks at run
+       time).  The gate blocks of a row share one base pointer at offsets unknown at
+       compile time, which stops GCC vectorizing the same loops written in Cython;
+       as separate restrict pointers they vectorize. */
     #if defined(_MSC_VER) && !defined(__cplusplus)
     #define restrict __restrict
     #endif
-    #define NL_LSTM_CELL_BPROP(T, NAME)                                              \
-    static void NAME(const T *restrict g, const T *restrict cp,                      \
-                     const T *restrict e, const T *restrict dhn, T *restrict dcn,    \
-                     T *restrict dzi, T *restrict dzf, T *restrict dzo,              \
-                     T *restrict dzg, Py_ssize_t H) {                                \
-        for (Py_ssize_t j = 0; j < H; j++) {                                         \
-            T gi = g[j], gf = g[H + j], go = g[2 * H + j], gg = g[3 * H + j];        \
-            T tc = dzi[j];  /* tanh(c_t), staged by the caller */                    \
-            T dht = e[j] + dhn[j];                                                   \
-            T dct = dht * go * (T)(1.0 - tc * tc) + dcn[j];                          \
-            dzi[j] = dct * gg * (T)(gi * (1.0 - gi));                                \
-            dzf[j] = dct * cp[j] * (T)(gf * (1.0 - gf));                             \
-            dzo[j] = dht * tc * (T)(go * (1.0 - go));                                \
-            dzg[j] = dct * gi * (T)(1.0 - gg * gg);                                  \
-            dcn[j] = dct * gf;                                                       \
-        }                                                                            \
-    }
-    NL_LSTM_CELL_BPROP(float, nl_lstm_cell_bprop_f)
-    NL_LSTM_CELL_BPROP(double, nl_lstm_cell_bprop_d)
 
-    #define NL_GRU_ZC_BPROP(T, NAME)                                                 \
-    static void NAME(const T *restrict gz, const T *restrict cand,                   \
-                     const T *restrict hp, const T *restrict e, T *restrict dhn,     \
-                     T *restrict dzz, T *restrict dzc, Py_ssize_t H) {               \
-        for (Py_ssize_t j = 0; j < H; j++) {                                         \
-            T dht = e[j] + dhn[j];                                                   \
-            dzz[j] = dht * (cand[j] - hp[j]) * (T)(gz[j] * (1.0 - gz[j]));           \
-            dzc[j] = dht * gz[j] * (T)(1.0 - cand[j] * cand[j]);                     \
-            dhn[j] = dht * (1 - gz[j]);                                              \
-        }                                                                            \
+    NL_INLINE static void nl_lstm_fprop_row_loop(
+            const float *restrict z, const float *restrict r, const float *restrict b,
+            const float *restrict cp, float *restrict g, float *restrict c,
+            float *restrict h, Py_ssize_t H) {
+        Py_ssize_t j;
+        for (j = 0; j < 3 * H; j++) g[j] = nl_logisticf(z[j] + r[j] + b[j]);
+        for (j = 3 * H; j < 4 * H; j++) g[j] = nl_tanhf(z[j] + r[j] + b[j]);
+        for (j = 0; j < H; j++) {
+            c[j] = g[H + j] * cp[j] + g[j] * g[3 * H + j];
+            h[j] = g[2 * H + j] * nl_tanhf(c[j]);
+        }
     }
-    NL_GRU_ZC_BPROP(float, nl_gru_zc_bprop_f)
-    NL_GRU_ZC_BPROP(double, nl_gru_zc_bprop_d)
+
+    NL_INLINE static void nl_lstm_bprop_row_loop(
+            const float *restrict g, const float *restrict c, const float *restrict cp,
+            const float *restrict e, const float *restrict dhn, float *restrict dcn,
+            float *restrict dzi, float *restrict dzf, float *restrict dzo,
+            float *restrict dzg, Py_ssize_t H) {
+        for (Py_ssize_t j = 0; j < H; j++) {
+            float gi = g[j], gf = g[H + j], go = g[2 * H + j], gg = g[3 * H + j];
+            float tc = nl_tanhf(c[j]);
+            float dht = e[j] + dhn[j];
+            float dct = dht * go * (1.0f - tc * tc) + dcn[j];
+            dzi[j] = dct * gg * (gi * (1.0f - gi));
+            dzf[j] = dct * cp[j] * (gf * (1.0f - gf));
+            dzo[j] = dht * tc * (go * (1.0f - go));
+            dzg[j] = dct * gi * (1.0f - gg * gg);
+            dcn[j] = dct * gf;
+        }
+    }
+
+    NL_INLINE static void nl_gru_zc_bprop_row_loop(
+            const float *restrict gz, const float *restrict cand, const float *restrict hp,
+            const float *restrict e, float *restrict dhn, float *restrict dzz,
+            float *restrict dzc, Py_ssize_t H) {
+        for (Py_ssize_t j = 0; j < H; j++) {
+            float dht = e[j] + dhn[j];
+            dzz[j] = dht * (cand[j] - hp[j]) * (gz[j] * (1.0f - gz[j]));
+            dzc[j] = dht * gz[j] * (1.0f - cand[j] * cand[j]);
+            dhn[j] = dht * (1.0f - gz[j]);
+        }
+    }
+
+    #if NL_DISPATCH
+    NL_AVX2 static inline void nl_lstm_fprop_row_avx2(
+            const float *z, const float *r, const float *b, const float *cp, float *g,
+            float *c, float *h, Py_ssize_t H) {
+        nl_lstm_fprop_row_loop(z, r, b, cp, g, c, h, H);
+    }
+    NL_AVX2 static inline void nl_lstm_bprop_row_avx2(
+            const float *g, const float *c, const float *cp, const float *e,
+            const float *dhn, float *dcn, float *dzi, float *dzf, float *dzo, float *dzg,
+            Py_ssize_t H) {
+        nl_lstm_bprop_row_loop(g, c, cp, e, dhn, dcn, dzi, dzf, dzo, dzg, H);
+    }
+    NL_AVX2 static inline void nl_gru_zc_bprop_row_avx2(
+            const float *gz, const float *cand, const float *hp, const float *e,
+            float *dhn, float *dzz, float *dzc, Py_ssize_t H) {
+        nl_gru_zc_bprop_row_loop(gz, cand, hp, e, dhn, dzz, dzc, H);
+    }
+    #endif
+
+    static inline void nl_lstm_fprop_row(
+            const float *z, const float *r, const float *b, const float *cp, float *g,
+            float *c, float *h, Py_ssize_t H) {
+    #if NL_DISPATCH
+        if (nl_have_avx2_fma()) { nl_lstm_fprop_row_avx2(z, r, b, cp, g, c, h, H); return; }
+    #endif
+        nl_lstm_fprop_row_loop(z, r, b, cp, g, c, h, H);
+    }
+
+    static inline void nl_lstm_bprop_row(
+            const float *g, const float *c, const float *cp, const float *e,
+            const float *dhn, float *dcn, float *dz, Py_ssize_t H) {
+    #if NL_DISPATCH
+        if (nl_have_avx2_fma()) {
+            nl_lstm_bprop_row_avx2(g, c, cp, e, dhn, dcn, dz, dz + H, dz + 2 * H,
+                                   dz + 3 * H, H);
+            return;
+        }
+    #endif
+        nl_lstm_bprop_row_loop(g, c, cp, e, dhn, dcn, dz, dz + H, dz + 2 * H, dz + 3 * H, H);
+    }
+
+    static inline void nl_gru_zc_bprop_row(
+            const float *g, const float *hp, const float *e, float *dhn, float *dz,
+            Py_ssize_t H) {
+    #if NL_DISPATCH
+        if (nl_have_avx2_fma()) {
+            nl_gru_zc_bprop_row_avx2(g + H, g + 2 * H, hp, e, dhn, dz + H, dz + 2 * H, H);
+            return;
+        }
+    #endif
+        nl_gru_zc_bprop_row_loop(g + H, g + 2 * H, hp, e, dhn, dz + H, dz + 2 * H, H);
+    }
     """
-    void nl_lstm_cell_bprop_f(const float *g, const float *cp, const float *e,
-                              const float *dhn, float *dcn, float *dzi, float *dzf,
-                              float *dzo, float *dzg, Py_ssize_t H) noexcept nogil
-    void nl_lstm_cell_bprop_d(const double *g, const double *cp, const double *e,
-                              const double *dhn, double *dcn, double *dzi, double *dzf,
-                              double *dzo, double *dzg, Py_ssize_t H) noexcept nogil
-    void nl_gru_zc_bprop_f(const float *gz, const float *cand, const float *hp,
-                           const float *e, float *dhn, float *dzz, float *dzc,
+    void nl_lstm_fprop_row(const float *z, const float *r, const float *b,
+                           const float *cp, float *g, float *c, float *h,
                            Py_ssize_t H) noexcept nogil
-    void nl_gru_zc_bprop_d(const double *gz, const double *cand, const double *hp,
-                           const double *e, double *dhn, double *dzz, double *dzc,
+    void nl_lstm_bprop_row(const float *g, const float *c, const float *cp,
+                           const float *e, const float *dhn, float *dcn, float *dz,
                            Py_ssize_t H) noexcept nogil
+    void nl_gru_zc_bprop_row(const float *g, const float *hp, const float *e,
+                             float *dhn, float *dz, Py_ssize_t H) noexcept nogil
 
 cnp.import_array()
 
@@ -276,7 +338,8 @@ cdef void _lstm_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W
                            floating[:, :, ::1] h, floating[:, ::1] R,
                            Py_ssize_t n0, Py_ssize_t n1) noexcept nogil:
     # Each row: pre-activations into the row of ``gates``, then the activations on
-    # contiguous blocks (vectorized in float32), then the cell update.
+    # contiguous blocks (vectorized in float32), then the cell update; one fused C
+    # loop for the usual float32 cell.
     cdef Py_ssize_t T = Z.shape[1], H = W_recur.shape[1], G = 4 * H, t, n, j
     cdef const floating *hp
     cdef const floating *zn
@@ -303,11 +366,15 @@ cdef void _lstm_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W
                 continue
             zn = &Z[n, t, 0]
             rn = &R[n, 0]
+            cp = &c0[n, 0] if t == 0 else &c[n, t - 1, 0]
+            if floating is float:
+                if act == 2 and gate_act == 3:
+                    nl_lstm_fprop_row(zn, rn, &b[0], cp, g, cn, hn, H)
+                    continue
             for j in range(G):
                 g[j] = zn[j] + rn[j] + b[j]
             _act_row(g, 3 * H, gate_act, gp)
             _act_row(g + 3 * H, H, act, p)
-            cp = &c0[n, 0] if t == 0 else &c[n, t - 1, 0]
             for j in range(H):
                 cn[j] = g[H + j] * cp[j] + g[j] * g[3 * H + j]
                 hn[j] = cn[j]
@@ -349,17 +416,9 @@ cdef inline void _lstm_cell_bprop(const floating *g, const floating *cp,
                                   const floating *e, floating *dhn, floating *dcn,
                                   floating *dz, Py_ssize_t H, int act, floating p,
                                   int gate_act, floating gp) noexcept nogil:
-    """One row of the LSTM step gradient; ``dz[:H]`` holds ``act(c_t)`` on entry.
-    The usual tanh/logistic cell runs the vectorized C loop, any other the generic
-    one (the same equations)."""
+    """One row of the LSTM step gradient; ``dz[:H]`` holds ``act(c_t)`` on entry."""
     cdef Py_ssize_t j
     cdef floating gi, gf, go, gg, tc, dht, dct
-    if act == 2 and gate_act == 3:
-        if floating is float:
-            nl_lstm_cell_bprop_f(g, cp, e, dhn, dcn, dz, dz + H, dz + 2 * H, dz + 3 * H, H)
-        else:
-            nl_lstm_cell_bprop_d(g, cp, e, dhn, dcn, dz, dz + H, dz + 2 * H, dz + 3 * H, H)
-        return
     for j in range(H):
         gi = g[j]
         gf = g[H + j]
@@ -399,12 +458,17 @@ cdef void _lstm_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, :
                 for j in range(H):
                     dc[n, j] = 0
                 continue
-            # act(c_t), recomputed into the i-gate slot that it is read from
             cn = &c[n, t, 0]
+            cp = &c0[n, 0] if t == 0 else &c[n, t - 1, 0]
+            if floating is float:
+                if act == 2 and gate_act == 3:
+                    nl_lstm_bprop_row(&gates[n, t, 0], cn, cp, &err[n, t, 0], &dh[n, 0],
+                                      &dc[n, 0], dz, H)
+                    continue
+            # act(c_t), recomputed into the i-gate slot that it is read from
             for j in range(H):
                 dz[j] = cn[j]
             _act_row(dz, H, act, p)
-            cp = &c0[n, 0] if t == 0 else &c[n, t - 1, 0]
             _lstm_cell_bprop(&gates[n, t, 0], cp, &err[n, t, 0], &dh[n, 0], &dc[n, 0],
                              dz, H, act, p, gate_act, gp)
         _gemm(False, False, <int>(n1 - n0), <int>H, <int>G, 1, &dZ[n0, t, 0],
@@ -534,16 +598,13 @@ cdef inline void _gru_zc_bprop(const floating *g, const floating *hpn,
                                const floating *e, floating *dhn, floating *dz,
                                Py_ssize_t H, int act, floating p, int gate_act,
                                floating gp) noexcept nogil:
-    """z and candidate gradients of one row; ``dhn`` becomes ``(1 - z) dh_t``.  The
-    usual tanh/logistic cell runs the vectorized C loop (the same equations)."""
+    """z and candidate gradients of one row; ``dhn`` becomes ``(1 - z) dh_t``."""
     cdef Py_ssize_t j
     cdef floating gz, cand, dht
-    if act == 2 and gate_act == 3:
-        if floating is float:
-            nl_gru_zc_bprop_f(g + H, g + 2 * H, hpn, e, dhn, dz + H, dz + 2 * H, H)
-        else:
-            nl_gru_zc_bprop_d(g + H, g + 2 * H, hpn, e, dhn, dz + H, dz + 2 * H, H)
-        return
+    if floating is float:
+        if act == 2 and gate_act == 3:
+            nl_gru_zc_bprop_row(g, hpn, e, dhn, dz, H)
+            return
     for j in range(H):
         gz = g[H + j]
         cand = g[2 * H + j]
@@ -683,49 +744,60 @@ def reverse_sequences(const floating[:, :, ::1] x not None, const int[::1] lengt
 
 def summary_fprop(const floating[:, :, ::1] x not None, const int[::1] lengths not None, int mode,
                   floating[:, ::1] out not None, int n_threads=1):
-    """Collapse the time axis over the valid steps: mode 0 sum, 1 mean, 2 last."""
-    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], F = x.shape[2], idx, n, j, t, L
-    cdef floating s
+    """Collapse the time axis over the valid steps: mode 0 sum, 1 mean, 2 last.
+
+    Sums run over the steps in order for each feature (contiguous rows of ``x``).
+    """
+    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], F = x.shape[2], n, j, t, L
+    cdef floating *o
+    cdef const floating *xt
     _check("out", out, (N, F))
     _check_lengths(lengths, N, T)
     if T == 0:
         raise ValueError("sequences must have at least one step")
     with nogil:
-        for idx in prange(N * F, num_threads=n_threads, schedule="static"):
-            n = idx // F
-            j = idx % F
+        for n in prange(N, num_threads=n_threads, schedule="static"):
             L = lengths[n] if lengths.shape[0] > 0 else T
+            o = &out[n, 0]
             if mode == 2:
-                out[n, j] = x[n, L - 1, j]
-            else:
-                s = 0
-                for t in range(L):
-                    s = s + x[n, t, j]
-                if mode == 1:
-                    s = s / L
-                out[n, j] = s
+                xt = &x[n, L - 1, 0]
+                for j in range(F):
+                    o[j] = xt[j]
+                continue
+            for j in range(F):
+                o[j] = 0
+            for t in range(L):
+                xt = &x[n, t, 0]
+                for j in range(F):
+                    o[j] = o[j] + xt[j]
+            if mode == 1:
+                for j in range(F):
+                    o[j] = o[j] / L
 
 
 def summary_bprop(const floating[:, ::1] err not None, const int[::1] lengths not None, int mode,
                   floating[:, :, ::1] dx not None, int n_threads=1):
     """Gradient of :func:`summary_fprop`: zero on padded steps."""
-    cdef Py_ssize_t N = dx.shape[0], T = dx.shape[1], F = dx.shape[2], idx, n, j, t, L
-    cdef floating v
+    cdef Py_ssize_t N = dx.shape[0], T = dx.shape[1], F = dx.shape[2], n, j, t, L
+    cdef floating *d
+    cdef const floating *e
     _check("err", err, (N, F))
     _check_lengths(lengths, N, T)
     with nogil:
-        for idx in prange(N * F, num_threads=n_threads, schedule="static"):
-            n = idx // F
-            j = idx % F
+        for n in prange(N, num_threads=n_threads, schedule="static"):
             L = lengths[n] if lengths.shape[0] > 0 else T
-            v = err[n, j]
-            if mode == 1:
-                v = v / L
+            e = &err[n, 0]
             for t in range(T):
+                d = &dx[n, t, 0]
                 if t >= L or (mode == 2 and t != L - 1):
-                    dx[n, t, j] = 0
+                    for j in range(F):
+                        d[j] = 0
+                elif mode == 1:
+                    for j in range(F):
+                        d[j] = e[j] / L
                 else:
-                    dx[n, t, j] = v
+                    for j in range(F):
+                        d[j] = e[j]
 
 
 def mask_steps(floating[:, :, ::1] x not None, const int[::1] lengths not None, int n_threads=1):
