@@ -28,8 +28,8 @@ bitwise identical for any number of threads.
 Deconvolution (transposed convolution) reuses the same three kernels with the roles
 of forward and backward-data swapped.
 """
-from cython.parallel cimport prange, parallel
-from libc.stdlib cimport malloc, free, calloc
+from cython.parallel cimport prange, parallel, threadid
+from libc.stdlib cimport free, calloc
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -244,6 +244,16 @@ cdef void _gather(const floating *a, floating *buf, Py_ssize_t ld, int gs, int K
                    PQ * sizeof(floating))
 
 
+cdef void *_scratch(int n_threads, size_t per_thread, size_t itemsize) except NULL:
+    """Zeroed scratch of ``per_thread`` items for each of ``n_threads`` threads
+    (allocated before the parallel region, so that a failure raises MemoryError)."""
+    cdef void *p = calloc(<size_t> (n_threads if n_threads > 1 else 1) * per_thread + 1,
+                          itemsize)
+    if p == NULL:
+        raise MemoryError()
+    return p
+
+
 def conv_fprop(const floating[:, :, :, ::1] x not None,
                const floating[:, :, :, ::1] w not None,
                const floating[::1] bias not None, floating[:, :, :, ::1] y not None,
@@ -259,6 +269,11 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
     cdef Py_ssize_t ld = <Py_ssize_t> G * PQ
     cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
     cdef bint has_bias = bias.shape[0] > 0
+    # per thread: the columns (zeroed once: im2col leaves the padding entries
+    # alone), then the GEMM output of a group of several samples
+    cdef Py_ssize_t col_size = 0 if direct else CRS * ld
+    cdef Py_ssize_t per_thread = col_size + (K * ld if G > 1 else 0)
+    cdef floating *scratch
     cdef floating *col
     cdef floating *ybuf
     cdef const floating *colp
@@ -267,14 +282,10 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
         raise ValueError("bias has %d values for %d filters" % (bias.shape[0], K))
     if N == 0:
         return
+    scratch = <floating *> _scratch(n_threads, per_thread, sizeof(floating))
     with nogil, parallel(num_threads=n_threads):
-        col = NULL
-        ybuf = NULL
-        if not direct:
-            # zeroed once: im2col leaves the padding entries alone
-            col = <floating *> calloc(CRS * ld, sizeof(floating))
-        if G > 1:
-            ybuf = <floating *> malloc(K * ld * sizeof(floating))
+        col = scratch + threadid() * per_thread
+        ybuf = col + col_size
         for g in prange(n_groups, schedule="static"):
             n0 = g * G
             gs = N - n0 if N - n0 < G else G
@@ -302,8 +313,7 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
                     for k in range(K):
                         _add_scalar(&y[n0 + j, k, 0, 0], ybuf + k * ld + j * PQ,
                                     bias[k] if has_bias else 0, PQ)
-        free(col)
-        free(ybuf)
+    free(scratch)
 
 
 def conv_bprop_data(const floating[:, :, :, ::1] dy not None,
@@ -319,18 +329,19 @@ def conv_bprop_data(const floating[:, :, :, ::1] dy not None,
     cdef int G = _group_size(N, PQ), n_groups = (N + G - 1) // G
     cdef Py_ssize_t ld = <Py_ssize_t> G * PQ
     cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
+    # per thread: the GEMM's columns, then the gathered errors of a group
+    cdef Py_ssize_t col_size = 0 if direct else CRS * ld
+    cdef Py_ssize_t per_thread = col_size + (K * ld if G > 1 else 0)
+    cdef floating *scratch
     cdef floating *col
     cdef floating *dybuf
     cdef const floating *dyp
     if N == 0:
         return
+    scratch = <floating *> _scratch(n_threads, per_thread, sizeof(floating))
     with nogil, parallel(num_threads=n_threads):
-        col = NULL
-        dybuf = NULL
-        if not direct:
-            col = <floating *> malloc(CRS * ld * sizeof(floating))
-        if G > 1:
-            dybuf = <floating *> malloc(K * ld * sizeof(floating))
+        col = scratch + threadid() * per_thread
+        dybuf = col + col_size
         for g in prange(n_groups, schedule="static"):
             n0 = g * G
             gs = N - n0 if N - n0 < G else G
@@ -348,8 +359,7 @@ def conv_bprop_data(const floating[:, :, :, ::1] dy not None,
             for j in range(gs):
                 _col2im(col + j * PQ, ld, &dx[n0 + j, 0, 0, 0], C, H, W, R, S, P, Q,
                         sh, sw, ph, pw, dh, dw)
-        free(col)
-        free(dybuf)
+    free(scratch)
 
 
 def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
@@ -372,6 +382,10 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
     cdef int ch, g, g0, g1, n0, gs, nc, k, i, j
     cdef Py_ssize_t ld = <Py_ssize_t> G * PQ
     cdef size_t stride = <size_t> KCRS + K
+    # per thread: the columns (zeroed once), then the gathered errors of a group
+    cdef Py_ssize_t col_size = 0 if direct else CRS * ld
+    cdef Py_ssize_t per_thread = col_size + (K * ld if G > 1 else 0)
+    cdef floating *scratch
     cdef floating *part
     cdef floating *col
     cdef floating *dybuf
@@ -386,18 +400,16 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
         if has_bias:
             dbias[...] = 0
         return
-    part = <floating *> calloc(n_chunks * stride, sizeof(floating))
-    if part == NULL:
-        raise MemoryError()
+    part = <floating *> _scratch(n_chunks, stride, sizeof(floating))
+    try:
+        scratch = <floating *> _scratch(n_threads, per_thread, sizeof(floating))
+    except MemoryError:
+        free(part)
+        raise
     with nogil:
         with parallel(num_threads=n_threads):
-            col = NULL
-            dybuf = NULL
-            if not direct:
-                # zeroed once: im2col leaves the padding entries alone
-                col = <floating *> calloc(CRS * ld, sizeof(floating))
-            if G > 1:
-                dybuf = <floating *> malloc(K * ld * sizeof(floating))
+            col = scratch + threadid() * per_thread
+            dybuf = col + col_size
             for ch in prange(n_chunks, schedule="static"):
                 g0 = <int> ((<long> ch * n_groups) // n_chunks)
                 g1 = <int> ((<long> (ch + 1) * n_groups) // n_chunks)
@@ -422,8 +434,6 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
                     if has_bias:
                         for k in range(K):
                             part[ch * stride + KCRS + k] += _sum(dyp + k * ld, nc)
-            free(col)
-            free(dybuf)
         # reduce the chunk partials in chunk order (parallel over elements)
         for i in prange(<int> stride, num_threads=n_threads, schedule="static"):
             acc = 0
@@ -433,6 +443,7 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
                 dwp[i] = acc
             elif has_bias:
                 dbias[i - KCRS] = acc
+    free(scratch)
     free(part)
 
 
