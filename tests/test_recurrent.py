@@ -9,7 +9,8 @@ from neonlearn.layers import (
     GRU, LSTM, Affine, BiLSTM, BiRNN, DeepBiLSTM, DeepBiRNN, Recurrent, RecurrentLast,
     RecurrentMean, RecurrentSum,
 )
-from neonlearn.transforms import Logistic, Rectlin, Softmax, Tanh
+from neonlearn._kernels import _recurrent
+from neonlearn.transforms import Explin, Identity, Logistic, Rectlin, Softmax, Tanh
 
 from conftest import check_layer_grads
 
@@ -31,7 +32,7 @@ def ref_rnn(x, Wx, Wh, b, act=np.tanh):
     return np.stack(out, axis=1)
 
 
-def ref_lstm(x, Wx, Wh, b):
+def ref_lstm(x, Wx, Wh, b, act=np.tanh, gate=sigmoid):
     n, steps, _ = x.shape
     hid = Wh.shape[1]
     h = np.zeros((n, hid))
@@ -39,26 +40,26 @@ def ref_lstm(x, Wx, Wh, b):
     out = []
     for t in range(steps):
         z = x[:, t] @ Wx.T + h @ Wh.T + b
-        i = sigmoid(z[:, :hid])
-        f = sigmoid(z[:, hid:2 * hid])
-        o = sigmoid(z[:, 2 * hid:3 * hid])
-        g = np.tanh(z[:, 3 * hid:])
+        i = gate(z[:, :hid])
+        f = gate(z[:, hid:2 * hid])
+        o = gate(z[:, 2 * hid:3 * hid])
+        g = act(z[:, 3 * hid:])
         c = f * c + i * g
-        h = o * np.tanh(c)
+        h = o * act(c)
         out.append(h)
     return np.stack(out, axis=1)
 
 
-def ref_gru(x, Wx, Wh, b):
+def ref_gru(x, Wx, Wh, b, act=np.tanh, gate=sigmoid):
     n, steps, _ = x.shape
     hid = Wh.shape[1]
     h = np.zeros((n, hid))
     out = []
     for t in range(steps):
         zx = x[:, t] @ Wx.T + b
-        rz = sigmoid(zx[:, :2 * hid] + h @ Wh[:2 * hid].T)
+        rz = gate(zx[:, :2 * hid] + h @ Wh[:2 * hid].T)
         r, z = rz[:, :hid], rz[:, hid:]
-        cand = np.tanh(zx[:, 2 * hid:] + (r * h) @ Wh[2 * hid:].T)
+        cand = act(zx[:, 2 * hid:] + (r * h) @ Wh[2 * hid:].T)
         h = (1 - z) * h + z * cand
         out.append(h)
     return np.stack(out, axis=1)
@@ -95,6 +96,131 @@ def test_matches_numpy_reference(cls, dtype):
     np.testing.assert_allclose(out, ref, rtol=tol * 10, atol=tol)
     out_inf = layer.fprop(layer.be.array(x), inference=True)
     np.testing.assert_array_equal(out_inf, out)
+
+
+def _explin(z, alpha=1.0):
+    return np.where(z > 0, z, alpha * (np.exp(np.minimum(z, 0)) - 1))
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU])
+@pytest.mark.parametrize("act, gate, ref_act, ref_gate", [
+    (Logistic(), Tanh(), sigmoid, np.tanh),
+    (Explin(), Logistic(), _explin, sigmoid),
+    (Tanh(), Identity(), np.tanh, lambda z: z),
+])
+def test_other_activations_match_numpy_reference(cls, act, gate, ref_act, ref_gate,
+                                                  dtype):
+    """Activations other than tanh/logistic run the generic gate loops."""
+    layer = make(cls, dtype, activation=act, gate_activation=gate)
+    x = np.random.default_rng(11).standard_normal((N, T, F))
+    out = layer.fprop(layer.be.array(x))
+    ref = REFS[cls](x, layer.W_input.astype(float), layer.W_recur.astype(float),
+                    layer.b.astype(float), act=ref_act, gate=ref_gate)
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(out, ref, rtol=tol * 10, atol=tol)
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU])
+def test_other_activations_finite_difference_gradients(cls):
+    layer = make(cls, hidden=3, in_shape=(4, 3), activation=Logistic(),
+                 gate_activation=Tanh())
+    check_layer_grads(layer, (4, 3), layer.be, n=2, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU])
+def test_other_activations_float32_gradients_close_to_float64(cls):
+    """float32 generic gradient loops against the float64 ones."""
+    kw = dict(activation=Explin(), gate_activation=Logistic())
+    l64, l32 = make(cls, "float64", **kw), make(cls, "float32", **kw)
+    for (p64, _), (p32, _) in zip(l64.param_grads(), l32.param_grads()):
+        p32[...] = p64
+    rng = np.random.default_rng(12)
+    x, err = rng.standard_normal((N, T, F)), rng.standard_normal((N, T, H))
+    np.testing.assert_allclose(l32.fprop(x.astype(np.float32)), l64.fprop(x),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(l32.bprop(err.astype(np.float32)), l64.bprop(err),
+                               rtol=1e-3, atol=1e-4)
+    for (_, g64), (_, g32) in zip(l64.param_grads(), l32.param_grads()):
+        np.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-4)
+
+
+def _special_inputs(rng, size):
+    """Wide-range pre-activations: tiny, moderate, large, beyond the float32 exp
+    range, subnormal results, signed zeros, infinities and NaN."""
+    edges = np.array([0.0, -0.0, 1e-30, -1e-30, 1e-6, -1e-6, 0.625, -0.625, 9.0, -9.0,
+                      44.0, -44.0, 87.0, -87.0, 88.7, -88.7, 89.0, -89.0, 103.0, -103.0,
+                      104.5, -104.5, 1e4, -1e4, 3e38, -3e38, np.inf, -np.inf, np.nan])
+    z = np.concatenate([edges, rng.standard_normal(size // 2) * 3,
+                        rng.uniform(-120, 120, size - size // 2 - edges.size)])
+    return z.astype(np.float32)
+
+
+def _ulp_error(got, ref):
+    """Error of float32 ``got`` in units of the float32 spacing at ``ref`` (float64)."""
+    spacing = np.spacing(np.abs(ref.astype(np.float32))).astype(np.float64)
+    with np.errstate(invalid="ignore"):  # inf - inf where both are infinite
+        err = np.abs(got.astype(np.float64) - ref) / spacing
+    return np.where(got == ref, 0.0, err)
+
+
+@pytest.mark.parametrize("dtype_", [np.float32, np.float64])
+def test_gate_activations_accuracy_and_special_values(dtype_):
+    """The LSTM kernel with zero recurrent weights applies logistic to the i, f, o
+    pre-activations and tanh to g: a few ulp from float64 NumPy over the whole float
+    range in float32 (vectorized functions), libm's accuracy in float64, and NaN and
+    infinities passing through like the reference."""
+    Hk, rows = 64, 8
+    z = _special_inputs(np.random.default_rng(13), rows * 4 * Hk)
+    z = z[np.random.default_rng(14).permutation(z.size)].reshape(rows, 1, 4 * Hk)
+    Z = z.astype(dtype_)
+    zeros = np.zeros((rows, Hk), dtype_)
+    gates = np.empty_like(Z)
+    c, h = np.empty((rows, 1, Hk), dtype_), np.empty((rows, 1, Hk), dtype_)
+    _recurrent.lstm_fprop(Z, np.zeros((4 * Hk, Hk), dtype_), np.zeros(4 * Hk, dtype_),
+                          zeros, zeros, np.empty(0, np.int32), 2, 0.0, 3, 0.0, gates, c,
+                          h, np.empty((rows, 4 * Hk), dtype_))
+    z64 = z.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ref = np.concatenate([np.where(z64[..., :3 * Hk] >= 0,
+                                       1 / (1 + np.exp(-z64[..., :3 * Hk])),
+                                       np.exp(z64[..., :3 * Hk])
+                                       / (1 + np.exp(z64[..., :3 * Hk]))),
+                              np.tanh(z64[..., 3 * Hk:])], axis=-1)
+    nan = np.isnan(ref)
+    np.testing.assert_array_equal(np.isnan(gates), nan)
+    if dtype_ is np.float32:
+        assert _ulp_error(gates[~nan], ref[~nan]).max() <= 4
+    else:
+        np.testing.assert_allclose(gates[~nan], ref[~nan], rtol=1e-15, atol=0)
+    # exact limits: logistic(+-inf) = 1, 0 and tanh(+-inf) = +-1, odd around 0
+    assert np.all(gates[np.isposinf(Z)] == 1)
+    assert np.all(gates[..., 3 * Hk:][np.isneginf(Z[..., 3 * Hk:])] == -1)
+    assert np.all(gates[..., :3 * Hk][np.isneginf(Z[..., :3 * Hk])] == 0)
+    zero = Z[..., 3 * Hk:] == 0
+    np.testing.assert_array_equal(np.signbit(gates[..., 3 * Hk:][zero]),
+                                  np.signbit(Z[..., 3 * Hk:][zero]))
+
+
+@pytest.mark.parametrize("transform, ref", [
+    (Tanh(), np.tanh), (Logistic(), sigmoid), (Explin(0.7), lambda z: _explin(z, 0.7)),
+    (Rectlin(slope=0.1), lambda z: np.where(z > 0, z, 0.1 * z)),
+])
+def test_recurrent_activations_accuracy_float32(transform, ref):
+    """Every activation code of the float32 row functions, one step of Recurrent's
+    kernel with zero recurrent weights: ``h = act(Z + b)``."""
+    z = _special_inputs(np.random.default_rng(15), 16 * 96).reshape(16, 1, 96)
+    code, param = transform.kernel
+    h = np.empty_like(z)
+    _recurrent.rnn_fprop(z, np.zeros((96, 96), np.float32), np.zeros(96, np.float32),
+                         np.zeros((16, 96), np.float32), np.empty(0, np.int32), code,
+                         param, h, np.empty((16, 96), np.float32))
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = ref(z.astype(np.float64))
+    nan = np.isnan(expected)
+    np.testing.assert_array_equal(np.isnan(h), nan)
+    np.testing.assert_allclose(h[~nan], expected[~nan], rtol=4e-7, atol=1e-7)
+    if not isinstance(transform, Explin):  # explin: exp(z) - 1 cancels near 0
+        assert _ulp_error(h[~nan], expected[~nan]).max() <= 4
 
 
 def test_recurrent_rectlin_reference():
@@ -181,6 +307,73 @@ def test_one_and_two_threads_bitwise_equal(cls):
         out = np.array(layer.fprop(x), copy=True)
         dx = np.array(layer.bprop(err), copy=True)
         results.append([out, dx] + [np.array(g, copy=True) for _, g in layer.param_grads()])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU, Recurrent])
+@pytest.mark.parametrize("act", [None, Rectlin()])
+def test_one_and_two_threads_bitwise_equal_several_chunks(cls, act):
+    """More rows than one chunk of the kernels (float64 layers: the backend's GEMMs
+    are bitwise identical for any thread count in float64 only)."""
+    rng = np.random.default_rng(16)
+    n = 150
+    x = rng.standard_normal((n, 6, F))
+    err = rng.standard_normal((n, 6, 16))
+    lengths = rng.integers(1, 7, n)
+    results = []
+    for threads in (1, 2):
+        layer = make(cls, "float64", n_threads=threads, hidden=16, in_shape=(6, F),
+                     activation=act)
+        layer.lengths = lengths
+        with layer.be.compute_scope():
+            out = np.array(layer.fprop(x), copy=True)
+            dx = np.array(layer.bprop(err), copy=True)
+        results.append([out, dx] + [np.array(g, copy=True) for _, g in layer.param_grads()])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind, ngates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
+@pytest.mark.parametrize("codes", [(2, 3), (1, 1)])
+def test_kernels_one_and_two_threads_bitwise_equal_float32(kind, ngates, codes):
+    """The float32 kernels themselves (fused and generic gate loops), several chunks
+    of rows, ragged lengths: identical bits on 1 and 2 threads."""
+    rng = np.random.default_rng(17)
+    n, steps, hid = 150, 5, 24
+    f32 = np.float32
+    Z = rng.standard_normal((n, steps, ngates * hid)).astype(f32)
+    W = (0.3 * rng.standard_normal((ngates * hid, hid))).astype(f32)
+    b = (0.1 * rng.standard_normal(ngates * hid)).astype(f32)
+    h0 = (0.5 * rng.standard_normal((n, hid))).astype(f32)
+    c0 = (0.5 * rng.standard_normal((n, hid))).astype(f32)
+    err = rng.standard_normal((n, steps, hid)).astype(f32)
+    lengths = rng.integers(1, steps + 1, n).astype(np.int32)
+    act, gate = codes
+    results = []
+    for threads in (1, 2):
+        h = np.empty((n, steps, hid), f32)
+        gates, dZ = np.empty_like(Z), np.empty_like(Z)
+        dh, extra = np.empty((n, hid), f32), np.empty((n, steps, hid), f32)
+        R = np.empty((n, ngates * hid), f32)
+        if kind == "rnn":
+            _recurrent.rnn_fprop(Z, W, b, h0, lengths, act, 0.1, h, R, threads)
+            _recurrent.rnn_bprop(err, h, W, lengths, act, 0.1, dZ, dh, threads)
+            results.append([h, dZ, dh])
+        elif kind == "lstm":
+            dc = np.empty((n, hid), f32)
+            _recurrent.lstm_fprop(Z, W, b, h0, c0, lengths, act, 0.1, gate, 0.1, gates,
+                                  extra, h, R, threads)
+            _recurrent.lstm_bprop(err, gates, extra, c0, W, lengths, act, 0.1, gate,
+                                  0.1, dZ, dh, dc, threads)
+            results.append([h, extra, gates, dZ, dh, dc])
+        else:
+            drh = np.empty((n, hid), f32)
+            _recurrent.gru_fprop(Z, W, b, h0, lengths, act, 0.1, gate, 0.1, gates,
+                                 extra, h, R, threads)
+            _recurrent.gru_bprop(err, gates, h, h0, W, lengths, act, 0.1, gate, 0.1,
+                                 dZ, dh, drh, threads)
+            results.append([h, extra, gates, dZ, dh])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
 
