@@ -64,6 +64,8 @@ CASES = [
     # padding wider than the filter reach: whole im2col rows and columns are zero
     (2, 2, 5, 4, 2, 2, 3, 2, 3, 1),
     (3, 1, 7, 5, 3, 2, 2, 3, (4, 2), (2, 1)),  # one channel, stride 3, dilated
+    (2, 2, 6, 5, 3, 3, 70, 1, 1, 1),         # more than 64 filters (BLAS columns)
+    (3, 3, 9, 11, 2, 3, 13, (1, 2), 0, 1),    # no dimension a multiple of 4 or 16
 ]
 
 
@@ -182,6 +184,44 @@ def test_fused_conv_one_and_two_threads_bitwise_equal(monkeypatch, dtype):
         results.append([y, dx] + [g.copy() for l in conv.layers_ for _, g in l.param_grads()])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[7] == 1])
+def test_convolution_input_gradient_matches_naive(case, dtype):
+    """Convolution.bprop's input gradient is the transposed convolution of the
+    error (the float32 kernels form the columns with or without BLAS by K)."""
+    be = get_backend("cpu", dtype=dtype, seed=0)
+    layer = _layer(Convolution, case, be)
+    N = case[0]
+    rng = np.random.default_rng(8)
+    layer.fprop(be.array(rng.standard_normal((N,) + layer.in_shape)))
+    err = rng.standard_normal((N,) + layer.out_shape)
+    dx = layer.bprop(be.array(err))
+    ref = naive_deconv(err, layer.W.astype(np.float64), (1, 1), _pair(case[8], "pad", 0),
+                       _pair(case[9], "dil", 1))
+    assert ref.shape == dx.shape
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(dx, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_kernel_forward_with_bias_matches_naive(case, dtype):
+    """``conv_fprop`` starting from the bias (the float32 kernels' row init)."""
+    from neonlearn._kernels import _conv
+
+    N, C, H, W, R, S, K, st, pad, dil = case
+    (sh, sw), (ph, pw), (dh, dw) = (_pair(st, "str", 1), _pair(pad, "pad", 0),
+                                    _pair(dil, "dil", 1))
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((K, C, R, S)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    ref = naive_conv(x.astype(np.float64), w.astype(np.float64), (sh, sw), (ph, pw),
+                     (dh, dw)) + b[:, None, None]
+    y = np.empty(ref.shape, dtype)
+    _conv.conv_fprop(x, w, b, y, sh, sw, ph, pw, dh, dw, n_threads=2)
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("shape", [(3, 4, 5, 7), (9, 2, 8, 8), (1, 3, 1, 1)])

@@ -15,6 +15,14 @@ column buffers, and BLAS must run single-threaded inside it (the backend limits 
 with threadpoolctl).  A 1x1 convolution with unit stride and no padding skips
 im2col (the image is already the column matrix).
 
+The GEMMs that form the output (forward) or the columns (backward-data) run, in
+float32 on CPUs with AVX2 and FMA, in ``nl_sgemm_panels`` below rather than BLAS:
+it reads the filters in place and packs only 16-column panels, where BLAS packs
+the whole (large) column or error matrix, which dominated for images with few
+channels; measured faster for every shape of ``benchmarks/bench_conv.py`` except
+the backward-data of layers with more than 64 filters, which keeps BLAS.  The
+filter gradient, float64 and other CPUs use BLAS.
+
 Each thread zeroes its column buffer once per call: the buffer keeps one row
 stride for every group, so the entries that come from the padding sit at the same
 places for all samples and im2col writes only the taps inside the image.  A bias
@@ -36,7 +44,134 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 cimport numpy as cnp
 from cython cimport floating
 
+cdef extern from *:
+    """
+    /* Row-major C (M x N) = A (M x L) @ B (L x N) in float32 with AVX2 + FMA, for the
+       convolution GEMMs.  A is read by broadcasting single values at any strides
+       (a_row, a_col), so W and its transpose need no copy; B is read in 16-column
+       panels copied to ``panel`` (16 * L floats); 4 x 16 blocks of C stay in
+       registers, starting from 0 or from ``init[i]`` (a bias per row).  Unlike BLAS it packs nothing but the panel, which pays for the
+       shapes of convolutions (an inner or outer dimension of C*R*S or K, often
+       small).  Each C value is summed over l in order: results do not depend on the
+       blocking of the caller (threads). */
+    #include <stddef.h>
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    #include <immintrin.h>
+    #define NL_HAVE_PANELS 1
+    __attribute__((target("avx2,fma")))
+    static void nl_sgemm_panels(int M, int N, int L, const float *A, ptrdiff_t a_row,
+                                    ptrdiff_t a_col, const float *B, ptrdiff_t ldb,
+                                    float *C, ptrdiff_t ldc, const float *init, float *panel)
+    {
+        int i0, j0, l, r, n16 = N - N % 16;
+        for (j0 = 0; j0 < n16; j0 += 16) {
+            /* copy the 16-column panel of B: its rows are contiguous then (rows of B
+               a page apart would share a few L1 sets and evict each other) */
+            for (l = 0; l < L; l++) {
+                _mm256_storeu_ps(panel + 16 * l, _mm256_loadu_ps(B + (ptrdiff_t)l * ldb + j0));
+                _mm256_storeu_ps(panel + 16 * l + 8, _mm256_loadu_ps(B + (ptrdiff_t)l * ldb + j0 + 8));
+            }
+            for (i0 = 0; i0 + 4 <= M; i0 += 4) {
+                __m256 c00, c01, c10, c11, c20, c21, c30, c31;
+                float *c0 = C + (ptrdiff_t)i0 * ldc + j0;
+                if (init) {
+                    c00 = c01 = _mm256_broadcast_ss(init + i0);
+                    c10 = c11 = _mm256_broadcast_ss(init + i0 + 1);
+                    c20 = c21 = _mm256_broadcast_ss(init + i0 + 2);
+                    c30 = c31 = _mm256_broadcast_ss(init + i0 + 3);
+                } else {
+                    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = _mm256_setzero_ps();
+                }
+                const float *a = A + (ptrdiff_t)i0 * a_row;
+                const float *b = panel;
+                for (l = 0; l < L; l++) {
+                    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
+                    x = _mm256_broadcast_ss(a);
+                    c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
+                    x = _mm256_broadcast_ss(a + a_row);
+                    c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
+                    x = _mm256_broadcast_ss(a + 2 * a_row);
+                    c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
+                    x = _mm256_broadcast_ss(a + 3 * a_row);
+                    c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
+                    a += a_col;
+                    b += 16;
+                }
+                _mm256_storeu_ps(c0, c00); _mm256_storeu_ps(c0 + 8, c01);
+                _mm256_storeu_ps(c0 + ldc, c10); _mm256_storeu_ps(c0 + ldc + 8, c11);
+                _mm256_storeu_ps(c0 + 2 * ldc, c20); _mm256_storeu_ps(c0 + 2 * ldc + 8, c21);
+                _mm256_storeu_ps(c0 + 3 * ldc, c30); _mm256_storeu_ps(c0 + 3 * ldc + 8, c31);
+            }
+            for (; i0 + 2 <= M; i0 += 2) {  /* remaining rows: two, then one */
+                float *c0 = C + (ptrdiff_t)i0 * ldc + j0;
+                __m256 c00, c01, c10, c11;
+                if (init) {
+                    c00 = c01 = _mm256_broadcast_ss(init + i0);
+                    c10 = c11 = _mm256_broadcast_ss(init + i0 + 1);
+                } else {
+                    c00 = c01 = c10 = c11 = _mm256_setzero_ps();
+                }
+                const float *a = A + (ptrdiff_t)i0 * a_row;
+                const float *b = panel;
+                for (l = 0; l < L; l++) {
+                    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
+                    x = _mm256_broadcast_ss(a);
+                    c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
+                    x = _mm256_broadcast_ss(a + a_row);
+                    c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
+                    a += a_col;
+                    b += 16;
+                }
+                _mm256_storeu_ps(c0, c00); _mm256_storeu_ps(c0 + 8, c01);
+                _mm256_storeu_ps(c0 + ldc, c10); _mm256_storeu_ps(c0 + ldc + 8, c11);
+            }
+            for (; i0 < M; i0++) {
+                float *c0 = C + (ptrdiff_t)i0 * ldc + j0;
+                __m256 c00 = init ? _mm256_broadcast_ss(init + i0) : _mm256_setzero_ps();
+                __m256 c01 = c00;
+                const float *a = A + (ptrdiff_t)i0 * a_row;
+                const float *b = panel;
+                for (l = 0; l < L; l++) {
+                    __m256 x = _mm256_broadcast_ss(a);
+                    c00 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b), c00);
+                    c01 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + 8), c01);
+                    a += a_col;
+                    b += 16;
+                }
+                _mm256_storeu_ps(c0, c00); _mm256_storeu_ps(c0 + 8, c01);
+            }
+        }
+        /* remaining columns: scalar FMAs in the same order (l ascending) */
+        for (i0 = 0; i0 < M; i0++) {
+            for (r = n16; r < N; r++) {
+                float acc = init ? init[i0] : 0.0f;
+                for (l = 0; l < L; l++)
+                    acc = __builtin_fmaf(A[(ptrdiff_t)i0 * a_row + (ptrdiff_t)l * a_col],
+                                         B[(ptrdiff_t)l * ldb + r], acc);
+                C[(ptrdiff_t)i0 * ldc + r] = acc;
+            }
+        }
+    }
+    static int nl_have_avx2_fma(void) {
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    #else
+    #define NL_HAVE_PANELS 0
+    static void nl_sgemm_panels(int M, int N, int L, const float *A, ptrdiff_t a_row,
+                                    ptrdiff_t a_col, const float *B, ptrdiff_t ldb,
+                                    float *C, ptrdiff_t ldc, const float *init, float *panel) {}
+    static int nl_have_avx2_fma(void) { return 0; }
+    #endif
+    """
+    void nl_sgemm_panels(int M, int N, int L, const float *A, Py_ssize_t a_row,
+                         Py_ssize_t a_col, const float *B, Py_ssize_t ldb, float *C,
+                         Py_ssize_t ldc, const float *init, float *panel) noexcept nogil
+    int nl_have_avx2_fma() noexcept nogil
+
 cnp.import_array()
+
+# float32 GEMMs use nl_sgemm_panels where the CPU has AVX2 and FMA (fixed at import)
+cdef bint PANELS = nl_have_avx2_fma()
 
 DEF MAX_CHUNKS = 16
 
@@ -139,6 +274,32 @@ cdef inline void _valid_range(int n_out, int n_in, int stride, int offset, int *
         b = a
     lo[0] = a
     hi[0] = b
+
+
+cdef inline void _gemm_panels(int M, int N, int L, const floating *A, Py_ssize_t a_row,
+                              Py_ssize_t a_col, const floating *B, Py_ssize_t ldb,
+                              const floating *init, floating *C, Py_ssize_t ldc,
+                              bint panels, floating *panel) noexcept nogil:
+    """Row-major ``C (M x N) = A @ B (+ init[i] on row i)`` with ``A[i, l]`` at
+    ``A + i*a_row + l*a_col``: ``W`` is ``(a_row, a_col) = (L, 1)`` and its transpose
+    ``(1, M)``; ``init`` may be NULL.  With ``panels`` (float32 on a CPU with AVX2
+    and FMA) ``nl_sgemm_panels`` runs (``panel`` holds ``16 * L`` values), else
+    BLAS."""
+    cdef int i
+    if floating is float:
+        if panels:
+            nl_sgemm_panels(M, N, L, A, a_row, a_col, B, ldb, C, ldc, init, panel)
+            return
+    if init != NULL:
+        # BLAS zeroes C first when beta == 0: starting from the bias costs no more
+        for i in range(M):
+            _fill(C + i * ldc, init[i], N)
+    if a_col == 1:
+        _gemm(False, False, M, N, L, 1, A, <int> a_row, B, <int> ldb,
+              1 if init != NULL else 0, C, <int> ldc)
+    else:
+        _gemm(True, False, M, N, L, 1, A, <int> a_col, B, <int> ldb,
+              1 if init != NULL else 0, C, <int> ldc)
 
 
 cdef void _im2col(const floating *x, floating *col, Py_ssize_t ld, int C, int H, int W,
@@ -269,23 +430,29 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
     cdef Py_ssize_t ld = <Py_ssize_t> G * PQ
     cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
     cdef bint has_bias = bias.shape[0] > 0
+    cdef const floating *bp = NULL
     # per thread: the columns (zeroed once: im2col leaves the padding entries
     # alone), then the GEMM output of a group of several samples
     cdef Py_ssize_t col_size = 0 if direct else CRS * ld
-    cdef Py_ssize_t per_thread = col_size + (K * ld if G > 1 else 0)
+    cdef Py_ssize_t buf_size = K * ld if G > 1 else 0
+    cdef Py_ssize_t per_thread = col_size + buf_size + 16 * CRS
     cdef floating *scratch
     cdef floating *col
     cdef floating *ybuf
+    cdef floating *panel
     cdef const floating *colp
     cdef floating *yn
     if has_bias and bias.shape[0] != K:
         raise ValueError("bias has %d values for %d filters" % (bias.shape[0], K))
     if N == 0:
         return
+    if has_bias:
+        bp = &bias[0]
     scratch = <floating *> _scratch(n_threads, per_thread, sizeof(floating))
     with nogil, parallel(num_threads=n_threads):
         col = scratch + threadid() * per_thread
         ybuf = col + col_size
+        panel = ybuf + buf_size
         for g in prange(n_groups, schedule="static"):
             n0 = g * G
             gs = N - n0 if N - n0 < G else G
@@ -298,17 +465,11 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
                             sh, sw, ph, pw, dh, dw)
                 colp = col
             if G == 1:
-                # BLAS zeroes the output before accumulating when beta == 0; with a
-                # bias, filling it with the bias and accumulating costs no more
-                yn = &y[n0, 0, 0, 0]
-                if has_bias:
-                    for k in range(K):
-                        _fill(yn + k * PQ, bias[k], PQ)
-                _gemm(False, False, K, PQ, CRS, 1, &w[0, 0, 0, 0], CRS, colp, PQ,
-                      1 if has_bias else 0, yn, PQ)
+                _gemm_panels(K, PQ, CRS, &w[0, 0, 0, 0], CRS, 1, colp, PQ, bp,
+                             &y[n0, 0, 0, 0], PQ, PANELS, panel)
             else:
-                _gemm(False, False, K, nc, CRS, 1, &w[0, 0, 0, 0], CRS, colp, ld, 0,
-                      ybuf, ld)
+                _gemm_panels(K, nc, CRS, &w[0, 0, 0, 0], CRS, 1, colp, ld, NULL,
+                             ybuf, ld, PANELS, panel)
                 for j in range(gs):
                     for k in range(K):
                         _add_scalar(&y[n0 + j, k, 0, 0], ybuf + k * ld + j * PQ,
@@ -331,31 +492,37 @@ def conv_bprop_data(const floating[:, :, :, ::1] dy not None,
     cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
     # per thread: the GEMM's columns, then the gathered errors of a group
     cdef Py_ssize_t col_size = 0 if direct else CRS * ld
-    cdef Py_ssize_t per_thread = col_size + (K * ld if G > 1 else 0)
+    cdef Py_ssize_t buf_size = K * ld if G > 1 else 0
+    cdef Py_ssize_t per_thread = col_size + buf_size + 16 * K
     cdef floating *scratch
     cdef floating *col
     cdef floating *dybuf
+    cdef floating *panel
     cdef const floating *dyp
+    # measured: with more than 64 filters BLAS forms the columns faster
+    cdef bint panels = PANELS and K <= 64
     if N == 0:
         return
     scratch = <floating *> _scratch(n_threads, per_thread, sizeof(floating))
     with nogil, parallel(num_threads=n_threads):
         col = scratch + threadid() * per_thread
         dybuf = col + col_size
+        panel = dybuf + buf_size
         for g in prange(n_groups, schedule="static"):
             n0 = g * G
             gs = N - n0 if N - n0 < G else G
             nc = gs * PQ
             if direct:
-                _gemm(True, False, CRS, PQ, K, 1, &w[0, 0, 0, 0], CRS, &dy[n0, 0, 0, 0],
-                      PQ, 0, &dx[n0, 0, 0, 0], PQ)
+                _gemm_panels(CRS, PQ, K, &w[0, 0, 0, 0], 1, CRS, &dy[n0, 0, 0, 0], PQ,
+                             NULL, &dx[n0, 0, 0, 0], PQ, panels, panel)
                 continue
             if G == 1:
                 dyp = &dy[n0, 0, 0, 0]
             else:
                 _gather(&dy[n0, 0, 0, 0], dybuf, ld, gs, K, PQ)
                 dyp = dybuf
-            _gemm(True, False, CRS, nc, K, 1, &w[0, 0, 0, 0], CRS, dyp, ld, 0, col, ld)
+            _gemm_panels(CRS, nc, K, &w[0, 0, 0, 0], 1, CRS, dyp, ld, NULL, col, ld,
+                         panels, panel)
             for j in range(gs):
                 _col2im(col + j * PQ, ld, &dx[n0 + j, 0, 0, 0], C, H, W, R, S, P, Q,
                         sh, sw, ph, pw, dh, dw)
