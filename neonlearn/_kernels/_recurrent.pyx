@@ -144,7 +144,89 @@ cdef extern from *:
     #endif
         nl_gru_zc_bprop_row_loop(g + H, g + 2 * H, hp, e, dhn, dz + H, dz + 2 * H, H);
     }
+    /* C (M x N, row stride ldc) = A (M x K, row stride lda) @ B, with B packed by
+       nl_pack_b into panels of 16 columns: Bp[panel][k][16], zero-padded.  An AVX2
+       + FMA micro-kernel of 6 x 16 (BLIS's Haswell shape); every output is one FMA
+       chain over k in order, so a row's result does not depend on which rows are
+       computed with it.  The recurrent kernels pack the recurrent weights once per
+       call instead of BLAS packing them again at every time step (as much time as
+       the multiplications themselves for 32-64 rows). */
+    #define NL_NR 16
+    static void nl_pack_b(const float *B, Py_ssize_t sk, Py_ssize_t sn, Py_ssize_t K,
+                          Py_ssize_t N, float *Bp) {
+        for (Py_ssize_t j0 = 0; j0 < N; j0 += NL_NR)
+            for (Py_ssize_t k = 0; k < K; k++)
+                for (Py_ssize_t c = 0; c < NL_NR; c++)
+                    *Bp++ = j0 + c < N ? B[k * sk + (j0 + c) * sn] : 0.0f;
+    }
+
+    #if NL_DISPATCH
+    #include <immintrin.h>
+    NL_AVX2 NL_INLINE static void nl_kernel_avx2(
+            const int MR, Py_ssize_t K, const float *A, Py_ssize_t lda,
+            const float *Bp, float *C, Py_ssize_t ldc) {
+        __m256 c0[6], c1[6];
+        for (int r = 0; r < MR; r++) {
+            c0[r] = _mm256_setzero_ps();
+            c1[r] = _mm256_setzero_ps();
+        }
+        for (Py_ssize_t k = 0; k < K; k++) {
+            __m256 b0 = _mm256_loadu_ps(Bp + k * NL_NR);
+            __m256 b1 = _mm256_loadu_ps(Bp + k * NL_NR + 8);
+            for (int r = 0; r < MR; r++) {
+                __m256 a = _mm256_broadcast_ss(A + r * lda + k);
+                c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
+                c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
+            }
+        }
+        for (int r = 0; r < MR; r++) {
+            _mm256_storeu_ps(C + r * ldc, c0[r]);
+            _mm256_storeu_ps(C + r * ldc + 8, c1[r]);
+        }
+    }
+
+    NL_AVX2 NL_INLINE static void nl_kernel_cols(
+            const int MR, Py_ssize_t K, const float *A, Py_ssize_t lda,
+            const float *Bp, float *C, Py_ssize_t ldc, Py_ssize_t nc) {
+        /* the last panel, narrower than 16 columns: through a buffer */
+        float tmp[6 * NL_NR];
+        if (nc == NL_NR) {
+            nl_kernel_avx2(MR, K, A, lda, Bp, C, ldc);
+            return;
+        }
+        nl_kernel_avx2(MR, K, A, lda, Bp, tmp, NL_NR);
+        for (int r = 0; r < MR; r++)
+            for (Py_ssize_t c = 0; c < nc; c++) C[r * ldc + c] = tmp[r * NL_NR + c];
+    }
+
+    NL_AVX2 static void nl_gemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                                       const float *A, Py_ssize_t lda, const float *Bp,
+                                       float *C, Py_ssize_t ldc) {
+        for (Py_ssize_t j0 = 0; j0 < N; j0 += NL_NR) {
+            const float *bp = Bp + j0 * K;
+            Py_ssize_t nc = N - j0 < NL_NR ? N - j0 : NL_NR, i = 0;
+            for (; i + 6 <= M; i += 6)
+                nl_kernel_cols(6, K, A + i * lda, lda, bp, C + i * ldc + j0, ldc, nc);
+            for (; i + 2 <= M; i += 2)
+                nl_kernel_cols(2, K, A + i * lda, lda, bp, C + i * ldc + j0, ldc, nc);
+            for (; i < M; i++)
+                nl_kernel_cols(1, K, A + i * lda, lda, bp, C + i * ldc + j0, ldc, nc);
+        }
+    }
+    static inline int nl_use_packed_gemm(void) { return nl_have_avx2_fma(); }
+    #else
+    static inline int nl_use_packed_gemm(void) { return 0; }
+    static void nl_gemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                               const float *A, Py_ssize_t lda, const float *Bp,
+                               float *C, Py_ssize_t ldc) { }
+    #endif
     """
+    int nl_use_packed_gemm() noexcept nogil
+    void nl_pack_b(const float *B, Py_ssize_t sk, Py_ssize_t sn, Py_ssize_t K,
+                   Py_ssize_t N, float *Bp) noexcept nogil
+    void nl_gemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
+                        Py_ssize_t lda, const float *Bp, float *C,
+                        Py_ssize_t ldc) noexcept nogil
     void nl_lstm_fprop_row(const float *z, const float *r, const float *b,
                            const float *cp, float *g, float *c, float *h,
                            Py_ssize_t H) noexcept nogil
@@ -178,6 +260,17 @@ cdef void _gemm(bint trans_a, bint trans_b, int M, int N, int K, floating alpha,
     else:
         dgemm(&tb, &ta, &N, &M, &K, &alpha, <double *>B, &ldb, <double *>A, &lda,
               &beta, C, &ldc)
+
+
+def _packed_buffer(W, bint transpose):
+    """Buffer for ``W.T`` (``transpose``) or ``W`` packed for ``nl_gemm_packed``, or
+    None when the kernels use BLAS (float64, or no AVX2 + FMA)."""
+    W = np.asarray(W)
+    if W.dtype != np.float32 or not nl_use_packed_gemm() or W.size == 0:
+        return None
+    n = W.shape[0] if transpose else W.shape[1]
+    k = W.shape[1] if transpose else W.shape[0]
+    return np.empty(((n + 15) // 16) * 16 * k, dtype=np.float32)
 
 
 cdef inline bint _padded(const int[::1] lengths, Py_ssize_t n, Py_ssize_t t) noexcept nogil:
@@ -336,7 +429,8 @@ cdef void _lstm_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W
                            int act, floating p, int gate_act, floating gp,
                            floating[:, :, ::1] gates, floating[:, :, ::1] c,
                            floating[:, :, ::1] h, floating[:, ::1] R,
-                           Py_ssize_t n0, Py_ssize_t n1) noexcept nogil:
+                           const floating *Wp, Py_ssize_t n0,
+                           Py_ssize_t n1) noexcept nogil:
     # Each row: pre-activations into the row of ``gates``, then the activations on
     # contiguous blocks (vectorized in float32), then the cell update; one fused C
     # loop for the usual float32 cell.
@@ -351,8 +445,11 @@ cdef void _lstm_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W
     cdef int ldh
     for t in range(T):
         _prev(h, h0, n0, t, &hp, &ldh)
-        _gemm(False, True, <int>(n1 - n0), <int>G, <int>H, 1, hp, ldh, &W_recur[0, 0],
-              <int>H, 0, &R[n0, 0], <int>G)
+        if floating is float and Wp != NULL:
+            nl_gemm_packed(n1 - n0, G, H, hp, ldh, Wp, &R[n0, 0], G)
+        else:
+            _gemm(False, True, <int>(n1 - n0), <int>G, <int>H, 1, hp, ldh,
+                  &W_recur[0, 0], <int>H, 0, &R[n0, 0], <int>G)
         for n in range(n0, n1):
             g = &gates[n, t, 0]
             cn = &c[n, t, 0]
@@ -406,10 +503,16 @@ def lstm_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_re
     _check_lengths(lengths, N, T)
     if N == 0 or T == 0 or H == 0:
         return
+    cdef float[::1] packed = _packed_buffer(W_recur, True)
+    cdef const floating *Wp = NULL
+    if floating is float:
+        if packed is not None:  # B (H x G) = W_recur.T
+            nl_pack_b(&W_recur[0, 0], 1, H, H, G, &packed[0])
+            Wp = &packed[0]
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
             _lstm_fprop_rows(Z, W_recur, b, h0, c0, lengths, act, p, gate_act, gp,
-                             gates, c, h, R, ch * CHUNK, _chunk_end(ch, N))
+                             gates, c, h, R, Wp, ch * CHUNK, _chunk_end(ch, N))
 
 
 cdef inline void _lstm_cell_bprop(const floating *g, const floating *cp,
@@ -439,7 +542,7 @@ cdef void _lstm_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, :
                            const floating[:, ::1] W_recur, const int[::1] lengths,
                            int act, floating p, int gate_act, floating gp,
                            floating[:, :, ::1] dZ, floating[:, ::1] dh,
-                           floating[:, ::1] dc, Py_ssize_t n0,
+                           floating[:, ::1] dc, const floating *Wp, Py_ssize_t n0,
                            Py_ssize_t n1) noexcept nogil:
     cdef Py_ssize_t T = err.shape[1], H = W_recur.shape[1], G = 4 * H, t, n, j
     cdef const floating *cp
@@ -471,8 +574,11 @@ cdef void _lstm_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, :
             _act_row(dz, H, act, p)
             _lstm_cell_bprop(&gates[n, t, 0], cp, &err[n, t, 0], &dh[n, 0], &dc[n, 0],
                              dz, H, act, p, gate_act, gp)
-        _gemm(False, False, <int>(n1 - n0), <int>H, <int>G, 1, &dZ[n0, t, 0],
-              <int>(T * G), &W_recur[0, 0], <int>H, 0, &dh[n0, 0], <int>H)
+        if floating is float and Wp != NULL:
+            nl_gemm_packed(n1 - n0, H, G, &dZ[n0, t, 0], T * G, Wp, &dh[n0, 0], H)
+        else:
+            _gemm(False, False, <int>(n1 - n0), <int>H, <int>G, 1, &dZ[n0, t, 0],
+                  <int>(T * G), &W_recur[0, 0], <int>H, 0, &dh[n0, 0], <int>H)
 
 
 def lstm_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1] gates not None,
@@ -498,10 +604,16 @@ def lstm_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1]
     _check_lengths(lengths, N, T)
     if N == 0 or T == 0 or H == 0:
         return
+    cdef float[::1] packed = _packed_buffer(W_recur, False)
+    cdef const floating *Wp = NULL
+    if floating is float:
+        if packed is not None:  # B (G x H) = W_recur
+            nl_pack_b(&W_recur[0, 0], H, 1, G, H, &packed[0])
+            Wp = &packed[0]
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
             _lstm_bprop_rows(err, gates, c, c0, W_recur, lengths, act, p, gate_act, gp,
-                             dZ, dh, dc, ch * CHUNK, _chunk_end(ch, N))
+                             dZ, dh, dc, Wp, ch * CHUNK, _chunk_end(ch, N))
 
 
 # --------------------------------------------------------------------------------------
