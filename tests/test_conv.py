@@ -66,6 +66,7 @@ CASES = [
     (3, 1, 7, 5, 3, 2, 2, 3, (4, 2), (2, 1)),  # one channel, stride 3, dilated
     (2, 2, 6, 5, 3, 3, 70, 1, 1, 1),         # more than 64 filters (BLAS columns)
     (3, 3, 9, 11, 2, 3, 13, (1, 2), 0, 1),    # no dimension a multiple of 4 or 16
+    (2, 9, 6, 7, 3, 3, 5, 1, 1, 1),          # C*R*S = 81: BLAS filter gradient
 ]
 
 
@@ -202,6 +203,37 @@ def test_convolution_input_gradient_matches_naive(case, dtype):
     assert ref.shape == dx.shape
     tol = 1e-4 if dtype == "float32" else 1e-12
     np.testing.assert_allclose(dx, ref, rtol=tol, atol=tol)
+
+
+def naive_filter_grad(x, dy, R, S, stride, pad, dil):
+    """dW[k, c, r, s] = sum over n, p, q of dy[n, k, p, q] * x_padded[n, c, tap]."""
+    N, K, P, Q = dy.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    dw = np.zeros((K, x.shape[1], R, S))
+    for r in range(R):
+        for s in range(S):
+            h, v = r * dil[0], s * dil[1]
+            win = xp[:, :, h:h + stride[0] * (P - 1) + 1:stride[0],
+                     v:v + stride[1] * (Q - 1) + 1:stride[1]]
+            dw[:, :, r, s] = np.einsum("nkpq,ncpq->kc", dy, win)
+    return dw
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_filter_gradient_matches_naive(case, dtype):
+    """float32 sums small filters in nl_sgemm_nt and larger ones in BLAS."""
+    be = get_backend("cpu", dtype=dtype, seed=0)
+    layer = _layer(Convolution, case, be)
+    N, R, S = case[0], case[4], case[5]
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((N,) + layer.in_shape)
+    err = rng.standard_normal((N,) + layer.out_shape)
+    layer.fprop(be.array(x))
+    layer.bprop(be.array(err))
+    ref = naive_filter_grad(x, err, R, S, _pair(case[7], "str", 1),
+                            _pair(case[8], "pad", 0), _pair(case[9], "dil", 1))
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(layer.dW, ref, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("case", CASES)

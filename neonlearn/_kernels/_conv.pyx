@@ -21,7 +21,9 @@ it reads the filters in place and packs only 16-column panels, where BLAS packs
 the whole (large) column or error matrix, which dominated for images with few
 channels; measured faster for every shape of ``benchmarks/bench_conv.py`` except
 the backward-data of layers with more than 64 filters, which keeps BLAS.  The
-filter gradient, float64 and other CPUs use BLAS.
+filter gradient of small filters (``C*R*S <= 64``, images with few channels) runs
+in ``nl_sgemm_nt`` (both operands read along their long rows), larger ones in
+BLAS.  float64 and other CPUs use BLAS.
 
 Each thread zeroes its column buffer once per call: the buffer keeps one row
 stride for every group, so the entries that come from the padding sit at the same
@@ -152,6 +154,64 @@ cdef extern from *:
             }
         }
     }
+    __attribute__((target("avx2,fma")))
+    static inline float nl_hsum(__m256 v) {
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        return _mm_cvtss_f32(s);
+    }
+
+    /* Row-major C (M x N) += A (M x L) @ B (N x L)^T, both read along their rows (the
+       filter gradient dy @ col^T, whose inner dimension is long): 4 x 2 blocks of C
+       are summed in eight-lane registers, then across lanes, then the L % 8 tail. */
+    __attribute__((target("avx2,fma")))
+    static void nl_sgemm_nt(int M, int N, int L, const float *A, ptrdiff_t lda,
+                            const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc)
+    {
+        int i, j, l, r, L8 = L - L % 8, M4 = M - M % 4, N2 = N - N % 2;
+        for (i = 0; i < M4; i += 4) {
+            for (j = 0; j < N2; j += 2) {
+                const float *a0 = A + (ptrdiff_t)i * lda, *b0 = B + (ptrdiff_t)j * ldb;
+                __m256 acc[4][2];
+                float out[4][2];
+                for (r = 0; r < 4; r++)
+                    acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+                for (l = 0; l < L8; l += 8) {
+                    __m256 x0 = _mm256_loadu_ps(b0 + l), x1 = _mm256_loadu_ps(b0 + ldb + l);
+                    for (r = 0; r < 4; r++) {
+                        __m256 a = _mm256_loadu_ps(a0 + r * lda + l);
+                        acc[r][0] = _mm256_fmadd_ps(a, x0, acc[r][0]);
+                        acc[r][1] = _mm256_fmadd_ps(a, x1, acc[r][1]);
+                    }
+                }
+                for (r = 0; r < 4; r++) {
+                    out[r][0] = nl_hsum(acc[r][0]);
+                    out[r][1] = nl_hsum(acc[r][1]);
+                    for (l = L8; l < L; l++) {
+                        out[r][0] = __builtin_fmaf(a0[r * lda + l], b0[l], out[r][0]);
+                        out[r][1] = __builtin_fmaf(a0[r * lda + l], b0[ldb + l], out[r][1]);
+                    }
+                    C[(ptrdiff_t)(i + r) * ldc + j] += out[r][0];
+                    C[(ptrdiff_t)(i + r) * ldc + j + 1] += out[r][1];
+                }
+            }
+        }
+        /* the rest of C (the last rows and columns), one value at a time */
+        for (i = 0; i < M; i++) {
+            for (j = (i < M4 ? N2 : 0); j < N; j++) {
+                const float *a0 = A + (ptrdiff_t)i * lda, *b0 = B + (ptrdiff_t)j * ldb;
+                __m256 acc = _mm256_setzero_ps();
+                float out;
+                for (l = 0; l < L8; l += 8)
+                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + l), _mm256_loadu_ps(b0 + l), acc);
+                out = nl_hsum(acc);
+                for (l = L8; l < L; l++)
+                    out = __builtin_fmaf(a0[l], b0[l], out);
+                C[(ptrdiff_t)i * ldc + j] += out;
+            }
+        }
+    }
     static int nl_have_avx2_fma(void) {
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
@@ -160,12 +220,16 @@ cdef extern from *:
     static void nl_sgemm_panels(int M, int N, int L, const float *A, ptrdiff_t a_row,
                                     ptrdiff_t a_col, const float *B, ptrdiff_t ldb,
                                     float *C, ptrdiff_t ldc, const float *init, float *panel) {}
+    static void nl_sgemm_nt(int M, int N, int L, const float *A, ptrdiff_t lda,
+                            const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc) {}
     static int nl_have_avx2_fma(void) { return 0; }
     #endif
     """
     void nl_sgemm_panels(int M, int N, int L, const float *A, Py_ssize_t a_row,
                          Py_ssize_t a_col, const float *B, Py_ssize_t ldb, float *C,
                          Py_ssize_t ldc, const float *init, float *panel) noexcept nogil
+    void nl_sgemm_nt(int M, int N, int L, const float *A, Py_ssize_t lda,
+                     const float *B, Py_ssize_t ldb, float *C, Py_ssize_t ldc) noexcept nogil
     int nl_have_avx2_fma() noexcept nogil
 
 cnp.import_array()
@@ -545,6 +609,8 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
     cdef int G = _group_size(N, PQ), n_groups = (N + G - 1) // G
     cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
     cdef bint has_bias = dbias.shape[0] > 0
+    # measured: nl_sgemm_nt beats BLAS for small filters (few input channels) only
+    cdef bint nt_kernel = PANELS and CRS <= 64
     cdef int n_chunks = n_groups if n_groups < MAX_CHUNKS else MAX_CHUNKS
     cdef int ch, g, g0, g1, n0, gs, nc, k, i, j
     cdef Py_ssize_t ld = <Py_ssize_t> G * PQ
@@ -596,8 +662,16 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
                     else:
                         _gather(&dy[n0, 0, 0, 0], dybuf, ld, gs, K, PQ)
                         dyp = dybuf
-                    _gemm(False, True, K, CRS, nc, 1, dyp, ld, colp, ld, 1,
-                          part + ch * stride, CRS)
+                    if floating is float:
+                        if nt_kernel:
+                            nl_sgemm_nt(K, CRS, nc, dyp, ld, colp, ld, part + ch * stride,
+                                        CRS)
+                        else:
+                            _gemm(False, True, K, CRS, nc, 1, dyp, ld, colp, ld, 1,
+                                  part + ch * stride, CRS)
+                    else:
+                        _gemm(False, True, K, CRS, nc, 1, dyp, ld, colp, ld, 1,
+                              part + ch * stride, CRS)
                     if has_bias:
                         for k in range(K):
                             part[ch * stride + KCRS + k] += _sum(dyp + k * ld, nc)
