@@ -201,11 +201,21 @@ cdef extern from *:
         for (i = 0; i < M; i++) {
             for (j = (i < M4 ? N2 : 0); j < N; j++) {
                 const float *a0 = A + (ptrdiff_t)i * lda, *b0 = B + (ptrdiff_t)j * ldb;
-                __m256 acc = _mm256_setzero_ps();
+                /* four partial sums: one would wait on the FMA latency */
+                __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
                 float out;
-                for (l = 0; l < L8; l += 8)
-                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + l), _mm256_loadu_ps(b0 + l), acc);
-                out = nl_hsum(acc);
+                for (l = 0; l + 32 <= L8; l += 32) {
+                    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + l), _mm256_loadu_ps(b0 + l), acc0);
+                    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + l + 8),
+                                           _mm256_loadu_ps(b0 + l + 8), acc1);
+                    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + l + 16),
+                                           _mm256_loadu_ps(b0 + l + 16), acc2);
+                    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + l + 24),
+                                           _mm256_loadu_ps(b0 + l + 24), acc3);
+                }
+                for (; l < L8; l += 8)
+                    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + l), _mm256_loadu_ps(b0 + l), acc0);
+                out = nl_hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
                 for (l = L8; l < L; l++)
                     out = __builtin_fmaf(a0[l], b0[l], out);
                 C[(ptrdiff_t)i * ldc + j] += out;
