@@ -19,17 +19,16 @@ The GEMMs that form the output (forward) or the columns (backward-data) run, in
 float32 on CPUs with AVX2 and FMA, in ``nl_sgemm_panels`` below rather than BLAS:
 it reads the filters in place and packs only 16-column panels, where BLAS packs
 the whole (large) column or error matrix, which dominated for images with few
-channels; measured faster for every shape of ``benchmarks/bench_conv.py`` except
-the backward-data of layers with more than 64 filters, which keeps BLAS.  The
-filter gradient of small filters (``C*R*S <= 64``, images with few channels) runs
-in ``nl_sgemm_nt`` (both operands read along their long rows), larger ones in
-BLAS.  float64 and other CPUs use BLAS.
+channels.  The filter gradient runs in ``nl_sgemm_nt`` (both operands read along
+their long rows).  Measured on the shapes of ``benchmarks/bench_conv.py``, these
+are faster than BLAS except the backward passes of layers with more than 64
+filters, which keep BLAS; float64 and other CPUs use BLAS throughout.
 
 Each thread zeroes its column buffer once per call: the buffer keeps one row
 stride for every group, so the entries that come from the padding sit at the same
 places for all samples and im2col writes only the taps inside the image.  A bias
-is written into the output first and the GEMM accumulates onto it (BLAS would
-zero the output otherwise, so the bias costs no extra pass).
+is where the forward GEMM starts (the panel kernel's accumulators; with BLAS the
+output is filled with it first, which BLAS would zero otherwise): no extra pass.
 
 The filter gradient is summed over a fixed number of sample chunks (independent of
 the thread count) and the chunk partials are added in chunk order, so results are
@@ -163,37 +162,38 @@ cdef extern from *:
     }
 
     /* Row-major C (M x N) += A (M x L) @ B (N x L)^T, both read along their rows (the
-       filter gradient dy @ col^T, whose inner dimension is long): 4 x 2 blocks of C
+       filter gradient dy @ col^T, whose inner dimension is long): 4 x 3 blocks of C
        are summed in eight-lane registers, then across lanes, then the L % 8 tail. */
     __attribute__((target("avx2,fma")))
     static void nl_sgemm_nt(int M, int N, int L, const float *A, ptrdiff_t lda,
                             const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc)
     {
-        int i, j, l, r, L8 = L - L % 8, M4 = M - M % 4, N2 = N - N % 2;
+        int i, j, l, r, L8 = L - L % 8, M4 = M - M % 4, N2 = N - N % 3;
         for (i = 0; i < M4; i += 4) {
-            for (j = 0; j < N2; j += 2) {
+            for (j = 0; j < N2; j += 3) {
                 const float *a0 = A + (ptrdiff_t)i * lda, *b0 = B + (ptrdiff_t)j * ldb;
-                __m256 acc[4][2];
-                float out[4][2];
+                __m256 acc[4][3];
+                float out;
+                int t;
                 for (r = 0; r < 4; r++)
-                    acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+                    acc[r][0] = acc[r][1] = acc[r][2] = _mm256_setzero_ps();
                 for (l = 0; l < L8; l += 8) {
                     __m256 x0 = _mm256_loadu_ps(b0 + l), x1 = _mm256_loadu_ps(b0 + ldb + l);
+                    __m256 x2 = _mm256_loadu_ps(b0 + 2 * ldb + l);
                     for (r = 0; r < 4; r++) {
                         __m256 a = _mm256_loadu_ps(a0 + r * lda + l);
                         acc[r][0] = _mm256_fmadd_ps(a, x0, acc[r][0]);
                         acc[r][1] = _mm256_fmadd_ps(a, x1, acc[r][1]);
+                        acc[r][2] = _mm256_fmadd_ps(a, x2, acc[r][2]);
                     }
                 }
                 for (r = 0; r < 4; r++) {
-                    out[r][0] = nl_hsum(acc[r][0]);
-                    out[r][1] = nl_hsum(acc[r][1]);
-                    for (l = L8; l < L; l++) {
-                        out[r][0] = __builtin_fmaf(a0[r * lda + l], b0[l], out[r][0]);
-                        out[r][1] = __builtin_fmaf(a0[r * lda + l], b0[ldb + l], out[r][1]);
+                    for (t = 0; t < 3; t++) {
+                        out = nl_hsum(acc[r][t]);
+                        for (l = L8; l < L; l++)
+                            out = __builtin_fmaf(a0[r * lda + l], b0[t * ldb + l], out);
+                        C[(ptrdiff_t)(i + r) * ldc + j + t] += out;
                     }
-                    C[(ptrdiff_t)(i + r) * ldc + j] += out[r][0];
-                    C[(ptrdiff_t)(i + r) * ldc + j + 1] += out[r][1];
                 }
             }
         }
@@ -619,8 +619,8 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
     cdef int G = _group_size(N, PQ), n_groups = (N + G - 1) // G
     cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
     cdef bint has_bias = dbias.shape[0] > 0
-    # measured: nl_sgemm_nt beats BLAS for small filters (few input channels) only
-    cdef bint nt_kernel = PANELS and CRS <= 64
+    # measured: with more than 64 filters BLAS is faster
+    cdef bint nt_kernel = PANELS and K <= 64
     cdef int n_chunks = n_groups if n_groups < MAX_CHUNKS else MAX_CHUNKS
     cdef int ch, g, g0, g1, n0, gs, nc, k, i, j
     cdef Py_ssize_t ld = <Py_ssize_t> G * PQ
