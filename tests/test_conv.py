@@ -67,6 +67,7 @@ CASES = [
     (2, 2, 6, 5, 3, 3, 70, 1, 1, 1),         # more than 64 filters (BLAS columns)
     (3, 3, 9, 11, 2, 3, 13, (1, 2), 0, 1),    # no dimension a multiple of 4 or 16
     (2, 9, 6, 7, 3, 3, 5, 1, 1, 1),          # C*R*S = 81: BLAS filter gradient
+    (3, 1, 6, 5, 1, 1, 9, 2, 1, 1),          # C*R*S = 1 through im2col
 ]
 
 

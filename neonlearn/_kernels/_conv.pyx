@@ -350,30 +350,29 @@ cdef inline void _valid_range(int n_out, int n_in, int stride, int offset, int *
     hi[0] = b
 
 
-cdef inline void _gemm_panels(int M, int N, int L, const floating *A, Py_ssize_t a_row,
-                              Py_ssize_t a_col, const floating *B, Py_ssize_t ldb,
+cdef inline void _gemm_panels(bint trans_a, int M, int N, int L, const floating *A,
+                              int lda, const floating *B, Py_ssize_t ldb,
                               const floating *init, floating *C, Py_ssize_t ldc,
                               bint panels, floating *panel) noexcept nogil:
-    """Row-major ``C (M x N) = A @ B (+ init[i] on row i)`` with ``A[i, l]`` at
-    ``A + i*a_row + l*a_col``: ``W`` is ``(a_row, a_col) = (L, 1)`` and its transpose
-    ``(1, M)``; ``init`` may be NULL.  With ``panels`` (float32 on a CPU with AVX2
-    and FMA) ``nl_sgemm_panels`` runs (``panel`` holds ``16 * L`` values), else
-    BLAS."""
+    """Row-major ``C (M x N) = op(A) @ B (+ init[i] on row i)``, ``op(A)`` being
+    ``A`` (``M x L``) or, with ``trans_a``, the transpose of ``A`` (``L x M``); ``lda``
+    is the row stride of ``A`` and ``init`` may be NULL.  With ``panels`` (float32
+    on a CPU with AVX2 and FMA) ``nl_sgemm_panels`` runs (``panel`` holds
+    ``16 * L`` values), else BLAS."""
     cdef int i
     if floating is float:
         if panels:
-            nl_sgemm_panels(M, N, L, A, a_row, a_col, B, ldb, C, ldc, init, panel)
+            if trans_a:
+                nl_sgemm_panels(M, N, L, A, 1, lda, B, ldb, C, ldc, init, panel)
+            else:
+                nl_sgemm_panels(M, N, L, A, lda, 1, B, ldb, C, ldc, init, panel)
             return
     if init != NULL:
         # BLAS zeroes C first when beta == 0: starting from the bias costs no more
         for i in range(M):
             _fill(C + i * ldc, init[i], N)
-    if a_col == 1:
-        _gemm(False, False, M, N, L, 1, A, <int> a_row, B, <int> ldb,
-              1 if init != NULL else 0, C, <int> ldc)
-    else:
-        _gemm(True, False, M, N, L, 1, A, <int> a_col, B, <int> ldb,
-              1 if init != NULL else 0, C, <int> ldc)
+    _gemm(trans_a, False, M, N, L, 1, A, lda, B, <int> ldb, 1 if init != NULL else 0,
+          C, <int> ldc)
 
 
 cdef void _im2col(const floating *x, floating *col, Py_ssize_t ld, int C, int H, int W,
@@ -539,10 +538,10 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
                             sh, sw, ph, pw, dh, dw)
                 colp = col
             if G == 1:
-                _gemm_panels(K, PQ, CRS, &w[0, 0, 0, 0], CRS, 1, colp, PQ, bp,
+                _gemm_panels(False, K, PQ, CRS, &w[0, 0, 0, 0], CRS, colp, PQ, bp,
                              &y[n0, 0, 0, 0], PQ, PANELS, panel)
             else:
-                _gemm_panels(K, nc, CRS, &w[0, 0, 0, 0], CRS, 1, colp, ld, NULL,
+                _gemm_panels(False, K, nc, CRS, &w[0, 0, 0, 0], CRS, colp, ld, NULL,
                              ybuf, ld, PANELS, panel)
                 for j in range(gs):
                     for k in range(K):
@@ -587,7 +586,7 @@ def conv_bprop_data(const floating[:, :, :, ::1] dy not None,
             gs = N - n0 if N - n0 < G else G
             nc = gs * PQ
             if direct:
-                _gemm_panels(CRS, PQ, K, &w[0, 0, 0, 0], 1, CRS, &dy[n0, 0, 0, 0], PQ,
+                _gemm_panels(True, CRS, PQ, K, &w[0, 0, 0, 0], CRS, &dy[n0, 0, 0, 0], PQ,
                              NULL, &dx[n0, 0, 0, 0], PQ, panels, panel)
                 continue
             if G == 1:
@@ -595,7 +594,7 @@ def conv_bprop_data(const floating[:, :, :, ::1] dy not None,
             else:
                 _gather(&dy[n0, 0, 0, 0], dybuf, ld, gs, K, PQ)
                 dyp = dybuf
-            _gemm_panels(CRS, nc, K, &w[0, 0, 0, 0], 1, CRS, dyp, ld, NULL, col, ld,
+            _gemm_panels(True, CRS, nc, K, &w[0, 0, 0, 0], CRS, dyp, ld, NULL, col, ld,
                          panels, panel)
             for j in range(gs):
                 _col2im(col + j * PQ, ld, &dx[n0 + j, 0, 0, 0], C, H, W, R, S, P, Q,
