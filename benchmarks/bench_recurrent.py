@@ -63,8 +63,9 @@ def _neonlearn_layer(kind, n_threads):
     err = be.array(rng.standard_normal((N, T, H)))
 
     def step():
-        layer.fprop(x)
-        layer.bprop(err)
+        with be.compute_scope():  # as in Model.fit: GEMMs split over our threads
+            layer.fprop(x)
+            layer.bprop(err)
 
     return step
 

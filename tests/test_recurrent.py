@@ -448,6 +448,37 @@ def test_summary_layers_reference_and_grads():
         check_layer_grads(layer, (T, F), be, x=x)
 
 
+@pytest.mark.parametrize("dtype_", [np.float32, np.float64])
+def test_summary_kernels_reference_and_threads(dtype_):
+    """Summary kernels against NumPy (ragged lengths), identical on 1 and 2 threads."""
+    rng = np.random.default_rng(18)
+    n, steps, feats = 37, 9, 33
+    x = rng.standard_normal((n, steps, feats)).astype(dtype_)
+    err = rng.standard_normal((n, feats)).astype(dtype_)
+    lengths = rng.integers(1, steps + 1, n).astype(np.int32)
+    for mode, name in enumerate(["sum", "mean", "last"]):
+        outs, dxs = [], []
+        for threads in (1, 2):
+            out = np.empty((n, feats), dtype_)
+            dx = np.empty_like(x)
+            _recurrent.summary_fprop(x, lengths, mode, out, threads)
+            _recurrent.summary_bprop(err, lengths, mode, dx, threads)
+            outs.append(out)
+            dxs.append(dx)
+        np.testing.assert_array_equal(outs[0], outs[1])
+        np.testing.assert_array_equal(dxs[0], dxs[1])
+        valid = np.arange(steps)[None, :] < lengths[:, None]
+        x64 = np.where(valid[..., None], x.astype(np.float64), 0)
+        ref = {"sum": x64.sum(1), "mean": x64.sum(1) / lengths[:, None],
+               "last": x64[np.arange(n), lengths - 1]}[name]
+        weight = {"sum": valid * 1.0, "mean": valid / lengths[:, None],
+                  "last": np.arange(steps)[None, :] == lengths[:, None] - 1}[name]
+        ref_dx = weight[..., None] * err.astype(np.float64)[:, None, :]
+        tol = 1e-6 if dtype_ is np.float32 else 1e-14
+        np.testing.assert_allclose(outs[0], ref, rtol=tol, atol=tol)
+        np.testing.assert_allclose(dxs[0], ref_dx, rtol=tol, atol=tol)
+
+
 def test_stateful_mode_carries_state():
     x = np.random.default_rng(10).standard_normal((2, 2 * T, F))
     whole = make(LSTM, in_shape=(2 * T, F))
