@@ -31,7 +31,7 @@ cdef extern from *:
     #if defined(__GNUC__)
     #define NL_INLINE inline __attribute__((always_inline))
     #else
-    #define NL_INLINE inline
+    #define NL_INLINE CYTHON_INLINE
     #endif
 
     /* c ? a : b without a branch: with the default -ftrapping-math GCC will not
@@ -125,21 +125,21 @@ cdef extern from *:
     }
     #endif
 
-    static inline void nl_tanhf_row(float *x, Py_ssize_t n) {
+    static CYTHON_INLINE void nl_tanhf_row(float *x, Py_ssize_t n) {
     #if NL_DISPATCH
         if (nl_have_avx2_fma()) { nl_tanhf_avx2(x, n); return; }
     #endif
         nl_tanhf_loop(x, n);
     }
 
-    static inline void nl_logisticf_row(float *x, Py_ssize_t n) {
+    static CYTHON_INLINE void nl_logisticf_row(float *x, Py_ssize_t n) {
     #if NL_DISPATCH
         if (nl_have_avx2_fma()) { nl_logisticf_avx2(x, n); return; }
     #endif
         nl_logisticf_loop(x, n);
     }
 
-    static inline void nl_explinf_row(float *x, Py_ssize_t n, float p) {
+    static CYTHON_INLINE void nl_explinf_row(float *x, Py_ssize_t n, float p) {
     #if NL_DISPATCH
         if (nl_have_avx2_fma()) { nl_explinf_avx2(x, n, p); return; }
     #endif

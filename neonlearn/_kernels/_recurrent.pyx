@@ -114,7 +114,7 @@ cdef extern from *:
     }
     #endif
 
-    static inline void nl_lstm_fprop_row(
+    static CYTHON_INLINE void nl_lstm_fprop_row(
             const float *z, const float *r, const float *b, const float *cp, float *g,
             float *c, float *h, Py_ssize_t H) {
     #if NL_DISPATCH
@@ -123,7 +123,7 @@ cdef extern from *:
         nl_lstm_fprop_row_loop(z, r, b, cp, g, c, h, H);
     }
 
-    static inline void nl_lstm_bprop_row(
+    static CYTHON_INLINE void nl_lstm_bprop_row(
             const float *g, const float *c, const float *cp, const float *e,
             const float *dhn, float *dcn, float *dz, Py_ssize_t H) {
     #if NL_DISPATCH
@@ -136,7 +136,7 @@ cdef extern from *:
         nl_lstm_bprop_row_loop(g, c, cp, e, dhn, dcn, dz, dz + H, dz + 2 * H, dz + 3 * H, H);
     }
 
-    static inline void nl_gru_zc_bprop_row(
+    static CYTHON_INLINE void nl_gru_zc_bprop_row(
             const float *g, const float *hp, const float *e, float *dhn, float *dz,
             Py_ssize_t H) {
     #if NL_DISPATCH
@@ -218,7 +218,7 @@ cdef extern from *:
     }
     static inline int nl_use_packed_gemm(void) { return nl_have_avx2_fma(); }
     #else
-    static inline int nl_use_packed_gemm(void) { return 0; }
+    static CYTHON_INLINE int nl_use_packed_gemm(void) { return 0; }
     static void nl_gemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                                const float *A, Py_ssize_t lda, const float *Bp,
                                float *C, Py_ssize_t ldc) { }
