@@ -169,8 +169,18 @@ cdef extern from *:
                             const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc)
     {
         int i, j, l, r, L8 = L - L % 8, M4 = M - M % 4, N2 = N - N % 3;
-        for (i = 0; i < M4; i += 4) {
-            for (j = 0; j < N2; j += 3) {
+        int blk, nbi = M4 / 4, nbj = N2 / 3;
+        for (blk = 0; blk < nbi * nbj; blk++) {
+            /* the blocks of the larger operand outer: it is read once, the
+               smaller one again for each (from cache) */
+            if (N > M) {
+                j = 3 * (blk / nbi);
+                i = 4 * (blk % nbi);
+            } else {
+                i = 4 * (blk / nbj);
+                j = 3 * (blk % nbj);
+            }
+            {
                 const float *a0 = A + (ptrdiff_t)i * lda, *b0 = B + (ptrdiff_t)j * ldb;
                 __m256 acc[4][3];
                 float out;
