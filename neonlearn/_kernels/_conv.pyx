@@ -51,18 +51,17 @@ cdef extern from *:
        convolution GEMMs.  A is read by broadcasting single values at any strides
        (a_row, a_col), so W and its transpose need no copy; B is read in 16-column
        panels copied to ``panel`` (16 * L floats); 4 x 16 blocks of C stay in
-       registers, starting from 0 or from ``init[i]`` (a bias per row).  Unlike BLAS it packs nothing but the panel, which pays for the
-       shapes of convolutions (an inner or outer dimension of C*R*S or K, often
-       small).  Each C value is summed over l in order: results do not depend on the
+       registers, starting from 0 or from ``init[i]`` (a bias per row).  Unlike
+       BLAS it packs nothing but the panel, which pays for the shapes of
+       convolutions (an inner or outer dimension of C*R*S or K, often small).  Each C value is summed over l in order: results do not depend on the
        blocking of the caller (threads). */
     #include <stddef.h>
     #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
     #include <immintrin.h>
-    #define NL_HAVE_PANELS 1
     __attribute__((target("avx2,fma")))
     static void nl_sgemm_panels(int M, int N, int L, const float *A, ptrdiff_t a_row,
-                                    ptrdiff_t a_col, const float *B, ptrdiff_t ldb,
-                                    float *C, ptrdiff_t ldc, const float *init, float *panel)
+                                ptrdiff_t a_col, const float *B, ptrdiff_t ldb,
+                                float *C, ptrdiff_t ldc, const float *init, float *panel)
     {
         int i0, j0, l, r, n16 = N - N % 16;
         for (j0 = 0; j0 < n16; j0 += 16) {
@@ -236,10 +235,9 @@ cdef extern from *:
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
     #else
-    #define NL_HAVE_PANELS 0
     static void nl_sgemm_panels(int M, int N, int L, const float *A, ptrdiff_t a_row,
-                                    ptrdiff_t a_col, const float *B, ptrdiff_t ldb,
-                                    float *C, ptrdiff_t ldc, const float *init, float *panel) {}
+                                ptrdiff_t a_col, const float *B, ptrdiff_t ldb,
+                                float *C, ptrdiff_t ldc, const float *init, float *panel) {}
     static void nl_sgemm_nt(int M, int N, int L, const float *A, ptrdiff_t lda,
                             const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc) {}
     static int nl_have_avx2_fma(void) { return 0; }
@@ -254,7 +252,8 @@ cdef extern from *:
 
 cnp.import_array()
 
-# float32 GEMMs use nl_sgemm_panels where the CPU has AVX2 and FMA (fixed at import)
+# float32 GEMMs use nl_sgemm_panels / nl_sgemm_nt where the CPU has AVX2 and FMA
+# (fixed at import)
 cdef bint PANELS = nl_have_avx2_fma()
 
 DEF MAX_CHUNKS = 16
