@@ -10,7 +10,7 @@ chunks; never over time): rows of a batch do not interact through time, so each
 thread runs the whole time loop for its rows, with one single-threaded GEMM for the
 recurrent projection and one fused gate kernel per step (GRU needs two GEMMs because
 the candidate's recurrent input is ``r * h``).  The GEMMs are BLAS calls
-(``scipy.linalg.cython_blas``), except for float32 LSTMs on CPUs with AVX2 + FMA:
+(``scipy.linalg.cython_blas``), except for float32 LSTM and GRU on CPUs with AVX2 + FMA:
 there the recurrent weights are packed once per call for ``nl_gemm_packed``, as
 BLAS would pack them again at every step (as long as the products themselves for
 32-64 rows).  Backpropagation through time is the same loop reversed; it produces the
@@ -166,7 +166,7 @@ cdef extern from *:
     #if NL_DISPATCH
     #include <immintrin.h>
     NL_AVX2 NL_INLINE static void nl_kernel_avx2(
-            const int MR, Py_ssize_t K, const float *A, Py_ssize_t lda,
+            const int MR, const int ACC, Py_ssize_t K, const float *A, Py_ssize_t lda,
             const float *Bp, float *C, Py_ssize_t ldc) {
         __m256 c0[6], c1[6];
         for (int r = 0; r < MR; r++) {
@@ -183,53 +183,69 @@ cdef extern from *:
             }
         }
         for (int r = 0; r < MR; r++) {
+            if (ACC) {
+                c0[r] = _mm256_add_ps(c0[r], _mm256_loadu_ps(C + r * ldc));
+                c1[r] = _mm256_add_ps(c1[r], _mm256_loadu_ps(C + r * ldc + 8));
+            }
             _mm256_storeu_ps(C + r * ldc, c0[r]);
             _mm256_storeu_ps(C + r * ldc + 8, c1[r]);
         }
     }
 
     NL_AVX2 NL_INLINE static void nl_kernel_cols(
-            const int MR, Py_ssize_t K, const float *A, Py_ssize_t lda,
+            const int MR, const int ACC, Py_ssize_t K, const float *A, Py_ssize_t lda,
             const float *Bp, float *C, Py_ssize_t ldc, Py_ssize_t nc) {
         /* the last panel, narrower than 16 columns: through a buffer */
         float tmp[6 * NL_NR];
         if (nc == NL_NR) {
-            nl_kernel_avx2(MR, K, A, lda, Bp, C, ldc);
+            nl_kernel_avx2(MR, ACC, K, A, lda, Bp, C, ldc);
             return;
         }
-        nl_kernel_avx2(MR, K, A, lda, Bp, tmp, NL_NR);
+        nl_kernel_avx2(MR, 0, K, A, lda, Bp, tmp, NL_NR);
         for (int r = 0; r < MR; r++)
-            for (Py_ssize_t c = 0; c < nc; c++) C[r * ldc + c] = tmp[r * NL_NR + c];
+            for (Py_ssize_t c = 0; c < nc; c++)
+                C[r * ldc + c] = ACC ? tmp[r * NL_NR + c] + C[r * ldc + c]
+                                     : tmp[r * NL_NR + c];
     }
 
-    NL_AVX2 static void nl_gemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-                                       const float *A, Py_ssize_t lda, const float *Bp,
-                                       float *C, Py_ssize_t ldc) {
+    NL_AVX2 NL_INLINE static void nl_gemm_packed_acc(
+            const int ACC, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
+            Py_ssize_t lda, const float *Bp, float *C, Py_ssize_t ldc) {
         for (Py_ssize_t j0 = 0; j0 < N; j0 += NL_NR) {
             const float *bp = Bp + j0 * K;
             Py_ssize_t nc = N - j0 < NL_NR ? N - j0 : NL_NR, i = 0;
             for (; i + 6 <= M; i += 6)
-                nl_kernel_cols(6, K, A + i * lda, lda, bp, C + i * ldc + j0, ldc, nc);
+                nl_kernel_cols(6, ACC, K, A + i * lda, lda, bp, C + i * ldc + j0, ldc, nc);
             for (; i + 2 <= M; i += 2)
-                nl_kernel_cols(2, K, A + i * lda, lda, bp, C + i * ldc + j0, ldc, nc);
+                nl_kernel_cols(2, ACC, K, A + i * lda, lda, bp, C + i * ldc + j0, ldc, nc);
             for (; i < M; i++)
-                nl_kernel_cols(1, K, A + i * lda, lda, bp, C + i * ldc + j0, ldc, nc);
+                nl_kernel_cols(1, ACC, K, A + i * lda, lda, bp, C + i * ldc + j0, ldc, nc);
         }
+    }
+
+    /* C = A @ B, or C += A @ B with accumulate (BLAS's beta = 1) */
+    NL_AVX2 static void nl_gemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                                       const float *A, Py_ssize_t lda, const float *Bp,
+                                       float *C, Py_ssize_t ldc, int accumulate) {
+        if (accumulate)
+            nl_gemm_packed_acc(1, M, N, K, A, lda, Bp, C, ldc);
+        else
+            nl_gemm_packed_acc(0, M, N, K, A, lda, Bp, C, ldc);
     }
     static inline int nl_use_packed_gemm(void) { return nl_have_avx2_fma(); }
     #else
     static CYTHON_INLINE int nl_use_packed_gemm(void) { return 0; }
     static void nl_gemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                                const float *A, Py_ssize_t lda, const float *Bp,
-                               float *C, Py_ssize_t ldc) { }
+                               float *C, Py_ssize_t ldc, int accumulate) { }
     #endif
     """
     int nl_use_packed_gemm() noexcept nogil
     void nl_pack_b(const float *B, Py_ssize_t sk, Py_ssize_t sn, Py_ssize_t K,
                    Py_ssize_t N, float *Bp) noexcept nogil
     void nl_gemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
-                        Py_ssize_t lda, const float *Bp, float *C,
-                        Py_ssize_t ldc) noexcept nogil
+                        Py_ssize_t lda, const float *Bp, float *C, Py_ssize_t ldc,
+                        int accumulate) noexcept nogil
     void nl_lstm_fprop_row(const float *z, const float *r, const float *b,
                            const float *cp, float *g, float *c, float *h,
                            Py_ssize_t H) noexcept nogil
@@ -268,15 +284,17 @@ cdef void _gemm(bint trans_a, bint trans_b, int M, int N, int K, floating alpha,
               &beta, C, &ldc)
 
 
-def _packed_buffer(W, bint transpose):
-    """Buffer for ``W.T`` (``transpose``) or ``W`` packed for ``nl_gemm_packed``, or
-    None when the kernels use BLAS (float64, or no AVX2 + FMA)."""
+def _packed_buffer(W, shapes):
+    """Buffer for blocks of ``W`` packed for ``nl_gemm_packed`` (one ``(K, N)`` per
+    block), or None when the kernels use BLAS (float64, or no AVX2 + FMA)."""
     W = np.asarray(W)
     if W.dtype != np.float32 or not nl_use_packed_gemm() or W.size == 0:
         return None
-    n = W.shape[0] if transpose else W.shape[1]
-    k = W.shape[1] if transpose else W.shape[0]
-    return np.empty(((n + 15) // 16) * 16 * k, dtype=np.float32)
+    return np.empty(sum(_packed_size(k, n) for k, n in shapes), dtype=np.float32)
+
+
+cdef inline Py_ssize_t _packed_size(Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    return ((n + 15) // 16) * 16 * k
 
 
 cdef inline bint _padded(const int[::1] lengths, Py_ssize_t n, Py_ssize_t t) noexcept nogil:
@@ -452,7 +470,7 @@ cdef void _lstm_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W
     for t in range(T):
         _prev(h, h0, n0, t, &hp, &ldh)
         if floating is float and Wp != NULL:
-            nl_gemm_packed(n1 - n0, G, H, hp, ldh, Wp, &R[n0, 0], G)
+            nl_gemm_packed(n1 - n0, G, H, hp, ldh, Wp, &R[n0, 0], G, 0)
         else:
             _gemm(False, True, <int>(n1 - n0), <int>G, <int>H, 1, hp, ldh,
                   &W_recur[0, 0], <int>H, 0, &R[n0, 0], <int>G)
@@ -509,7 +527,7 @@ def lstm_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_re
     _check_lengths(lengths, N, T)
     if N == 0 or T == 0 or H == 0:
         return
-    cdef float[::1] packed = _packed_buffer(W_recur, True)
+    cdef float[::1] packed = _packed_buffer(W_recur, [(H, G)])
     cdef const floating *Wp = NULL
     if floating is float:
         if packed is not None:  # B (H x G) = W_recur.T
@@ -581,7 +599,7 @@ cdef void _lstm_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, :
             _lstm_cell_bprop(&gates[n, t, 0], cp, &err[n, t, 0], &dh[n, 0], &dc[n, 0],
                              dz, H, act, p, gate_act, gp)
         if floating is float and Wp != NULL:
-            nl_gemm_packed(n1 - n0, H, G, &dZ[n0, t, 0], T * G, Wp, &dh[n0, 0], H)
+            nl_gemm_packed(n1 - n0, H, G, &dZ[n0, t, 0], T * G, Wp, &dh[n0, 0], H, 0)
         else:
             _gemm(False, False, <int>(n1 - n0), <int>H, <int>G, 1, &dZ[n0, t, 0],
                   <int>(T * G), &W_recur[0, 0], <int>H, 0, &dh[n0, 0], <int>H)
@@ -610,7 +628,7 @@ def lstm_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1]
     _check_lengths(lengths, N, T)
     if N == 0 or T == 0 or H == 0:
         return
-    cdef float[::1] packed = _packed_buffer(W_recur, False)
+    cdef float[::1] packed = _packed_buffer(W_recur, [(G, H)])
     cdef const floating *Wp = NULL
     if floating is float:
         if packed is not None:  # B (G x H) = W_recur
@@ -630,8 +648,9 @@ cdef void _gru_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W_
                           const int[::1] lengths, int act, floating p, int gate_act,
                           floating gp, floating[:, :, ::1] gates,
                           floating[:, :, ::1] rh, floating[:, :, ::1] h,
-                          floating[:, ::1] R, Py_ssize_t n0,
+                          floating[:, ::1] R, const floating *Wp, Py_ssize_t n0,
                           Py_ssize_t n1) noexcept nogil:
+    # Wp: W_rz.T then W_c.T packed for nl_gemm_packed, or NULL for BLAS
     cdef Py_ssize_t T = Z.shape[1], H = W_recur.shape[1], G = 3 * H, t, n, j
     cdef const floating *hp
     cdef const floating *hpn
@@ -644,8 +663,11 @@ cdef void _gru_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W_
     for t in range(T):
         _prev(h, h0, n0, t, &hp, &ldh)
         # r, z: R[:, :2H] = h_{t-1} @ W_rz.T
-        _gemm(False, True, M, <int>(2 * H), <int>H, 1, hp, ldh, &W_recur[0, 0], <int>H,
-              0, &R[n0, 0], <int>G)
+        if floating is float and Wp != NULL:
+            nl_gemm_packed(M, 2 * H, H, hp, ldh, Wp, &R[n0, 0], G, 0)
+        else:
+            _gemm(False, True, M, <int>(2 * H), <int>H, 1, hp, ldh, &W_recur[0, 0],
+                  <int>H, 0, &R[n0, 0], <int>G)
         for n in range(n0, n1):
             g = &gates[n, t, 0]
             rhn = &rh[n, t, 0]
@@ -664,8 +686,12 @@ cdef void _gru_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W_
             for j in range(H):
                 rhn[j] = g[j] * hpn[j]
         # candidate: R[:, 2H:] = (r * h_{t-1}) @ W_c.T
-        _gemm(False, True, M, <int>H, <int>H, 1, &rh[n0, t, 0], <int>(T * H),
-              &W_recur[2 * H, 0], <int>H, 0, &R[n0, 2 * H], <int>G)
+        if floating is float and Wp != NULL:
+            nl_gemm_packed(M, H, H, &rh[n0, t, 0], T * H, Wp + _packed_size(H, 2 * H),
+                           &R[n0, 2 * H], G, 0)
+        else:
+            _gemm(False, True, M, <int>H, <int>H, 1, &rh[n0, t, 0], <int>(T * H),
+                  &W_recur[2 * H, 0], <int>H, 0, &R[n0, 2 * H], <int>G)
         for n in range(n0, n1):
             g = &gates[n, t, 0]
             hn = &h[n, t, 0]
@@ -706,10 +732,17 @@ def gru_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_rec
     _check_lengths(lengths, N, T)
     if N == 0 or T == 0 or H == 0:
         return
+    cdef float[::1] packed = _packed_buffer(W_recur, [(H, 2 * H), (H, H)])
+    cdef const floating *Wp = NULL
+    if floating is float:
+        if packed is not None:  # W_rz.T (H x 2H), then W_c.T (H x H)
+            nl_pack_b(&W_recur[0, 0], 1, H, H, 2 * H, &packed[0])
+            nl_pack_b(&W_recur[2 * H, 0], 1, H, H, H, &packed[_packed_size(H, 2 * H)])
+            Wp = &packed[0]
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
             _gru_fprop_rows(Z, W_recur, b, h0, lengths, act, p, gate_act, gp, gates, rh,
-                            h, R, ch * CHUNK, _chunk_end(ch, N))
+                            h, R, Wp, ch * CHUNK, _chunk_end(ch, N))
 
 
 cdef inline void _gru_zc_bprop(const floating *g, const floating *hpn,
@@ -747,8 +780,9 @@ cdef void _gru_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::
                           const floating[:, ::1] W_recur, const int[::1] lengths,
                           int act, floating p, int gate_act, floating gp,
                           floating[:, :, ::1] dZ, floating[:, ::1] dh,
-                          floating[:, ::1] drh, Py_ssize_t n0,
+                          floating[:, ::1] drh, const floating *Wp, Py_ssize_t n0,
                           Py_ssize_t n1) noexcept nogil:
+    # Wp: W_c then W_rz packed for nl_gemm_packed, or NULL for BLAS
     cdef Py_ssize_t T = err.shape[1], H = W_recur.shape[1], G = 3 * H, t, n, j
     cdef const floating *g
     cdef const floating *hpn
@@ -772,8 +806,11 @@ cdef void _gru_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::
             hpn = &h0[n, 0] if t == 0 else &h[n, t - 1, 0]
             _gru_zc_bprop(g, hpn, &err[n, t, 0], &dh[n, 0], dz, H, act, p, gate_act, gp)
         # d(r * h) = dcand_pre @ W_c
-        _gemm(False, False, M, <int>H, <int>H, 1, &dZ[n0, t, 2 * H], <int>(T * G),
-              &W_recur[2 * H, 0], <int>H, 0, &drh[n0, 0], <int>H)
+        if floating is float and Wp != NULL:
+            nl_gemm_packed(M, H, H, &dZ[n0, t, 2 * H], T * G, Wp, &drh[n0, 0], H, 0)
+        else:
+            _gemm(False, False, M, <int>H, <int>H, 1, &dZ[n0, t, 2 * H], <int>(T * G),
+                  &W_recur[2 * H, 0], <int>H, 0, &drh[n0, 0], <int>H)
         for n in range(n0, n1):
             if _padded(lengths, n, t):
                 continue
@@ -785,8 +822,12 @@ cdef void _gru_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::
                 _gru_r_bprop(g, hpn, &drh[n, 0], &dh[n, 0], &dZ[n, t, 0], H, gate_act,
                              gp)
         # dh_{t-1} += dZ_t[:, :2H] @ W_rz
-        _gemm(False, False, M, <int>H, <int>(2 * H), 1, &dZ[n0, t, 0], <int>(T * G),
-              &W_recur[0, 0], <int>H, 1, &dh[n0, 0], <int>H)
+        if floating is float and Wp != NULL:
+            nl_gemm_packed(M, H, 2 * H, &dZ[n0, t, 0], T * G, Wp + _packed_size(H, H),
+                           &dh[n0, 0], H, 1)
+        else:
+            _gemm(False, False, M, <int>H, <int>(2 * H), 1, &dZ[n0, t, 0],
+                  <int>(T * G), &W_recur[0, 0], <int>H, 1, &dh[n0, 0], <int>H)
 
 
 def gru_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1] gates not None,
@@ -812,10 +853,17 @@ def gru_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1] 
     _check_lengths(lengths, N, T)
     if N == 0 or T == 0 or H == 0:
         return
+    cdef float[::1] packed = _packed_buffer(W_recur, [(H, H), (2 * H, H)])
+    cdef const floating *Wp = NULL
+    if floating is float:
+        if packed is not None:  # W_c (H x H), then W_rz (2H x H)
+            nl_pack_b(&W_recur[2 * H, 0], H, 1, H, H, &packed[0])
+            nl_pack_b(&W_recur[0, 0], H, 1, 2 * H, H, &packed[_packed_size(H, H)])
+            Wp = &packed[0]
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
             _gru_bprop_rows(err, gates, h, h0, W_recur, lengths, act, p, gate_act, gp,
-                            dZ, dh, drh, ch * CHUNK, _chunk_end(ch, N))
+                            dZ, dh, drh, Wp, ch * CHUNK, _chunk_end(ch, N))
 
 
 def shift_steps(const floating[:, :, ::1] h not None, const floating[:, ::1] h0 not None,
