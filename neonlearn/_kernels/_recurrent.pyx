@@ -216,6 +216,8 @@ cdef extern from *:
             Py_ssize_t nc = N - j0 < NL_NR ? N - j0 : NL_NR, i = 0;
             for (; i + 6 <= M; i += 6)
                 nl_kernel_cols(6, ACC, K, A + i * lda, lda, bp, C + i * ldc + j0, ldc, nc);
+            for (; i + 4 <= M; i += 4)
+                nl_kernel_cols(4, ACC, K, A + i * lda, lda, bp, C + i * ldc + j0, ldc, nc);
             for (; i + 2 <= M; i += 2)
                 nl_kernel_cols(2, ACC, K, A + i * lda, lda, bp, C + i * ldc + j0, ldc, nc);
             for (; i < M; i++)
@@ -258,11 +260,13 @@ cdef extern from *:
 cnp.import_array()
 
 # Batch rows per task.  The chunks do not depend on the thread count, so every GEMM
-# sees the same shapes and results are bitwise identical for any thread count.  64
-# rather than 32: a per-step BLAS GEMM of 32 rows spends much of its time packing the
-# weights (1 thread: LSTM forward 10% faster); the price is that a batch of 64 rows
-# is one chunk, on one thread.
+# sees the same shapes and results are bitwise identical for any thread count.  With
+# BLAS, 64 rather than 32: a per-step BLAS GEMM of 32 rows spends much of its time
+# packing the weights (1 thread: LSTM forward 10% faster).  The packed GEMM costs the
+# same per row for 16 rows as for 64, so it takes small chunks: batches of 32-64 rows
+# then run on several threads.
 DEF CHUNK = 64
+DEF PACKED_CHUNK = 16
 
 
 cdef void _gemm(bint trans_a, bint trans_b, int M, int N, int K, floating alpha,
@@ -325,8 +329,9 @@ cdef inline void _prev(const floating[:, :, ::1] h, const floating[:, ::1] h0,
         ld[0] = <int>(h.shape[1] * h.shape[2])
 
 
-cdef inline Py_ssize_t _chunk_end(Py_ssize_t ch, Py_ssize_t N) noexcept nogil:
-    cdef Py_ssize_t n1 = (ch + 1) * CHUNK
+cdef inline Py_ssize_t _chunk_end(Py_ssize_t ch, Py_ssize_t N,
+                                  Py_ssize_t chunk) noexcept nogil:
+    cdef Py_ssize_t n1 = (ch + 1) * chunk
     return N if n1 > N else n1
 
 
@@ -382,7 +387,7 @@ def rnn_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_rec
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
             _rnn_fprop_rows(Z, W_recur, b, h0, lengths, act, p, h, R,
-                            ch * CHUNK, _chunk_end(ch, N))
+                            ch * CHUNK, _chunk_end(ch, N, CHUNK))
 
 
 cdef inline void _rnn_delta(const floating *e, const floating *dhn, const floating *hn,
@@ -441,7 +446,7 @@ def rnn_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1] 
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
             _rnn_bprop_rows(err, h, W_recur, lengths, act, p, dZ, dh,
-                            ch * CHUNK, _chunk_end(ch, N))
+                            ch * CHUNK, _chunk_end(ch, N, CHUNK))
 
 
 # --------------------------------------------------------------------------------------
@@ -533,10 +538,12 @@ def lstm_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_re
         if packed is not None:  # B (H x G) = W_recur.T
             nl_pack_b(&W_recur[0, 0], 1, H, H, G, &packed[0])
             Wp = &packed[0]
+    cdef Py_ssize_t chunk = CHUNK if Wp == NULL else PACKED_CHUNK
+    n_chunks = (N + chunk - 1) // chunk
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
             _lstm_fprop_rows(Z, W_recur, b, h0, c0, lengths, act, p, gate_act, gp,
-                             gates, c, h, R, Wp, ch * CHUNK, _chunk_end(ch, N))
+                             gates, c, h, R, Wp, ch * chunk, _chunk_end(ch, N, chunk))
 
 
 cdef inline void _lstm_cell_bprop(const floating *g, const floating *cp,
@@ -634,10 +641,12 @@ def lstm_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1]
         if packed is not None:  # B (G x H) = W_recur
             nl_pack_b(&W_recur[0, 0], H, 1, G, H, &packed[0])
             Wp = &packed[0]
+    cdef Py_ssize_t chunk = CHUNK if Wp == NULL else PACKED_CHUNK
+    n_chunks = (N + chunk - 1) // chunk
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
             _lstm_bprop_rows(err, gates, c, c0, W_recur, lengths, act, p, gate_act, gp,
-                             dZ, dh, dc, Wp, ch * CHUNK, _chunk_end(ch, N))
+                             dZ, dh, dc, Wp, ch * chunk, _chunk_end(ch, N, chunk))
 
 
 # --------------------------------------------------------------------------------------
@@ -739,10 +748,12 @@ def gru_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_rec
             nl_pack_b(&W_recur[0, 0], 1, H, H, 2 * H, &packed[0])
             nl_pack_b(&W_recur[2 * H, 0], 1, H, H, H, &packed[_packed_size(H, 2 * H)])
             Wp = &packed[0]
+    cdef Py_ssize_t chunk = CHUNK if Wp == NULL else PACKED_CHUNK
+    n_chunks = (N + chunk - 1) // chunk
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
             _gru_fprop_rows(Z, W_recur, b, h0, lengths, act, p, gate_act, gp, gates, rh,
-                            h, R, Wp, ch * CHUNK, _chunk_end(ch, N))
+                            h, R, Wp, ch * chunk, _chunk_end(ch, N, chunk))
 
 
 cdef inline void _gru_zc_bprop(const floating *g, const floating *hpn,
@@ -860,10 +871,12 @@ def gru_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1] 
             nl_pack_b(&W_recur[2 * H, 0], H, 1, H, H, &packed[0])
             nl_pack_b(&W_recur[0, 0], H, 1, 2 * H, H, &packed[_packed_size(H, H)])
             Wp = &packed[0]
+    cdef Py_ssize_t chunk = CHUNK if Wp == NULL else PACKED_CHUNK
+    n_chunks = (N + chunk - 1) // chunk
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
             _gru_bprop_rows(err, gates, h, h0, W_recur, lengths, act, p, gate_act, gp,
-                            dZ, dh, drh, Wp, ch * CHUNK, _chunk_end(ch, N))
+                            dZ, dh, drh, Wp, ch * chunk, _chunk_end(ch, N, chunk))
 
 
 def shift_steps(const floating[:, :, ::1] h not None, const floating[:, ::1] h0 not None,
