@@ -40,7 +40,7 @@ of forward and backward-data swapped.
 from cython.parallel cimport prange, parallel, threadid
 from libc.stdlib cimport free, calloc
 from libc.string cimport memcpy
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from ._blas cimport gemm as _gemm
 
 cimport numpy as cnp
 from cython cimport floating
@@ -257,24 +257,6 @@ cnp.import_array()
 cdef bint PANELS = nl_have_avx2_fma()
 
 DEF MAX_CHUNKS = 16
-
-
-cdef void _gemm(bint trans_a, bint trans_b, int M, int N, int K, floating alpha,
-                const floating *A, int lda, const floating *B, int ldb,
-                floating beta, floating *C, int ldc) noexcept nogil:
-    """Row-major ``C = alpha * op(A) @ op(B) + beta * C`` (``C`` is ``M x N``).
-
-    BLAS is column-major: a row-major matrix is its transpose in column-major, so
-    we compute ``C^T = op(B)^T @ op(A)^T`` by swapping the operands.
-    """
-    cdef char ta = b'T' if trans_a else b'N'
-    cdef char tb = b'T' if trans_b else b'N'
-    if floating is float:
-        sgemm(&tb, &ta, &N, &M, &K, &alpha, <float *> B, &ldb, <float *> A, &lda,
-              &beta, C, &ldc)
-    else:
-        dgemm(&tb, &ta, &N, &M, &K, &alpha, <double *> B, &ldb, <double *> A, &lda,
-              &beta, C, &ldc)
 
 
 # ---- inner loops --------------------------------------------------------------------

@@ -33,7 +33,7 @@ FMA too; float64 and other activations run generic loops of the same equations.
 """
 from cython.parallel cimport prange
 from cython cimport floating
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from ._blas cimport gemm as _gemm
 
 cimport numpy as cnp
 import numpy as np
@@ -267,25 +267,6 @@ cnp.import_array()
 # then run on several threads.
 DEF CHUNK = 64
 DEF PACKED_CHUNK = 16
-
-
-cdef void _gemm(bint trans_a, bint trans_b, int M, int N, int K, floating alpha,
-                const floating *A, int lda, const floating *B, int ldb,
-                floating beta, floating *C, int ldc) noexcept nogil:
-    """Row-major ``C (M, N) = alpha * op(A) @ op(B) + beta * C``.
-
-    BLAS is column-major, so this computes ``C.T = op(B).T @ op(A).T``.
-    """
-    cdef char ta = b'T' if trans_a else b'N'
-    cdef char tb = b'T' if trans_b else b'N'
-    if M == 0 or N == 0:
-        return
-    if floating is float:
-        sgemm(&tb, &ta, &N, &M, &K, &alpha, <float *>B, &ldb, <float *>A, &lda,
-              &beta, C, &ldc)
-    else:
-        dgemm(&tb, &ta, &N, &M, &K, &alpha, <double *>B, &ldb, <double *>A, &lda,
-              &beta, C, &ldc)
 
 
 def _packed_buffer(W, shapes):
