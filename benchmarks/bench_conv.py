@@ -16,16 +16,15 @@ ratio ``torch / neonlearn`` (above 1: neonlearn is faster) and GFLOP/s:
 GFLOP/s counts ``2 * N * K * C * R * S * P * Q`` per pass, three passes for forward +
 backward.  ``run(quick, threads)`` returns the rows (used by ``benchmarks/run.py``).
 """
-import argparse
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # benchmark the working tree
+
+from _extras import add_rows, main, median_s, torch_with_threads  # noqa: E402
 
 CONV_CASES = [  # (name, N, C, H, W, K, R, pad)
     ("conv 3x32x32->64 3x3 pad1", 64, 3, 32, 32, 64, 3, 1),
@@ -33,25 +32,6 @@ CONV_CASES = [  # (name, N, C, H, W, K, R, pad)
     ("lenet conv1 1x28x28->20 5x5", 64, 1, 28, 28, 20, 5, 0),
     ("lenet conv2 20x12x12->50 5x5", 64, 20, 12, 12, 50, 5, 0),
 ]
-
-
-def _median_s(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def _torch(n_threads):
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(n_threads)
-    return torch
 
 
 def _neonlearn_conv(case, n_threads):
@@ -187,61 +167,27 @@ def run(quick=False, threads=(1, 2)):
     rows = []
     for n in threads:
         with threadpool_limits(n):
-            torch = _torch(n)
+            torch = torch_with_threads(n)
             for case in CONV_CASES:
                 name, N, C, H, W, K, R, pad = case
                 ours, out_shape = _neonlearn_conv(case, n)
                 flops = 3 * 2.0 * N * K * C * R * R * out_shape[1] * out_shape[2]
-                t_ours = _median_s(ours, repeats)
-                t_torch = _median_s(_torch_conv(torch, case), repeats) if torch else None
-                rows.append(dict(case=name, framework="neonlearn", threads=n,
-                                 median_ms=1e3 * t_ours, gflops=flops / t_ours / 1e9,
-                                 speedup_vs_torch=(t_torch / t_ours) if t_torch else None))
-                if t_torch:
-                    rows.append(dict(case=name, framework="torch", threads=n,
-                                     median_ms=1e3 * t_torch, gflops=flops / t_torch / 1e9))
+                t_ours = median_s(ours, repeats)
+                t_torch = median_s(_torch_conv(torch, case), repeats) if torch else None
+                add_rows(rows, name, n, t_ours, t_torch, flops=flops)
             ours, theirs = _pool_steps(n, torch, quick)
-            t_ours = _median_s(ours, repeats)
-            t_torch = _median_s(theirs, repeats) if theirs else None
-            rows.append(dict(case="maxpool 2x2 64x64x32x32", framework="neonlearn",
-                             threads=n, median_ms=1e3 * t_ours,
-                             speedup_vs_torch=(t_torch / t_ours) if t_torch else None))
-            if t_torch:
-                rows.append(dict(case="maxpool 2x2 64x64x32x32", framework="torch",
-                                 threads=n, median_ms=1e3 * t_torch))
+            t_ours = median_s(ours, repeats)
+            t_torch = median_s(theirs, repeats) if theirs else None
+            add_rows(rows, "maxpool 2x2 64x64x32x32", n, t_ours, t_torch)
             epoch, n_samples = _neonlearn_lenet_epoch(n, quick)
             reps = 1 if quick else 3
-            t_ours = _median_s(epoch, reps)
-            t_torch = _median_s(_torch_lenet_epoch(torch, quick), reps) if torch else None
-            name = "lenet epoch %d samples" % n_samples
-            rows.append(dict(case=name, framework="neonlearn", threads=n,
-                             median_ms=1e3 * t_ours, samples_per_s=n_samples / t_ours,
-                             speedup_vs_torch=(t_torch / t_ours) if t_torch else None))
-            if t_torch:
-                rows.append(dict(case=name, framework="torch", threads=n,
-                                 median_ms=1e3 * t_torch,
-                                 samples_per_s=n_samples / t_torch))
+            t_ours = median_s(epoch, reps)
+            t_torch = median_s(_torch_lenet_epoch(torch, quick), reps) if torch else None
+            add_rows(rows, "lenet epoch %d samples" % n_samples, n, t_ours, t_torch,
+                     samples=n_samples)
     return rows
 
 
-def _print(rows):
-    print("%-32s %-10s %3s %10s %9s %10s" % ("case", "framework", "thr", "median ms",
-                                              "GFLOP/s", "torch/ours"))
-    for r in rows:
-        g = r.get("gflops")
-        s = r.get("speedup_vs_torch")
-        print("%-32s %-10s %3d %10.2f %9s %10s" % (
-            r["case"], r["framework"], r["threads"], r["median_ms"],
-            "%.1f" % g if g is not None else "-", "%.2f" % s if s is not None else "-"))
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    args = parser.parse_args(argv)
-    _print(run(quick=args.quick, threads=tuple(args.threads)))
-
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, run)

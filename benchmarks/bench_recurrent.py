@@ -14,38 +14,18 @@ ratio ``torch / neonlearn`` (above 1: neonlearn is faster):
 
 ``run(quick, threads)`` returns the rows (used by ``benchmarks/run.py``).
 """
-import argparse
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # benchmark the working tree
 
+from _extras import add_rows, main, median_s, torch_with_threads  # noqa: E402
+
 T, N, F, H = 50, 64, 64, 128
 IMDB = dict(vocab=20000, embed=128, hidden=128, steps=128, batch=128)
-
-
-def _median_s(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def _torch(n_threads):
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(n_threads)
-    return torch
 
 
 def _neonlearn_layer(kind, n_threads):
@@ -159,50 +139,21 @@ def run(quick=False, threads=(1, 2)):
     rows = []
     for n in threads:
         with threadpool_limits(n):
-            torch = _torch(n)
+            torch = torch_with_threads(n)
             for kind in ("LSTM", "GRU"):
                 name = "%s fprop+bprop T=%d N=%d F=%d H=%d" % (kind, T, N, F, H)
-                t_ours = _median_s(_neonlearn_layer(kind, n), repeats)
-                t_torch = _median_s(_torch_layer(torch, kind), repeats) if torch else None
-                rows.append(dict(case=name, framework="neonlearn", threads=n,
-                                 median_ms=1e3 * t_ours,
-                                 speedup_vs_torch=(t_torch / t_ours) if t_torch else None))
-                if t_torch:
-                    rows.append(dict(case=name, framework="torch", threads=n,
-                                     median_ms=1e3 * t_torch))
+                t_ours = median_s(_neonlearn_layer(kind, n), repeats)
+                t_torch = median_s(_torch_layer(torch, kind), repeats) if torch else None
+                add_rows(rows, name, n, t_ours, t_torch)
             epoch, n_samples = _neonlearn_imdb(n, quick)
             reps = 1 if quick else 3
-            t_ours = _median_s(epoch, reps)
-            t_torch = _median_s(_torch_imdb(torch, quick), reps) if torch else None
-            name = "imdb_lstm training, %d samples" % n_samples
-            rows.append(dict(case=name, framework="neonlearn", threads=n,
-                             median_ms=1e3 * t_ours, samples_per_s=n_samples / t_ours,
-                             speedup_vs_torch=(t_torch / t_ours) if t_torch else None))
-            if t_torch:
-                rows.append(dict(case=name, framework="torch", threads=n,
-                                 median_ms=1e3 * t_torch,
-                                 samples_per_s=n_samples / t_torch))
+            t_ours = median_s(epoch, reps)
+            t_torch = median_s(_torch_imdb(torch, quick), reps) if torch else None
+            add_rows(rows, "imdb_lstm training, %d samples" % n_samples, n, t_ours, t_torch,
+                     samples=n_samples)
     return rows
 
 
-def _print(rows):
-    print("%-44s %-10s %3s %10s %10s %10s" % ("case", "framework", "thr", "median ms",
-                                              "samples/s", "torch/ours"))
-    for r in rows:
-        sps = r.get("samples_per_s")
-        s = r.get("speedup_vs_torch")
-        print("%-44s %-10s %3d %10.2f %10s %10s" % (
-            r["case"], r["framework"], r["threads"], r["median_ms"],
-            "%.0f" % sps if sps is not None else "-", "%.2f" % s if s is not None else "-"))
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    args = parser.parse_args(argv)
-    _print(run(quick=args.quick, threads=tuple(args.threads)))
-
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, run)
