@@ -24,6 +24,11 @@ their long rows).  Measured on the shapes of ``benchmarks/bench_conv.py``, these
 are faster than BLAS except the backward passes of layers with more than 64
 filters, which keep BLAS; float64 and other CPUs use BLAS throughout.
 
+With AVX2, the unit-stride rows of float32 im2col/col2im are copied (added) by
+``nl_copy_rows``/``nl_add_rows``, one call per filter tap: the rows are often 8 to
+32 values long, too short for the compiler's vectorized loops (SSE2 only in this
+build, with alias checks and scalar tails) to pay.
+
 Each thread zeroes its column buffer once per call: the buffer keeps one row
 stride for every group, so the entries that come from the padding sit at the same
 places for all samples and im2col writes only the taps inside the image.  A bias
@@ -231,6 +236,42 @@ cdef extern from *:
             }
         }
     }
+    /* dst[p * ldd + i] = src[p * lds + i] (nl_copy_rows) or dst[...] += src[...]
+       (nl_add_rows) for i < n, p < rows: the unit-stride rows of im2col and col2im,
+       often only 8 or 24 long (too short for the compiler's loops to pay). */
+    __attribute__((target("avx2,fma")))
+    static void nl_copy_rows(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds,
+                             int n, int rows)
+    {
+        int i, p;
+        for (p = 0; p < rows; p++, dst += ldd, src += lds) {
+            for (i = 0; i + 8 <= n; i += 8)
+                _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+            if (i + 4 <= n) {
+                _mm_storeu_ps(dst + i, _mm_loadu_ps(src + i));
+                i += 4;
+            }
+            for (; i < n; i++)
+                dst[i] = src[i];
+        }
+    }
+    __attribute__((target("avx2,fma")))
+    static void nl_add_rows(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds,
+                            int n, int rows)
+    {
+        int i, p;
+        for (p = 0; p < rows; p++, dst += ldd, src += lds) {
+            for (i = 0; i + 8 <= n; i += 8)
+                _mm256_storeu_ps(dst + i, _mm256_add_ps(_mm256_loadu_ps(dst + i),
+                                                        _mm256_loadu_ps(src + i)));
+            if (i + 4 <= n) {
+                _mm_storeu_ps(dst + i, _mm_add_ps(_mm_loadu_ps(dst + i), _mm_loadu_ps(src + i)));
+                i += 4;
+            }
+            for (; i < n; i++)
+                dst[i] += src[i];
+        }
+    }
     static int nl_have_avx2_fma(void) {
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
@@ -240,6 +281,10 @@ cdef extern from *:
                                 float *C, ptrdiff_t ldc, const float *init, float *panel) {}
     static void nl_sgemm_nt(int M, int N, int L, const float *A, ptrdiff_t lda,
                             const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc) {}
+    static void nl_copy_rows(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds,
+                             int n, int rows) {}
+    static void nl_add_rows(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds,
+                            int n, int rows) {}
     static int nl_have_avx2_fma(void) { return 0; }
     #endif
     """
@@ -248,6 +293,10 @@ cdef extern from *:
                          Py_ssize_t ldc, const float *init, float *panel) noexcept nogil
     void nl_sgemm_nt(int M, int N, int L, const float *A, Py_ssize_t lda,
                      const float *B, Py_ssize_t ldb, float *C, Py_ssize_t ldc) noexcept nogil
+    void nl_copy_rows(float *dst, Py_ssize_t ldd, const float *src, Py_ssize_t lds, int n,
+                      int rows) noexcept nogil
+    void nl_add_rows(float *dst, Py_ssize_t ldd, const float *src, Py_ssize_t lds, int n,
+                     int rows) noexcept nogil
     int nl_have_avx2_fma() noexcept nogil
 
 cnp.import_array()
@@ -384,6 +433,14 @@ cdef void _im2col(const floating *x, floating *col, Py_ssize_t ld, int C, int H,
             for s in range(S):
                 _valid_range(Q, W, sw, s * dw - pw, &q0, &q1)
                 row = col + ((c * R + r) * S + s) * ld + q0
+                if floating is float:
+                    if PANELS and sw == 1:
+                        if p1 > p0:
+                            nl_copy_rows(row + <Py_ssize_t> p0 * Q, Q,
+                                         x + (<Py_ssize_t> c * H + p0 * sh - ph + r * dh) * W
+                                         + q0 - pw + s * dw, <Py_ssize_t> sh * W, q1 - q0,
+                                         p1 - p0)
+                        continue
                 for p in range(p0, p1):
                     _copy_row(row + <Py_ssize_t> p * Q,
                               x + (<Py_ssize_t> c * H + p * sh - ph + r * dh) * W
@@ -403,6 +460,13 @@ cdef void _col2im(const floating *col, Py_ssize_t ld, floating *x, int C, int H,
             for s in range(S):
                 _valid_range(Q, W, sw, s * dw - pw, &q0, &q1)
                 row = col + ((c * R + r) * S + s) * ld + q0
+                if floating is float:
+                    if PANELS and sw == 1:
+                        if p1 > p0:
+                            nl_add_rows(x + (<Py_ssize_t> c * H + p0 * sh - ph + r * dh) * W
+                                        + q0 - pw + s * dw, <Py_ssize_t> sh * W,
+                                        row + <Py_ssize_t> p0 * Q, Q, q1 - q0, p1 - p0)
+                        continue
                 for p in range(p0, p1):
                     _add_row(x + (<Py_ssize_t> c * H + p * sh - ph + r * dh) * W
                              + q0 * sw - pw + s * dw, row + <Py_ssize_t> p * Q,
