@@ -473,3 +473,16 @@ def test_wrappers_reject_none_arrays(name):
             args[idx] = None  # an empty bias is np.empty(0), never None
             with pytest.raises((TypeError, ValueError)):
                 fn(*args)
+
+
+def test_bn_bprop_with_zero_rows_gives_zero_gradients():
+    """An empty batch has no gradient: dgamma/dbeta are zeroed, nothing is read."""
+    z = np.zeros((0, 3), np.float32)
+    ones = np.ones(3, np.float32)
+    dgamma, dbeta = np.full(3, 7, np.float32), np.full(3, 7, np.float32)
+    dx = np.zeros((0, 3), np.float32)
+    _dense.bn_bprop(z, z, ones, ones, 1e-3, dgamma, dbeta, dx, 2)
+    np.testing.assert_array_equal(dgamma, 0)
+    np.testing.assert_array_equal(dbeta, 0)
+    with pytest.raises(ValueError, match="at least one row"):
+        _dense.bn_stats(z, dgamma, dbeta, 2)
