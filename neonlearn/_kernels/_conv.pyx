@@ -55,7 +55,7 @@ cdef extern from *:
     /* Row-major C (M x N) = A (M x L) @ B (L x N) in float32 with AVX2 + FMA, for the
        convolution GEMMs.  A is read by broadcasting single values at any strides
        (a_row, a_col), so W and its transpose need no copy; B is read in 16-column
-       panels copied to ``panel`` (16 * L floats); 4 x 16 blocks of C stay in
+       panels copied to ``panel`` (64 * L floats: four panels); 4 x 16 blocks of C stay in
        registers, starting from 0 or from ``init[i]`` (a bias per row).  Unlike
        BLAS it packs nothing but the panel, which pays for the shapes of
        convolutions (an inner or outer dimension of C*R*S or K, often small).  Each C value is summed over l in order: results do not depend on the
@@ -68,14 +68,23 @@ cdef extern from *:
                                 ptrdiff_t a_col, const float *B, ptrdiff_t ldb,
                                 float *C, ptrdiff_t ldc, const float *init, float *panel)
     {
-        int i0, j0, l, r, n16 = N - N % 16;
-        for (j0 = 0; j0 < n16; j0 += 16) {
-            /* copy the 16-column panel of B: its rows are contiguous then (rows of B
-               a page apart would share a few L1 sets and evict each other) */
+        int i0, j0, l, r, n16 = N - N % 16, jb, t, n_pan;
+        for (jb = 0; jb < n16; jb += 64) {
+            /* copy up to four 16-column panels of B: their rows are contiguous then
+               (rows of B a page apart would share a few L1 sets and evict each
+               other); four at a time read 256 contiguous bytes of each row of B */
+            n_pan = (n16 - jb) / 16 < 4 ? (n16 - jb) / 16 : 4;
             for (l = 0; l < L; l++) {
-                _mm256_storeu_ps(panel + 16 * l, _mm256_loadu_ps(B + (ptrdiff_t)l * ldb + j0));
-                _mm256_storeu_ps(panel + 16 * l + 8, _mm256_loadu_ps(B + (ptrdiff_t)l * ldb + j0 + 8));
+                const float *src = B + (ptrdiff_t)l * ldb + jb;
+                for (t = 0; t < n_pan; t++) {
+                    _mm256_storeu_ps(panel + 16 * (t * L + l), _mm256_loadu_ps(src + 16 * t));
+                    _mm256_storeu_ps(panel + 16 * (t * L + l) + 8,
+                                     _mm256_loadu_ps(src + 16 * t + 8));
+                }
             }
+          for (t = 0; t < n_pan; t++) {
+            const float *pan = panel + 16 * (ptrdiff_t)t * L;
+            j0 = jb + 16 * t;
             for (i0 = 0; i0 + 4 <= M; i0 += 4) {
                 __m256 c00, c01, c10, c11, c20, c21, c30, c31;
                 float *c0 = C + (ptrdiff_t)i0 * ldc + j0;
@@ -88,7 +97,7 @@ cdef extern from *:
                     c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = _mm256_setzero_ps();
                 }
                 const float *a = A + (ptrdiff_t)i0 * a_row;
-                const float *b = panel;
+                const float *b = pan;
                 for (l = 0; l < L; l++) {
                     __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
                     x = _mm256_broadcast_ss(a);
@@ -117,7 +126,7 @@ cdef extern from *:
                     c00 = c01 = c10 = c11 = _mm256_setzero_ps();
                 }
                 const float *a = A + (ptrdiff_t)i0 * a_row;
-                const float *b = panel;
+                const float *b = pan;
                 for (l = 0; l < L; l++) {
                     __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
                     x = _mm256_broadcast_ss(a);
@@ -135,7 +144,7 @@ cdef extern from *:
                 __m256 c00 = init ? _mm256_broadcast_ss(init + i0) : _mm256_setzero_ps();
                 __m256 c01 = c00;
                 const float *a = A + (ptrdiff_t)i0 * a_row;
-                const float *b = panel;
+                const float *b = pan;
                 for (l = 0; l < L; l++) {
                     __m256 x = _mm256_broadcast_ss(a);
                     c00 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b), c00);
@@ -146,6 +155,7 @@ cdef extern from *:
                 _mm256_storeu_ps(c0, c00); _mm256_storeu_ps(c0 + 8, c01);
             }
         }
+          }
         /* remaining columns: scalar FMAs in the same order (l ascending) */
         for (i0 = 0; i0 < M; i0++) {
             for (r = n16; r < N; r++) {
@@ -398,7 +408,7 @@ cdef inline void _gemm_panels(bint trans_a, int M, int N, int L, const floating 
     ``A`` (``M x L``) or, with ``trans_a``, the transpose of ``A`` (``L x M``); ``lda``
     is the row stride of ``A`` and ``init`` may be NULL.  With ``panels`` (float32
     on a CPU with AVX2 and FMA) ``nl_sgemm_panels`` runs (``panel`` holds
-    ``16 * L`` values), else BLAS."""
+    ``64 * L`` values), else BLAS."""
     cdef int i
     if floating is float:
         if panels:
@@ -563,7 +573,7 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
     # alone), then the GEMM output of a group of several samples
     cdef Py_ssize_t col_size = 0 if direct else CRS * ld
     cdef Py_ssize_t buf_size = K * ld if G > 1 else 0
-    cdef Py_ssize_t per_thread = col_size + buf_size + 16 * CRS
+    cdef Py_ssize_t per_thread = col_size + buf_size + 64 * CRS
     cdef floating *scratch
     cdef floating *col
     cdef floating *ybuf
@@ -621,7 +631,7 @@ def conv_bprop_data(const floating[:, :, :, ::1] dy not None,
     # per thread: the GEMM's columns, then the gathered errors of a group
     cdef Py_ssize_t col_size = 0 if direct else CRS * ld
     cdef Py_ssize_t buf_size = K * ld if G > 1 else 0
-    cdef Py_ssize_t per_thread = col_size + buf_size + 16 * K
+    cdef Py_ssize_t per_thread = col_size + buf_size + 64 * K
     cdef floating *scratch
     cdef floating *col
     cdef floating *dybuf
