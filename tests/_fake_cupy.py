@@ -284,7 +284,7 @@ class _RandomState:
 
 
 def make_module():
-    """The fake ``cupy`` and ``cupyx`` modules."""
+    """The fake ``cupy`` module."""
     fake = types.ModuleType("cupy")
     for name in dir(np):
         if not name.startswith("__"):
@@ -297,20 +297,12 @@ def make_module():
         Device=_Device,
         runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
     fake.random = types.SimpleNamespace(RandomState=_RandomState)
-    fakex = types.ModuleType("cupyx")
-
-    def scatter_add(a, idx, value):
-        np.add.at(a, idx, value)
-
-    fakex.scatter_add = scatter_add
-    return fake, fakex
+    return fake
 
 
 def install(monkeypatch):
     """Import the GPU backend against the fake CuPy (undone by ``monkeypatch``)."""
-    fake, fakex = make_module()
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    monkeypatch.setitem(sys.modules, "cupyx", fakex)
+    monkeypatch.setitem(sys.modules, "cupy", make_module())
     forget_backend_module(monkeypatch)
     import neonlearn.backends._cupy as mod  # fresh import, against the fake CuPy
 

@@ -196,6 +196,33 @@ def test_embedding_matches_cpu(gpu):
         _run(make, (7,), "gpu", "float64", x + 20)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lookup_bprop_kernel_is_a_deterministic_gather(gpu, dtype):
+    """The GPU embedding gradient equals a naive scatter-add, is zero on rows no id
+    uses and on ``pad_idx``, and gives the same bits on every run (no atomics)."""
+    be = get_backend("gpu", dtype=dtype)
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 9, (5, 13)).astype(dtype)
+    ids[:, :4] = 2  # many rows of one id
+    err = rng.standard_normal((65, 6)).astype(dtype)
+    naive = np.zeros((12, 6))
+    np.add.at(naive, ids.ravel().astype(int), err)
+    naive[7] = 0
+    runs = []
+    for _ in range(2):
+        dW = be.array(np.full((12, 6), np.nan))
+        be.lookup_bprop(be.array(ids), be.array(err), 7, dW)
+        runs.append(be.to_numpy(dW))
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(runs[0], naive, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.any(runs[0][9:]) and not np.any(runs[0][7])
+    dW = be.array(np.full((12, 6), np.nan))  # an empty batch: all zeros
+    be.lookup_bprop(be.array(np.empty((0, 3), dtype)), be.array(np.empty((0, 6), dtype)),
+                    None, dW)
+    np.testing.assert_array_equal(be.to_numpy(dW), 0)
+
+
 def test_dropout_on_gpu(gpu):
     be = get_backend("gpu", dtype="float32", seed=0)
     model = Model([Dropout(keep=0.7)], be).configure((5000,))

@@ -339,10 +339,28 @@ extern "C" __global__ void nl_lrn_bprop_%(suffix)s(
         dx[i] = err[i] * pow(denom[i], -bpower) - coef * x[i] * acc;
     }
 }
+
+extern "C" __global__ void nl_lookup_bprop_%(suffix)s(
+        const T* __restrict__ err, const long long* __restrict__ order,
+        const long long* __restrict__ sorted_ids, const long long* __restrict__ starts,
+        T* __restrict__ dW, long long total, long long n_rows, long long n_seg, int D) {
+    // embedding gradient as a gather: thread (segment, column) sums, in row order,
+    // the error rows of one id (rows sorted by (id, row)), so no atomics are needed
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)blockDim.x * gridDim.x) {
+        long long seg = i / D;
+        int col = (int)(i %% D);
+        long long end = seg + 1 < n_seg ? starts[seg + 1] : n_rows;
+        T acc = 0;
+        for (long long r = starts[seg]; r < end; ++r)
+            acc += err[order[r] * D + col];
+        dW[sorted_ids[starts[seg]] * D + col] = acc;
+    }
+}
 """
 
 _RAW_NAMES = ("im2col", "col2im", "max_pool_fprop", "max_pool_bprop", "avg_pool_fprop",
-              "avg_pool_bprop", "lrn_fprop", "lrn_bprop")
+              "avg_pool_bprop", "lrn_fprop", "lrn_bprop", "lookup_bprop")
 
 
 def _raw_kernels(ctype, suffix):
@@ -957,11 +975,25 @@ class CupyBackend:
         return out
 
     def lookup_bprop(self, ids, error, pad_idx, dW):
-        """``dW`` = scatter-add of ``error`` rows by id (``pad_idx`` row stays 0)."""
-        import cupyx
+        """``dW`` = sum of ``error`` rows by id (``pad_idx`` row stays 0).
 
+        Deterministic: rows are sorted by ``(id, row)`` (unique keys, so any sort
+        gives the same order) and each id's rows are added in that order by one
+        thread per (id, column), with no atomics.
+        """
+        k = self._ids(ids, dW.shape[0]).ravel()
+        M, D = k.shape[0], dW.shape[1]
         dW.fill(0)
-        cupyx.scatter_add(dW, self._ids(ids, dW.shape[0]), error)
+        if M and D:
+            order = cupy.argsort(k * M + cupy.arange(M, dtype=np.int64))
+            sorted_ids = cupy.ascontiguousarray(k[order])
+            starts = cupy.flatnonzero(cupy.concatenate(
+                [cupy.ones(1, dtype=bool), sorted_ids[1:] != sorted_ids[:-1]]))
+            err = cupy.ascontiguousarray(error.reshape(M, D))
+            n_seg = starts.shape[0]
+            _contiguous_out(dW, lambda out: _launch(
+                "lookup_bprop", n_seg * D, err, order, sorted_ids, starts, out,
+                np.int64(n_seg * D), np.int64(M), np.int64(n_seg), np.int32(D)))
         if pad_idx is not None and pad_idx >= 0:
             dW[int(pad_idx)] = 0
         return dW
