@@ -17,7 +17,12 @@ def naive_pool(x, op, R, S, stride, pad):
         for q in range(Q):
             h0, w0 = p * stride[0] - pad[0], q * stride[1] - pad[1]
             win = x[:, :, max(h0, 0):min(h0 + R, H), max(w0, 0):min(w0 + S, W)]
-            y[:, :, p, q] = win.max(axis=(2, 3)) if op == "max" else win.mean(axis=(2, 3))
+            if op == "max":
+                y[:, :, p, q] = win.max(axis=(2, 3))
+            elif op == "avg":
+                y[:, :, p, q] = win.mean(axis=(2, 3))
+            else:  # l2
+                y[:, :, p, q] = np.sqrt((win.astype(np.float64) ** 2).sum(axis=(2, 3)))
     return y
 
 
@@ -45,7 +50,7 @@ def _layer(case, op, be):
     return layer
 
 
-@pytest.mark.parametrize("op", ["max", "avg"])
+@pytest.mark.parametrize("op", ["max", "avg", "l2"])
 @pytest.mark.parametrize("case", CASES)
 def test_pooling_matches_naive(case, op, dtype):
     be = get_backend("cpu", dtype=dtype)
@@ -59,11 +64,23 @@ def test_pooling_matches_naive(case, op, dtype):
     np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("op", ["max", "avg"])
+@pytest.mark.parametrize("op", ["max", "avg", "l2"])
 @pytest.mark.parametrize("case", CASES)
 def test_pooling_gradients(case, op, be64):
     layer = _layer(case, op, be64)
     check_layer_grads(layer, layer.in_shape, be64, n=case[0])
+
+
+def test_l2_pooling_of_an_all_zero_window_passes_no_gradient(be64):
+    layer = _layer(CASES[0], "l2", be64)
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 8))
+    x[:, :, :2, :2] = 0  # the first window of every channel
+    y = layer.fprop(be64.array(x))
+    assert np.all(y[:, :, 0, 0] == 0) and np.all(y[:, :, 1:, :] > 0)
+    dx = layer.bprop(be64.array(np.ones_like(y)))
+    assert np.all(np.isfinite(dx)) and np.all(dx[:, :, :2, :2] == 0)
+    np.testing.assert_allclose(dx[:, :, 2:, :], x[:, :, 2:, :] / np.repeat(
+        np.repeat(y[:, :, 1:, :], 2, axis=2), 2, axis=3), rtol=1e-12)
 
 
 def test_max_pooling_gradient_goes_to_the_argmax(be64):
@@ -132,7 +149,7 @@ def test_one_and_two_threads_bitwise_equal(monkeypatch, op, fshape, strides, pad
     (dict(fshape=2, strides=0), (1, 6, 6), "strides"),
     (dict(fshape=0), (1, 6, 6), "fshape"),
     (dict(fshape="some"), (1, 6, 6), "fshape"),
-    (dict(fshape=2, op="l2"), (1, 6, 6), "op"),
+    (dict(fshape=2, op="sum"), (1, 6, 6), "op"),
     (dict(fshape=2), (36,), r"\(C, H, W\)"),
 ])
 def test_invalid_pooling_configs(kwargs, in_shape, match):
