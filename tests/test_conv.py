@@ -511,9 +511,26 @@ def test_regressor_with_conv_layers(one_thread):
     assert reg.score(X, y) > 0.7
 
 
+def test_uses_blas_covers_every_blas_path():
+    """The backend limits BLAS's threads only where a kernel may call BLAS: float64,
+    CPUs without AVX2 and FMA, and float32 backward passes of more than 64 filters."""
+    from neonlearn._kernels import _conv
+
+    for K in (1, 64, 65, 200):
+        for forward in (False, True):
+            assert _conv.uses_blas(False, K, forward)
+    panels = not _conv.uses_blas(True, 8, True)
+    for K in (1, 20, 64):
+        assert _conv.uses_blas(True, K) == (not panels)
+        assert _conv.uses_blas(True, K, True) == (not panels)
+    assert _conv.uses_blas(True, 65)
+    assert _conv.uses_blas(True, 65, True) == (not panels)
+
+
 def test_concurrent_calls_restore_the_blas_thread_count():
     """The BLAS limit is reference-counted: overlapping kernel calls from several
-    Python threads leave the original BLAS thread counts behind."""
+    Python threads leave the original BLAS thread counts behind (float64: its
+    kernels call BLAS on every CPU)."""
     import threading
 
     from threadpoolctl import threadpool_info
@@ -522,7 +539,7 @@ def test_concurrent_calls_restore_the_blas_thread_count():
         return sorted((i["filepath"], i["num_threads"]) for i in threadpool_info()
                       if i["user_api"] == "blas")
 
-    be = get_backend("cpu", dtype="float32", seed=0)
+    be = get_backend("cpu", dtype="float64", seed=0)
     layer = _layer(Convolution, (8, 3, 12, 12, 3, 3, 8, 1, 1, 1), be)
     x = be.array(np.random.default_rng(0).standard_normal((8, 3, 12, 12)))
     expected = layer.fprop(x, inference=True)

@@ -12,7 +12,8 @@ Each group of samples is one GEMM ``W (K, CRS) @ col (CRS, G*PQ)``: large images
 go one per GEMM (``G = 1``), small ones are batched so that GEMMs stay efficient
 (``G`` depends on the shapes only).  Groups run in a ``prange`` with per-thread
 column buffers, and BLAS must run single-threaded inside it (the backend limits it
-with threadpoolctl).  A 1x1 convolution with unit stride and no padding skips
+with threadpoolctl,
+where :func:`uses_blas` says a call may run BLAS).  A 1x1 convolution with unit stride and no padding skips
 im2col (the image is already the column matrix).
 
 The GEMMs that form the output (forward) or the columns (backward-data) run, in
@@ -316,6 +317,16 @@ cnp.import_array()
 cdef bint PANELS = nl_have_avx2_fma()
 
 DEF MAX_CHUNKS = 16
+# measured: with more than this many filters BLAS runs the backward passes faster
+DEF PANEL_MAX_FILTERS = 64
+
+
+def uses_blas(bint float32, int K, bint forward=False):
+    """Whether ``conv_fprop`` (``forward``) or the backward kernels may call BLAS for
+    ``K`` filters (in float32 or else float64): the caller limits BLAS's threads only
+    then (a threadpoolctl limit and restore costs about 20 us, 8% of a LeNet conv1
+    forward + backward on 2 threads)."""
+    return not (PANELS and float32 and (forward or K <= PANEL_MAX_FILTERS))
 
 
 # ---- inner loops --------------------------------------------------------------------
@@ -637,8 +648,8 @@ def conv_bprop_data(const floating[:, :, :, ::1] dy not None,
     cdef floating *dybuf
     cdef floating *panel
     cdef const floating *dyp
-    # measured: with more than 64 filters BLAS forms the columns faster
-    cdef bint panels = PANELS and K <= 64
+    # measured: with more filters BLAS forms the columns faster
+    cdef bint panels = PANELS and K <= PANEL_MAX_FILTERS
     if N == 0:
         return
     scratch = <floating *> _scratch(n_threads, per_thread, sizeof(floating))
@@ -683,8 +694,8 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
     cdef int G = _group_size(N, PQ), n_groups = (N + G - 1) // G
     cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
     cdef bint has_bias = dbias.shape[0] > 0
-    # measured: with more than 64 filters BLAS is faster
-    cdef bint nt_kernel = PANELS and K <= 64
+    # measured: with more filters BLAS is faster
+    cdef bint nt_kernel = PANELS and K <= PANEL_MAX_FILTERS
     cdef int n_chunks = n_groups if n_groups < MAX_CHUNKS else MAX_CHUNKS
     cdef int ch, g, g0, g1, n0, gs, nc, k, i, j
     cdef Py_ssize_t ld = <Py_ssize_t> G * PQ

@@ -3,6 +3,8 @@
 The methods are stateless: layers pass every array (inputs, outputs, scratch) and the
 geometry they planned at ``configure``.  Arrays are batch-first ``(N, C, H, W)``.
 """
+from contextlib import nullcontext
+
 import numpy as np
 
 from .._kernels import _batchnorm, _conv, _lrn, _pooling
@@ -17,6 +19,14 @@ MIN_PARALLEL_WORK = 200_000
 
 def _empty_like_vec(x):
     return np.empty(0, dtype=x.dtype)
+
+
+def _blas_limit(x, W, forward=False):
+    """BLAS limited to one thread, where the kernel may call it (float32 runs its own
+    GEMMs on CPUs with AVX2, except the backward passes of more than 64 filters)."""
+    if _conv.uses_blas(x.dtype == np.float32, W.shape[0], forward):
+        return blas_single_thread()
+    return nullcontext()
 
 
 class CPUConvOps:
@@ -39,14 +49,14 @@ class CPUConvOps:
         """``out = conv(x, W) (+ bias per filter)``; ``W (K, C, R, S)``."""
         n = self._threads_for(self._conv_work(x, W))
         b = _empty_like_vec(x) if bias is None else bias
-        with blas_single_thread():
+        with _blas_limit(x, W, forward=True):
             _conv.conv_fprop(x, W, b, out, *geom, n_threads=n)
         return out
 
     def conv_bprop_data(self, error, W, dx, geom):
         """Gradient of the convolution with respect to its input (overwrites ``dx``)."""
         n = self._threads_for(self._conv_work(dx, W))
-        with blas_single_thread():
+        with _blas_limit(dx, W):
             _conv.conv_bprop_data(error, W, dx, *geom, n_threads=n)
         return dx
 
@@ -55,7 +65,7 @@ class CPUConvOps:
         also the per-filter bias gradient."""
         n = self._threads_for(self._conv_work(x, dW))
         db = _empty_like_vec(x) if dbias is None else dbias
-        with blas_single_thread():
+        with _blas_limit(x, dW):
             _conv.conv_bprop_filter(x, error, dW, db, *geom, n_threads=n)
         return dW
 
