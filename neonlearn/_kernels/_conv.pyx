@@ -12,9 +12,9 @@ Each group of samples is one GEMM ``W (K, CRS) @ col (CRS, G*PQ)``: large images
 go one per GEMM (``G = 1``), small ones are batched so that GEMMs stay efficient
 (``G`` depends on the shapes only).  Groups run in a ``prange`` with per-thread
 column buffers, and BLAS must run single-threaded inside it (the backend limits it
-with threadpoolctl,
-where :func:`uses_blas` says a call may run BLAS).  A 1x1 convolution with unit stride and no padding skips
-im2col (the image is already the column matrix).
+with threadpoolctl where :func:`uses_blas` says a call may run BLAS).  A 1x1
+convolution with unit stride and no padding skips im2col (the image is already the
+column matrix).
 
 The GEMMs that form the output (forward) or the columns (backward-data) run, in
 float32 on CPUs with AVX2 and FMA, in ``nl_sgemm_panels`` below rather than BLAS:
@@ -44,8 +44,8 @@ Deconvolution (transposed convolution) reuses the same three kernels with the ro
 of forward and backward-data swapped.
 """
 from cython.parallel cimport prange, parallel, threadid
-from libc.stdlib cimport free, calloc
-from libc.string cimport memcpy
+from libc.stdlib cimport free, calloc, malloc
+from libc.string cimport memcpy, memset
 from ._blas cimport gemm as _gemm
 
 cimport numpy as cnp
@@ -554,11 +554,14 @@ cdef void _gather(const floating *a, floating *buf, Py_ssize_t ld, int gs, int K
                    PQ * sizeof(floating))
 
 
-cdef void *_scratch(int n_threads, size_t per_thread, size_t itemsize) except NULL:
-    """Zeroed scratch of ``per_thread`` items for each of ``n_threads`` threads
-    (allocated before the parallel region, so that a failure raises MemoryError)."""
-    cdef void *p = calloc(<size_t> (n_threads if n_threads > 1 else 1) * per_thread + 1,
-                          itemsize)
+cdef void *_scratch(int n_threads, size_t per_thread, size_t itemsize,
+                    bint zeroed=True) except NULL:
+    """Scratch of ``per_thread`` items for each of ``n_threads`` threads, zeroed or
+    not (allocated before the parallel region, so that a failure raises MemoryError).
+    Threads zero their own part where needed: zeroing here would run on one thread
+    (or page-fault fresh pages), 10% of a LeNet conv2 pass on 2 threads."""
+    cdef size_t n = <size_t> (n_threads if n_threads > 1 else 1) * per_thread + 1
+    cdef void *p = calloc(n, itemsize) if zeroed else malloc(n * itemsize)
     if p == NULL:
         raise MemoryError()
     return p
@@ -597,9 +600,11 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
         return
     if has_bias:
         bp = &bias[0]
-    scratch = <floating *> _scratch(n_threads, per_thread, sizeof(floating))
+    scratch = <floating *> _scratch(n_threads, per_thread, sizeof(floating), False)
     with nogil, parallel(num_threads=n_threads):
         col = scratch + threadid() * per_thread
+        if ph > 0 or pw > 0:  # the padding entries, never written by im2col
+            memset(col, 0, col_size * sizeof(floating))
         ybuf = col + col_size
         panel = ybuf + buf_size
         for g in prange(n_groups, schedule="static"):
@@ -652,7 +657,8 @@ def conv_bprop_data(const floating[:, :, :, ::1] dy not None,
     cdef bint panels = PANELS and K <= PANEL_MAX_FILTERS
     if N == 0:
         return
-    scratch = <floating *> _scratch(n_threads, per_thread, sizeof(floating))
+    # the GEMM writes every column, _gather every error
+    scratch = <floating *> _scratch(n_threads, per_thread, sizeof(floating), False)
     with nogil, parallel(num_threads=n_threads):
         col = scratch + threadid() * per_thread
         dybuf = col + col_size
@@ -720,13 +726,15 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
         return
     part = <floating *> _scratch(n_chunks, stride, sizeof(floating))
     try:
-        scratch = <floating *> _scratch(n_threads, per_thread, sizeof(floating))
+        scratch = <floating *> _scratch(n_threads, per_thread, sizeof(floating), False)
     except MemoryError:
         free(part)
         raise
     with nogil:
         with parallel(num_threads=n_threads):
             col = scratch + threadid() * per_thread
+            if ph > 0 or pw > 0:  # the padding entries, never written by im2col
+                memset(col, 0, col_size * sizeof(floating))
             dybuf = col + col_size
             for ch in prange(n_chunks, schedule="static"):
                 g0 = <int> ((<long> ch * n_groups) // n_chunks)
