@@ -30,9 +30,10 @@ With AVX2, the unit-stride rows of float32 im2col/col2im are copied (added) by
 32 values long, too short for the compiler's vectorized loops (SSE2 only in this
 build, with alias checks and scalar tails) to pay.
 
-Each thread zeroes its column buffer once per call: the buffer keeps one row
-stride for every group, so the entries that come from the padding sit at the same
-places for all samples and im2col writes only the taps inside the image.  A bias
+With padding, each thread zeroes its column buffer once per call: the buffer keeps
+one row stride for every group, so the entries that come from the padding sit at
+the same places for all samples and im2col writes only the taps inside the image.
+Other scratch is not zeroed (GEMMs and gathers write all of it).  A bias
 is where the forward GEMM starts (the panel kernel's accumulators; with BLAS the
 output is filled with it first, which BLAS would zero otherwise): no extra pass.
 
@@ -56,11 +57,12 @@ cdef extern from *:
     /* Row-major C (M x N) = A (M x L) @ B (L x N) in float32 with AVX2 + FMA, for the
        convolution GEMMs.  A is read by broadcasting single values at any strides
        (a_row, a_col), so W and its transpose need no copy; B is read in 16-column
-       panels copied to ``panel`` (64 * L floats: four panels); 4 x 16 blocks of C stay in
-       registers, starting from 0 or from ``init[i]`` (a bias per row).  Unlike
-       BLAS it packs nothing but the panel, which pays for the shapes of
-       convolutions (an inner or outer dimension of C*R*S or K, often small).  Each C value is summed over l in order: results do not depend on the
-       blocking of the caller (threads). */
+       panels, four at a time copied to ``panel`` (64 * L floats); 4 x 16 blocks of C
+       stay in registers, starting from 0 or from ``init[i]`` (a bias per row).
+       Unlike BLAS it packs nothing but the panels, which pays for the shapes of
+       convolutions (an inner or outer dimension of C*R*S or K, often small).  Each
+       C value is summed over l in order: results do not depend on the blocking of
+       the caller (threads). */
     #include <stddef.h>
     #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
     #include <immintrin.h>
@@ -83,80 +85,80 @@ cdef extern from *:
                                      _mm256_loadu_ps(src + 16 * t + 8));
                 }
             }
-          for (t = 0; t < n_pan; t++) {
-            const float *pan = panel + 16 * (ptrdiff_t)t * L;
-            j0 = jb + 16 * t;
-            for (i0 = 0; i0 + 4 <= M; i0 += 4) {
-                __m256 c00, c01, c10, c11, c20, c21, c30, c31;
-                float *c0 = C + (ptrdiff_t)i0 * ldc + j0;
-                if (init) {
-                    c00 = c01 = _mm256_broadcast_ss(init + i0);
-                    c10 = c11 = _mm256_broadcast_ss(init + i0 + 1);
-                    c20 = c21 = _mm256_broadcast_ss(init + i0 + 2);
-                    c30 = c31 = _mm256_broadcast_ss(init + i0 + 3);
-                } else {
-                    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = _mm256_setzero_ps();
+            for (t = 0; t < n_pan; t++) {
+                const float *pan = panel + 16 * (ptrdiff_t)t * L;
+                j0 = jb + 16 * t;
+                for (i0 = 0; i0 + 4 <= M; i0 += 4) {
+                    __m256 c00, c01, c10, c11, c20, c21, c30, c31;
+                    float *c0 = C + (ptrdiff_t)i0 * ldc + j0;
+                    if (init) {
+                        c00 = c01 = _mm256_broadcast_ss(init + i0);
+                        c10 = c11 = _mm256_broadcast_ss(init + i0 + 1);
+                        c20 = c21 = _mm256_broadcast_ss(init + i0 + 2);
+                        c30 = c31 = _mm256_broadcast_ss(init + i0 + 3);
+                    } else {
+                        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = _mm256_setzero_ps();
+                    }
+                    const float *a = A + (ptrdiff_t)i0 * a_row;
+                    const float *b = pan;
+                    for (l = 0; l < L; l++) {
+                        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
+                        x = _mm256_broadcast_ss(a);
+                        c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
+                        x = _mm256_broadcast_ss(a + a_row);
+                        c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
+                        x = _mm256_broadcast_ss(a + 2 * a_row);
+                        c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
+                        x = _mm256_broadcast_ss(a + 3 * a_row);
+                        c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
+                        a += a_col;
+                        b += 16;
+                    }
+                    _mm256_storeu_ps(c0, c00); _mm256_storeu_ps(c0 + 8, c01);
+                    _mm256_storeu_ps(c0 + ldc, c10); _mm256_storeu_ps(c0 + ldc + 8, c11);
+                    _mm256_storeu_ps(c0 + 2 * ldc, c20); _mm256_storeu_ps(c0 + 2 * ldc + 8, c21);
+                    _mm256_storeu_ps(c0 + 3 * ldc, c30); _mm256_storeu_ps(c0 + 3 * ldc + 8, c31);
                 }
-                const float *a = A + (ptrdiff_t)i0 * a_row;
-                const float *b = pan;
-                for (l = 0; l < L; l++) {
-                    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
-                    x = _mm256_broadcast_ss(a);
-                    c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
-                    x = _mm256_broadcast_ss(a + a_row);
-                    c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
-                    x = _mm256_broadcast_ss(a + 2 * a_row);
-                    c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
-                    x = _mm256_broadcast_ss(a + 3 * a_row);
-                    c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
-                    a += a_col;
-                    b += 16;
+                for (; i0 + 2 <= M; i0 += 2) {  /* remaining rows: two, then one */
+                    float *c0 = C + (ptrdiff_t)i0 * ldc + j0;
+                    __m256 c00, c01, c10, c11;
+                    if (init) {
+                        c00 = c01 = _mm256_broadcast_ss(init + i0);
+                        c10 = c11 = _mm256_broadcast_ss(init + i0 + 1);
+                    } else {
+                        c00 = c01 = c10 = c11 = _mm256_setzero_ps();
+                    }
+                    const float *a = A + (ptrdiff_t)i0 * a_row;
+                    const float *b = pan;
+                    for (l = 0; l < L; l++) {
+                        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
+                        x = _mm256_broadcast_ss(a);
+                        c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
+                        x = _mm256_broadcast_ss(a + a_row);
+                        c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
+                        a += a_col;
+                        b += 16;
+                    }
+                    _mm256_storeu_ps(c0, c00); _mm256_storeu_ps(c0 + 8, c01);
+                    _mm256_storeu_ps(c0 + ldc, c10); _mm256_storeu_ps(c0 + ldc + 8, c11);
                 }
-                _mm256_storeu_ps(c0, c00); _mm256_storeu_ps(c0 + 8, c01);
-                _mm256_storeu_ps(c0 + ldc, c10); _mm256_storeu_ps(c0 + ldc + 8, c11);
-                _mm256_storeu_ps(c0 + 2 * ldc, c20); _mm256_storeu_ps(c0 + 2 * ldc + 8, c21);
-                _mm256_storeu_ps(c0 + 3 * ldc, c30); _mm256_storeu_ps(c0 + 3 * ldc + 8, c31);
-            }
-            for (; i0 + 2 <= M; i0 += 2) {  /* remaining rows: two, then one */
-                float *c0 = C + (ptrdiff_t)i0 * ldc + j0;
-                __m256 c00, c01, c10, c11;
-                if (init) {
-                    c00 = c01 = _mm256_broadcast_ss(init + i0);
-                    c10 = c11 = _mm256_broadcast_ss(init + i0 + 1);
-                } else {
-                    c00 = c01 = c10 = c11 = _mm256_setzero_ps();
+                for (; i0 < M; i0++) {
+                    float *c0 = C + (ptrdiff_t)i0 * ldc + j0;
+                    __m256 c00 = init ? _mm256_broadcast_ss(init + i0) : _mm256_setzero_ps();
+                    __m256 c01 = c00;
+                    const float *a = A + (ptrdiff_t)i0 * a_row;
+                    const float *b = pan;
+                    for (l = 0; l < L; l++) {
+                        __m256 x = _mm256_broadcast_ss(a);
+                        c00 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b), c00);
+                        c01 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + 8), c01);
+                        a += a_col;
+                        b += 16;
+                    }
+                    _mm256_storeu_ps(c0, c00); _mm256_storeu_ps(c0 + 8, c01);
                 }
-                const float *a = A + (ptrdiff_t)i0 * a_row;
-                const float *b = pan;
-                for (l = 0; l < L; l++) {
-                    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
-                    x = _mm256_broadcast_ss(a);
-                    c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
-                    x = _mm256_broadcast_ss(a + a_row);
-                    c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
-                    a += a_col;
-                    b += 16;
-                }
-                _mm256_storeu_ps(c0, c00); _mm256_storeu_ps(c0 + 8, c01);
-                _mm256_storeu_ps(c0 + ldc, c10); _mm256_storeu_ps(c0 + ldc + 8, c11);
-            }
-            for (; i0 < M; i0++) {
-                float *c0 = C + (ptrdiff_t)i0 * ldc + j0;
-                __m256 c00 = init ? _mm256_broadcast_ss(init + i0) : _mm256_setzero_ps();
-                __m256 c01 = c00;
-                const float *a = A + (ptrdiff_t)i0 * a_row;
-                const float *b = pan;
-                for (l = 0; l < L; l++) {
-                    __m256 x = _mm256_broadcast_ss(a);
-                    c00 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b), c00);
-                    c01 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + 8), c01);
-                    a += a_col;
-                    b += 16;
-                }
-                _mm256_storeu_ps(c0, c00); _mm256_storeu_ps(c0 + 8, c01);
             }
         }
-          }
         /* remaining columns: scalar FMAs in the same order (l ascending) */
         for (i0 = 0; i0 < M; i0++) {
             for (r = n16; r < N; r++) {
