@@ -21,9 +21,12 @@ float32 on CPUs with AVX2 and FMA, in ``nl_sgemm_panels`` below rather than BLAS
 it reads the filters in place and packs only 16-column panels, where BLAS packs
 the whole (large) column or error matrix, which dominated for images with few
 channels.  The filter gradient runs in ``nl_sgemm_nt`` (both operands read along
-their long rows).  Measured on the shapes of ``benchmarks/bench_conv.py``, these
-are faster than BLAS except the backward passes of layers with more than 64
-filters, which keep BLAS; float64 and other CPUs use BLAS throughout.
+their long rows); for single unpadded images with unit column stride and output
+rows a multiple of 8 (LeNet's first layer) it reads the taps from the image in
+place, rows of ``Q`` values, without im2col.  Measured on the shapes of
+``benchmarks/bench_conv.py``, these are faster than BLAS except the backward passes
+of layers with more than 64 filters, which keep BLAS; float64 and other CPUs use
+BLAS throughout.
 
 With AVX2, the unit-stride rows of float32 im2col/col2im are copied (added) by
 ``nl_copy_rows``/``nl_add_rows``, one call per filter tap: the rows are often 8 to
@@ -180,13 +183,18 @@ cdef extern from *:
 
     /* Row-major C (M x N) += A (M x L) @ B (N x L)^T, both read along their rows (the
        filter gradient dy @ col^T, whose inner dimension is long): 4 x 3 blocks of C
-       are summed in eight-lane registers, then across lanes, then the L % 8 tail. */
+       are summed in eight-lane registers, then across lanes, then the L % 8 tail.
+       With ``b_row``, the rows of B are ``nseg`` segments of L values (L a multiple
+       of 8) at B + b_row[j] + s * b_seg, and those of A are nseg * L contiguous
+       values: the taps of an unpadded image read in place (no im2col). */
     __attribute__((target("avx2,fma")))
     static void nl_sgemm_nt(int M, int N, int L, const float *A, ptrdiff_t lda,
-                            const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc)
+                            const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc,
+                            int nseg, ptrdiff_t b_seg, const ptrdiff_t *b_row)
     {
-        int i, j, l, r, L8 = L - L % 8, M4 = M - M % 4, N2 = N - N % 3;
+        int i, j, l, r, g, L8 = L - L % 8, M4 = M - M % 4, N2 = N - N % 3;
         int blk, nbi = M4 / 4, nbj = N2 / 3;
+        #define NL_BROW(jj) (B + (b_row ? b_row[jj] : (ptrdiff_t)(jj) * ldb))
         for (blk = 0; blk < nbi * nbj; blk++) {
             /* the blocks of the larger operand outer: it is read once, the
                smaller one again for each (from cache) */
@@ -198,27 +206,34 @@ cdef extern from *:
                 j = 3 * (blk % nbj);
             }
             {
-                const float *a0 = A + (ptrdiff_t)i * lda, *b0 = B + (ptrdiff_t)j * ldb;
+                const float *a0 = A + (ptrdiff_t)i * lda, *b0[3];
                 __m256 acc[4][3];
                 float out;
                 int t;
+                for (t = 0; t < 3; t++)
+                    b0[t] = NL_BROW(j + t);
                 for (r = 0; r < 4; r++)
                     acc[r][0] = acc[r][1] = acc[r][2] = _mm256_setzero_ps();
-                for (l = 0; l < L8; l += 8) {
-                    __m256 x0 = _mm256_loadu_ps(b0 + l), x1 = _mm256_loadu_ps(b0 + ldb + l);
-                    __m256 x2 = _mm256_loadu_ps(b0 + 2 * ldb + l);
-                    for (r = 0; r < 4; r++) {
-                        __m256 a = _mm256_loadu_ps(a0 + r * lda + l);
-                        acc[r][0] = _mm256_fmadd_ps(a, x0, acc[r][0]);
-                        acc[r][1] = _mm256_fmadd_ps(a, x1, acc[r][1]);
-                        acc[r][2] = _mm256_fmadd_ps(a, x2, acc[r][2]);
+                for (g = 0; g < nseg; g++) {
+                    const float *ag = a0 + (ptrdiff_t)g * L;
+                    const float *x0g = b0[0] + g * b_seg, *x1g = b0[1] + g * b_seg;
+                    const float *x2g = b0[2] + g * b_seg;
+                    for (l = 0; l < L8; l += 8) {
+                        __m256 x0 = _mm256_loadu_ps(x0g + l), x1 = _mm256_loadu_ps(x1g + l);
+                        __m256 x2 = _mm256_loadu_ps(x2g + l);
+                        for (r = 0; r < 4; r++) {
+                            __m256 a = _mm256_loadu_ps(ag + r * lda + l);
+                            acc[r][0] = _mm256_fmadd_ps(a, x0, acc[r][0]);
+                            acc[r][1] = _mm256_fmadd_ps(a, x1, acc[r][1]);
+                            acc[r][2] = _mm256_fmadd_ps(a, x2, acc[r][2]);
+                        }
                     }
                 }
                 for (r = 0; r < 4; r++) {
                     for (t = 0; t < 3; t++) {
                         out = nl_hsum(acc[r][t]);
-                        for (l = L8; l < L; l++)
-                            out = __builtin_fmaf(a0[r * lda + l], b0[t * ldb + l], out);
+                        for (l = L8; l < L; l++)  /* (L8 == L with segments) */
+                            out = __builtin_fmaf(a0[r * lda + l], b0[t][l], out);
                         C[(ptrdiff_t)(i + r) * ldc + j + t] += out;
                     }
                 }
@@ -227,27 +242,31 @@ cdef extern from *:
         /* the rest of C (the last rows and columns), one value at a time */
         for (i = 0; i < M; i++) {
             for (j = (i < M4 ? N2 : 0); j < N; j++) {
-                const float *a0 = A + (ptrdiff_t)i * lda, *b0 = B + (ptrdiff_t)j * ldb;
+                const float *a0 = A + (ptrdiff_t)i * lda, *b0 = NL_BROW(j);
                 /* four partial sums: one would wait on the FMA latency */
                 __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
                 float out;
-                for (l = 0; l + 32 <= L8; l += 32) {
-                    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + l), _mm256_loadu_ps(b0 + l), acc0);
-                    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + l + 8),
-                                           _mm256_loadu_ps(b0 + l + 8), acc1);
-                    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + l + 16),
-                                           _mm256_loadu_ps(b0 + l + 16), acc2);
-                    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + l + 24),
-                                           _mm256_loadu_ps(b0 + l + 24), acc3);
+                for (g = 0; g < nseg; g++) {
+                    const float *ag = a0 + (ptrdiff_t)g * L, *bg = b0 + g * b_seg;
+                    for (l = 0; l + 32 <= L8; l += 32) {
+                        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l), _mm256_loadu_ps(bg + l), acc0);
+                        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l + 8),
+                                               _mm256_loadu_ps(bg + l + 8), acc1);
+                        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l + 16),
+                                               _mm256_loadu_ps(bg + l + 16), acc2);
+                        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l + 24),
+                                               _mm256_loadu_ps(bg + l + 24), acc3);
+                    }
+                    for (; l < L8; l += 8)
+                        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l), _mm256_loadu_ps(bg + l), acc0);
                 }
-                for (; l < L8; l += 8)
-                    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + l), _mm256_loadu_ps(b0 + l), acc0);
                 out = nl_hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
                 for (l = L8; l < L; l++)
                     out = __builtin_fmaf(a0[l], b0[l], out);
                 C[(ptrdiff_t)i * ldc + j] += out;
             }
         }
+        #undef NL_BROW
     }
     /* dst[p * ldd + i] = src[p * lds + i] (nl_copy_rows) or dst[...] += src[...]
        (nl_add_rows) for i < n, p < rows: the unit-stride rows of im2col and col2im,
@@ -293,7 +312,8 @@ cdef extern from *:
                                 ptrdiff_t a_col, const float *B, ptrdiff_t ldb,
                                 float *C, ptrdiff_t ldc, const float *init, float *panel) {}
     static void nl_sgemm_nt(int M, int N, int L, const float *A, ptrdiff_t lda,
-                            const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc) {}
+                            const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc,
+                            int nseg, ptrdiff_t b_seg, const ptrdiff_t *b_row) {}
     static void nl_copy_rows(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds,
                              int n, int rows) {}
     static void nl_add_rows(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds,
@@ -305,7 +325,8 @@ cdef extern from *:
                          Py_ssize_t a_col, const float *B, Py_ssize_t ldb, float *C,
                          Py_ssize_t ldc, const float *init, float *panel) noexcept nogil
     void nl_sgemm_nt(int M, int N, int L, const float *A, Py_ssize_t lda,
-                     const float *B, Py_ssize_t ldb, float *C, Py_ssize_t ldc) noexcept nogil
+                     const float *B, Py_ssize_t ldb, float *C, Py_ssize_t ldc, int nseg,
+                     Py_ssize_t b_seg, const Py_ssize_t *b_row) noexcept nogil
     void nl_copy_rows(float *dst, Py_ssize_t ldd, const float *src, Py_ssize_t lds, int n,
                       int rows) noexcept nogil
     void nl_add_rows(float *dst, Py_ssize_t ldd, const float *src, Py_ssize_t lds, int n,
@@ -708,8 +729,14 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
     cdef int ch, g, g0, g1, n0, gs, nc, k, i, j
     cdef Py_ssize_t ld = <Py_ssize_t> G * PQ
     cdef size_t stride = <size_t> KCRS + K
+    # float32, single images, no padding, unit column stride, output rows a multiple
+    # of 8: the kernel reads the taps from the image (rows of Q values, no im2col)
+    cdef bint in_place = (floating is float and nt_kernel and G == 1 and not direct
+                          and ph == 0 and pw == 0 and sw == 1 and Q % 8 == 0)
+    cdef Py_ssize_t *taps = NULL
+    cdef int c, r, s
     # per thread: the columns (zeroed once), then the gathered errors of a group
-    cdef Py_ssize_t col_size = 0 if direct else CRS * ld
+    cdef Py_ssize_t col_size = 0 if direct or in_place else CRS * ld
     cdef Py_ssize_t per_thread = col_size + (K * ld if G > 1 else 0)
     cdef floating *scratch
     cdef floating *part
@@ -732,6 +759,16 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
     except MemoryError:
         free(part)
         raise
+    if in_place:
+        taps = <Py_ssize_t *> malloc(CRS * sizeof(Py_ssize_t))
+        if taps == NULL:
+            free(part)
+            free(scratch)
+            raise MemoryError()
+        for c in range(C):
+            for r in range(R):
+                for s in range(S):
+                    taps[(c * R + r) * S + s] = (<Py_ssize_t> c * H + r * dh) * W + s * dw
     with nogil:
         with parallel(num_threads=n_threads):
             col = scratch + threadid() * per_thread
@@ -745,7 +782,7 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
                     n0 = g * G
                     gs = N - n0 if N - n0 < G else G
                     nc = gs * PQ
-                    if direct:
+                    if direct or in_place:
                         colp = &x[n0, 0, 0, 0]
                     else:
                         for j in range(gs):
@@ -758,9 +795,12 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
                         _gather(&dy[n0, 0, 0, 0], dybuf, ld, gs, K, PQ)
                         dyp = dybuf
                     if floating is float:
-                        if nt_kernel:
+                        if in_place:
+                            nl_sgemm_nt(K, CRS, Q, dyp, ld, colp, 0, part + ch * stride,
+                                        CRS, P, <Py_ssize_t> sh * W, taps)
+                        elif nt_kernel:
                             nl_sgemm_nt(K, CRS, nc, dyp, ld, colp, ld, part + ch * stride,
-                                        CRS)
+                                        CRS, 1, 0, NULL)
                         else:
                             _gemm(False, True, K, CRS, nc, 1, dyp, ld, colp, ld, 1,
                                   part + ch * stride, CRS)
@@ -779,6 +819,7 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
                 dwp[i] = acc
             elif has_bias:
                 dbias[i - KCRS] = acc
+    free(taps)
     free(scratch)
     free(part)
 
