@@ -69,6 +69,33 @@ cdef extern from *:
     #include <stddef.h>
     #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
     #include <immintrin.h>
+    /* C (MR x 16) = init + A's MR rows @ panel, MR <= 3 a constant where inlined (the
+       loops unroll, the 2 * MR accumulators stay in registers): the last rows of
+       nl_sgemm_panels, three at once (before: two, then one) */
+    __attribute__((target("avx2,fma"), always_inline))
+    static inline void nl_panel_block(const int MR, int L, const float *a, ptrdiff_t a_row,
+                                      ptrdiff_t a_col, const float *b, float *c,
+                                      ptrdiff_t ldc, const float *init)
+    {
+        __m256 c0[3], c1[3];
+        int l, r;
+        for (r = 0; r < MR; r++)
+            c0[r] = c1[r] = init ? _mm256_broadcast_ss(init + r) : _mm256_setzero_ps();
+        for (l = 0; l < L; l++) {
+            __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+            for (r = 0; r < MR; r++) {
+                __m256 x = _mm256_broadcast_ss(a + r * a_row);
+                c0[r] = _mm256_fmadd_ps(x, b0, c0[r]);
+                c1[r] = _mm256_fmadd_ps(x, b1, c1[r]);
+            }
+            a += a_col;
+            b += 16;
+        }
+        for (r = 0; r < MR; r++) {
+            _mm256_storeu_ps(c + r * ldc, c0[r]);
+            _mm256_storeu_ps(c + r * ldc + 8, c1[r]);
+        }
+    }
     __attribute__((target("avx2,fma")))
     static void nl_sgemm_panels(int M, int N, int L, const float *A, ptrdiff_t a_row,
                                 ptrdiff_t a_col, const float *B, ptrdiff_t ldb,
@@ -122,43 +149,16 @@ cdef extern from *:
                     _mm256_storeu_ps(c0 + 2 * ldc, c20); _mm256_storeu_ps(c0 + 2 * ldc + 8, c21);
                     _mm256_storeu_ps(c0 + 3 * ldc, c30); _mm256_storeu_ps(c0 + 3 * ldc + 8, c31);
                 }
-                for (; i0 + 2 <= M; i0 += 2) {  /* remaining rows: two, then one */
-                    float *c0 = C + (ptrdiff_t)i0 * ldc + j0;
-                    __m256 c00, c01, c10, c11;
-                    if (init) {
-                        c00 = c01 = _mm256_broadcast_ss(init + i0);
-                        c10 = c11 = _mm256_broadcast_ss(init + i0 + 1);
-                    } else {
-                        c00 = c01 = c10 = c11 = _mm256_setzero_ps();
-                    }
+                if (i0 < M) {  /* the last 1-3 rows in one block */
                     const float *a = A + (ptrdiff_t)i0 * a_row;
-                    const float *b = pan;
-                    for (l = 0; l < L; l++) {
-                        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
-                        x = _mm256_broadcast_ss(a);
-                        c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
-                        x = _mm256_broadcast_ss(a + a_row);
-                        c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
-                        a += a_col;
-                        b += 16;
-                    }
-                    _mm256_storeu_ps(c0, c00); _mm256_storeu_ps(c0 + 8, c01);
-                    _mm256_storeu_ps(c0 + ldc, c10); _mm256_storeu_ps(c0 + ldc + 8, c11);
-                }
-                for (; i0 < M; i0++) {
                     float *c0 = C + (ptrdiff_t)i0 * ldc + j0;
-                    __m256 c00 = init ? _mm256_broadcast_ss(init + i0) : _mm256_setzero_ps();
-                    __m256 c01 = c00;
-                    const float *a = A + (ptrdiff_t)i0 * a_row;
-                    const float *b = pan;
-                    for (l = 0; l < L; l++) {
-                        __m256 x = _mm256_broadcast_ss(a);
-                        c00 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b), c00);
-                        c01 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + 8), c01);
-                        a += a_col;
-                        b += 16;
-                    }
-                    _mm256_storeu_ps(c0, c00); _mm256_storeu_ps(c0 + 8, c01);
+                    const float *ini = init ? init + i0 : NULL;
+                    if (M - i0 == 3)
+                        nl_panel_block(3, L, a, a_row, a_col, pan, c0, ldc, ini);
+                    else if (M - i0 == 2)
+                        nl_panel_block(2, L, a, a_row, a_col, pan, c0, ldc, ini);
+                    else
+                        nl_panel_block(1, L, a, a_row, a_col, pan, c0, ldc, ini);
                 }
             }
         }
