@@ -68,9 +68,11 @@ CASES = [
     (2, 1, 28, 28, 5, 5, 20, 1, 0, 1),       # LeNet conv1-like: rows of 24
     (3, 3, 16, 19, 3, 3, 7, (2, 1), 1, 1),   # rows of 19 and 18 (clipped by padding)
     (2, 2, 13, 16, 2, 3, 5, 1, (0, 2), (1, 2)),  # rows of 15, 13, 14, dilated
-    # float32 filter gradient reading the taps in place (no padding, Q % 8 == 0):
+    # float32 forward and filter gradient reading the taps in place (no padding,
+    # Q % 8 == 0):
     # strided and dilated rows, K % 4 and C*R*S % 3 leftovers
     (3, 1, 14, 16, 5, 1, 7, (2, 1), 0, (2, 1)),
+    (2, 2, 9, 10, 3, 3, 5, 1, 0, 1),          # in place, P*Q % 16 == 8 (scalar columns)
     (2, 2, 6, 5, 3, 3, 70, 1, 1, 1),         # more than 64 filters (BLAS columns)
     (3, 3, 9, 11, 2, 3, 13, (1, 2), 0, 1),    # no dimension a multiple of 4 or 16
     (2, 9, 6, 7, 3, 3, 5, 1, 1, 1),          # C*R*S = 81: BLAS filter gradient

@@ -21,9 +21,10 @@ float32 on CPUs with AVX2 and FMA, in ``nl_sgemm_panels`` below rather than BLAS
 it reads the filters in place and packs only 16-column panels, where BLAS packs
 the whole (large) column or error matrix, which dominated for images with few
 channels.  The filter gradient runs in ``nl_sgemm_nt`` (both operands read along
-their long rows); for single unpadded images with unit column stride and output
-rows a multiple of 8 (LeNet's first layer) it reads the taps from the image in
-place, rows of ``Q`` values, without im2col.  Measured on the shapes of
+their long rows).  For single unpadded images with unit column stride and output
+rows a multiple of 8 (LeNet's first layer), the forward and filter-gradient GEMMs
+read the taps from the image in place (eight output pixels lie in one image row),
+without im2col.  Measured on the shapes of
 ``benchmarks/bench_conv.py``, these are faster than BLAS except the backward passes
 of layers with more than 64 filters, which keep BLAS; float64 and other CPUs use
 BLAS throughout.
@@ -99,8 +100,14 @@ cdef extern from *:
     __attribute__((target("avx2,fma")))
     static void nl_sgemm_panels(int M, int N, int L, const float *A, ptrdiff_t a_row,
                                 ptrdiff_t a_col, const float *B, ptrdiff_t ldb,
-                                float *C, ptrdiff_t ldc, const float *init, float *panel)
+                                float *C, ptrdiff_t ldc, const float *init, float *panel,
+                                const ptrdiff_t *b_row, const ptrdiff_t *b_col8)
     {
+        /* B[l, j] is at B + l * ldb + j, or with b_row (N a multiple of 8) at
+           B + b_row[l] + b_col8[j / 8] + j % 8: the taps of an unpadded image read
+           in place (each 8 columns lie in one row of the image) */
+        #define NL_B(l, j) (b_row ? B + b_row[l] + b_col8[(j) / 8] + (j) % 8 \
+                                  : B + (ptrdiff_t)(l) * ldb + (j))
         int i0, j0, l, r, n16 = N - N % 16, jb, t, n_pan;
         for (jb = 0; jb < n16; jb += 64) {
             /* copy up to four 16-column panels of B: their rows are contiguous then
@@ -108,11 +115,10 @@ cdef extern from *:
                other); four at a time read 256 contiguous bytes of each row of B */
             n_pan = (n16 - jb) / 16 < 4 ? (n16 - jb) / 16 : 4;
             for (l = 0; l < L; l++) {
-                const float *src = B + (ptrdiff_t)l * ldb + jb;
                 for (t = 0; t < n_pan; t++) {
-                    _mm256_storeu_ps(panel + 16 * (t * L + l), _mm256_loadu_ps(src + 16 * t));
+                    _mm256_storeu_ps(panel + 16 * (t * L + l), _mm256_loadu_ps(NL_B(l, jb + 16 * t)));
                     _mm256_storeu_ps(panel + 16 * (t * L + l) + 8,
-                                     _mm256_loadu_ps(src + 16 * t + 8));
+                                     _mm256_loadu_ps(NL_B(l, jb + 16 * t + 8)));
                 }
             }
             for (t = 0; t < n_pan; t++) {
@@ -168,10 +174,11 @@ cdef extern from *:
                 float acc = init ? init[i0] : 0.0f;
                 for (l = 0; l < L; l++)
                     acc = __builtin_fmaf(A[(ptrdiff_t)i0 * a_row + (ptrdiff_t)l * a_col],
-                                         B[(ptrdiff_t)l * ldb + r], acc);
+                                         *NL_B(l, r), acc);
                 C[(ptrdiff_t)i0 * ldc + r] = acc;
             }
         }
+        #undef NL_B
     }
     __attribute__((target("avx2,fma")))
     static inline float nl_hsum(__m256 v) {
@@ -310,7 +317,8 @@ cdef extern from *:
     #else
     static void nl_sgemm_panels(int M, int N, int L, const float *A, ptrdiff_t a_row,
                                 ptrdiff_t a_col, const float *B, ptrdiff_t ldb,
-                                float *C, ptrdiff_t ldc, const float *init, float *panel) {}
+                                float *C, ptrdiff_t ldc, const float *init, float *panel,
+                                const ptrdiff_t *b_row, const ptrdiff_t *b_col8) {}
     static void nl_sgemm_nt(int M, int N, int L, const float *A, ptrdiff_t lda,
                             const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc,
                             int nseg, ptrdiff_t b_seg, const ptrdiff_t *b_row) {}
@@ -323,7 +331,8 @@ cdef extern from *:
     """
     void nl_sgemm_panels(int M, int N, int L, const float *A, Py_ssize_t a_row,
                          Py_ssize_t a_col, const float *B, Py_ssize_t ldb, float *C,
-                         Py_ssize_t ldc, const float *init, float *panel) noexcept nogil
+                         Py_ssize_t ldc, const float *init, float *panel,
+                         const Py_ssize_t *b_row, const Py_ssize_t *b_col8) noexcept nogil
     void nl_sgemm_nt(int M, int N, int L, const float *A, Py_ssize_t lda,
                      const float *B, Py_ssize_t ldb, float *C, Py_ssize_t ldc, int nseg,
                      Py_ssize_t b_seg, const Py_ssize_t *b_row) noexcept nogil
@@ -447,9 +456,9 @@ cdef inline void _gemm_panels(bint trans_a, int M, int N, int L, const floating 
     if floating is float:
         if panels:
             if trans_a:
-                nl_sgemm_panels(M, N, L, A, 1, lda, B, ldb, C, ldc, init, panel)
+                nl_sgemm_panels(M, N, L, A, 1, lda, B, ldb, C, ldc, init, panel, NULL, NULL)
             else:
-                nl_sgemm_panels(M, N, L, A, lda, 1, B, ldb, C, ldc, init, panel)
+                nl_sgemm_panels(M, N, L, A, lda, 1, B, ldb, C, ldc, init, panel, NULL, NULL)
             return
     if init != NULL:
         # BLAS zeroes C first when beta == 0: starting from the bias costs no more
@@ -590,6 +599,30 @@ cdef void *_scratch(int n_threads, size_t per_thread, size_t itemsize,
     return p
 
 
+cdef bint _taps_in_place(int G, bint direct, int ph, int pw, int sw,
+                         int Q) noexcept nogil:
+    """Whether the float32 AVX2 kernels read the taps of the image in place (no
+    im2col): single images (``G == 1``), no padding, unit column stride, output rows
+    a multiple of 8 values (LeNet's first layer)."""
+    return PANELS and G == 1 and not direct and ph == 0 and pw == 0 and sw == 1 \
+        and Q % 8 == 0
+
+
+cdef Py_ssize_t *_tap_offsets(int C, int H, int W, int R, int S, int dh,
+                              int dw) except NULL:
+    """Offsets in an image of its taps ``(c, r, s)`` for output pixel (0, 0), in
+    C*R*S order (malloc'ed)."""
+    cdef Py_ssize_t *taps = <Py_ssize_t *> malloc(<size_t> C * R * S * sizeof(Py_ssize_t))
+    cdef int c, r, s
+    if taps == NULL:
+        raise MemoryError()
+    for c in range(C):
+        for r in range(R):
+            for s in range(S):
+                taps[(c * R + r) * S + s] = (<Py_ssize_t> c * H + r * dh) * W + s * dw
+    return taps
+
+
 def conv_fprop(const floating[:, :, :, ::1] x not None,
                const floating[:, :, :, ::1] w not None,
                const floating[::1] bias not None, floating[:, :, :, ::1] y not None,
@@ -606,9 +639,12 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
     cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
     cdef bint has_bias = bias.shape[0] > 0
     cdef const floating *bp = NULL
+    cdef bint in_place = floating is float and _taps_in_place(G, direct, ph, pw, sw, Q)
+    cdef Py_ssize_t *taps = NULL
+    cdef Py_ssize_t *cols8 = NULL
     # per thread: the columns (zeroed once: im2col leaves the padding entries
     # alone), then the GEMM output of a group of several samples
-    cdef Py_ssize_t col_size = 0 if direct else CRS * ld
+    cdef Py_ssize_t col_size = 0 if direct or in_place else CRS * ld
     cdef Py_ssize_t buf_size = K * ld if G > 1 else 0
     cdef Py_ssize_t per_thread = col_size + buf_size + 64 * CRS
     cdef floating *scratch
@@ -623,7 +659,21 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
         return
     if has_bias:
         bp = &bias[0]
-    scratch = <floating *> _scratch(n_threads, per_thread, sizeof(floating), False)
+    if in_place:
+        # the image offsets of output pixels 8j .. 8j + 7 (in one output row)
+        taps = _tap_offsets(C, H, W, R, S, dh, dw)
+        cols8 = <Py_ssize_t *> malloc((PQ // 8) * sizeof(Py_ssize_t))
+        if cols8 == NULL:
+            free(taps)
+            raise MemoryError()
+        for j in range(PQ // 8):
+            cols8[j] = <Py_ssize_t> (8 * j // Q) * sh * W + 8 * j % Q
+    try:
+        scratch = <floating *> _scratch(n_threads, per_thread, sizeof(floating), False)
+    except MemoryError:
+        free(taps)
+        free(cols8)
+        raise
     with nogil, parallel(num_threads=n_threads):
         col = scratch + threadid() * per_thread
         if ph > 0 or pw > 0:  # the padding entries, never written by im2col
@@ -634,6 +684,11 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
             n0 = g * G
             gs = N - n0 if N - n0 < G else G
             nc = gs * PQ
+            if in_place:
+                if floating is float:
+                    nl_sgemm_panels(K, PQ, CRS, &w[0, 0, 0, 0], CRS, 1, &x[n0, 0, 0, 0], 0,
+                                    &y[n0, 0, 0, 0], PQ, bp, panel, taps, cols8)
+                continue
             if direct:
                 colp = &x[n0, 0, 0, 0]
             else:
@@ -652,6 +707,8 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
                         _add_scalar(&y[n0 + j, k, 0, 0], ybuf + k * ld + j * PQ,
                                     bias[k] if has_bias else 0, PQ)
     free(scratch)
+    free(taps)
+    free(cols8)
 
 
 def conv_bprop_data(const floating[:, :, :, ::1] dy not None,
@@ -731,10 +788,9 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
     cdef size_t stride = <size_t> KCRS + K
     # float32, single images, no padding, unit column stride, output rows a multiple
     # of 8: the kernel reads the taps from the image (rows of Q values, no im2col)
-    cdef bint in_place = (floating is float and nt_kernel and G == 1 and not direct
-                          and ph == 0 and pw == 0 and sw == 1 and Q % 8 == 0)
+    cdef bint in_place = (floating is float and nt_kernel
+                          and _taps_in_place(G, direct, ph, pw, sw, Q))
     cdef Py_ssize_t *taps = NULL
-    cdef int c, r, s
     # per thread: the columns (zeroed once), then the gathered errors of a group
     cdef Py_ssize_t col_size = 0 if direct or in_place else CRS * ld
     cdef Py_ssize_t per_thread = col_size + (K * ld if G > 1 else 0)
@@ -760,15 +816,12 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
         free(part)
         raise
     if in_place:
-        taps = <Py_ssize_t *> malloc(CRS * sizeof(Py_ssize_t))
-        if taps == NULL:
+        try:
+            taps = _tap_offsets(C, H, W, R, S, dh, dw)
+        except MemoryError:
             free(part)
             free(scratch)
-            raise MemoryError()
-        for c in range(C):
-            for r in range(R):
-                for s in range(S):
-                    taps[(c * R + r) * S + s] = (<Py_ssize_t> c * H + r * dh) * W + s * dw
+            raise
     with nogil:
         with parallel(num_threads=n_threads):
             col = scratch + threadid() * per_thread
