@@ -106,11 +106,11 @@ class BatchNorm(ParameterLayer):
             x = self._rows(inputs)
             stats, fprop, unrows = be.bn_stats, be.bn_fprop, self._unrows
         rows = self._valid_rows(inputs.shape)
-        if not inference:
-            self.rows_ = rows
         if rows is not None:
             full_shape, rows = x.shape, be.array(rows, dtype=np.intp)
             x = x[rows]
+        if not inference:
+            self.rows_ = rows
         out = self._output(x.shape, inference)
         if inference:
             xhat = be.empty(x.shape)
@@ -143,7 +143,7 @@ class BatchNorm(ParameterLayer):
             bprop, unrows = self.be.bn_bprop, self._unrows
         rows = self.rows_
         if rows is not None:
-            full_shape, rows = e.shape, self.be.array(rows, dtype=np.intp)
+            full_shape = e.shape
             e = e[rows]
         dx = self._output(e.shape, False, key="dx")
         bprop(e, self.xhat, self.var, self.gamma, self.eps, self.dgamma, self.dbeta, dx)
