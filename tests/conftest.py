@@ -37,17 +37,22 @@ def be64():
 def numeric_grad(f, x, eps=1e-6):
     """Central finite differences of the scalar function ``f`` at ``x`` (float64)."""
     g = np.zeros_like(x)
-    flat = x.reshape(-1)
     gflat = g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        fp = f()
-        flat[i] = old - eps
-        fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * eps)
+    for i in range(x.size):
+        gflat[i] = central_difference(f, x, i, eps)
     return g
+
+
+def central_difference(f, x, i, eps=1e-6):
+    """``d f / d x.flat[i]`` by central differences (``x`` is restored)."""
+    flat = x.reshape(-1)
+    old = flat[i]
+    flat[i] = old + eps
+    fp = f()
+    flat[i] = old - eps
+    fm = f()
+    flat[i] = old
+    return (fp - fm) / (2 * eps)
 
 
 def check_layer_grads(layer, in_shape, be, n=3, seed=0, rtol=1e-5, atol=1e-7, x=None):

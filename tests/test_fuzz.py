@@ -41,7 +41,7 @@ FUZZ = settings(max_examples=30, deadline=None, derandomize=True, database=None,
                 phases=[Phase.explicit, Phase.generate],
                 suppress_health_check=[HealthCheck.too_slow,
                                        HealthCheck.data_too_large])
-from conftest import PACKAGE_DIR, TESTS_DIR, child_env  # noqa: E402
+from conftest import PACKAGE_DIR, TESTS_DIR, central_difference, child_env  # noqa: E402
 
 # ---------------------------------------------------------------------------------
 # strategies for valid stacks
@@ -229,14 +229,7 @@ def _spot_check(net, x, R, rng, input_grad=True, n_coords=3, eps=1e-6):
         return float(np.sum(net.fprop(x.copy()) * R))
 
     def fd(arr, i):
-        flat = arr.reshape(-1)
-        old = flat[i]
-        flat[i] = old + eps
-        fp = loss()
-        flat[i] = old - eps
-        fm = loss()
-        flat[i] = old
-        return (fp - fm) / (2 * eps)
+        return central_difference(loss, arr, i, eps)
 
     scale = 1.0 + float(np.abs(out).max())
     if input_grad and dx is not None:
