@@ -44,6 +44,13 @@ def add_rows(rows, case, threads, t_ours, t_torch, flops=None, samples=None):
         rows.append(row)
 
 
+def time_pair(rows, case, threads, ours, theirs, repeats, **per_call):
+    """Time ``ours`` and (when not None) PyTorch's ``theirs``, then :func:`add_rows`."""
+    t_ours = median_s(ours, repeats)
+    t_torch = median_s(theirs, repeats) if theirs else None
+    add_rows(rows, case, threads, t_ours, t_torch, **per_call)
+
+
 def print_rows(rows, width=44):
     print("%-*s %-10s %3s %10s %9s %10s %10s" % (width, "case", "framework", "thr",
                                                   "median ms", "GFLOP/s", "samples/s",

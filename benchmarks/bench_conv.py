@@ -24,7 +24,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # benchmark the working tree
 
-from _extras import add_rows, main, median_s, torch_with_threads  # noqa: E402
+from _extras import main, time_pair, torch_with_threads  # noqa: E402
 
 CONV_CASES = [  # (name, N, C, H, W, K, R, pad)
     ("conv 3x32x32->64 3x3 pad1", 64, 3, 32, 32, 64, 3, 1),
@@ -172,21 +172,15 @@ def run(quick=False, threads=(1, 2)):
                 name, N, C, H, W, K, R, pad = case
                 ours, out_shape = _neonlearn_conv(case, n)
                 flops = 3 * 2.0 * N * K * C * R * R * out_shape[1] * out_shape[2]
-                t_ours = median_s(ours, repeats)
-                t_torch = median_s(_torch_conv(torch, case), repeats) if torch else None
-                add_rows(rows, name, n, t_ours, t_torch, flops=flops)
+                time_pair(rows, name, n, ours, torch and _torch_conv(torch, case),
+                          repeats, flops=flops)
             ours, theirs = _pool_steps(n, torch, quick)
-            t_ours = median_s(ours, repeats)
-            t_torch = median_s(theirs, repeats) if theirs else None
-            add_rows(rows, "maxpool 2x2 64x64x32x32", n, t_ours, t_torch)
+            time_pair(rows, "maxpool 2x2 64x64x32x32", n, ours, theirs, repeats)
             epoch, n_samples = _neonlearn_lenet_epoch(n, quick)
-            reps = 1 if quick else 3
-            t_ours = median_s(epoch, reps)
-            t_torch = median_s(_torch_lenet_epoch(torch, quick), reps) if torch else None
-            add_rows(rows, "lenet epoch %d samples" % n_samples, n, t_ours, t_torch,
-                     samples=n_samples)
+            time_pair(rows, "lenet epoch %d samples" % n_samples, n, epoch,
+                      torch and _torch_lenet_epoch(torch, quick), 1 if quick else 3,
+                      samples=n_samples)
     return rows
-
 
 
 if __name__ == "__main__":

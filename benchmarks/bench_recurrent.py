@@ -22,7 +22,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # benchmark the working tree
 
-from _extras import add_rows, main, median_s, torch_with_threads  # noqa: E402
+from _extras import main, time_pair, torch_with_threads  # noqa: E402
 
 T, N, F, H = 50, 64, 64, 128
 IMDB = dict(vocab=20000, embed=128, hidden=128, steps=128, batch=128)
@@ -142,17 +142,13 @@ def run(quick=False, threads=(1, 2)):
             torch = torch_with_threads(n)
             for kind in ("LSTM", "GRU"):
                 name = "%s fprop+bprop T=%d N=%d F=%d H=%d" % (kind, T, N, F, H)
-                t_ours = median_s(_neonlearn_layer(kind, n), repeats)
-                t_torch = median_s(_torch_layer(torch, kind), repeats) if torch else None
-                add_rows(rows, name, n, t_ours, t_torch)
+                time_pair(rows, name, n, _neonlearn_layer(kind, n),
+                          torch and _torch_layer(torch, kind), repeats)
             epoch, n_samples = _neonlearn_imdb(n, quick)
-            reps = 1 if quick else 3
-            t_ours = median_s(epoch, reps)
-            t_torch = median_s(_torch_imdb(torch, quick), reps) if torch else None
-            add_rows(rows, "imdb_lstm training, %d samples" % n_samples, n, t_ours, t_torch,
-                     samples=n_samples)
+            time_pair(rows, "imdb_lstm training, %d samples" % n_samples, n, epoch,
+                      torch and _torch_imdb(torch, quick), 1 if quick else 3,
+                      samples=n_samples)
     return rows
-
 
 
 if __name__ == "__main__":
