@@ -111,25 +111,34 @@ def bias_act_fprop(const floating[:, ::1] x not None, const floating[::1] b not 
                           &out[i, 0], F)
 
 
-cdef void _chunk_colsum(const floating[:, ::1] a, floating[::1] out,
-                        int n_threads) noexcept nogil:
-    """Column sums of ``a``, deterministic for any thread count."""
-    cdef Py_ssize_t M = a.shape[0], F = a.shape[1]
-    cdef Py_ssize_t n_chunks = (M + CHUNK - 1) // CHUNK, c, i, j, start, stop
-    cdef floating *part = <floating *> calloc(n_chunks * F + 1, sizeof(floating))
-    for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
-        start = c * CHUNK
-        stop = start + CHUNK
-        if stop > M:
-            stop = M
-        for i in range(start, stop):
-            for j in range(F):
-                part[c * F + j] += a[i, j]
+cdef inline Py_ssize_t _chunk_stop(Py_ssize_t c, Py_ssize_t M) noexcept nogil:
+    """End of row chunk ``c`` (rows ``c * CHUNK`` up to this) of ``M`` rows."""
+    return M if (c + 1) * CHUNK > M else (c + 1) * CHUNK
+
+
+cdef void _sum_parts(const floating *part, Py_ssize_t n_chunks, Py_ssize_t F,
+                     floating *out) noexcept nogil:
+    """``out[j]`` = the chunks' partial sums ``part[c * F + j]`` added in chunk order
+    (a fixed order: the same bits for any thread count)."""
+    cdef Py_ssize_t c, j
     for j in range(F):
         out[j] = 0
     for c in range(n_chunks):
         for j in range(F):
             out[j] += part[c * F + j]
+
+
+cdef void _chunk_colsum(const floating[:, ::1] a, floating[::1] out,
+                        int n_threads) noexcept nogil:
+    """Column sums of ``a``, deterministic for any thread count."""
+    cdef Py_ssize_t M = a.shape[0], F = a.shape[1]
+    cdef Py_ssize_t n_chunks = (M + CHUNK - 1) // CHUNK, c, i, j
+    cdef floating *part = <floating *> calloc(n_chunks * F + 1, sizeof(floating))
+    for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
+        for i in range(c * CHUNK, _chunk_stop(c, M)):
+            for j in range(F):
+                part[c * F + j] += a[i, j]
+    _sum_parts(part, n_chunks, F, &out[0])
     free(part)
 
 
@@ -160,7 +169,7 @@ def act_bprop(const floating[:, ::1] y not None, const floating[:, ::1] err not 
     ``delta`` and adds them to the chunk's partial sums while they are in cache (the
     same chunked order as :func:`colsum`, so the same bits).
     """
-    cdef Py_ssize_t M = y.shape[0], F = y.shape[1], i, j, c, start, stop
+    cdef Py_ssize_t M = y.shape[0], F = y.shape[1], i, j, c
     cdef Py_ssize_t n_chunks = (M + CHUNK - 1) // CHUNK
     cdef floating p = <floating>param
     cdef floating *part
@@ -181,21 +190,13 @@ def act_bprop(const floating[:, ::1] y not None, const floating[:, ::1] err not 
         else:
             part = <floating *> calloc(n_chunks * F + 1, sizeof(floating))
             for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
-                start = c * CHUNK
-                stop = start + CHUNK
-                if stop > M:
-                    stop = M
                 acc = part + c * F
-                for i in range(start, stop):
+                for i in range(c * CHUNK, _chunk_stop(c, M)):
                     row = &delta[i, 0]
                     _act_bprop_row(&y[i, 0], &err[i, 0], act, p, row, F)
                     for j in range(F):
                         acc[j] += row[j]
-            for j in range(F):
-                db[j] = 0
-            for c in range(n_chunks):
-                for j in range(F):
-                    db[j] += part[c * F + j]
+            _sum_parts(part, n_chunks, F, &db[0])
             free(part)
 
 
@@ -230,7 +231,7 @@ def dropout_fprop(const floating[:, ::1] x not None, const floating[:, ::1] u no
 def bn_stats(const floating[:, ::1] x not None, floating[::1] mean not None,
              floating[::1] var not None, int n_threads=1):
     """Per-column mean and biased variance (two passes, deterministic)."""
-    cdef Py_ssize_t M = x.shape[0], F = x.shape[1], i, j, c, start, stop
+    cdef Py_ssize_t M = x.shape[0], F = x.shape[1], i, j, c
     cdef Py_ssize_t n_chunks = (M + CHUNK - 1) // CHUNK
     cdef floating *part
     if mean.shape[0] != F or var.shape[0] != F:
@@ -243,18 +244,10 @@ def bn_stats(const floating[:, ::1] x not None, floating[::1] mean not None,
             mean[j] = mean[j] / M
         part = <floating *> calloc(n_chunks * F + 1, sizeof(floating))
         for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
-            start = c * CHUNK
-            stop = start + CHUNK
-            if stop > M:
-                stop = M
-            for i in range(start, stop):
+            for i in range(c * CHUNK, _chunk_stop(c, M)):
                 for j in range(F):
                     part[c * F + j] += (x[i, j] - mean[j]) * (x[i, j] - mean[j])
-        for j in range(F):
-            var[j] = 0
-        for c in range(n_chunks):
-            for j in range(F):
-                var[j] += part[c * F + j]
+        _sum_parts(part, n_chunks, F, &var[0])
         for j in range(F):
             var[j] = var[j] / M
         free(part)
@@ -288,7 +281,7 @@ def bn_bprop(const floating[:, ::1] err not None, const floating[:, ::1] xhat no
              double eps, floating[::1] dgamma not None, floating[::1] dbeta not None,
              floating[:, ::1] dx not None, int n_threads=1):
     """Batch-norm backward (training statistics), neon's formula."""
-    cdef Py_ssize_t M = err.shape[0], F = err.shape[1], i, j, c, start, stop
+    cdef Py_ssize_t M = err.shape[0], F = err.shape[1], i, j, c
     cdef Py_ssize_t n_chunks = (M + CHUNK - 1) // CHUNK
     cdef floating *part
     cdef floating *rstd
@@ -299,18 +292,10 @@ def bn_bprop(const floating[:, ::1] err not None, const floating[:, ::1] xhat no
     with nogil:
         part = <floating *> calloc(n_chunks * F + 1, sizeof(floating))
         for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
-            start = c * CHUNK
-            stop = start + CHUNK
-            if stop > M:
-                stop = M
-            for i in range(start, stop):
+            for i in range(c * CHUNK, _chunk_stop(c, M)):
                 for j in range(F):
                     part[c * F + j] += err[i, j] * xhat[i, j]
-        for j in range(F):
-            dgamma[j] = 0
-        for c in range(n_chunks):
-            for j in range(F):
-                dgamma[j] += part[c * F + j]
+        _sum_parts(part, n_chunks, F, &dgamma[0])
         free(part)
         _chunk_colsum(err, dbeta, n_threads)
         rstd = <floating *> malloc((F + 1) * sizeof(floating))
