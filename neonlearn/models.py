@@ -170,11 +170,29 @@ class Model:
                 break
 
     def predict(self, X, batch_size=1024):
-        """Network outputs for any number of samples (last batch may be partial)."""
+        """Network outputs for any number of samples.
+
+        Every block runs at exactly ``batch_size`` rows: the last, partial block is
+        padded with copies of its last sample and the padding's outputs dropped.
+        BLAS picks its kernel, and so the rounding of each row, by the shape of the
+        product (a 1-row product runs as GEMV, small ones on other kernels), so a
+        fixed shape is what makes a sample's output independent of the other
+        samples passed with it and of the number of samples (at a fixed thread
+        count).
+        """
         be = self.be
+        n = X.shape[0]
+        outs = []
         with be.compute_scope():
-            outs = [be.to_numpy(self.fprop(be.array(X[s:s + batch_size]), inference=True))
-                    for s in range(0, X.shape[0], batch_size)]
+            for s in range(0, n, batch_size):
+                block = X[s:s + batch_size]
+                rows = block.shape[0]
+                if rows < batch_size:
+                    xp = np if isinstance(block, np.ndarray) else be.xp
+                    pad = xp.repeat(block[-1:], batch_size - rows, axis=0)
+                    block = xp.concatenate([block, pad], axis=0)
+                y = self.fprop(be.array(block), inference=True)
+                outs.append(be.to_numpy(y)[:rows])
         if not outs:
             return np.empty((0,) + tuple(self.out_shape), dtype=be.dtype)
         return np.concatenate(outs, axis=0)

@@ -3,9 +3,11 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from neonlearn import NeonClassifier, NeonRegressor
 
-# Small networks and few epochs keep the checks fast; they still have to learn the
-# checks' toy problems well enough to pass the accuracy checks.
+# The default constructors, as check_estimator(NeonClassifier()) runs them, and
+# shorter runs that still have to learn the checks' toy problems.
 ESTIMATORS = [
+    NeonClassifier(),
+    NeonRegressor(),
     NeonClassifier(epochs=100, random_state=0),
     NeonRegressor(epochs=100, random_state=0),
 ]
