@@ -113,6 +113,38 @@ class _Record(Callback):
         self.curve.append(float(model.epoch_cost))
 
 
+def _check_diverged(model, X, n_probe):
+    """Raise TrainingDivergedError when a parameter is NaN or infinite, or when the
+    network's outputs for the first ``n_probe`` samples of ``X`` are.
+
+    The cost is checked before each update, so this catches a blow-up in the last
+    update of a fit, or of an epoch before its validation score.
+    """
+    finite = all(np.isfinite(a).all() for arrays in model.get_weights() for a in arrays)
+    what = "parameters"
+    if finite and X.shape[0]:
+        finite = np.isfinite(model.predict(X[:n_probe], batch_size=n_probe)).all()
+        what = "outputs"
+    if not finite:
+        raise TrainingDivergedError(
+            "Training diverged: the network's %s became NaN or infinite in epoch %d. "
+            "Lower the learning rate (optimizer__learning_rate), clip gradients "
+            "(gradient_clip_norm) or scale the inputs." % (what, getattr(model, "epoch", 0)))
+
+
+def _check_finite_outputs(y):
+    """Refuse non-finite network outputs instead of turning them into labels."""
+    bad = ~np.isfinite(y.reshape(len(y), -1)).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(
+            "The network's outputs are NaN or infinite for %d of %d samples (rows %s%s): "
+            "their values overflow dtype=%r in the network; scale the inputs (e.g. "
+            "StandardScaler)." % (
+                len(rows), len(y), rows[:5].tolist(), ", ..." if len(rows) > 5 else "",
+                y.dtype.name))
+
+
 class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
     """Shared parameters and training logic; see NeonClassifier for the docs."""
 
@@ -163,6 +195,11 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         """
         layer_params = {k: v for k, v in params.items() if k.startswith("layers__")}
         rest = {k: v for k, v in params.items() if k not in layer_params}
+        if (any(k.startswith("optimizer__") for k in rest)
+                and rest.get("optimizer", self.optimizer) is None):
+            # optimizer=None stands for the default optimizer: searches over
+            # optimizer__learning_rate tune that one
+            rest["optimizer"] = self._default_optimizer()
         if "layers" in rest:
             super().set_params(layers=rest.pop("layers"))
         super().set_params(**rest)
@@ -350,6 +387,22 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
     def _default_optimizer(self):
         return Adam(learning_rate=0.001)
 
+    def _check_network(self, model, sample_shape):
+        """Refuse networks the task cannot train: no trainable parameter, or an
+        output that keeps an axis of the samples (per-step outputs of 3-D X)."""
+        if not model.layers_to_optimize:
+            raise ValueError(
+                "The network has no trainable parameters (layers %s): add a layer with "
+                "weights, such as Affine." % [type(l).__name__ for l in
+                                                model.layers.sublayers()])
+        if len(model.out_shape) > self._output_ndim():
+            raise ValueError(
+                "The network gives outputs of shape %r per sample of shape %r: it keeps "
+                "the time axis, but %s needs one output vector per sample. Add a summary "
+                "layer (RecurrentMean, RecurrentLast or RecurrentSum) after the per-step "
+                "layers, or use NeonSequenceModel(task='tagging') for one target per "
+                "step." % (tuple(model.out_shape), tuple(sample_shape), type(self).__name__))
+
     def _output_ndim(self):
         """Number of non-batch axes of the network output (1: ``(n_outputs,)``)."""
         return 1
@@ -373,6 +426,7 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
             be = self._make_backend(seed)
             layers = self._build_layers(X.shape[1:], be)
             model = Model(layers, be).configure(X.shape[1:])
+            self._check_network(model, X.shape[1:])
             optimizer = (clone(self.optimizer) if self.optimizer is not None
                          else self._default_optimizer())
             cost = clone(self.cost) if self.cost is not None else self._default_cost(model)
@@ -394,8 +448,12 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         Xv = Tv = None
         if self.early_stopping and not incremental:
             X, T, weights, Xv, Tv = self._split_validation(X, T, weights, model.be.rng)
-            stopper = EarlyStopping(lambda m: self._validation_score(m, Xv, Tv),
-                                    patience=self.n_iter_no_change, tol=self.tol)
+
+            def score(m):
+                _check_diverged(m, Xv, self.batch_size)
+                return self._validation_score(m, Xv, Tv)
+
+            stopper = EarlyStopping(score, patience=self.n_iter_no_change, tol=self.tol)
             callbacks.append(stopper)
         elif not incremental:
             plateau = _LossPlateau(self.n_iter_no_change, self.tol)
@@ -413,6 +471,7 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
             model.fit(Xb, Tb, optimizer, epochs, min(self.batch_size, X.shape[0]),
                       callbacks=callbacks, shuffle=self.shuffle, sample_weight=weights,
                       start_epoch=n_iter)
+            _check_diverged(model, X, self.batch_size)
         except KeyboardInterrupt:
             # keep a usable estimator: the weights of the last finished epoch (or, with
             # early stopping, of the best one, which EarlyStopping already restored)
@@ -541,7 +600,9 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         X, n = self._validate_X(X, reset=False)
         model = self._model_on_device(self.model_, fallback=True)
-        return model.predict(X, batch_size=max(self.batch_size, 256)).astype(np.float64)
+        y = model.predict(X, batch_size=max(self.batch_size, 256))
+        _check_finite_outputs(y)
+        return y.astype(np.float64)
 
     # ---- display -----------------------------------------------------------------
     def summary(self, file=None):

@@ -40,7 +40,9 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
         ``set_params(layers__hidden1__nout=64)``; unnamed layers are called
         ``<ClassName>_<k>`` (``Affine_0``, ``Affine_1``, ...).
     optimizer : Optimizer, default=None
-        ``None`` means ``Adam(learning_rate=0.001)``.
+        ``None`` means ``Adam(learning_rate=0.001)``; ``set_params(optimizer__<name>=v)``
+        (e.g. a search over ``optimizer__learning_rate``) on ``None`` sets ``<name>`` on
+        that default optimizer, which then becomes the ``optimizer`` parameter.
     cost : Cost, default=None
         ``None`` means CrossEntropyMulti (CrossEntropyBinary for Logistic outputs).
     epochs : int, default=200
@@ -154,7 +156,8 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
         ----------
         X, y, sample_weight : as in :meth:`fit`
         classes : array-like of shape (n_classes,), default=None
-            All classes; required on the first call.
+            All classes; required on the first call.  Later calls may pass the same
+            classes again; other classes are a ValueError.
 
         Returns
         -------
@@ -194,6 +197,13 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
                     "but the data contains only one class: %r" % (self.classes_[0],))
         elif getattr(self, "_multilabel", False):
             raise ValueError("The estimator was fitted on multilabel targets")
+        elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)),
+                                                         self.classes_):
+            raise ValueError(
+                "classes=%r is not the same as the classes_ of the fitted estimator, %r: "
+                "the set of classes is fixed by the first fit or partial_fit (refit, "
+                "with partial_fit(..., classes=all_classes) on the first call)"
+                % (np.unique(np.asarray(classes)).tolist(), self.classes_.tolist()))
         unknown = np.setdiff1d(np.unique(y), self.classes_)
         if unknown.size:
             raise ValueError("y contains labels %s that are not in classes_ %s"
