@@ -10,9 +10,12 @@ cost), ``epoch_cost`` (the mean cost of the finished epoch) and ``nbatches``.
 import sys
 import time
 
+import numpy as np
+
 from ._params import HyperParams
 
-__all__ = ["Callback", "ProgressCallback", "EarlyStopping"]
+__all__ = ["Callback", "ProgressCallback", "EarlyStopping", "LossPlateau", "LossHistory",
+           "EpochSnapshot"]
 
 
 class Callback(HyperParams):
@@ -83,8 +86,9 @@ class EarlyStopping(Callback):
     """Stop when ``score_fn(model)`` has not improved by ``tol`` for ``patience`` epochs.
 
     Higher scores are better.  The best score and epoch are kept in ``best_score`` and
-    ``best_epoch``; with ``restore_best=True`` the model's parameters are reset to the
-    best epoch's at the end.
+    ``best_epoch``, the scores of every epoch in ``scores``; with ``restore_best=True``
+    a copy of the best epoch's weights is kept in ``best_weights`` and the model's
+    parameters are reset to them at the end (also when training stops on an error).
 
     Parameters
     ----------
@@ -105,7 +109,7 @@ class EarlyStopping(Callback):
         self.best_score = -float("inf")
         self.best_epoch = None
         self.scores = []
-        self._best_params = None
+        self.best_weights = None
         self._bad = 0
 
     def on_epoch_end(self, model, epoch):
@@ -120,10 +124,56 @@ class EarlyStopping(Callback):
             self.best_score = score
             self.best_epoch = epoch
             if self.restore_best:
-                self._best_params = model.get_weights()
+                self.best_weights = model.get_weights()
         if self._bad >= self.patience:
             model.finished = True
 
     def on_train_end(self, model):
-        if self.restore_best and self._best_params is not None:
-            model.set_weights(self._best_params)
+        if self.restore_best and self.best_weights is not None:
+            model.set_weights(self.best_weights)
+
+
+class LossPlateau(Callback):
+    """Stop when the training cost has not improved by ``tol`` for ``patience`` epochs
+    (scikit-learn's MLP rule without validation data).
+
+    Parameters
+    ----------
+    patience : int, default=10
+    tol : float, default=1e-4
+    """
+
+    def __init__(self, patience=10, tol=1e-4):
+        self.patience = patience
+        self.tol = tol
+
+    def on_train_begin(self, model, epochs):
+        self.best = np.inf
+        self._bad = 0
+
+    def on_epoch_end(self, model, epoch):
+        cost = model.epoch_cost
+        self._bad = self._bad + 1 if cost > self.best - self.tol else 0
+        self.best = min(self.best, cost)
+        if self._bad >= self.patience:
+            model.finished = True
+
+
+class LossHistory(Callback):
+    """Keeps the mean training cost of every epoch of a run in ``losses``."""
+
+    def on_train_begin(self, model, epochs):
+        self.losses = []
+
+    def on_epoch_end(self, model, epoch):
+        self.losses.append(float(model.epoch_cost))
+
+
+class EpochSnapshot(Callback):
+    """Keeps a copy of the weights after every finished epoch in ``weights`` (the
+    estimators restore it when a fit is interrupted)."""
+
+    weights = None
+
+    def on_epoch_end(self, model, epoch):
+        self.weights = model.get_weights()

@@ -14,18 +14,21 @@ Subclasses define the task through a few hooks:
 - ``_validate_X(X, reset)`` -> ``(X as a batch-first array, n_samples)``.
 """
 import copy
-import numbers
 import time
+from numbers import Integral, Real
 import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..backends import get_backend
-from ..callbacks import Callback, EarlyStopping, ProgressCallback
+from ..callbacks import (
+    Callback, EarlyStopping, EpochSnapshot, LossHistory, LossPlateau, ProgressCallback,
+)
 from ..costs import Cost
 from ..exceptions import TrainingDivergedError
 from ..initializers import Constant, GlorotUniform
@@ -75,44 +78,6 @@ def _default_names(layers):
     return names
 
 
-class _LossPlateau(Callback):
-    """Stop when the training cost has not improved by ``tol`` for ``patience`` epochs."""
-
-    def __init__(self, patience, tol, best=np.inf):
-        self.patience = patience
-        self.tol = tol
-        self.best = best
-
-    def on_train_begin(self, model, epochs):
-        self._bad = 0
-
-    def on_epoch_end(self, model, epoch):
-        cost = model.epoch_cost
-        self._bad = self._bad + 1 if cost > self.best - self.tol else 0
-        self.best = min(self.best, cost)
-        if self._bad >= self.patience:
-            model.finished = True
-
-
-class _Snapshot(Callback):
-    """Copies the weights after every epoch (restored on KeyboardInterrupt)."""
-
-    weights = None
-
-    def on_epoch_end(self, model, epoch):
-        self.weights = model.get_weights()
-
-
-class _Record(Callback):
-    """Keeps the per-epoch training cost."""
-
-    def __init__(self, curve):
-        self.curve = curve
-
-    def on_epoch_end(self, model, epoch):
-        self.curve.append(float(model.epoch_cost))
-
-
 def _check_diverged(model, X, n_probe):
     """Raise TrainingDivergedError when a parameter is NaN or infinite, or when the
     network's outputs for the first ``n_probe`` samples of ``X`` are.
@@ -147,6 +112,26 @@ def _check_finite_outputs(y):
 
 class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
     """Shared parameters and training logic; see NeonClassifier for the docs."""
+
+    _parameter_constraints = {
+        "layers": [list, tuple, None],
+        "optimizer": [Optimizer, None],
+        "cost": [Cost, None],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "warm_start": ["boolean"],
+        "callbacks": [list, tuple, None],
+        "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64})],
+        "device": [str, None],
+        "input_shape": [tuple, list, None],
+    }
 
     def __init__(self, layers=None, optimizer=None, cost=None, epochs=200, batch_size=128,
                  shuffle=True, random_state=None, verbose=0, early_stopping=False,
@@ -227,48 +212,27 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
 
     # ---- validation --------------------------------------------------------------
     def _validate_hyperparams(self):
-        def pos_int(name):
-            v = getattr(self, name)
-            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
-                raise ValueError("%s must be a positive integer, got %r" % (name, v))
-
-        pos_int("epochs")
-        pos_int("batch_size")
-        pos_int("n_iter_no_change")
-        for name in ("shuffle", "early_stopping", "warm_start"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError("%s must be a bool, got %r" % (name, getattr(self, name)))
-        if not isinstance(self.verbose, numbers.Integral) or self.verbose < 0:
-            raise ValueError("verbose must be a non-negative int, got %r" % (self.verbose,))
-        if not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
-            raise ValueError("tol must be a non-negative number, got %r" % (self.tol,))
-        vf = self.validation_fraction
-        if not isinstance(vf, numbers.Real) or not 0 < vf < 1:
-            raise ValueError("validation_fraction must be in (0, 1), got %r" % (vf,))
+        """Check the hyperparameters: types and ranges through scikit-learn's
+        ``_parameter_constraints``, then what they cannot say (the layer list, the
+        optimizer's own values, ``input_shape``)."""
+        self._validate_params()
         if self.layers is not None:
-            if not isinstance(self.layers, (list, tuple)) or not self.layers:
+            if not self.layers:
                 raise ValueError("layers must be a non-empty list of neonlearn layers or "
                                  "None, got %r" % (self.layers,))
             flatten_layers(self.layers)
         if self.optimizer is not None:
-            if not isinstance(self.optimizer, Optimizer):
-                raise ValueError("optimizer must be a neonlearn.optimizers.Optimizer, "
-                                 "got %r" % (self.optimizer,))
             self.optimizer._check()
-        if self.cost is not None and not isinstance(self.cost, Cost):
-            raise ValueError("cost must be a neonlearn.costs.Cost, got %r" % (self.cost,))
         if self.callbacks is not None and not all(
                 isinstance(cb, Callback) for cb in self.callbacks):
             raise ValueError("callbacks must be a list of neonlearn.callbacks.Callback")
-        if self.dtype not in ("float32", "float64", np.float32, np.float64):
-            raise ValueError("dtype must be 'float32' or 'float64', got %r" % (self.dtype,))
         if self.input_shape is not None:
             self._check_input_shape(self.input_shape)
 
     def _check_input_shape(self, shape):
         """Validate the ``input_shape`` hyperparameter (hook)."""
         if (not isinstance(shape, (tuple, list)) or not shape or not all(
-                isinstance(s, numbers.Integral) and s > 0 for s in shape)):
+                isinstance(s, Integral) and s > 0 for s in shape)):
             raise ValueError("input_shape must be a tuple of positive ints, got %r"
                              % (shape,))
 
@@ -412,110 +376,126 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         return get_backend(self.device, dtype=np.dtype(self.dtype).name, seed=seed)
 
     def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
+        """fit, partial_fit (``incremental``) and warm starts: prepare the data, build
+        or resume the network, train it with callbacks, store the fitted state."""
         self._validate_hyperparams()
-        fitted = hasattr(self, "model_")
-        first = not fitted or not (incremental or self.warm_start)
+        first = not hasattr(self, "model_") or not (incremental or self.warm_start)
         X, y = self._validate_Xy(X, y, reset=first)
         if X.shape[0] == 0:
             raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
         T = self._encode_targets(y, first, classes)
         weights = self._sample_weights(X, y, sample_weight)
-        if first:
-            rng = check_random_state(self.random_state)
-            seed = int(rng.randint(np.iinfo(np.int32).max))
-            be = self._make_backend(seed)
-            layers = self._build_layers(X.shape[1:], be)
-            model = Model(layers, be).configure(X.shape[1:])
-            self._check_network(model, X.shape[1:])
-            optimizer = (clone(self.optimizer) if self.optimizer is not None
-                         else self._default_optimizer())
-            cost = clone(self.cost) if self.cost is not None else self._default_cost(model)
-            model.set_cost(cost)
-            loss_curve, val_scores, n_iter, best_loss = [], [], 0, np.inf
-        else:
-            # train a copy so that an error (divergence) leaves the fitted model intact
-            model = self._model_on_device(copy.deepcopy(self.model_))
-            optimizer = copy.deepcopy(self.optimizer_)
-            loss_curve = list(self.loss_curve_)
-            val_scores = list(self.validation_scores_ or [])
-            n_iter = self.n_iter_
-            best_loss = self.best_loss_ if self.best_loss_ is not None else np.inf
-
+        model, optimizer, past = self._initialize(X) if first else self._resume()
         T = self._adapt_targets(T)
-        epochs = 1 if incremental else self.epochs
-        callbacks = [_Record(loss_curve)]
-        stopper = None
         Xv = Tv = None
         if self.early_stopping and not incremental:
             X, T, weights, Xv, Tv = self._split_validation(X, T, weights, model.be.rng)
-
-            def score(m):
-                _check_diverged(m, Xv, self.batch_size)
-                return self._validation_score(m, Xv, Tv)
-
-            stopper = EarlyStopping(score, patience=self.n_iter_no_change, tol=self.tol)
-            callbacks.append(stopper)
-        elif not incremental:
-            plateau = _LossPlateau(self.n_iter_no_change, self.tol)
-            callbacks.append(plateau)
-        callbacks += list(self.callbacks or [])
-        if self.verbose:
-            callbacks.append(ProgressCallback())
-
-        snapshot = _Snapshot()
-        callbacks.append(snapshot)
-        Xb = model.be.array(X)
-        Tb = model.be.array(T)
+        callbacks = self._training_callbacks(Xv, Tv, incremental)
         start = time.perf_counter()
+        self._train(model, optimizer, X, T, weights, callbacks,
+                    epochs=1 if incremental else self.epochs, start_epoch=past["n_iter"])
+        self._store(model, optimizer, past, callbacks, incremental)
+        self.fit_time_ = time.perf_counter() - start
+        return self
+
+    def _initialize(self, X):
+        """A new network for samples like ``X``: ``(model, optimizer, past record)``."""
+        rng = check_random_state(self.random_state)
+        be = self._make_backend(int(rng.randint(np.iinfo(np.int32).max)))
+        model = Model(self._build_layers(X.shape[1:], be), be).configure(X.shape[1:])
+        self._check_network(model, X.shape[1:])
+        model.set_cost(clone(self.cost) if self.cost is not None
+                       else self._default_cost(model))
+        optimizer = (clone(self.optimizer) if self.optimizer is not None
+                     else self._default_optimizer())
+        return model, optimizer, {"loss_curve": [], "validation_scores": [], "n_iter": 0,
+                                  "best_loss": np.inf}
+
+    def _resume(self):
+        """A copy of the fitted network to train on (an error, such as divergence,
+        leaves the fitted model intact): ``(model, optimizer, past record)``."""
+        model = self._model_on_device(copy.deepcopy(self.model_))
+        past = {"loss_curve": list(self.loss_curve_),
+                "validation_scores": list(self.validation_scores_ or []),
+                "n_iter": self.n_iter_,
+                "best_loss": self.best_loss_ if self.best_loss_ is not None else np.inf}
+        return model, copy.deepcopy(self.optimizer_), past
+
+    def _training_callbacks(self, Xv, Tv, incremental):
+        """The built-in callbacks (record, stopping rule, snapshot), then the user's."""
+        callbacks = {"record": LossHistory()}
+        if Xv is not None:
+            def score(model):
+                _check_diverged(model, Xv, self.batch_size)
+                return self._validation_score(model, Xv, Tv)
+
+            callbacks["stopper"] = EarlyStopping(score, patience=self.n_iter_no_change,
+                                                 tol=self.tol)
+        elif not incremental:
+            callbacks["plateau"] = LossPlateau(self.n_iter_no_change, self.tol)
+        callbacks["user"] = list(self.callbacks or [])
+        if self.verbose:
+            callbacks["progress"] = ProgressCallback()
+        callbacks["snapshot"] = EpochSnapshot()
+        return callbacks
+
+    def _train(self, model, optimizer, X, T, weights, callbacks, epochs, start_epoch):
+        """``Model.fit`` with the callbacks; interruptions and divergence handled as
+        documented (keep the last finished or best epoch, or raise)."""
+        stopper = callbacks.get("stopper")
+        flat = [cb for cb in callbacks.values() for cb in
+                (cb if isinstance(cb, list) else [cb])]
         try:
-            model.fit(Xb, Tb, optimizer, epochs, min(self.batch_size, X.shape[0]),
-                      callbacks=callbacks, shuffle=self.shuffle, sample_weight=weights,
-                      start_epoch=n_iter)
+            model.fit(model.be.array(X), model.be.array(T), optimizer, epochs,
+                      min(self.batch_size, X.shape[0]), callbacks=flat,
+                      shuffle=self.shuffle, sample_weight=weights, start_epoch=start_epoch)
             _check_diverged(model, X, self.batch_size)
         except KeyboardInterrupt:
             # keep a usable estimator: the weights of the last finished epoch (or, with
             # early stopping, of the best one, which EarlyStopping already restored)
-            if (stopper is None or stopper._best_params is None) and snapshot.weights:
-                model.set_weights(snapshot.weights)
+            snapshot = callbacks["snapshot"].weights
+            if (stopper is None or stopper.best_weights is None) and snapshot:
+                model.set_weights(snapshot)
             warnings.warn("%s.fit interrupted: keeping the weights of the %s epoch."
                           % (type(self).__name__, "last finished" if stopper is None
                              else "best"), UserWarning)
             model.finished = True
         except TrainingDivergedError as exc:
-            if stopper is None or stopper._best_params is None:
+            if stopper is None or stopper.best_weights is None:
                 raise
             # EarlyStopping restored the best weights: keep them
             warnings.warn("%s; stopped and restored the weights of the best epoch (%d)."
                           % (exc, stopper.best_epoch), UserWarning)
             model.finished = True
-        n_run = len(loss_curve) - (len(self.loss_curve_) if not first else 0)
-        if not loss_curve:
+        if not callbacks["record"].losses:
             raise ValueError("%s.fit was interrupted before finishing one epoch"
                              % type(self).__name__)
 
+    def _store(self, model, optimizer, past, callbacks, incremental):
+        """The fitted attributes, from the trained model and the callbacks' records."""
+        run = callbacks["record"].losses
+        stopper = callbacks.get("stopper")
         self.model_ = model
         self.__dict__.pop("_loaded_on_host", None)  # fitted here: no silent fallback
         self.layers_ = model.layers.layers_
         self.optimizer_ = optimizer
         self.cost_ = model.cost
-        self.n_iter_ = n_iter + n_run
-        self.loss_curve_ = loss_curve
-        self.loss_ = loss_curve[-1]
-        self.fit_time_ = time.perf_counter() - start
+        self.n_iter_ = past["n_iter"] + len(run)
+        self.loss_curve_ = past["loss_curve"] + run
+        self.loss_ = self.loss_curve_[-1]
         if stopper is not None:
-            self.validation_scores_ = val_scores + stopper.scores
+            self.validation_scores_ = past["validation_scores"] + stopper.scores
             self.best_validation_score_ = stopper.best_score
             self.best_loss_ = None
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None
-            self.best_loss_ = min([best_loss] + loss_curve[-n_run:] if n_run else [best_loss])
+            self.best_loss_ = min([past["best_loss"]] + run)
         if (not incremental and not model.finished and stopper is None
-                and n_run == self.epochs and self.epochs > 1):
+                and len(run) == self.epochs and self.epochs > 1):
             warnings.warn("%s: training stopped after epochs=%d without converging "
                           "(tol=%g); increase epochs." % (type(self).__name__, self.epochs,
                                                           self.tol), ConvergenceWarning)
-        return self
 
     # ---- devices -----------------------------------------------------------------------
     def __setstate__(self, state):

@@ -1,6 +1,7 @@
 """NeonClassifier: neon layer lists as a scikit-learn classifier."""
 import numpy as np
 from sklearn.base import ClassifierMixin
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import column_or_1d
@@ -117,6 +118,11 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
     >>> clf.predict(X[:2]).shape
     (2,)
     """
+
+    _parameter_constraints = {
+        **BaseNeonEstimator._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
 
     def __init__(self, layers=None, optimizer=None, cost=None, epochs=200, batch_size=128,
                  shuffle=True, random_state=None, verbose=0, early_stopping=False,
@@ -241,9 +247,6 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
 
     def _sample_weights(self, X, y, sample_weight):
         if self.class_weight is not None:
-            if not (self.class_weight == "balanced" or isinstance(self.class_weight, dict)):
-                raise ValueError("class_weight must be 'balanced', a dict or None, got %r"
-                                 % (self.class_weight,))
             cw = compute_sample_weight(self.class_weight, y)
             sample_weight = cw if sample_weight is None else cw * np.asarray(sample_weight)
         return super()._sample_weights(X, y, sample_weight)
