@@ -25,7 +25,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ..backends import get_backend
+from ..backends import backend_device, get_backend, parse_device
 from ..callbacks import (
     Callback, EarlyStopping, EpochSnapshot, LossHistory, LossPlateau, ProgressCallback,
 )
@@ -42,26 +42,6 @@ from ..transforms import Identity, Logistic, Rectlin, Softmax, Transform
 from ._persistence import PersistenceMixin
 
 __all__ = ["BaseNeonEstimator"]
-
-
-def _device_key(device):
-    """``("cpu",)`` or ``("gpu", N)`` for a ``device`` parameter; values that are
-    neither come back as they are, so that :func:`get_backend` rejects them."""
-    if device is None or device == "cpu":
-        return ("cpu",)
-    if device in ("gpu", "cuda"):
-        return ("gpu", 0)
-    if isinstance(device, str) and device.startswith("cuda:"):
-        try:
-            return ("gpu", int(device[len("cuda:"):]))
-        except ValueError:
-            pass
-    return (device,)
-
-
-def _backend_key(backend):
-    """The :func:`_device_key` of the device a backend runs on."""
-    return ("cpu",) if backend.name == "cpu" else ("gpu", backend.device_id)
 
 
 def _default_names(layers):
@@ -504,7 +484,7 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         # no GPU can be used, prediction stays there instead of failing (see
         # _model_on_device).
         model = self.__dict__.get("model_")
-        if (model is not None and _device_key(self.device)[0] != "cpu"
+        if (model is not None and self.device not in (None, "cpu")
                 and model.be.name == "cpu"):
             self._loaded_on_host = True
 
@@ -532,10 +512,10 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
             When the requested device cannot be used (see
             :func:`~neonlearn.backends.get_backend`).
         """
-        if _device_key(self.device) == _backend_key(model.be):
+        if parse_device(self.device) == backend_device(model.be):
             return model
         with model.lock:  # concurrent predicts move the shared model once
-            if _device_key(self.device) == _backend_key(model.be):
+            if parse_device(self.device) == backend_device(model.be):
                 return model
             try:
                 # the host generator carries over: a warm start continues its stream

@@ -10,7 +10,8 @@ import numpy as np
 
 from ._cpu import CPUBackend
 
-__all__ = ["CPUBackend", "get_backend", "to_host", "move_to_backend"]
+__all__ = ["CPUBackend", "get_backend", "parse_device", "backend_device", "to_host",
+           "move_to_backend"]
 
 
 def get_backend(device="cpu", dtype="float32", seed=None, n_threads=None):
@@ -25,19 +26,40 @@ def get_backend(device="cpu", dtype="float32", seed=None, n_threads=None):
     n_threads : int or None
         OpenMP threads for the CPU kernels; None follows OpenMP's limits.
     """
-    if device is None or device == "cpu":
+    if parse_device(device) == ("cpu", None):
         return CPUBackend(dtype=dtype, seed=seed, n_threads=n_threads)
-    if isinstance(device, str) and (device == "gpu" or device.startswith("cuda")):
-        try:
-            from ._cupy import CupyBackend
-        except ImportError as exc:
-            raise ValueError(
-                "device=%r needs the GPU backend, but CuPy cannot be imported (%s). "
-                "Fix: pip install \"neonlearn[gpu]\" (CuPy) on a machine with an "
-                "NVIDIA GPU, or use device='cpu'." % (device, exc)
-            ) from exc
-        return CupyBackend(device=device, dtype=dtype, seed=seed)
-    raise ValueError("Unknown device %r: use 'cpu', 'gpu' or 'cuda:N'" % (device,))
+    try:
+        from ._cupy import CupyBackend
+    except ImportError as exc:
+        raise ValueError(
+            "device=%r needs the GPU backend, but CuPy cannot be imported (%s). "
+            "Fix: pip install \"neonlearn[gpu]\" (CuPy) on a machine with an "
+            "NVIDIA GPU, or use device='cpu'." % (device, exc)
+        ) from exc
+    return CupyBackend(device=device, dtype=dtype, seed=seed)
+
+
+def parse_device(device):
+    """``("cpu", None)`` or ``("gpu", N)`` for a ``device`` parameter.
+
+    ``None`` and ``"cpu"`` are the CPU; ``"gpu"`` and ``"cuda"`` are CUDA device 0,
+    ``"cuda:N"`` device N.  Anything else is a ValueError.
+    """
+    if device is None or device == "cpu":
+        return ("cpu", None)
+    if device in ("gpu", "cuda"):
+        return ("gpu", 0)
+    if isinstance(device, str) and device.startswith("cuda:"):
+        number = device[len("cuda:"):]
+        if number.isdigit():
+            return ("gpu", int(number))
+    raise ValueError("Unknown device %r: use 'cpu', 'gpu' or 'cuda:N' with N >= 0"
+                     % (device,))
+
+
+def backend_device(backend):
+    """The :func:`parse_device` key of the device ``backend`` runs on."""
+    return ("cpu", None) if backend.name == "cpu" else ("gpu", backend.device_id)
 
 
 # ---- moving arrays between host and device ---------------------------------------
