@@ -1,17 +1,20 @@
 """Versioned pickles, weights-only files, interrupts and divergence recovery."""
+import json
 import pickle
+import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.preprocessing import StandardScaler
 
-from neonlearn import NeonClassifier, NeonRegressor
+from neonlearn import NeonClassifier, NeonRegressor, NeonSequenceModel
 from neonlearn._estimators import _persistence
 from neonlearn.callbacks import Callback
 from neonlearn.exceptions import TrainingDivergedError
-from neonlearn.initializers import Constant, GlorotUniform
-from neonlearn.layers import Affine, Dropout
+from neonlearn.initializers import Constant, GlorotUniform, Uniform
+from neonlearn.layers import GRU, LSTM, Affine, BatchNorm, Dropout, LookupTable
 from neonlearn.optimizers import Adam
 from neonlearn.transforms import Rectlin, Tanh
 
@@ -53,7 +56,7 @@ def test_save_load_weights_classifier(iris, tmp_path):
     other = [Affine(17, GlorotUniform(), bias=Constant(0), activation=Rectlin(), name="h1")]
     with pytest.raises(ValueError, match="shapes|parameter layers"):
         NeonClassifier(other).load_weights(path)
-    with pytest.raises(ValueError, match="holds a NeonClassifier"):
+    with pytest.raises(ValueError, match="holds a NeonClassifier, not a NeonRegressor"):
         NeonRegressor(net()).load_weights(path)
 
 
@@ -64,6 +67,113 @@ def test_save_load_weights_regressor(iris, tmp_path):
     loaded = NeonRegressor(net()).load_weights(tmp_path / "r.npz")
     np.testing.assert_allclose(loaded.predict(X[:, :3]), reg.predict(X[:, :3]), rtol=1e-6)
     assert loaded.predict(X[:, :3]).shape == (150,)
+
+
+# ---- weights files for every estimator and task ----------------------------------------
+def _dense():
+    return [Affine(6, GlorotUniform(), bias=Constant(0), activation=Tanh(), name="h1"),
+            BatchNorm(name="bn")]
+
+
+def _recurrent():
+    return [LSTM(5, GlorotUniform(), name="lstm")]
+
+
+def _kind_data(kind):
+    """``(estimator factory, X, y, partial_fit kwargs)`` of a tiny problem of ``kind``."""
+    rng = np.random.default_rng(0)
+    if kind in ("binary", "multiclass", "multilabel", "binary_one_unit"):
+        X = rng.normal(size=(40, 4))
+        if kind == "multilabel":
+            y = (X[:, :3] > 0).astype(int)
+        elif kind == "multiclass":
+            y = np.array(["a", "b", "c"])[np.digitize(X[:, 0], [-0.4, 0.4])]
+        else:
+            y = np.where(X[:, 0] > 0, 3, 7)
+        layers = _dense
+        if kind == "binary_one_unit":
+            layers = lambda: [Affine(1, GlorotUniform(), name="out")]  # noqa: E731
+        classes = {} if kind == "multilabel" else {"classes": np.unique(y)}
+        return (lambda: NeonClassifier(layers(), epochs=3, random_state=0)), X, y, classes
+    if kind in ("single_output", "multi_output"):
+        X = rng.normal(size=(40, 4))
+        y = X[:, 0] - X[:, 1] if kind == "single_output" else X[:, :2] * [1, -2]
+        return (lambda: NeonRegressor(_dense(), epochs=3, random_state=0)), X, y, {}
+    if kind == "tokens":
+        X = rng.integers(0, 9, size=(24, 6))
+        y = (X.sum(axis=1) > 24).astype(int)
+        layers = lambda: [LookupTable(9, 3, Uniform(-0.1, 0.1), name="emb"),  # noqa: E731
+                          GRU(4, GlorotUniform(), name="gru")]
+        return (lambda: NeonSequenceModel(layers(), epochs=3, random_state=0)), X, y, \
+            {"classes": [0, 1]}
+    task = {"seq_classification": "classification", "seq_regression": "regression",
+            "tagging": "tagging"}[kind]
+    X = [rng.normal(size=(L, 2)) for L in (3, 5, 4, 6) * 5]
+    if task == "classification":
+        y = np.array([int(x[:, 0].sum() > 0) for x in X])
+    elif task == "regression":
+        y = np.array([x[:, 0].sum() for x in X])
+    else:
+        y = [(x[:, 0] > 0).astype(int) for x in X]
+    pf = {"classes": [0, 1]} if task != "regression" else {}
+    return (lambda: NeonSequenceModel(_recurrent(), task=task, epochs=3,
+                                      random_state=0)), X, y, pf
+
+
+KINDS = ["binary", "binary_one_unit", "multiclass", "multilabel", "single_output",
+         "multi_output", "seq_classification", "seq_regression", "tagging", "tokens"]
+
+
+def _outputs(est, X):
+    """Everything the estimator predicts for X."""
+    out = [est.predict(X)]
+    if hasattr(est, "predict_proba"):
+        out.append(est.predict_proba(X))
+    return [np.asarray(o) if not isinstance(o, list) else np.concatenate(o) for o in out]
+
+
+def _assert_same_weights(a, b):
+    wa, wb = a.model_.get_weights(), b.model_.get_weights()
+    assert len(wa) == len(wb)
+    for la, lb in zip(wa, wb):
+        assert len(la) == len(lb)
+        for x, y in zip(la, lb):
+            assert x.dtype == y.dtype
+            np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_weights_round_trip_every_task(kind, tmp_path):
+    make, X, y, _ = _kind_data(kind)
+    est = make().fit(X, y)
+    est.save_weights(tmp_path / "w.npz")
+    loaded = make().set_params(random_state=5).load_weights(tmp_path / "w.npz")
+    _assert_same_weights(loaded, est)  # bitwise
+    for a, b in zip(_outputs(loaded, X), _outputs(est, X)):
+        np.testing.assert_array_equal(a, b)
+    for attr in ("classes_", "n_outputs_", "n_features_in_", "n_iter_", "sample_shape_"):
+        if hasattr(est, attr):
+            np.testing.assert_array_equal(getattr(loaded, attr), getattr(est, attr))
+    # saved again, the file holds the same arrays and metadata
+    loaded.save_weights(tmp_path / "again.npz")
+    with np.load(tmp_path / "w.npz") as f, np.load(tmp_path / "again.npz") as g:
+        assert sorted(f.files) == sorted(g.files)
+        for key in f.files:
+            np.testing.assert_array_equal(f[key], g[key])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_partial_fit_continues_after_load(kind, tmp_path):
+    make, X, y, pf = _kind_data(kind)
+    est = make().fit(X, y)
+    est.save_weights(tmp_path / "w.npz")
+    loaded = make().load_weights(tmp_path / "w.npz")
+    loaded.partial_fit(X, y)
+    assert loaded.n_iter_ == est.n_iter_ + 1
+    changed = [not np.array_equal(a, b) for la, lb in zip(
+        loaded.model_.get_weights(), est.model_.get_weights()) for a, b in zip(la, lb)]
+    assert any(changed)
+    assert len(_outputs(loaded, X)[0]) == len(_outputs(est, X)[0])
 
 
 class _Interrupt(Callback):
