@@ -1,4 +1,5 @@
 """Versioned pickles, weights-only files, interrupts and divergence recovery."""
+import io
 import json
 import pickle
 import tracemalloc
@@ -246,3 +247,144 @@ def test_failed_partial_fit_keeps_previous_model(iris):
     with pytest.raises(TrainingDivergedError):
         clf.partial_fit(X, y)
     np.testing.assert_array_equal(clf.predict_proba(X), before)
+
+
+# ---- malformed weights files -----------------------------------------------------------
+def _members(path):
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    return json.loads(str(arrays.pop("__meta__"))), arrays
+
+
+def _write(path, meta, arrays):
+    np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
+    return path
+
+
+def _state(est):
+    """What a failed load must leave alone: every attribute (the same objects) and the
+    parameters."""
+    return dict(est.__dict__), {k: repr(v) for k, v in est.get_params().items()}
+
+
+def _assert_unchanged(est, state, X, outputs):
+    attrs, params = state
+    assert est.__dict__.keys() == attrs.keys()
+    assert all(est.__dict__[k] is v for k, v in attrs.items())
+    assert {k: repr(v) for k, v in est.get_params().items()} == params
+    for a, b in zip(_outputs(est, X), outputs):
+        np.testing.assert_array_equal(a, b)
+
+
+def _mutate(case, meta, arrays):
+    if case == "empty n_arrays":
+        meta["n_arrays"] = []
+    elif case == "nan weight":
+        arrays["w0_0"] = arrays["w0_0"].copy()
+        arrays["w0_0"].flat[0] = np.nan
+    elif case == "complex weights":
+        arrays["w0_0"] = arrays["w0_0"] + 1j
+    elif case == "flipped multilabel":
+        meta["multilabel"] = not meta["multilabel"]
+    elif case == "huge sample_shape":
+        meta["sample_shape"] = [2 ** 40]
+        meta["n_features_in"] = 2 ** 40
+    elif case == "missing field":
+        del meta["n_iter"]
+    elif case == "unknown field":
+        meta["extra"] = 1
+    elif case == "old format":
+        meta["format"] = 1
+    elif case == "wrong shape":
+        arrays["w0_0"] = arrays["w0_0"].T.copy()
+    elif case == "negative running variance":
+        i = meta["layers"].index("bn")
+        key = "w%d_%d" % (i, meta["n_arrays"][i] - 1)  # gamma, beta, mean, variance
+        arrays[key] = arrays[key] - 2
+    elif case == "float64 overflows float32":
+        arrays["w0_0"] = arrays["w0_0"].astype(np.float64) * 1e300
+    elif case == "object classes":
+        arrays["classes_"] = arrays["classes_"].astype(object)
+    elif case == "unsorted classes":
+        arrays["classes_"] = arrays["classes_"][::-1].copy()
+    elif case == "extra array":
+        arrays["w9_0"] = arrays["w0_0"]
+    return meta, arrays
+
+
+MALFORMED = {  # case: (estimator kind, what the message says)
+    "empty n_arrays": ("multiclass", "'n_arrays' must list"),
+    "nan weight": ("multiclass", "'w0_0'.*NaN or infinite"),
+    "complex weights": ("multiclass", "'w0_0' must hold real floats"),
+    "flipped multilabel": ("multilabel", "'network' differs.*Softmax.*multilabel"),
+    "huge sample_shape": ("multiclass", "'sample_shape' must be a list"),
+    "missing field": ("tagging", "lacks the field.*n_iter"),
+    "unknown field": ("seq_regression", "unknown field.*extra"),
+    "old format": ("single_output", "weights format 1.*reads format 2"),
+    "wrong shape": ("tokens", "layer 'emb': saved shapes"),
+    "negative running variance": ("multi_output", "'bn' has a negative running var"),
+    "float64 overflows float32": ("binary", "beyond the range of dtype='float32'"),
+    "object classes": ("multiclass", "object and structured arrays are refused"),
+    "unsorted classes": ("seq_classification", "'classes_' must be sorted"),
+    "extra array": ("binary", "unexpected \\['w9_0'\\]"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_load_weights_refuses_malformed_file_and_changes_nothing(case, tmp_path):
+    kind, message = MALFORMED[case]
+    make, X, y, _ = _kind_data(kind)
+    good = tmp_path / "good.npz"
+    make().fit(X, y).save_weights(good)
+    bad = _write(tmp_path / "bad.npz", *_mutate(case, *_members(good)))
+    # a fitted estimator of another seed: a failed load must keep all of it
+    est = make().set_params(random_state=3).fit(X, y)
+    state, outputs = _state(est), _outputs(est, X)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=message):
+            est.load_weights(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 ** 24  # no allocation from what the file declares
+    _assert_unchanged(est, state, X, outputs)
+    est.load_weights(good)  # and it still loads a good file
+
+
+def test_load_weights_refuses_damaged_archives(tmp_path):
+    make, X, y, _ = _kind_data("multiclass")
+    good = tmp_path / "good.npz"
+    make().fit(X, y).save_weights(good)
+    raw = good.read_bytes()
+    est = make()
+    (tmp_path / "cut.npz").write_bytes(raw[:len(raw) // 2])
+    with pytest.raises(ValueError, match="not a .npz archive"):
+        est.load_weights(tmp_path / "cut.npz")
+    # a .npy header that declares 2**40 values in a member of a few bytes
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (2 ** 20, 2 ** 20)})
+    with zipfile.ZipFile(good) as z, zipfile.ZipFile(tmp_path / "big2.npz", "w") as out:
+        for info in z.infolist():
+            data = z.read(info)
+            if info.filename == "w0_0.npy":
+                data = header.getvalue() + data[-16:]
+            out.writestr(info.filename, data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="'w0_0' declares shape"):
+            est.load_weights(tmp_path / "big2.npz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 ** 24
+    with zipfile.ZipFile(tmp_path / "zipped.npz", "w", zipfile.ZIP_DEFLATED) as out:
+        with zipfile.ZipFile(good) as z:
+            for info in z.infolist():
+                out.writestr(info.filename, z.read(info))
+    with pytest.raises(ValueError, match="compressed or encrypted"):
+        est.load_weights(tmp_path / "zipped.npz")
+    assert not hasattr(est, "model_")
+    with pytest.raises(FileNotFoundError):  # a missing file is not a format error
+        est.load_weights(tmp_path / "missing.npz")

@@ -625,7 +625,8 @@ class PersistenceMixin:
             if [a.shape for a in saved] != [a.shape for a in now]:
                 raise _Invalid("layer %r: saved shapes %s differ from %s" % (
                     name, [a.shape for a in saved], [a.shape for a in now]))
-            cast = [a.astype(dtype) for a in saved]
+            with np.errstate(over="ignore"):  # overflow is refused just below
+                cast = [a.astype(dtype) for a in saved]
             if not all(np.isfinite(a).all() for a in cast):
                 raise _Invalid("layer %r has weights beyond the range of dtype=%r"
                                % (name, dtype.name))
