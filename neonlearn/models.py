@@ -17,6 +17,24 @@ def _last_leaf(layer):
     return leaves[-1] if leaves else None
 
 
+def _take_learned_state(old, new):
+    """Copy the parameters, running statistics and optimizer states of leaf ``old``
+    into leaf ``new`` (a rebuilt copy of it)."""
+    pairs = list(zip(old.param_grads(), new.param_grads()))
+    for (p_old, _), (p_new, _) in pairs:
+        if p_old.shape != p_new.shape:
+            raise ValueError("%s: parameter of shape %r cannot replace one of shape %r"
+                             % (new.name or type(new).__name__, p_old.shape, p_new.shape))
+    for (p_old, _), (p_new, _) in pairs:
+        p_new[...] = p_old
+    for key in ("W", "gmean", "gvar"):  # W: also frozen tables (no param_grads)
+        a, b = old.__dict__.get(key), new.__dict__.get(key)
+        if a is not None and b is not None and a.shape == b.shape:
+            b[...] = a
+    if "states" in old.__dict__:
+        new.states = old.states
+
+
 class Model:
     """A network: a layer list run in order, with neon's training loop.
 
@@ -67,6 +85,27 @@ class Model:
         # listed once: the walk through the containers costs as much as a small
         # layer's update, and the layers do not change after configure
         self.layers_to_optimize = self.layers.layers_to_optimize()
+        return self
+
+    def reconfigure(self, in_obj):
+        """Configure for inputs of another shape (a longer sequence axis), keeping
+        what was learned: parameters, running statistics and optimizer states.
+
+        Compound layers may build new leaves in ``configure`` (``Affine`` does), whose
+        ``allocate`` draws fresh weights; each new leaf takes over the learned state of
+        the leaf it replaces (same position, same type), so the network computes the
+        same function at any length.
+        """
+        before = self.layers.sublayers()
+        self.configure(in_obj)
+        after = self.layers.sublayers()
+        if len(before) != len(after) or any(
+                type(a) is not type(b) for a, b in zip(before, after)):
+            raise ValueError("reconfigure changed the network's layers: %s -> %s" % (
+                [type(l).__name__ for l in before], [type(l).__name__ for l in after]))
+        for old, new in zip(before, after):
+            if new is not old:
+                _take_learned_state(old, new)
         return self
 
     def set_cost(self, cost):

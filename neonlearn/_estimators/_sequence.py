@@ -35,7 +35,7 @@ from ..layers import LookupTable
 from ..layers._containers import flatten_layers
 from ..layers._recurrent import LSTM, RecurrentLast, SequenceMask, StepMask
 from ..transforms import Softmax
-from ._base import BaseNeonEstimator
+from ._base import BaseNeonEstimator, _check_finite_outputs
 
 __all__ = ["NeonSequenceModel"]
 
@@ -90,8 +90,12 @@ class NeonSequenceModel(BaseNeonEstimator):
 
     For ``task="tagging"``, ``y`` is ``(n, T)`` or a list of ``n`` label arrays of
     lengths ``L_i``; ``predict`` returns the same layout.  Sequences longer than any
-    seen in ``fit`` are accepted by ``predict`` (the network is reconfigured for the
-    longer ``T``; weights do not depend on ``T`` unless a layer flattens time).
+    seen in ``fit`` are accepted by ``predict`` (a copy of the network is reconfigured
+    for the longer ``T`` with the fitted weights, see
+    :meth:`~neonlearn.models.Model.reconfigure`; weights do not depend on ``T`` unless
+    a layer flattens time), and by ``partial_fit`` and warm starts.  A sequence's
+    output never depends on the other sequences of the batch (their number, lengths
+    or order) beyond float rounding.
 
     Attributes
     ----------
@@ -300,9 +304,15 @@ class NeonSequenceModel(BaseNeonEstimator):
             return np.stack([values, mask], axis=-1)
         return np.concatenate([values, mask[:, :, None]], axis=-1)
 
-    def _prepare(self, X, reset):
-        """``(network input with the mask channel, lengths, ragged)``."""
+    def _prepare(self, X, reset, min_T=1):
+        """``(network input with the mask channel, lengths, ragged)``, right-padded
+        to at least ``min_T`` steps (masking makes the extra steps inert)."""
         values, lengths, ragged = self._sequences(X, reset)
+        T = values.shape[1]
+        if T < min_T:
+            pad = np.zeros((values.shape[0], min_T - T) + values.shape[2:],
+                           dtype=values.dtype)
+            values = np.concatenate([values, pad], axis=1)
         return self._with_mask(values, lengths, self._uses_ids()), lengths, ragged
 
     def _validate_X(self, X, reset):
@@ -313,7 +323,9 @@ class NeonSequenceModel(BaseNeonEstimator):
         if y is None:
             raise ValueError("%s requires y to be passed, but the target y is None."
                              % type(self).__name__)
-        Xm, lengths, _ = self._prepare(X, reset)
+        # later calls (partial_fit, warm_start) pad shorter sequences to the fitted
+        # length and lengthen the network for longer ones
+        Xm, lengths, _ = self._prepare(X, reset, min_T=1 if reset else self._fit_T)
         n = Xm.shape[0]
         if self.task == "tagging":
             y = self._pad_tags(y, lengths, Xm.shape[1])
@@ -328,7 +340,20 @@ class NeonSequenceModel(BaseNeonEstimator):
                 y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
         if reset:
             self._fit_T = Xm.shape[1]
+        elif Xm.shape[1] > self._fit_T:
+            self._lengthen(Xm.shape[1])
         return Xm, y
+
+    def _lengthen(self, T):
+        """Refit on longer sequences: the fitted network, reconfigured for ``T`` steps
+        with its weights and optimizer states (the function it computes is the same,
+        so the estimator stays consistent even if the training that follows fails)."""
+        with self.model_.lock:
+            model = copy.deepcopy(self.model_)
+        model.reconfigure((T,) + tuple(model.in_shape[1:]))
+        self.model_ = model
+        self.layers_ = model.layers.layers_
+        self._fit_T = T
 
     @staticmethod
     def _pad_tags(y, lengths, T):
@@ -446,20 +471,22 @@ class NeonSequenceModel(BaseNeonEstimator):
     # ---- prediction ------------------------------------------------------------------------------
     def _predict_raw(self, X):
         check_is_fitted(self, "model_")
-        Xm, lengths, ragged = self._prepare(X, reset=False)
-        n = Xm.shape[0]
+        # shorter batches are padded to the fitted length
+        Xm, lengths, ragged = self._prepare(X, reset=False, min_T=self._fit_T)
         model = self._model_on_device(self.model_, fallback=True)
-        T = Xm.shape[1]
-        if T < self._fit_T:  # pad: masking makes the extra steps inert
-            pad = np.zeros((n, self._fit_T - T, Xm.shape[2]), dtype=Xm.dtype)
-            Xm = np.concatenate([Xm, pad], axis=1)
-        elif T > self._fit_T:  # longer sequences: a reconfigured copy of the network
-            model = copy.deepcopy(model)
-            model.configure(Xm.shape[1:])
+        if Xm.shape[1] > self._fit_T:
+            # longer sequences: a copy of the network reconfigured for them, with the
+            # fitted weights (reconfigure, not configure: compound layers rebuild
+            # their leaves, which would otherwise start from fresh random weights)
+            with model.lock:
+                model = copy.deepcopy(model)
+            model.reconfigure(Xm.shape[1:])
         with model.lock:  # SequenceMask hands each batch's lengths to the layers
-            y = model.predict(Xm, batch_size=max(self.batch_size, 256)).astype(np.float64)
+            y = model.predict(Xm, batch_size=max(self.batch_size, 256))
+        _check_finite_outputs(y)
+        y = y.astype(np.float64)
         if self.task == "tagging":
-            y = y[:, :T]
+            y = y[:, :int(lengths.max())]
         return y, lengths, ragged
 
     @staticmethod
