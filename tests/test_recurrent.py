@@ -493,6 +493,24 @@ def test_stateful_mode_carries_state():
     np.testing.assert_allclose(stateful.fprop(x[:, :T]), first, rtol=1e-12)
 
 
+@pytest.mark.parametrize("cls", [Recurrent, LSTM, GRU])
+def test_stateful_inference_is_pure(cls):
+    """reset_cells=False carries state between training batches only: inference
+    starts from zero and leaves the carried state for the next training batch."""
+    x = np.random.default_rng(11).standard_normal((N, 2 * T, F))
+    fresh = make(cls, in_shape=(T, F))
+    stateful = make(cls, seed=0, reset_cells=False)
+    for (p, _), (q, _) in zip(stateful.param_grads(), fresh.param_grads()):
+        p[...] = q
+    ref = np.array(fresh.fprop(x[:, T:], inference=True), copy=True)
+    stateful.fprop(x[:, :T])  # training: the state is carried
+    carried = [a.copy() for a in stateful._state]
+    for _ in range(2):
+        np.testing.assert_array_equal(stateful.fprop(x[:, T:], inference=True), ref)
+    for a, b in zip(stateful._state, carried):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_affine_after_recurrent_is_per_step():
     be = get_backend("cpu", dtype="float64", seed=0)
     rnn = make(GRU)

@@ -199,3 +199,58 @@ def test_gunpoint_example_accuracy():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.main([]) >= 0.95
+
+
+def test_partial_fit_and_warm_start_with_other_lengths():
+    """Later fits accept shorter, longer and dense inputs (padded to the fitted length,
+    or the network lengthened with its weights)."""
+    X, y = ragged_data(40)  # lengths 2..8
+    rng = np.random.default_rng(1)
+    clf = small().partial_fit(X, y, classes=[0, 1])
+    short = [x[:2] for x in X]
+    longer = [rng.normal(size=(L, 2)) for L in rng.integers(2, 16, size=40)]
+    for Xi in (short, longer, rng.normal(size=(40, 2, 2)), rng.normal(size=(40, 20, 2))):
+        clf.partial_fit(Xi, y)
+        proba = clf.predict_proba(Xi)
+        assert np.isfinite(proba).all()
+        np.testing.assert_allclose(clf.predict_proba([Xi[3]])[0], proba[3], rtol=1e-5)
+    assert clf.n_iter_ == 5
+    warm = small(warm_start=True, epochs=2).fit(X, y)
+    warm.fit(rng.normal(size=(40, 12, 2)), y)
+    warm.fit(short, y)
+    assert warm.n_iter_ == 6 and np.isfinite(warm.predict_proba(X)).all()
+    tags = small(task="tagging").partial_fit(X, [(x[:, 0] > 0).astype(int) for x in X],
+                                             classes=[0, 1])
+    tags.partial_fit(longer, [(x[:, 0] > 0).astype(int) for x in longer])
+    assert [len(p) for p in tags.predict(longer)] == [len(x) for x in longer]
+
+
+@pytest.mark.parametrize("as_list", [True, False])
+def test_values_beyond_float32_are_refused(as_list):
+    X, y = ragged_data(20)
+    clf = small(epochs=2).fit(X, y)
+    bad = [x.copy() for x in X]
+    bad[3][1, 0] = 1e39
+    if not as_list:
+        bad = np.stack([np.resize(x, (4, 2)) for x in bad])
+        bad[3, 1, 0] = 1e39
+    with pytest.raises(ValueError, match="range of dtype='float32'"):
+        clf.predict_proba(bad)
+    with pytest.raises(ValueError, match="range of dtype='float32'"):
+        small(epochs=2).fit(bad, y)
+    # float64 networks take them
+    small(epochs=1, dtype="float64").fit(bad, y)
+
+
+def test_stateful_layers_predict_is_pure():
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y = ragged_data(60)
+    clf = small(layers=[LSTM(8, GlorotUniform(), reset_cells=False, name="lstm")],
+                epochs=3, batch_size=16).fit(X, y)
+    first = clf.predict_proba(X)
+    np.testing.assert_array_equal(clf.predict_proba(X), first)
+    with ThreadPoolExecutor(4) as pool:
+        for out in pool.map(lambda _: clf.predict_proba(X), range(8)):
+            np.testing.assert_array_equal(out, first)
+    np.testing.assert_allclose(clf.predict_proba(X[5:6])[0], first[5], rtol=1e-5)

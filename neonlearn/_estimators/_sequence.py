@@ -97,6 +97,14 @@ class NeonSequenceModel(BaseNeonEstimator):
     output never depends on the other sequences of the batch (their number, lengths
     or order) beyond float rounding.
 
+    Recurrent layers with ``reset_cells=False`` keep neon's stateful semantics within
+    ``fit`` (the state of a minibatch is the initial state of the next one of the same
+    size).  ``predict``, ``predict_proba`` and ``score`` start every sequence from a
+    zero state and never change the carried state: they are pure functions of ``X``,
+    the same on repeated calls and from concurrent threads.  ``X`` is checked against
+    the range of ``dtype`` (values that would overflow float32 are refused), as in
+    the other estimators.
+
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -308,6 +316,8 @@ class NeonSequenceModel(BaseNeonEstimator):
         """``(network input with the mask channel, lengths, ragged)``, right-padded
         to at least ``min_T`` steps (masking makes the extra steps inert)."""
         values, lengths, ragged = self._sequences(X, reset)
+        if not self._uses_ids():
+            self._check_dtype_range(values)
         T = values.shape[1]
         if T < min_T:
             pad = np.zeros((values.shape[0], min_T - T) + values.shape[2:],

@@ -20,9 +20,12 @@ State
 neon's ``reset_cells=False`` carried the hidden state across minibatches.  In
 neonlearn every sample is an independent sequence, so the default is
 ``reset_cells=True`` (state starts at zero for every minibatch).  With
-``reset_cells=False`` the last state of a batch is the initial state of the next batch
-of the same size (truncated backpropagation through time: no gradient flows into the
-previous batch); call :meth:`reset_state` between streams.
+``reset_cells=False`` the last state of a training batch is the initial state of the
+next training batch of the same size (truncated backpropagation through time: no
+gradient flows into the previous batch); call :meth:`reset_state` between streams.
+Inference (``fprop(..., inference=True)``, so ``predict``) always starts from a zero
+state and leaves the carried state alone: it is a pure function of its input, the
+same for repeated calls, concurrent threads and any batch composition.
 """
 import numbers
 
@@ -77,7 +80,10 @@ class Recurrent(ParameterLayer):
         Element-wise transform (Tanh when None).
     reset_cells : bool, default=True
         Start every minibatch from a zero state (independent sequences).  False
-        carries the state to the next batch of the same size (stateful mode).
+        carries the state of a training batch to the next training batch of the same
+        size (neon's stateful mode, within ``fit``); inference always starts from a
+        zero state and does not change the carried state, so ``predict`` gives the
+        same outputs on every call.
     name : str or None
 
     Attributes
@@ -156,9 +162,11 @@ class Recurrent(ParameterLayer):
 
     # ---- initial state -----------------------------------------------------------------
     def _initial_state(self, N, inference, n_arrays):
-        """Zero state, or the state carried from the previous batch (stateful)."""
+        """Zero state, or in training the state carried from the previous batch
+        (stateful)."""
         state = self.__dict__.get("_state")
-        if not self.reset_cells and state is not None and state[0].shape[0] == N:
+        if (not inference and not self.reset_cells and state is not None
+                and state[0].shape[0] == N):
             return state
         out = []
         for k in range(n_arrays):
@@ -167,8 +175,8 @@ class Recurrent(ParameterLayer):
             out.append(z)
         return tuple(out)
 
-    def _keep_state(self, *arrays):
-        if not self.reset_cells:
+    def _keep_state(self, inference, *arrays):
+        if not self.reset_cells and not inference:
             self._state = tuple(a[:, -1, :].copy() for a in arrays)
 
     # ---- forward and backward ------------------------------------------------------------
@@ -207,7 +215,7 @@ class Recurrent(ParameterLayer):
         h = self._output((N, T, self.H), inference)
         R = self._output((N, self.H), inference, key="R")
         self.be.rnn_fprop(Z, self.W_recur, self.b, h0, lengths, self.activation_, h, R)
-        self._keep_state(h)
+        self._keep_state(inference, h)
         if not inference:
             self.h, self.h0, self.lengths_ = h, h0, lengths
         return h
@@ -277,7 +285,7 @@ class LSTM(Recurrent):
         R = self._output((N, 4 * H), inference, key="R")
         self.be.lstm_fprop(Z, self.W_recur, self.b, h0, c0, lengths, self.activation_,
                            self.gate_activation_, gates, c, h, R)
-        self._keep_state(h, c)
+        self._keep_state(inference, h, c)
         if not inference:
             self.h, self.c, self.gates = h, c, gates
             self.h0, self.c0, self.lengths_ = h0, c0, lengths
@@ -334,7 +342,7 @@ class GRU(LSTM):
         R = self._output((N, 3 * H), inference, key="R")
         self.be.gru_fprop(Z, self.W_recur, self.b, h0, lengths, self.activation_,
                           self.gate_activation_, gates, rh, h, R)
-        self._keep_state(h)
+        self._keep_state(inference, h)
         if not inference:
             self.h, self.rh, self.gates = h, rh, gates
             self.h0, self.lengths_ = h0, lengths
