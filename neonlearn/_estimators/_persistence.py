@@ -36,6 +36,7 @@ import math
 import numbers
 import os
 import struct
+import tokenize
 import zipfile
 import zlib
 
@@ -65,7 +66,8 @@ _PRIVATE_FITTED = ("_multilabel", "_n_targets", "_y_ndim", "_fit_T", "_loaded_on
 # what a damaged zip or .npy container raises while being read
 _CONTAINER_ERRORS = (zipfile.BadZipFile, zlib.error, struct.error, EOFError, OSError,
                      ValueError, KeyError, IndexError, TypeError, OverflowError,
-                     NotImplementedError, RuntimeError, SyntaxError)
+                     NotImplementedError, RuntimeError, SyntaxError,
+                     tokenize.TokenError)  # .npy headers are parsed as Python literals
 
 
 def _version():
@@ -358,6 +360,11 @@ def _check_meta(est, meta):
 def _check_input_meta(est, meta):
     """``sample_shape`` and ``n_features_in`` against this estimator's input handling."""
     shape, n_features = meta["sample_shape"], meta["n_features_in"]
+    flat = est.input_shape is not None or (len(shape) == 1
+                                           and not _is_sequence_model(est))
+    if meta["feature_names_in"] is not None and not flat:
+        raise _Invalid("field 'feature_names_in' must be null: feature names come with "
+                       "flat 2-D X only, and these samples have shape %s" % (list(shape),))
     if _is_sequence_model(est):
         ids = est._uses_ids()
         if len(shape) != 2 or (ids and shape[1] != 2) or shape[1] < 2:
@@ -616,6 +623,11 @@ class PersistenceMixin:
                 raise _Invalid("layer %r needs a weight array of shape %s, which the file "
                                "does not hold" % (layer.name, layer.weight_shape))
         model.configure(shape)  # allocates
+        try:
+            work._check_network(model, shape)
+        except ValueError as exc:
+            raise _Invalid("field 'sample_shape' %s does not fit this network (%s)"
+                           % (list(shape), exc)) from None
         if "n_outputs" in meta and work.n_outputs_ != meta["n_outputs"]:
             raise _Invalid("field 'n_outputs'=%d, but the network has %d outputs"
                            % (meta["n_outputs"], work.n_outputs_))
