@@ -366,18 +366,29 @@ def _check_input_meta(est, meta):
         raise _Invalid("field 'feature_names_in' must be null: feature names come with "
                        "flat 2-D X only, and these samples have shape %s" % (list(shape),))
     if _is_sequence_model(est):
+        # steps of the network input: the features (or the token id) plus the channels
+        # the estimator adds (the mask; how ids are encoded), found on a 1-step probe
         ids = est._uses_ids()
-        if len(shape) != 2 or (ids and shape[1] != 2) or shape[1] < 2:
-            raise _Invalid("field 'sample_shape' %s is not the (steps, %s) input of this "
-                           "sequence model" % (list(shape),
-                                               "2 (ids and mask)" if ids else
-                                               "features + mask"))
-        steps, per_step = shape[0], (1 if ids else shape[1] - 1)
+        probe = est._with_mask(np.zeros((1, 1) if ids else (1, 1, 1),
+                                        dtype=np.int64 if ids else np.float64),
+                               np.ones(1, dtype=np.int64), ids)
+        extra = probe.shape[-1] - 1
+        if len(shape) != 2 or shape[1] <= extra:
+            raise _Invalid("field 'sample_shape' %s is not the (steps, channels) input of "
+                           "this sequence model" % (list(shape),))
+        steps, per_step = shape[0], shape[1] - extra
+        if ids and per_step != 1:
+            raise _Invalid("field 'sample_shape' %s: token ids take %d channels per step, "
+                           "not %d" % (list(shape), 1 + extra, shape[1]))
         if est.input_shape is not None:
-            if not ids and est._flat_shape(n_features) != (steps, per_step):
-                raise _Invalid("field 'n_features_in'=%d does not give sequences of "
-                               "shape %s with input_shape=%r"
-                               % (n_features, (steps, per_step), est.input_shape))
+            try:
+                flat = est._flat_shape(n_features)
+            except ValueError as exc:
+                raise _Invalid("field 'n_features_in': %s" % exc) from None
+            if flat != (steps, per_step):
+                raise _Invalid("field 'n_features_in'=%d gives sequences of shape %s with "
+                               "input_shape=%r, but 'sample_shape' is %s"
+                               % (n_features, flat, est.input_shape, list(shape)))
         elif n_features != per_step:
             raise _Invalid("field 'n_features_in'=%d differs from the %d feature(s) per "
                            "step of 'sample_shape' %s" % (n_features, per_step,
@@ -566,7 +577,6 @@ class PersistenceMixin:
         """The fitted state that ``path`` describes, built on fresh objects."""
         with _Container(path) as container:
             meta = _check_meta(self, _read_meta(container))
-            _check_input_meta(self, meta)
             arrays = _read_arrays(container, meta)
         return self._build_state(meta, arrays)
 
@@ -577,6 +587,7 @@ class PersistenceMixin:
         work = type(self).__new__(type(self))
         work.__dict__.update({k: v for k, v in self.__dict__.items()
                               if not _is_fitted_attr(k, params)})
+        _check_input_meta(work, meta)  # on the copy: no fitted state of self counts
         shape = meta["sample_shape"]
         if meta["has_classes"]:
             work.classes_ = arrays[_CLASSES]
