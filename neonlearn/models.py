@@ -80,7 +80,9 @@ class Model:
         self.layers.configure(self.in_shape)
         self.layers.allocate()
         # the gradient with respect to the network's input is never used
-        self.layers.sublayers()[0].skip_input_grad = True
+        first = self.layers.sublayers()[0]
+        first.skip_input_grad = True
+        self.integer_inputs_ = bool(getattr(first, "integer_inputs", False))
         self.out_shape = self.layers.out_shape
         # listed once: the walk through the containers costs as much as a small
         # layer's update, and the layers do not change after configure
@@ -119,6 +121,13 @@ class Model:
         )
         if isinstance(last, Activation):
             last.shortcut_error = self.shortcut
+
+    def _batch(self, x):
+        """``x`` on the backend in its dtype; integer arrays stay integers (int64) for
+        a first layer that takes token ids, so every id is exact."""
+        if self.__dict__.get("integer_inputs_") and x.dtype.kind in "iu":
+            return self.be.array(x, dtype=np.int64)
+        return self.be.array(x)
 
     # ---- forward and backward -------------------------------------------------
     def fprop(self, x, inference=False):
@@ -197,7 +206,7 @@ class Model:
                 for cb in callbacks:
                     cb.on_minibatch_begin(self, epoch, mb)
                 self.batch_cost = self.train_batch(
-                    be.array(X[rows]), be.array(T[rows]), w[idx], optimizer, epoch)
+                    self._batch(X[rows]), be.array(T[rows]), w[idx], optimizer, epoch)
                 total += self.batch_cost * len(idx)
                 for cb in callbacks:
                     cb.on_minibatch_end(self, epoch, mb)
@@ -230,7 +239,7 @@ class Model:
                     xp = np if isinstance(block, np.ndarray) else be.xp
                     pad = xp.repeat(block[-1:], batch_size - rows, axis=0)
                     block = xp.concatenate([block, pad], axis=0)
-                y = self.fprop(be.array(block), inference=True)
+                y = self.fprop(self._batch(block), inference=True)
                 outs.append(be.to_numpy(y)[:rows])
         if not outs:
             return np.empty((0,) + tuple(self.out_shape), dtype=be.dtype)
@@ -241,7 +250,7 @@ class Model:
         total = 0.0
         with self.be.compute_scope():
             for s in range(0, X.shape[0], batch_size):
-                y = self.fprop(self.be.array(X[s:s + batch_size]), inference=True)
+                y = self.fprop(self._batch(X[s:s + batch_size]), inference=True)
                 total += float(np.sum(self.cost(y, self.be.array(T[s:s + batch_size]))))
         return total / max(X.shape[0], 1)
 

@@ -77,3 +77,52 @@ def test_invalid_configuration():
         LookupTable(V, D, init=Uniform()).configure((T, 3))
     with pytest.raises(ValueError, match="vocab_size"):
         LookupTable(0, D, init=Uniform()).configure(T)
+
+
+def test_integer_ids_exact_beyond_float32():
+    """Integer ids are used as they are: ids at and above 2**24 (where float32 has
+    no integer resolution) pick their own rows and get their own gradients."""
+    big = 2**24 + 4
+    be = get_backend("cpu", dtype="float32", seed=0)
+    layer = LookupTable(big, 1, init=Uniform(-1, 1))
+    layer.set_backend(be)
+    layer.configure(3)
+    layer.allocate()
+    layer.W[2**24:, 0] = np.arange(4)
+    ids = np.array([[2**24, 2**24 + 1, 2**24 + 3]])
+    np.testing.assert_array_equal(layer.fprop(ids)[0, :, 0], [0, 1, 3])
+    layer.bprop(np.array([[[1.0], [2.0], [4.0]]], dtype=np.float32))
+    np.testing.assert_array_equal(layer.dW[2**24:, 0], [1, 2, 0, 4])
+    with pytest.raises(ValueError, match="ids"):
+        layer.fprop(np.array([[0, 1, big]]))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_integer_and_float_ids_agree(dtype, threads):
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, V, size=(20, T))
+    err = rng.standard_normal((20, T, D)).astype(dtype)
+    outs = []
+    for given in (ids, ids.astype(dtype), ids.astype(np.int32), ids.astype(np.uint8)):
+        layer = make(dtype, n_threads=threads, pad_idx=1)
+        out = layer.fprop(given)
+        layer.bprop(err)
+        outs.append((out.copy(), layer.dW.copy()))
+    for out, dW in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0][0])
+        np.testing.assert_array_equal(dW, outs[0][1])
+
+
+def test_model_passes_integer_ids_through():
+    from neonlearn.layers import RecurrentSum
+    from neonlearn.models import Model
+
+    big = 2**24 + 4
+    model = Model([LookupTable(big, 1, init=Uniform(-1, 1), update=False),
+                   RecurrentSum()], get_backend("cpu", dtype="float32", seed=0))
+    model.configure(2)
+    emb = model.layers.sublayers()[0]
+    emb.W[2**24:, 0] = [1, 2, 4, 8]
+    out = model.predict(np.array([[2**24, 2**24 + 1], [2**24 + 3, 2**24 + 2]]),
+                        batch_size=2)
+    np.testing.assert_array_equal(out[:, 0], [3, 12])

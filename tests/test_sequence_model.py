@@ -254,3 +254,25 @@ def test_stateful_layers_predict_is_pure():
         for out in pool.map(lambda _: clf.predict_proba(X), range(8)):
             np.testing.assert_array_equal(out, first)
     np.testing.assert_allclose(clf.predict_proba(X[5:6])[0], first[5], rtol=1e-5)
+
+
+def test_token_ids_beyond_float32_stay_exact():
+    """Ids travel as integers: 2**24 and 2**24 + 1 are different tokens and the
+    valid id 2**24 + 3 is accepted (float32 rounded them before)."""
+    V = 2**24 + 4
+    rng = np.random.default_rng(0)
+    X = [rng.integers(V - 8, V, size=rng.integers(2, 5)) for _ in range(20)]
+    y = [int(x[0] % 2) for x in X]
+    clf = small(layers=[LookupTable(V, 1, Uniform(-1, 1), update=False, name="emb"),
+                        GRU(4, GlorotUniform(), name="gru"), RecurrentSum()],
+                epochs=1).fit(X, y)
+    emb = clf.model_.layers.sublayers()[1]
+    emb.W[2**24:, 0] = [-2.0, 2.0, 0.5, 1.0]
+    p = [clf.predict_proba([np.array([i])])[0] for i in range(2**24, V)]
+    assert len({tuple(q) for q in p}) == 4
+    np.testing.assert_array_equal(clf.predict_proba(np.array([[2**24 + 1]]))[0], p[1])
+    np.testing.assert_array_equal(clf.predict_proba([np.array([2**24 + 1.0])])[0], p[1])
+    with pytest.raises(ValueError, match="token ids must be integers"):
+        clf.predict([np.array([1.5, 2.0])])
+    with pytest.raises(ValueError, match="token ids must be integers"):
+        clf.predict([np.array([V])])

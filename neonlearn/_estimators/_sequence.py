@@ -4,9 +4,9 @@ How lengths travel
 ------------------
 Sequences of different lengths are right-padded to a common ``T`` and a mask channel
 (1 on valid steps, 0 on padding) is appended to every step, so the network input is
-``(n, T, F + 1)`` (token ids: ``(n, T, 2)``).  The fitted network starts with a
-:class:`~neonlearn.layers._recurrent.SequenceMask` layer that strips the channel and
-sets ``lengths`` on every layer that uses them, batch by batch.  Because the lengths
+``(n, T, F + 1)`` (token ids: ``(n, T, 2)``, each id exact in two channels).  The
+fitted network starts with a :class:`~neonlearn.layers._recurrent.SequenceMask`
+layer that strips the channel and sets ``lengths`` on every layer that uses them, batch by batch.  Because the lengths
 are part of the data, shuffling, minibatching, the early-stopping split and
 ``Model.predict`` need no special handling, and neither ``Model`` nor
 ``BaseNeonEstimator`` has to know about them.  Per-step tasks end with a
@@ -33,7 +33,7 @@ from ..costs import CrossEntropyMulti, SumSquared
 from ..initializers import GlorotUniform
 from ..layers import LookupTable
 from ..layers._containers import flatten_layers
-from ..layers._recurrent import LSTM, RecurrentLast, SequenceMask, StepMask
+from ..layers._recurrent import ID_BASE, LSTM, RecurrentLast, SequenceMask, StepMask
 from ..transforms import Softmax
 from ._base import BaseNeonEstimator, _check_finite_outputs
 
@@ -247,10 +247,23 @@ class NeonSequenceModel(BaseNeonEstimator):
                              "input_shape=%r" % (n_columns, tuple(self.input_shape)))
         return T, F
 
+    def _token_ids(self, x, what="X"):
+        """Token ids as int64, checked against the LookupTable's ``vocab_size`` (ids
+        stay integers end to end: float32 would round ids at or above 2**24)."""
+        vocab = flatten_layers(self.layers)[0].vocab_size
+        if x.size and isinstance(vocab, numbers.Integral):  # else configure says why
+            lo, hi = x.min(), x.max()
+            if (x.dtype.kind not in "iub" and not np.all(x == np.floor(x))) or (
+                    lo < 0 or hi >= vocab):
+                raise ValueError("%s: token ids must be integers in [0, %r), got values "
+                                 "in [%r, %r]" % (what, vocab, lo, hi))
+        return x.astype(np.int64)
+
     def _sequences(self, X, reset):
-        """``(padded values (n, T, F) or ids (n, T), lengths (n,), ragged)``."""
+        """``(padded values (n, T, F) or int64 ids (n, T), lengths (n,), ragged)``."""
         ids = self._uses_ids()
-        dtype = [np.float64, np.float32]
+        # ids keep their integer dtype (floats are accepted when integral)
+        dtype = "numeric" if ids else [np.float64, np.float32]
         if _is_ragged(X) and self.input_shape is None:
             seqs = []
             for i, x in enumerate(X):
@@ -264,7 +277,7 @@ class NeonSequenceModel(BaseNeonEstimator):
                         "X[%d] has shape %r; expected a non-empty %s" % (
                             i, x.shape, "array of ids (L,)" if ids else
                             "sequence (L, n_features)"))
-                seqs.append(x)
+                seqs.append(self._token_ids(x, "X[%d]" % i) if ids else x)
             if not seqs:
                 raise ValueError("Found array with 0 sample(s) while a minimum of 1 is "
                                  "required.")
@@ -273,7 +286,8 @@ class NeonSequenceModel(BaseNeonEstimator):
                 raise ValueError("all sequences must have the same number of features")
             lengths = np.array([len(s) for s in seqs])
             T = int(lengths.max())
-            out = np.zeros((len(seqs), T) + (() if ids else (F,)))
+            out = np.zeros((len(seqs), T) + (() if ids else (F,)),
+                           dtype=np.int64 if ids else np.float64)
             for i, s in enumerate(seqs):
                 out[i, :len(s)] = s
             self._check_step_features(1 if ids else F, reset)
@@ -291,6 +305,8 @@ class NeonSequenceModel(BaseNeonEstimator):
         if X.ndim != (2 if ids else 3):
             raise ValueError("X must be %s, got shape %r" % (
                 "(n, T) token ids" if ids else "(n, T, F) sequences", X.shape))
+        if ids:
+            X = self._token_ids(X)
         return X, np.full(X.shape[0], X.shape[1]), False
 
     def _check_step_features(self, n_features, reset):
@@ -305,12 +321,15 @@ class NeonSequenceModel(BaseNeonEstimator):
 
     @staticmethod
     def _with_mask(values, lengths, ids):
-        """Network input: values plus the mask channel."""
+        """Network input: values plus the mask channel; token ids as two exact float
+        channels, the second one also the mask (see
+        :data:`~neonlearn.layers._recurrent.ID_BASE`)."""
         n, T = values.shape[:2]
-        mask = (np.arange(T)[None, :] < lengths[:, None]).astype(values.dtype)
+        mask = np.arange(T)[None, :] < lengths[:, None]
         if ids:
-            return np.stack([values, mask], axis=-1)
-        return np.concatenate([values, mask[:, :, None]], axis=-1)
+            return np.stack([values % ID_BASE, (1 + values // ID_BASE) * mask],
+                            axis=-1).astype(np.float64)
+        return np.concatenate([values, mask[:, :, None].astype(values.dtype)], axis=-1)
 
     def _prepare(self, X, reset, min_T=1):
         """``(network input with the mask channel, lengths, ragged)``, right-padded

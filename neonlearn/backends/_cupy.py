@@ -960,7 +960,9 @@ class CupyBackend:
 
     # ---- embeddings ------------------------------------------------------------------
     def _ids(self, ids, vocab_size):
-        k = cupy.rint(ids).astype(np.int64)
+        """Integer ids (int64), checked; float ids are rounded (exact when integral)."""
+        k = ids.astype(np.int64) if ids.dtype.kind in "iu" else cupy.rint(ids).astype(
+            np.int64)
         if k.size:
             lo, hi = int(k.min()), int(k.max())
             if lo < 0 or hi >= vocab_size or not bool(cupy.all(k == ids)):

@@ -1,6 +1,8 @@
 """Embedding layer: LookupTable (token ids -> vectors)."""
 import numbers
 
+import numpy as np
+
 from ._base import ParameterLayer, in_shape_of
 
 __all__ = ["LookupTable"]
@@ -9,9 +11,11 @@ __all__ = ["LookupTable"]
 class LookupTable(ParameterLayer):
     """Embed integer token ids: ``(N, T)`` ids -> ``(N, T, embedding_dim)``.
 
-    The ids may arrive in a float array (models feed every input in the backend
-    dtype; float32 represents every id below 2**24 exactly); they must be integers
-    in ``[0, vocab_size)``.  Being an input layer, it returns no input gradient.
+    The ids are integers in ``[0, vocab_size)``.  An integer array is used as it is
+    (every id exact; :class:`~neonlearn.models.Model` and ``NeonSequenceModel`` pass
+    integer ids through); a float array is accepted too (ids fed in the backend
+    dtype: float32 represents every id below 2**24 exactly, larger ones are rounded
+    before they arrive here).  Being an input layer, it returns no input gradient.
 
     Parameters
     ----------
@@ -30,6 +34,8 @@ class LookupTable(ParameterLayer):
     W : ndarray of shape (vocab_size, embedding_dim)
         The table; gradient ``dW``.
     """
+
+    integer_inputs = True  # Model passes integer batches through as int64
 
     def __init__(self, vocab_size, embedding_dim, init=None, update=True, pad_idx=None,
                  name=None):
@@ -75,7 +81,10 @@ class LookupTable(ParameterLayer):
     def fprop(self, inputs, inference=False):
         self._check_input(inputs)
         be = self.be
-        ids = be.array(inputs).reshape(-1)
+        if inputs.dtype.kind in "iu":  # integer ids stay integers: exact at any size
+            ids = be.array(inputs, dtype=np.int64).reshape(-1)
+        else:
+            ids = be.array(inputs).reshape(-1)
         out = self._output((ids.shape[0], self.weight_shape[1]), inference)
         be.lookup_fprop(ids, self.W, out)
         if not inference:

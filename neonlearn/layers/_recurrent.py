@@ -660,13 +660,22 @@ class RecurrentLast(_Summary):
 # ------------------------------------------------------------------------------------
 # Input/output masking used by NeonSequenceModel
 # ------------------------------------------------------------------------------------
+ID_BASE = 1 << 16
+"""Token ids travel to :class:`SequenceMask` as two float channels, ``id % ID_BASE``
+and ``1 + id // ID_BASE`` (0 on padding, so it is the mask too): each is exact in
+float32 (below 2**24), so every id below 2**40 arrives exact whatever the network's
+dtype.  Ids below ``ID_BASE`` give ``(id, 1)``, the layout of earlier versions."""
+
+
 class SequenceMask(Layer):
     """First layer of an estimator's sequence network: reads each sequence's length
     from a mask channel and hands it to the layers that use lengths.
 
     Inputs are ``(N, T, F + 1)`` floats whose last channel is 1 on valid steps and 0
-    on (right-)padding, or ``(N, T, 2)`` for token ids (``ids=True``: id, mask).
-    Outputs are the features ``(N, T, F)`` (ids: ``(N, T)``).  Before returning it
+    on (right-)padding, or ``(N, T, 2)`` for token ids (``ids=True``: ``id %
+    ID_BASE`` and ``1 + id // ID_BASE``, 0 on padding; see :data:`ID_BASE`).  Outputs
+    are the features ``(N, T, F)`` (ids: int64 ``(N, T)``, 0 on padding, so that a
+    LookupTable gets every id exact).  Before returning it
     sets ``lengths`` on every leaf of ``followers`` whose ``uses_lengths`` is True,
     so the lengths travel with the data through shuffling, splitting and batching.
 
@@ -696,7 +705,8 @@ class SequenceMask(Layer):
         self._check_input(inputs)
         N, T = inputs.shape[0], self.in_shape[0]
         # lengths live on the host (the kernels' int32 arrays), whatever the device
-        lengths = np.rint(self.be.to_numpy(inputs[:, :, -1].sum(axis=1))).astype(np.int32)
+        mask = inputs[:, :, -1] > 0 if self.ids else inputs[:, :, -1]
+        lengths = np.rint(self.be.to_numpy(mask.sum(axis=1))).astype(np.int32)
         lengths = None if np.all(lengths == T) else lengths
         leaves = [leaf for layer in (self.followers or []) for leaf in layer.sublayers()]
         for leaf in leaves:
@@ -704,11 +714,12 @@ class SequenceMask(Layer):
                 leaf.lengths = lengths
         if leaves:  # the next layer's input gradient is never used
             leaves[0].skip_input_grad = True
+        if self.ids:  # exact integer ids (the channels hold exact integers)
+            high = inputs[:, :, 1].astype(np.int64)
+            high -= high > 0  # padding (0) stays 0
+            return high * ID_BASE + inputs[:, :, 0].astype(np.int64)
         out = self._output((N,) + self.out_shape, inference)
-        if self.ids:
-            out[...] = inputs[:, :, 0]
-        else:
-            out[...] = inputs[:, :, :-1]
+        out[...] = inputs[:, :, :-1]
         return out
 
     def bprop(self, error):
