@@ -492,8 +492,8 @@ class PersistenceMixin:
     def save_weights(self, path):
         """Write the fitted weights and what is needed to rebuild the network to ``.npz``.
 
-        No pickle is involved: the file holds arrays and a JSON header (see
-        :mod:`neonlearn._estimators._persistence` for the format).
+        No pickle is involved: the file holds arrays and a JSON header (the user
+        guide, "Saving and sharing a fitted estimator", describes the format).
 
         Parameters
         ----------
