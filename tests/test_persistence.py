@@ -81,7 +81,7 @@ def _recurrent():
 
 
 def _kind_data(kind):
-    """``(estimator factory, X, y, partial_fit kwargs)`` of a tiny problem of ``kind``."""
+    """``(estimator factory, X, y)`` of a tiny problem of ``kind``."""
     rng = np.random.default_rng(0)
     if kind in ("binary", "multiclass", "multilabel", "binary_one_unit"):
         X = rng.normal(size=(40, 4))
@@ -94,19 +94,17 @@ def _kind_data(kind):
         layers = _dense
         if kind == "binary_one_unit":
             layers = lambda: [Affine(1, GlorotUniform(), name="out")]  # noqa: E731
-        classes = {} if kind == "multilabel" else {"classes": np.unique(y)}
-        return (lambda: NeonClassifier(layers(), epochs=3, random_state=0)), X, y, classes
+        return (lambda: NeonClassifier(layers(), epochs=3, random_state=0)), X, y
     if kind in ("single_output", "multi_output"):
         X = rng.normal(size=(40, 4))
         y = X[:, 0] - X[:, 1] if kind == "single_output" else X[:, :2] * [1, -2]
-        return (lambda: NeonRegressor(_dense(), epochs=3, random_state=0)), X, y, {}
+        return (lambda: NeonRegressor(_dense(), epochs=3, random_state=0)), X, y
     if kind == "tokens":
         X = rng.integers(0, 9, size=(24, 6))
         y = (X.sum(axis=1) > 24).astype(int)
         layers = lambda: [LookupTable(9, 3, Uniform(-0.1, 0.1), name="emb"),  # noqa: E731
                           GRU(4, GlorotUniform(), name="gru")]
-        return (lambda: NeonSequenceModel(layers(), epochs=3, random_state=0)), X, y, \
-            {"classes": [0, 1]}
+        return (lambda: NeonSequenceModel(layers(), epochs=3, random_state=0)), X, y
     task = {"seq_classification": "classification", "seq_regression": "regression",
             "tagging": "tagging"}[kind]
     X = [rng.normal(size=(L, 2)) for L in (3, 5, 4, 6) * 5]
@@ -116,9 +114,8 @@ def _kind_data(kind):
         y = np.array([x[:, 0].sum() for x in X])
     else:
         y = [(x[:, 0] > 0).astype(int) for x in X]
-    pf = {"classes": [0, 1]} if task != "regression" else {}
     return (lambda: NeonSequenceModel(_recurrent(), task=task, epochs=3,
-                                      random_state=0)), X, y, pf
+                                      random_state=0)), X, y
 
 
 KINDS = ["binary", "binary_one_unit", "multiclass", "multilabel", "single_output",
@@ -145,7 +142,7 @@ def _assert_same_weights(a, b):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_weights_round_trip_every_task(kind, tmp_path):
-    make, X, y, _ = _kind_data(kind)
+    make, X, y = _kind_data(kind)
     est = make().fit(X, y)
     est.save_weights(tmp_path / "w.npz")
     loaded = make().set_params(random_state=5).load_weights(tmp_path / "w.npz")
@@ -165,7 +162,7 @@ def test_weights_round_trip_every_task(kind, tmp_path):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_partial_fit_continues_after_load(kind, tmp_path):
-    make, X, y, pf = _kind_data(kind)
+    make, X, y = _kind_data(kind)
     est = make().fit(X, y)
     est.save_weights(tmp_path / "w.npz")
     loaded = make().load_weights(tmp_path / "w.npz")
@@ -333,7 +330,7 @@ MALFORMED = {  # case: (estimator kind, what the message says)
 @pytest.mark.parametrize("case", list(MALFORMED))
 def test_load_weights_refuses_malformed_file_and_changes_nothing(case, tmp_path):
     kind, message = MALFORMED[case]
-    make, X, y, _ = _kind_data(kind)
+    make, X, y = _kind_data(kind)
     good = tmp_path / "good.npz"
     make().fit(X, y).save_weights(good)
     bad = _write(tmp_path / "bad.npz", *_mutate(case, *_members(good)))
@@ -353,7 +350,7 @@ def test_load_weights_refuses_malformed_file_and_changes_nothing(case, tmp_path)
 
 
 def test_load_weights_refuses_damaged_archives(tmp_path):
-    make, X, y, _ = _kind_data("multiclass")
+    make, X, y = _kind_data("multiclass")
     good = tmp_path / "good.npz"
     make().fit(X, y).save_weights(good)
     raw = good.read_bytes()

@@ -174,7 +174,7 @@ def bounded_memory():
 
 
 WRONG_VALUES = ["x", [], [-1], [[1]], {}, None, 1.5, 0, -1, 2 ** 62, 10 ** 400, True,
-                ["x"], [2 ** 40], [True]]
+                False, ["x"], [2 ** 40], [True]]
 
 
 def _still_valid(ref, field, value):

@@ -33,7 +33,6 @@ whose shapes are checked against the arrays in the file first.
 """
 import json
 import math
-import numbers
 import os
 import struct
 import tokenize
@@ -110,7 +109,9 @@ def _describe_network(model):
     """``[name, class, output transform or None]`` of every leaf layer."""
     out = []
     for leaf in model.layers.sublayers():
-        transform = getattr(leaf, "transform", None) or getattr(leaf, "activation_", None)
+        transform = getattr(leaf, "transform", None)
+        if transform is None:  # recurrent layers
+            transform = getattr(leaf, "activation_", None)
         out.append([str(leaf.name), type(leaf).__name__,
                     None if transform is None else type(transform).__name__])
     return out
