@@ -332,7 +332,8 @@ def test_load_weights_refuses_malformed_file_and_changes_nothing(case, tmp_path)
     kind, message = MALFORMED[case]
     make, X, y = _kind_data(kind)
     good = tmp_path / "good.npz"
-    make().fit(X, y).save_weights(good)
+    saved = make().fit(X, y)
+    saved.save_weights(good)
     bad = _write(tmp_path / "bad.npz", *_mutate(case, *_members(good)))
     # a fitted estimator of another seed: a failed load must keep all of it
     est = make().set_params(random_state=3).fit(X, y)
@@ -346,7 +347,23 @@ def test_load_weights_refuses_malformed_file_and_changes_nothing(case, tmp_path)
         tracemalloc.stop()
     assert peak < 2 ** 24  # no allocation from what the file declares
     _assert_unchanged(est, state, X, outputs)
-    est.load_weights(good)  # and it still loads a good file
+    est.load_weights(good)  # and it still loads a good file, replacing its fitted state
+    _assert_same_weights(est, saved)
+    for a, b in zip(_outputs(est, X), _outputs(saved, X)):
+        np.testing.assert_array_equal(a, b)
+    assert not hasattr(est, "fit_time_")
+
+
+def test_weights_keep_feature_names(tmp_path):
+    pd = pytest.importorskip("pandas", reason="feature names come from DataFrames")
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    clf = NeonClassifier(net(), epochs=2, random_state=0).fit(X, y)
+    clf.save_weights(tmp_path / "w.npz")
+    loaded = NeonClassifier(net()).load_weights(tmp_path / "w.npz")
+    assert list(loaded.feature_names_in_) == list(X.columns)
+    with pytest.raises(ValueError, match="feature names"):
+        loaded.predict(pd.DataFrame(X.to_numpy(), columns=list("abcd")))
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
 
 
 def test_load_weights_refuses_damaged_archives(tmp_path):
