@@ -5,6 +5,7 @@ the same names, so that ``get_params``/``set_params`` and ``sklearn.base.clone``
 it, and nested names such as ``layers__hidden1__init__scale`` reach it from an
 estimator.
 """
+import functools
 import inspect
 
 
@@ -13,18 +14,7 @@ class HyperParams:
 
     @classmethod
     def _param_names(cls):
-        init = cls.__init__
-        if init is object.__init__:
-            return []
-        sig = inspect.signature(init)
-        names = []
-        for p in sig.parameters.values():
-            if p.name == "self" or p.kind == p.VAR_KEYWORD:
-                continue
-            if p.kind == p.VAR_POSITIONAL:
-                raise RuntimeError("%s must not take *args" % cls.__name__)
-            names.append(p.name)
-        return sorted(names)
+        return list(_init_param_names(cls))
 
     def get_params(self, deep=True):
         """Constructor arguments of this object (and nested ones when ``deep``)."""
@@ -75,3 +65,20 @@ class HyperParams:
             if not same:
                 parts.append("%s=%r" % (name, value))
         return "%s(%s)" % (cls.__name__, ", ".join(parts))
+
+
+@functools.lru_cache(maxsize=None)
+def _init_param_names(cls):
+    """Sorted names of ``cls.__init__``'s arguments (cached: compound layers look
+    them up on every attribute assignment)."""
+    init = cls.__init__
+    if init is object.__init__:
+        return ()
+    names = []
+    for p in inspect.signature(init).parameters.values():
+        if p.name == "self" or p.kind == p.VAR_KEYWORD:
+            continue
+        if p.kind == p.VAR_POSITIONAL:
+            raise RuntimeError("%s must not take *args" % cls.__name__)
+        names.append(p.name)
+    return tuple(sorted(names))

@@ -4,14 +4,25 @@ Each initializer fills an array in place: ``init.fill(W, rng)``.  Fan-in and fan
 come from the layer's true weight shape (see :func:`fans`), not from neon's ``local``
 flag.
 """
+import numbers
+
 import numpy as np
 
 from ._params import HyperParams
 
 __all__ = [
     "Initializer", "Constant", "Array", "Uniform", "Gaussian", "GlorotUniform",
-    "Xavier", "Kaiming", "Orthonormal", "IdentityInit", "fans",
+    "Xavier", "Kaiming", "Orthonormal", "IdentityInit", "fans", "get_initializer",
 ]
+
+
+def _finite(value, what, owner, minimum=None):
+    """A ValueError unless ``value`` is a finite real number (``>= minimum``)."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not np.isfinite(value) or (minimum is not None and value < minimum)):
+        raise ValueError("%s %s must be a finite number%s, got %r"
+                         % (owner, what, "" if minimum is None else " >= %r" % minimum,
+                            value))
 
 
 def fans(shape):
@@ -30,10 +41,15 @@ def fans(shape):
 
 
 class Initializer(HyperParams):
-    """Base class: subclasses implement ``fill(W, rng)``."""
+    """Base class: subclasses implement ``fill(W, rng)`` (and ``_check()`` when they
+    have hyperparameters)."""
 
     def fill(self, W, rng):
         raise NotImplementedError
+
+    def _check(self):
+        """Validate the hyperparameters (ValueError naming the initializer and the
+        parameter); ``fill`` calls it, so values set by ``set_params`` are checked."""
 
 
 class Constant(Initializer):
@@ -42,7 +58,16 @@ class Constant(Initializer):
     def __init__(self, val=0.0):
         self.val = val
 
+    def _check(self):
+        try:
+            ok = np.isfinite(np.asarray(self.val, dtype=np.float64)).all()
+        except (TypeError, ValueError):
+            ok = False
+        if not ok or isinstance(self.val, bool):
+            raise ValueError("Constant val must be a finite number, got %r" % (self.val,))
+
     def fill(self, W, rng):
+        self._check()
         W[...] = self.val
 
 
@@ -52,7 +77,17 @@ class Array(Initializer):
     def __init__(self, val):
         self.val = val
 
+    def _check(self):
+        try:
+            val = np.asarray(self.val, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("Array val must be an array of numbers, got %r"
+                             % (self.val,)) from None
+        if not np.isfinite(val).all():
+            raise ValueError("Array val must be finite: it holds NaN or infinite values")
+
     def fill(self, W, rng):
+        self._check()
         val = np.asarray(self.val)
         if val.shape != W.shape:
             raise ValueError(
@@ -69,9 +104,14 @@ class Uniform(Initializer):
         self.low = low
         self.high = high
 
-    def fill(self, W, rng):
+    def _check(self):
+        _finite(self.low, "low", "Uniform")
+        _finite(self.high, "high", "Uniform")
         if not self.low <= self.high:
             raise ValueError("Uniform needs low <= high, got %r > %r" % (self.low, self.high))
+
+    def fill(self, W, rng):
+        self._check()
         W[...] = rng.uniform(self.low, self.high, size=W.shape)
 
 
@@ -82,9 +122,12 @@ class Gaussian(Initializer):
         self.loc = loc
         self.scale = scale
 
+    def _check(self):
+        _finite(self.loc, "loc", "Gaussian")
+        _finite(self.scale, "scale", "Gaussian", minimum=0)
+
     def fill(self, W, rng):
-        if self.scale < 0:
-            raise ValueError("Gaussian scale must be >= 0, got %r" % self.scale)
+        self._check()
         W[...] = rng.normal(self.loc, self.scale, size=W.shape)
 
 
@@ -120,7 +163,11 @@ class Orthonormal(Initializer):
     def __init__(self, scale=1.1):
         self.scale = scale
 
+    def _check(self):
+        _finite(self.scale, "scale", "Orthonormal")
+
     def fill(self, W, rng):
+        self._check()
         rows = W.shape[0]
         cols = int(np.prod(W.shape[1:])) if W.ndim > 1 else 1
         a = rng.normal(0.0, 1.0, size=(rows, cols))
@@ -138,3 +185,49 @@ class IdentityInit(Initializer):
             raise ValueError("IdentityInit needs a 2-D parameter, got shape %r" % (W.shape,))
         n = min(W.shape)
         W[np.arange(n), np.arange(n)] = 1
+
+
+_BY_NAME = {
+    "constant": Constant, "zeros": Constant, "zero": Constant,
+    "uniform": Uniform, "gaussian": Gaussian, "normal": Gaussian,
+    "glorot": GlorotUniform, "glorot_uniform": GlorotUniform,
+    "glorotuniform": GlorotUniform, "xavier": Xavier, "kaiming": Kaiming, "he": Kaiming,
+    "orthonormal": Orthonormal, "orthogonal": Orthonormal, "identity": IdentityInit,
+    "identityinit": IdentityInit,
+}
+
+
+def get_initializer(init):
+    """Return an Initializer from an instance, a class or a name.
+
+    Names (case-insensitive) give the initializer with neon's defaults:
+    ``"glorot"``/``"glorot_uniform"``, ``"xavier"``, ``"kaiming"``/``"he"``,
+    ``"gaussian"``/``"normal"`` (``Gaussian(0, 1)``), ``"uniform"`` (``Uniform(0,
+    1)``), ``"orthonormal"``, ``"identity"``, ``"zeros"``/``"constant"``
+    (``Constant(0)``), as activations accept names such as ``"relu"``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name or another kind of object; the message lists the names.
+    """
+    if isinstance(init, Initializer):
+        return init
+    if isinstance(init, type) and issubclass(init, Initializer) and init is not Array:
+        return init()
+    if isinstance(init, str) and init.lower() in _BY_NAME:
+        return _BY_NAME[init.lower()]()
+    raise ValueError(
+        "Unknown initializer %r: use a neonlearn.initializers.Initializer such as "
+        "GlorotUniform() or one of the names %s" % (init, sorted(_BY_NAME)))
+
+
+def check_initializer(init, owner, what="init"):
+    """:func:`get_initializer` of ``init`` with its hyperparameters checked; errors
+    name the layer (``owner``) and its argument (``what``)."""
+    try:
+        init = get_initializer(init)
+        init._check()
+    except ValueError as exc:
+        raise ValueError("%s: %s: %s" % (owner, what, exc)) from None
+    return init

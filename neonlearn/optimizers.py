@@ -23,13 +23,33 @@ __all__ = [
 
 
 # ---- schedules ------------------------------------------------------------------
+def _check_rate_factor(value, what, owner):
+    """A learning-rate factor or rate: a finite number > 0."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not np.isfinite(value) or value <= 0):
+        raise ValueError("%s %s must be a finite number > 0, got %r" % (owner, what, value))
+
+
+def _check_epochs(steps, owner, allow_list=True):
+    """``step_config``: a positive int (every so many epochs) or a list of epochs."""
+    ok = (isinstance(steps, numbers.Integral) and not isinstance(steps, bool)
+          and steps >= 1) or (
+        allow_list and isinstance(steps, (list, tuple))
+        and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0
+                for s in steps))
+    if not ok:
+        raise ValueError("%s step_config must be %s, got %r"
+                         % (owner, "a positive int or a list of epochs" if allow_list
+                            else "a positive int", steps))
+
+
 class Schedule(HyperParams):
     """Multiply the rate by ``change`` at the listed epochs, or every ``step_config``.
 
     Parameters
     ----------
     step_config : int or list of int or None
-    change : float, default=1.0
+    change : float > 0, default=1.0
     """
 
     def __init__(self, step_config=None, change=1.0):
@@ -37,16 +57,12 @@ class Schedule(HyperParams):
         self.change = change
 
     def _check(self):
-        """Validate the schedule (called through the optimizer's ``_check``)."""
-        steps = getattr(self, "step_config", None)
-        if steps is None:
-            return
-        ok = (isinstance(steps, numbers.Integral) and steps >= 1) or (
-            isinstance(steps, (list, tuple))
-            and all(isinstance(s, numbers.Integral) and s >= 0 for s in steps))
-        if not ok:
-            raise ValueError("%s step_config must be a positive int or a list of "
-                             "epochs, got %r" % (type(self).__name__, steps))
+        """Validate the schedule (called through the optimizer's ``_check``); errors
+        name the schedule and the parameter."""
+        owner = type(self).__name__
+        _check_rate_factor(self.change, "change", owner)
+        if self.step_config is not None:
+            _check_epochs(self.step_config, owner)
 
     def get_learning_rate(self, learning_rate, epoch):
         if self.step_config is None:
@@ -65,6 +81,18 @@ class StepSchedule(Schedule):
         self.step_config = step_config
         self.change = change
 
+    def _check(self):
+        owner = type(self).__name__
+        _check_epochs(self.step_config, owner)
+        if (not isinstance(self.step_config, (list, tuple))
+                or not isinstance(self.change, (list, tuple))
+                or len(self.step_config) != len(self.change)):
+            raise ValueError("StepSchedule needs lists step_config and change of equal "
+                             "length (an epoch and its rate), got %r and %r"
+                             % (self.step_config, self.change))
+        for rate in self.change:
+            _check_rate_factor(rate, "change (a rate)", owner)
+
     def get_learning_rate(self, learning_rate, epoch):
         if len(self.step_config) != len(self.change):
             raise ValueError("StepSchedule needs as many rates as steps")
@@ -82,15 +110,31 @@ class PowerSchedule(Schedule):
         self.step_config = step_config
         self.change = change
 
+    def _check(self):
+        owner = type(self).__name__
+        _check_epochs(self.step_config, owner, allow_list=False)
+        _check_rate_factor(self.change, "change", owner)
+
     def get_learning_rate(self, learning_rate, epoch):
         return learning_rate * self.change ** (epoch // self.step_config)
 
 
 class ExpSchedule(Schedule):
-    """``learning_rate / (1 + decay * epoch)``."""
+    """``learning_rate / (1 + decay * epoch)``.
+
+    Parameters
+    ----------
+    decay : float >= 0
+    """
 
     def __init__(self, decay):
         self.decay = decay
+
+    def _check(self):
+        if (isinstance(self.decay, bool) or not isinstance(self.decay, numbers.Real)
+                or not np.isfinite(self.decay) or self.decay < 0):
+            raise ValueError("ExpSchedule decay must be a finite number >= 0, got %r"
+                             % (self.decay,))
 
     def get_learning_rate(self, learning_rate, epoch):
         return learning_rate / (1.0 + self.decay * epoch)

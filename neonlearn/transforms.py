@@ -10,6 +10,8 @@ When a :class:`Softmax` output feeds :class:`~neonlearn.costs.CrossEntropyMulti`
 uses neon's shortcut: the cost returns ``y - t`` and the transform passes the error
 through unchanged (``Logistic(shortcut=True)`` asks for this explicitly, as in neon).
 """
+import numbers
+
 import numpy as np
 
 from ._params import HyperParams
@@ -18,6 +20,19 @@ __all__ = [
     "Transform", "Identity", "Rectlin", "Rectlinclip", "Explin", "Normalizer",
     "Softmax", "Tanh", "Logistic", "get_transform",
 ]
+
+
+def _check_real(transform, what, minimum=None, positive=False):
+    """A ValueError naming the transform and ``what`` unless that hyperparameter is a
+    finite real number (``>= minimum``, or ``> 0`` when ``positive``)."""
+    value = getattr(transform, what)
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and np.isfinite(value) and (minimum is None or value >= minimum)
+          and (not positive or value > 0))
+    if not ok:
+        bound = " > 0" if positive else "" if minimum is None else " >= %r" % minimum
+        raise ValueError("%s %s must be a finite number%s, got %r"
+                         % (type(transform).__name__, what, bound, value))
 
 
 class Transform(HyperParams):
@@ -68,8 +83,7 @@ class Rectlin(Transform):
         return (1, float(self.slope))
 
     def _check(self):
-        if not np.isfinite(self.slope) or self.slope < 0:
-            raise ValueError("Rectlin slope must be finite and >= 0, got %r" % self.slope)
+        _check_real(self, "slope", minimum=0)
 
     def __call__(self, x):
         return np.maximum(x, 0) + self.slope * np.minimum(x, 0)
@@ -86,8 +100,8 @@ class Rectlinclip(Transform):
         self.xcut = xcut
 
     def _check(self):
-        if self.xcut <= 0:
-            raise ValueError("Rectlinclip xcut must be > 0, got %r" % self.xcut)
+        _check_real(self, "slope", minimum=0)
+        _check_real(self, "xcut", positive=True)
 
     def __call__(self, x):
         return np.minimum(np.maximum(x, 0) + self.slope * np.minimum(x, 0), self.xcut)
@@ -109,8 +123,7 @@ class Explin(Transform):
         return (4, float(self.alpha))
 
     def _check(self):
-        if self.alpha < 0:
-            raise ValueError("Explin alpha must be >= 0, got %r" % self.alpha)
+        _check_real(self, "alpha", minimum=0)
 
     def __call__(self, x):
         return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0)))
@@ -126,6 +139,7 @@ class Normalizer(Transform):
         self.divisor = divisor
 
     def _check(self):
+        _check_real(self, "divisor")
         if self.divisor == 0:
             raise ValueError("Normalizer divisor must be non-zero")
 

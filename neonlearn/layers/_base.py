@@ -6,11 +6,38 @@ images ``(C, H, W)``.  Arrays passed to ``fprop``/``bprop`` are batch-first.
 A layer gets its backend (``self.be``: array module, dtype, random generator and
 kernels) from the model that configures it; layers never branch on the device.
 """
+import copy
+import numbers
+
 import numpy as np
 
 from .._params import HyperParams
 
-__all__ = ["Layer", "ParameterLayer", "CompoundLayer", "in_shape_of"]
+__all__ = ["Layer", "ParameterLayer", "CompoundLayer", "CompoundList", "in_shape_of",
+           "check_number", "INT_MAX"]
+
+INT_MAX = 2 ** 31 - 1  # sizes, strides and paddings reach the kernels as C ints
+
+
+def check_number(value, what, owner, low=None, high=None, low_open=False):
+    """``value`` as a float, or a ValueError naming ``owner`` and ``what``.
+
+    The value must be a finite real number (not a bool) in ``[low, high]`` (``(low,
+    high]`` when ``low_open``); ``None`` bounds are open.
+    """
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and np.isfinite(value)
+          and (low is None or (value > low if low_open else value >= low))
+          and (high is None or value <= high))
+    if not ok:
+        if low is None and high is None:
+            want = "a finite number"
+        elif high is None:
+            want = "a finite number %s %r" % (">" if low_open else ">=", low)
+        else:
+            want = "a number in %s%r, %r]" % ("(" if low_open else "[", low, high)
+        raise ValueError("%s: %s must be %s, got %r" % (owner, what, want, value))
+    return float(value)
 
 
 def in_shape_of(in_obj):
@@ -114,7 +141,21 @@ class Layer(HyperParams):
         state = self.__dict__.copy()
         state.pop("_buffers", None)  # scratch space, rebuilt on demand
         # device (CuPy) arrays go to host memory: the pickle loads without CuPy
-        return to_host(state)
+        memo = {}
+
+        def host(value):
+            # layers inside (compound layers are lists) pickle themselves
+            if isinstance(value, Layer):
+                return value
+            if type(value) is list:
+                return [host(v) for v in value]
+            if type(value) is tuple:
+                return tuple(host(v) for v in value)
+            if type(value) is dict:
+                return {k: host(v) for k, v in value.items()}
+            return to_host(value, memo)
+
+        return host(state)
 
     def __deepcopy__(self, memo):
         # copies stay on the layer's device (pickling moves arrays to the host)
@@ -153,13 +194,16 @@ class ParameterLayer(Layer):
     def allocate(self, shared_outputs=None):
         if getattr(self, "W", None) is not None and self.W.shape == self.weight_shape:
             return  # keep trained weights (warm start)
+        from ..initializers import check_initializer
+
+        owner = self.name or type(self).__name__
         if self.init is None:
             raise ValueError(
                 "%s needs an initializer: pass init=Gaussian(scale=0.01) or similar"
-                % (self.name or type(self).__name__)
+                % owner
             )
         W = np.empty(self.weight_shape, dtype=np.float64)
-        self.init.fill(W, self.be.rng)
+        check_initializer(self.init, owner).fill(W, self.be.rng)
         self.W = self.be.array(W)
         self.dW = self.be.zeros(self.weight_shape)
         self.states = []
@@ -174,8 +218,8 @@ class ParameterLayer(Layer):
 class CompoundLayer(Layer):
     """A layer made of a list of sublayers, run in order.
 
-    Subclasses build ``self.sublayers_`` in ``configure`` (neon's naming rule:
-    ``name``, ``name_bias``, ``name_bnorm``, ``name_<Transform>``).
+    ``configure`` sets ``layers_``, the configured parts (containers build them
+    from their arguments there; :class:`CompoundList` layers are their parts).
     """
 
     def set_backend(self, backend):
@@ -213,3 +257,73 @@ class CompoundLayer(Layer):
 
     def sublayers(self):
         return [s for layer in self.layers_ for s in layer.sublayers()]
+
+
+class CompoundList(CompoundLayer, list):
+    """A compound layer that is the list of its parts, from construction (neon's
+    ``CompoundLayer``, which subclasses ``list``).
+
+    ``Affine(8, activation=Rectlin(), name="fc")`` iterates, indexes and has a length
+    like ``[Linear, Activation]`` named ``fc`` and ``fc_Rectlin``.  The constructor
+    arguments stay the hyperparameters (``get_params``, ``set_params`` and
+    ``sklearn.base.clone`` see them); assigning one (``set_params(nout=16)`` or
+    ``layer.nout = 16``) brings the parts up to date, keeping each part object whose
+    class is still needed.  ``configure`` runs the list as it is then.
+
+    Layers are objects with state: equality and hashing are by identity, as for other
+    layers, not element-wise as for lists.
+
+    Subclasses implement ``_parts()``: the parts for the current arguments, reusing
+    the current ones through :meth:`_part`.
+    """
+
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+    __hash__ = object.__hash__
+
+    def __setattr__(self, key, value):
+        object.__setattr__(self, key, value)
+        names = self._param_names()
+        if key in names and all(n in self.__dict__ for n in names):
+            self[:] = self._parts()  # the constructor's last assignment builds them
+
+    def __repr__(self):
+        return HyperParams.__repr__(self)
+
+    def _parts(self):
+        raise NotImplementedError
+
+    def _part(self, cls, **params):
+        """The current part of class ``cls`` with ``params`` set, or a new one."""
+        for part in self:
+            if type(part) is cls:
+                for key, value in params.items():
+                    setattr(part, key, value)
+                return part
+        return cls(**params)
+
+    def set_backend(self, backend):
+        self.be = backend
+        for layer in self.__dict__.get("layers_", self):
+            layer.set_backend(backend)
+
+    def configure(self, in_obj):
+        self._check()
+        return self._configure_sublayers(list(self), in_obj)
+
+    def _check(self):
+        """Validate the arguments (called by ``configure``, so that values set by
+        ``set_params`` are checked too)."""
+
+    def layers_to_optimize(self):
+        parts = self.__dict__.get("layers_", self)
+        return [p for layer in parts for p in layer.layers_to_optimize()]
+
+    def sublayers(self):
+        parts = self.__dict__.get("layers_", self)
+        return [s for layer in parts for s in layer.sublayers()]
+
+    def __deepcopy__(self, memo):
+        new = super().__deepcopy__(memo)
+        list.extend(new, copy.deepcopy(list(self), memo))
+        return new

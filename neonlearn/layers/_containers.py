@@ -9,13 +9,22 @@ __all__ = ["Sequential", "SkipNode", "BranchNode", "MergeBroadcast", "MergeSum",
 
 
 def flatten_layers(layers):
-    """Flatten nested lists/tuples of layers into one list."""
+    """Flatten a layer or nested lists/tuples of layers into one list of layers.
+
+    Compound layers that are lists (``Affine``, ``Conv``, ``Deconv``) stay whole:
+    they are layers first, so that their fused kernels and their names are kept.
+    """
+    if isinstance(layers, Layer):
+        return [layers]
+    if not isinstance(layers, (list, tuple)):
+        raise ValueError("Expected a neonlearn layer or a list of layers, got %r"
+                         % (layers,))
     out = []
     for layer in layers:
-        if isinstance(layer, (list, tuple)):
-            out.extend(flatten_layers(layer))
-        elif isinstance(layer, Layer):
+        if isinstance(layer, Layer):
             out.append(layer)
+        elif isinstance(layer, (list, tuple)):
+            out.extend(flatten_layers(layer))
         else:
             raise ValueError("Expected a neonlearn layer, got %r" % (layer,))
     return out
@@ -274,7 +283,7 @@ class Tree(CompoundLayer):
                     nodes[leaf.name] = leaf
         self.branches_ = []
         for k, spec in enumerate(self.layers[1:], start=1):
-            spec = flatten_layers(spec if isinstance(spec, (list, tuple)) else [spec])
+            spec = flatten_layers(spec)
             head = spec[0] if spec else None
             node = None
             if isinstance(head, BranchNode):

@@ -6,17 +6,26 @@ Images are ``(C, H, W)`` without the batch axis; arrays are batch-first
 """
 import numbers
 
-from ._base import CompoundLayer, ParameterLayer, in_shape_of
-from ._dense import Activation, Affine, Bias
+from ._base import INT_MAX, CompoundList, ParameterLayer, in_shape_of
+from ._dense import Activation, Bias, check_postfilter, postfilter_parts
 
 __all__ = ["Convolution", "Deconvolution", "Conv", "Deconv"]
 
 
 def _int(value, what, owner, minimum):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError("%s: %s must be an integer >= %d, got %r"
-                         % (owner, what, minimum, value))
+    if (not isinstance(value, numbers.Integral) or isinstance(value, bool)
+            or not minimum <= value <= INT_MAX):
+        raise ValueError("%s: %s must be an integer in [%d, %d], got %r"
+                         % (owner, what, minimum, INT_MAX, value))
     return int(value)
+
+
+def check_extent(owner, what, *sizes):
+    """Padded and output extents reach the kernels as C ints: a clear error (not an
+    OverflowError there) when one does not fit."""
+    if max(sizes) > INT_MAX:
+        raise ValueError("%s: the %s is too large (%d > %d); use smaller strides, "
+                         "padding or dilation" % (owner, what, max(sizes), INT_MAX))
 
 
 def spatial_pair(value, prefix, default, what, owner, minimum):
@@ -102,6 +111,8 @@ class Convolution(_ConvBase):
         C, H, W = self.in_shape
         sh, sw, ph, pw, dh, dw = self.geom
         eff_r, eff_s = dh * (R - 1) + 1, dw * (S - 1) + 1
+        check_extent(owner, "dilated filter", eff_r, eff_s)
+        check_extent(owner, "padded input", H + 2 * ph, W + 2 * pw)
         if eff_r > H + 2 * ph or eff_s > W + 2 * pw:
             raise ValueError(
                 "%s: the (dilated) filter %dx%d is larger than the padded input %dx%d"
@@ -155,6 +166,9 @@ class Deconvolution(_ConvBase):
         sh, sw, ph, pw, dh, dw = self.geom
         Ho = (H - 1) * sh - 2 * ph + dh * (R - 1) + 1
         Wo = (W - 1) * sw - 2 * pw + dw * (S - 1) + 1
+        check_extent(owner, "dilated filter", dh * (R - 1) + 1, dw * (S - 1) + 1)
+        # the kernels run the adjoint convolution over the padded output
+        check_extent(owner, "padded output", Ho + 2 * ph, Wo + 2 * pw)
         if Ho < 1 or Wo < 1:
             raise ValueError("%s: padding (%d, %d) leaves an empty output (%d, %d)"
                              % (owner, ph, pw, Ho, Wo))
@@ -181,17 +195,19 @@ class Deconvolution(_ConvBase):
         return self.be.conv_fprop(error, self.W, dx, self.geom)
 
 
-class Conv(CompoundLayer):
+class Conv(CompoundList):
     """``Convolution -> (Bias | BatchNorm) -> Activation``, named as in neon.
 
-    With ``name="conv1"`` the parts are ``conv1``, ``conv1_bias`` (or
-    ``conv1_bnorm``) and ``conv1_<Transform>``.  Bias and an elementwise activation
-    are fused into the convolution's kernels.
+    As in neon, the layer is a list of its parts from construction: with
+    ``name="conv1"`` the parts are ``conv1``, ``conv1_bias`` (or ``conv1_bnorm`` with
+    ``batch_norm=True``) and ``conv1_<Transform>`` (``conv1_Rectlin``); without a
+    name the base name is the class name.  Setting an argument updates the parts.
+    Bias and an elementwise activation are fused into the convolution's kernels.
 
     Parameters
     ----------
     fshape : tuple (R, S, K)
-    init : Initializer
+    init : Initializer or str
     strides, padding, dilation : int, (h, w) or dict, default=1, 0, 1
     bias : Initializer or None
     batch_norm : bool, default=False
@@ -200,7 +216,6 @@ class Conv(CompoundLayer):
     """
 
     _first = Convolution
-    _build = Affine._build  # the (Bias | BatchNorm) + Activation naming rule
 
     def __init__(self, fshape, init=None, strides=1, padding=0, dilation=1, bias=None,
                  batch_norm=False, activation=None, name=None):
@@ -214,11 +229,19 @@ class Conv(CompoundLayer):
         self.activation = activation
         self.name = name
 
-    def configure(self, in_obj):
+    def _parts(self):
         base = self.name or type(self).__name__
-        first = self._first(self.fshape, strides=self.strides, padding=self.padding,
-                            dilation=self.dilation, init=self.init, name=base)
-        self._configure_sublayers(self._build(first), in_obj)
+        first = self._part(self._first, fshape=self.fshape, strides=self.strides,
+                           padding=self.padding, dilation=self.dilation, init=self.init,
+                           name=base)
+        return postfilter_parts(self, first)
+
+    def _check(self):
+        check_postfilter(self)
+
+    def configure(self, in_obj):
+        super().configure(in_obj)
+        first = self.layers_[0]
         last = self.layers_[-1]
         # an elementwise activation runs in place on the (N*K, P*Q) view of the
         # previous output (no channels-last copy); a bias joins the convolution

@@ -4,7 +4,7 @@ import numbers
 import numpy as np
 
 from ..transforms import Transform, get_transform
-from ._base import CompoundLayer, Layer, ParameterLayer, in_shape_of
+from ._base import CompoundList, Layer, ParameterLayer, in_shape_of
 
 __all__ = ["Linear", "Bias", "Activation", "Dropout", "Affine"]
 
@@ -134,11 +134,16 @@ class Activation(Layer):
 
     def configure(self, in_obj):
         super().configure(in_obj)
+        owner = self.name or type(self).__name__
         if not isinstance(self.transform, Transform):
             raise ValueError(
-                "Activation needs a neonlearn.transforms.Transform, got %r" % (self.transform,)
+                "%s: Activation needs a neonlearn.transforms.Transform, got %r"
+                % (owner, self.transform)
             )
-        self.transform._check()
+        try:
+            self.transform._check()
+        except ValueError as exc:
+            raise ValueError("%s: %s" % (owner, exc)) from None
         self.shortcut_error = False
         return self
 
@@ -203,22 +208,69 @@ class Dropout(Layer):
         return out.reshape(error.shape)
 
 
-class Affine(CompoundLayer):
+def postfilter_parts(compound, first):
+    """neon's ``add_postfilter_layers``: ``first``, then ``<base>_bias`` (a Bias
+    filled by ``compound.bias``) or ``<base>_bnorm`` (a BatchNorm when
+    ``compound.batch_norm``), then ``<base>_<Transform>`` (an Activation when
+    ``compound.activation`` is set); ``base`` is the compound's name or class name.
+
+    Parts of the right class already in ``compound`` are reused.  Conflicting or
+    unknown arguments (bias with batch_norm, an unknown activation name) are reported
+    by :func:`check_postfilter` at configure, not here, so that any sequence of
+    ``set_params`` calls can pass through them.
+    """
+    from ._normalization import BatchNorm
+
+    base = compound.name or type(compound).__name__
+    layers = [first]
+    if compound.bias is not None:
+        layers.append(compound._part(Bias, init=compound.bias, name=base + "_bias"))
+    if compound.batch_norm:
+        layers.append(compound._part(BatchNorm, name=base + "_bnorm"))
+    if compound.activation is not None:
+        try:
+            transform = get_transform(compound.activation)
+            suffix = type(transform).__name__
+        except ValueError:
+            transform, suffix = compound.activation, str(compound.activation)
+        layers.append(compound._part(Activation, transform=transform,
+                                     name="%s_%s" % (base, suffix)))
+    return layers
+
+
+def check_postfilter(compound):
+    """Errors of the arguments that :func:`postfilter_parts` lets through."""
+    base = compound.name or type(compound).__name__
+    if compound.bias is not None and compound.batch_norm:
+        raise ValueError("%s: use bias or batch_norm, not both" % base)
+    try:
+        get_transform(compound.activation)
+    except ValueError as exc:
+        raise ValueError("%s: activation: %s" % (base, exc)) from None
+
+
+class Affine(CompoundList):
     """``Linear -> (Bias | BatchNorm) -> Activation``, named as in neon.
 
-    With ``name="fc1"`` the parts are ``fc1``, ``fc1_bias`` (or ``fc1_bnorm``) and
-    ``fc1_<Transform>``.  Bias and activation run as one fused kernel.
+    As in neon, the layer is a list of its parts from construction: with
+    ``name="fc1"``, ``list(Affine(...))`` is ``[Linear, Bias, Activation]`` named
+    ``fc1``, ``fc1_bias`` (``fc1_bnorm`` with ``batch_norm=True``) and
+    ``fc1_<Transform>`` (``fc1_Rectlin``).  Without a name the base name is
+    ``"Affine"`` (an estimator names its layers ``Affine_0``, ``Affine_1``, ...).
+    Setting an argument (``set_params(nout=16)``) updates the parts.  Bias and
+    activation run as one fused kernel.
 
     Parameters
     ----------
     nout : int
-    init : Initializer
-        Initializer of the Linear weights.
-    bias : Initializer or None
+    init : Initializer or str
+        Initializer of the Linear weights, or its name (``"glorot"``, ...; see
+        :func:`~neonlearn.initializers.get_initializer`).
+    bias : Initializer, str or None
         Adds a Bias layer filled by this initializer.
     batch_norm : bool, default=False
         Adds a BatchNorm layer instead of a bias (both is an error).
-    activation : Transform or None
+    activation : Transform, str or None
     name : str or None
     """
 
@@ -231,27 +283,16 @@ class Affine(CompoundLayer):
         self.activation = activation
         self.name = name
 
-    def _build(self, first):
-        """Sublayers of the compound: ``first`` then (Bias | BatchNorm), Activation."""
-        from ._normalization import BatchNorm
-
+    def _parts(self):
         base = self.name or type(self).__name__
-        if self.bias is not None and self.batch_norm:
-            raise ValueError("%s: use bias or batch_norm, not both" % base)
-        layers = [first]
-        if self.bias is not None:
-            layers.append(Bias(init=self.bias, name=base + "_bias"))
-        elif self.batch_norm:
-            layers.append(BatchNorm(name=base + "_bnorm"))
-        if self.activation is not None:
-            transform = get_transform(self.activation)
-            layers.append(Activation(transform, name="%s_%s" % (base, type(transform).__name__)))
-        return layers
+        return postfilter_parts(self, self._part(Linear, nout=self.nout, init=self.init,
+                                                 name=base))
+
+    def _check(self):
+        check_postfilter(self)
 
     def configure(self, in_obj):
-        base = self.name or type(self).__name__
-        self._configure_sublayers(
-            self._build(Linear(self.nout, init=self.init, name=base)), in_obj)
+        super().configure(in_obj)
         kinds = [type(layer) for layer in self.layers_]
         self._fused = kinds == [Linear, Bias, Activation]
         return self

@@ -189,9 +189,10 @@ class LRN(Layer):
                 or self.depth < 1 or self.depth % 2 == 0):
             raise ValueError("%s: depth must be a positive odd integer, got %r"
                              % (owner, self.depth))
-        for what in ("ascale", "bpower"):
-            if not isinstance(getattr(self, what), numbers.Real):
-                raise ValueError("%s: %s must be a number" % (owner, what))
+        from ._base import check_number  # finite: NaN would only show as divergence
+
+        check_number(self.ascale, "ascale", owner, low=0)
+        check_number(self.bpower, "bpower", owner)
         return self
 
     def fprop(self, inputs, inference=False):

@@ -4,7 +4,7 @@ import numbers
 import numpy as np
 
 from ._base import Layer
-from ._conv import image_shape, spatial_pair
+from ._conv import check_extent, image_shape, spatial_pair
 
 __all__ = ["Pooling"]
 
@@ -63,6 +63,7 @@ class Pooling(Layer):
         else:
             sh, sw = spatial_pair(self.strides, "str", 1, "strides", owner, 1)
         ph, pw = spatial_pair(self.padding, "pad", 0, "padding", owner, 0)
+        check_extent(owner, "padded input", H + 2 * ph, W + 2 * pw)
         if ph >= R or pw >= S:
             raise ValueError("%s: padding (%d, %d) must be smaller than the window "
                              "(%d, %d)" % (owner, ph, pw, R, S))
