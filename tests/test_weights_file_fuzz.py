@@ -330,5 +330,5 @@ def test_truncated_and_flipped_bytes(kind, bounded_memory):
                   % (target, seed), must_fail=False, same_content=False)
     n_raised = out.n_value_errors
     assert n_raised + out.n_loaded == out.n_cases and n_raised >= len(cuts)
-    print("%s: %d truncations and flips, %d ValueError, %d loaded to the saved state"
+    print("%s: %d truncations and flips, %d ValueError, %d loaded a valid state"
           % (kind, out.n_cases, n_raised, out.n_loaded))
