@@ -227,6 +227,8 @@ def test_metadata_fields_removed_mistyped_out_of_range(kind, bounded_memory):
             ("NaN", good.replace('"n_iter": %d' % ref.meta["n_iter"], '"n_iter": NaN')),
             ("a repeated field", good[:-1] + ', "n_iter": 0}'),
             ("deep nesting", "[" * 100_000 + "]" * 100_000),
+            ("50000 fields, one repeated",
+             "{%s}" % ", ".join('"k%d": 0' % (i % 49_999) for i in range(50_000))),
             ("a huge number", good[:-1] + ', "n_iter": 1%s}' % ("0" * 5000))]:
         out.check(ref.file(meta_text=text), "metadata " + label)
     assert out.n_value_errors == out.n_cases - out.n_loaded > 200

@@ -217,10 +217,11 @@ def _json_constant(name):
 
 
 def _unique_keys(pairs):
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise _Invalid("the metadata repeats the field(s) %s"
-                       % sorted({k for k in keys if keys.count(k) > 1}))
+    seen, repeated = set(), set()
+    for key, _ in pairs:
+        (repeated if key in seen else seen).add(key)
+    if repeated:
+        raise _Invalid("the metadata repeats the field(s) %s" % _short(sorted(repeated)))
     return dict(pairs)
 
 
@@ -282,8 +283,7 @@ def _check_meta(est, meta):
     fmt = _field(meta, "format")
     if type(fmt) is not int or fmt != WEIGHTS_FORMAT_VERSION:
         raise _Invalid("it was written by neonlearn %s in weights format %s, but this "
-                       "neonlearn %s reads format %d: load it with the version that "
-                       "wrote it and save it again, or refit"
+                       "neonlearn %s reads format %d: refit and save it again"
                        % (_short(meta.get("neonlearn_version")), _short(fmt), _version(),
                           WEIGHTS_FORMAT_VERSION))
     name = _str_field(meta, "estimator")
