@@ -286,6 +286,9 @@ def _mutate(case, meta, arrays):
     elif case == "huge sample_shape":
         meta["sample_shape"] = [2 ** 40]
         meta["n_features_in"] = 2 ** 40
+    elif case == "many declared arrays":
+        meta["layers"] = ["h%d" % i for i in range(10_000)]
+        meta["n_arrays"] = [64] * 10_000
     elif case == "missing field":
         del meta["n_iter"]
     elif case == "unknown field":
@@ -315,6 +318,8 @@ MALFORMED = {  # case: (estimator kind, what the message says)
     "complex weights": ("multiclass", "'w0_0' must hold real floats"),
     "flipped multilabel": ("multilabel", "'network' differs.*Softmax.*multilabel"),
     "huge sample_shape": ("multiclass", "'sample_shape' must be a list"),
+    "many declared arrays": ("single_output", "'n_arrays' declares 640001 arrays but "
+                             "the file holds"),
     "missing field": ("tagging", "lacks the field.*n_iter"),
     "unknown field": ("seq_regression", "unknown field.*extra"),
     "old format": ("single_output", "weights format 1.*reads format 2"),

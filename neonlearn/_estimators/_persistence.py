@@ -422,6 +422,10 @@ def _check_classes(classes, multilabel):
 
 def _read_arrays(container, meta):
     """The weight arrays (and ``classes_``), after checking the set of members."""
+    n_expected = 1 + sum(meta["n_arrays"]) + meta["has_classes"]
+    if n_expected > len(container.members):  # before listing the names
+        raise _Invalid("field 'n_arrays' declares %d arrays but the file holds %d"
+                       % (n_expected, len(container.members)))
     expected = {_META} | {"w%d_%d" % (i, j) for i, n in enumerate(meta["n_arrays"])
                           for j in range(n)}
     if meta["has_classes"]:
