@@ -397,8 +397,10 @@ def _check_input_meta(est, meta):
         return
     if est.input_shape is None:
         if n_features != shape[0]:
-            raise _Invalid("field 'n_features_in'=%d differs from 'sample_shape' %s"
-                           % (n_features, list(shape)))
+            hint = (" (the saved estimator had input_shape=%s)" % (shape,)
+                    if n_features == math.prod(shape) else "")
+            raise _Invalid("field 'n_features_in'=%d differs from 'sample_shape' %s%s"
+                           % (n_features, list(shape), hint))
     elif tuple(est.input_shape) != shape:
         raise _Invalid("field 'sample_shape' %s differs from this estimator's "
                        "input_shape=%r" % (list(shape), tuple(est.input_shape)))
