@@ -12,8 +12,9 @@ from neonlearn.backends import get_backend
 from neonlearn import initializers
 from neonlearn.initializers import (Array, Constant, Gaussian, GlorotUniform, IdentityInit,
                                     Kaiming, Orthonormal, Uniform, Xavier)
-from neonlearn.layers import (LRN, Activation, Affine, BatchNorm, Bias, Conv, Convolution,
-                              Deconv, Deconvolution, Linear, Pooling, Sequential)
+from neonlearn.layers import (LRN, Activation, Affine, BatchNorm, Bias, BranchNode, Conv,
+                              Convolution, Deconv, Deconvolution, Linear, Pooling,
+                              Sequential, Tree)
 from neonlearn.layers._containers import flatten_layers
 from neonlearn.models import Model
 from neonlearn.optimizers import (ExpSchedule, GradientDescentMomentum, PowerSchedule,
@@ -317,6 +318,15 @@ def test_lrn_non_finite_parameters_rejected_at_configure(params, what):
     layer = LRN(3, name="norm1").set_params(**params)  # after set_params too
     with pytest.raises(ValueError, match="norm1: %s" % what):
         layer.configure((4, 5, 5))
+
+
+@pytest.mark.parametrize("alphas", [[1.0, NAN], [INF, 1.0], [1.0, -0.5]])
+def test_tree_alphas_must_be_finite(alphas):
+    node = BranchNode(name="b")
+    tree = Tree([[Affine(3, Gaussian()), node, Affine(2, Gaussian())],
+                 [node, Affine(2, Gaussian())]], alphas=alphas, name="tree")
+    with pytest.raises(ValueError, match="tree: alphas must be"):
+        tree.configure(4)
 
 
 @pytest.mark.parametrize("layer, what", [

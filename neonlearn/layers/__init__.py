@@ -1,6 +1,7 @@
 """neon's layers, batch-first.  One family per private module:
 
-- ``_base``: Layer, ParameterLayer, CompoundLayer
+- ``_base``: Layer, ParameterLayer, CompoundLayer, and CompoundList (neon's
+  CompoundLayer: a list of its parts from construction; Affine, Conv, Deconv)
 - ``_dense``: Linear, Bias, Activation, Dropout, Affine
 - ``_conv``: Convolution, Deconvolution, Conv, Deconv
 - ``_pooling``: Pooling

@@ -2,7 +2,7 @@
 MergeSum, Tree and SingleOutputTree."""
 import numpy as np
 
-from ._base import CompoundLayer, Layer, in_shape_of
+from ._base import CompoundLayer, Layer, check_number, in_shape_of
 
 __all__ = ["Sequential", "SkipNode", "BranchNode", "MergeBroadcast", "MergeSum",
            "Tree", "SingleOutputTree", "flatten_layers"]
@@ -254,7 +254,7 @@ class Tree(CompoundLayer):
     layers : list of (Layer or list of Layer)
         Trunk first, then the branches.
     alphas : list of float or None
-        Weights of the errors of each output (default: all 1).
+        Weights (finite, >= 0) of the errors of each output (default: all 1).
     name : str or None
     """
 
@@ -271,7 +271,7 @@ class Tree(CompoundLayer):
         if len(alphas) != len(self.layers):
             raise ValueError("%s: %d alphas for %d outputs"
                              % (owner, len(alphas), len(self.layers)))
-        self._alphas = [float(a) for a in alphas]
+        self._alphas = [check_number(a, "alphas", owner, low=0) for a in alphas]
         trunk = _as_branch(self.layers[0])
         trunk.set_backend(self.be)
         trunk.configure(in_obj)
