@@ -259,16 +259,6 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
             return float(np.mean((y[:, 0] > 0.5) == (T[:, 0] > 0.5)))
         return float(np.mean(np.argmax(y, axis=1) == np.argmax(T, axis=1)))
 
-    def _target_meta(self, arrays):
-        classes = self.classes_
-        arrays["classes_"] = classes.astype(str) if classes.dtype == object else classes
-        return {"multilabel": bool(self._multilabel), "n_outputs": int(self.n_outputs_)}
-
-    def _set_target_meta(self, meta, arrays):
-        self.classes_ = arrays["classes_"]
-        self._multilabel = meta["multilabel"]
-
-    # ---- prediction ----------------------------------------------------------------
     def predict_proba(self, X):
         """Class probabilities.
 

@@ -87,13 +87,6 @@ class NeonRegressor(RegressorMixin, BaseNeonEstimator):
     def _validation_score(self, model, X, T):
         return float(r2_score(T, model.predict(X)))
 
-    def _target_meta(self, arrays):
-        return {"n_targets": int(self._n_targets), "y_ndim": int(self._y_ndim)}
-
-    def _set_target_meta(self, meta, arrays):
-        self._n_targets = meta["n_targets"]
-        self._y_ndim = meta["y_ndim"]
-
     def predict(self, X):
         """Predicted targets, of shape (n_samples,) or (n_samples, n_targets)."""
         y = self._predict_raw(X)
