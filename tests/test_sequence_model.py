@@ -276,3 +276,20 @@ def test_token_ids_beyond_float32_stay_exact():
         clf.predict([np.array([1.5, 2.0])])
     with pytest.raises(ValueError, match="token ids must be integers"):
         clf.predict([np.array([V])])
+
+
+def test_2d_X_is_n_samples_by_n_features():
+    """2-D X (array or list of equal-length rows) counts its columns as
+    n_features_in_ and keeps that width; sequences (lists, 3-D) stay free."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 5))
+    y = (X[:, 0] > 0).astype(int)
+    for Xfit in (X, X.tolist()):
+        clf = small(epochs=2).fit(Xfit, y)
+        assert clf.n_features_in_ == 5
+        with pytest.raises(ValueError, match="expecting 5 features"):
+            clf.predict(X[:, :4])
+        assert clf.predict([rng.normal(size=L) for L in (2, 9)]).shape == (2,)
+        assert clf.predict(rng.normal(size=(3, 7, 1))).shape == (3,)
+    seq = small(epochs=2).fit([x[:L] for x, L in zip(X, rng.integers(2, 6, 30))], y)
+    assert seq.n_features_in_ == 1 and seq.predict(X[:, :4]).shape == (30,)

@@ -48,6 +48,21 @@ def _is_ragged(X):
     return isinstance(X, np.ndarray) and X.dtype == object
 
 
+def _is_table(X):
+    """A list of equal-length 1-D rows: 2-D ``X`` (n_samples, n_features)."""
+    if not isinstance(X, (list, tuple)) or not X:
+        return False
+    try:
+        return (all(np.ndim(x) == 1 for x in X)
+                and len({np.shape(x)[0] for x in X}) == 1)
+    except (TypeError, ValueError):
+        return False
+
+
+def _ndim(X):
+    return len(X.shape) if hasattr(X, "shape") else np.asarray(X).ndim
+
+
 class NeonSequenceModel(BaseNeonEstimator):
     """A recurrent network for sequences: sequence classification, sequence
     regression, or a label per step (tagging, e.g. next-character prediction).
@@ -81,8 +96,11 @@ class NeonSequenceModel(BaseNeonEstimator):
     ``X`` may be
 
     - ``(n, T, F)`` floats;
-    - ``(n, T)`` integer token ids when the first layer is a ``LookupTable``
-      (without one, a 2-D ``X`` without ``input_shape`` is ``n`` univariate series);
+    - ``(n, T)`` integer token ids when the first layer is a ``LookupTable``;
+      without one, a 2-D ``X`` (also a list of equal-length rows) is ``(n_samples,
+      n_features)`` as in scikit-learn: ``n`` univariate series of ``n_features``
+      steps, ``n_features_in_`` counts the columns and later 2-D ``X`` must have as
+      many (lists of sequences and 3-D arrays of any length are still accepted);
     - a list of ``n`` arrays of shape ``(L_i, F)`` (or ``(L_i,)`` ids / univariate
       values) of different lengths: they are right-padded and masked, so padding never
       changes outputs or gradients;
@@ -111,7 +129,8 @@ class NeonSequenceModel(BaseNeonEstimator):
         Classification and tagging.
     n_outputs_ : int
     n_features_in_ : int
-        Columns of ``X`` in flat mode, features per step otherwise.
+        Columns of ``X`` in flat mode (``input_shape``, or 2-D ``X`` without a
+        LookupTable), features per step otherwise.
     layers_, model_, loss_curve_, loss_, best_loss_, validation_scores_,
     best_validation_score_, n_iter_
         As in :class:`~neonlearn.NeonClassifier`.
@@ -264,7 +283,12 @@ class NeonSequenceModel(BaseNeonEstimator):
         ids = self._uses_ids()
         # ids keep their integer dtype (floats are accepted when integral)
         dtype = "numeric" if ids else [np.float64, np.float32]
-        if _is_ragged(X) and self.input_shape is None:
+        # 2-D float X, also as a list of rows, is (n_samples, n_features) as
+        # scikit-learn means it when fitting: one univariate series of n_features
+        # steps per row, and the same width (and feature names) in later calls
+        flat = (self.input_shape is None and not ids and (reset or self._fitted_flat())
+                and (_is_table(X) or (not _is_ragged(X) and _ndim(X) == 2)))
+        if _is_ragged(X) and self.input_shape is None and not flat:
             seqs = []
             for i, x in enumerate(X):
                 x = check_array(np.asarray(x) if not hasattr(x, "shape") else x,
@@ -296,6 +320,8 @@ class NeonSequenceModel(BaseNeonEstimator):
             X = validate_data(self, X, reset=reset, dtype=dtype)
             T, F = self._flat_shape(X.shape[1])
             X = X.reshape(X.shape[0], T, F)
+        elif flat:
+            X = validate_data(self, X, reset=reset, dtype=dtype)[:, :, None]
         else:
             X = check_array(X, dtype=dtype, allow_nd=True)
             if X.ndim == 2 and not ids:
@@ -309,15 +335,24 @@ class NeonSequenceModel(BaseNeonEstimator):
             X = self._token_ids(X)
         return X, np.full(X.shape[0], X.shape[1]), False
 
+    def _fitted_flat(self):
+        """Fitted on 2-D float ``X`` without ``input_shape``: ``n_features_in_`` counts
+        its columns (steps of a univariate series), not the features per step."""
+        model = self.__dict__.get("model_")
+        return (model is not None and self.input_shape is None and not self._uses_ids()
+                and self.n_features_in_ != model.in_shape[-1] - 1)
+
     def _check_step_features(self, n_features, reset):
         """``n_features_in_`` is the number of features per step outside flat mode."""
         if reset:
             self.n_features_in_ = n_features
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
-        elif n_features != getattr(self, "n_features_in_", n_features):
+            return
+        fitted = 1 if self._fitted_flat() else getattr(self, "n_features_in_", n_features)
+        if n_features != fitted:
             raise ValueError("X has %d features per step, but %s was fitted with %d"
-                             % (n_features, type(self).__name__, self.n_features_in_))
+                             % (n_features, type(self).__name__, fitted))
 
     @staticmethod
     def _with_mask(values, lengths, ids):
