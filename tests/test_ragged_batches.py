@@ -48,6 +48,8 @@ def _fit(task, layers, ids=False):
 
 CASES = {
     "lstm_last": lambda: _fit("classification", [LSTM(6, GlorotUniform())]),
+    "stateful_gru_last": lambda: _fit(
+        "classification", [GRU(6, GlorotUniform(), reset_cells=False)]),
     "gru_mean_batchnorm": lambda: _fit(
         "classification", [GRU(6, GlorotUniform()), BatchNorm(), RecurrentMean(),
                            Affine(4, GlorotUniform(), batch_norm=True,
@@ -88,7 +90,7 @@ def _sequence(rng, est, L):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-@settings(max_examples=8, deadline=None, derandomize=True)
+@settings(max_examples=20, deadline=None, derandomize=True)
 @given(lengths=st.lists(st.integers(1, 3 * FIT_MAX), min_size=1, max_size=6),
        seed=st.integers(0, 2**16), data=st.data())
 def test_output_same_alone_and_in_any_batch(name, lengths, seed, data):
