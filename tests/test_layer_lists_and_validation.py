@@ -253,7 +253,8 @@ def test_nan_initializer_is_an_error_before_training_not_a_divergence():
 
 
 @pytest.mark.parametrize("transform, what", [
-    (Rectlinclip(xcut=NAN), "Rectlinclip xcut"), (Rectlinclip(slope=NAN), "Rectlinclip slope"),
+    (Rectlinclip(xcut=NAN), "Rectlinclip xcut"),
+    (Rectlinclip(slope=NAN), "Rectlinclip slope"),
     (Explin(alpha=NAN), "Explin alpha"), (Normalizer(divisor=NAN), "Normalizer divisor"),
     (Normalizer(divisor=INF), "Normalizer divisor"), (Rectlin(slope=NAN), "Rectlin slope"),
 ])
