@@ -172,16 +172,12 @@ def test_nested_lists_are_flattened_by_the_model():
     assert model.fprop(x, inference=True).shape == (4, 2)
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="needs _estimators/_base.py to flatten self.layers in "
-                          "get_params, set_params and _named_layer_copies (issue 11 "
-                          "report); remove this mark with that change")
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_estimator_accepts_nested_layer_lists():
     X, y = _data()
     est = NeonClassifier(layers=[[Affine(4, GlorotUniform(), activation=Rectlin(),
                                          name="h1")]], epochs=2, random_state=0)
-    est.fit(X, y)  # today: AttributeError: 'list' object has no attribute 'name'
+    est.fit(X, y)  # was: AttributeError: 'list' object has no attribute 'name'
     assert est.predict(X).shape == (len(X),)
     assert est.get_params()["layers__h1__nout"] == 4
 

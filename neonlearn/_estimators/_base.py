@@ -15,8 +15,8 @@ Subclasses define the task through a few hooks:
 """
 import copy
 import time
-from numbers import Integral, Real
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone, is_classifier
@@ -32,7 +32,7 @@ from ..callbacks import (
 from ..costs import Cost
 from ..exceptions import TrainingDivergedError
 from ..initializers import Constant, GlorotUniform
-from ..layers import Activation, Affine, Layer
+from ..layers import Activation, Affine
 from ..layers._containers import flatten_layers
 from ..layers._dense import Bias, Linear
 from ..models import Model
@@ -140,13 +140,13 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
     def get_params(self, deep=True):
         """Estimator parameters; with ``deep``, also ``layers__<name>__<param>``."""
         params = super().get_params(deep=deep)
-        if deep and isinstance(self.layers, (list, tuple)) and all(
-                isinstance(layer, Layer) for layer in self.layers):
+        if deep and isinstance(self.layers, (list, tuple)):
             try:
-                names = _default_names(self.layers)
-            except ValueError:
+                flat = flatten_layers(self.layers)
+                names = _default_names(flat)
+            except (ValueError, TypeError):  # fit reports what is wrong
                 return params
-            for name, layer in zip(names, self.layers):
+            for name, layer in zip(names, flat):
                 params["layers__" + name] = layer
                 for key, value in layer.get_params(deep=True).items():
                     params["layers__%s__%s" % (name, key)] = value
@@ -173,7 +173,8 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         if not isinstance(self.layers, (list, tuple)):
             raise ValueError("layers__* parameters need a list of layers, got layers=%r"
                              % (self.layers,))
-        layers = list(self.layers)
+        given = flatten_layers(self.layers)
+        layers = list(given)
         names = _default_names(layers)
         for key, value in layer_params.items():
             _, name, *sub = key.split("__", 2)
@@ -182,7 +183,7 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
                                  % (key, name, names))
             i = names.index(name)
             if sub:
-                if layers[i] is self.layers[i]:
+                if layers[i] is given[i]:
                     layers[i] = clone(layers[i])
                 layers[i].set_params(**{sub[0]: value})
             else:
@@ -271,7 +272,8 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
 
     def _named_layer_copies(self):
         """Unfitted copies of ``self.layers`` (or the default), each with its name."""
-        layers = clone(list(self.layers)) if self.layers is not None else self._default_layers()
+        layers = (clone(flatten_layers(self.layers)) if self.layers is not None
+                  else self._default_layers())
         for name, layer in zip(_default_names(layers), layers):
             layer.name = name
         return layers
