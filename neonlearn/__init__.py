@@ -5,10 +5,9 @@ Layers are in :mod:`neonlearn.layers`, initializers in :mod:`neonlearn.initializ
 activation functions in :mod:`neonlearn.transforms`, costs in :mod:`neonlearn.costs`,
 metrics in :mod:`neonlearn.metrics`, optimizers in :mod:`neonlearn.optimizers`.
 """
-__version__ = "0.1.0"
-
-from ._estimators import NeonClassifier, NeonRegressor, NeonSequenceModel  # noqa: E402
-from ._show_versions import show_versions  # noqa: E402
+from ._estimators import NeonClassifier, NeonRegressor, NeonSequenceModel
+from ._show_versions import show_versions
+from ._version import __version__
 
 __all__ = ["NeonClassifier", "NeonRegressor", "NeonSequenceModel", "show_versions",
            "__version__"]

@@ -9,7 +9,7 @@ def _info():
     import sklearn
     from threadpoolctl import threadpool_info
 
-    from . import __version__
+    from ._version import __version__
     from ._kernels._openmp_helpers import effective_n_threads, openmp_enabled
 
     info = {
