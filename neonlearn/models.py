@@ -23,8 +23,9 @@ def _take_learned_state(old, new):
     pairs = list(zip(old.param_grads(), new.param_grads()))
     for (p_old, _), (p_new, _) in pairs:
         if p_old.shape != p_new.shape:
-            raise ValueError("%s: parameter of shape %r cannot replace one of shape %r"
-                             % (new.name or type(new).__name__, p_old.shape, p_new.shape))
+            raise ValueError(
+                "%s: parameter of shape %r cannot replace one of shape %r"
+                % (new.name or type(new).__name__, p_old.shape, p_new.shape))
     for (p_old, _), (p_new, _) in pairs:
         p_new[...] = p_old
     for key in ("W", "gmean", "gvar"):  # W: also frozen tables (no param_grads)

@@ -6,10 +6,10 @@ Sequences of different lengths are right-padded to a common ``T`` and a mask cha
 (1 on valid steps, 0 on padding) is appended to every step, so the network input is
 ``(n, T, F + 1)`` (token ids: ``(n, T, 2)``, each id exact in two channels).  The
 fitted network starts with a :class:`~neonlearn.layers._recurrent.SequenceMask`
-layer that strips the channel and sets ``lengths`` on every layer that uses them, batch by batch.  Because the lengths
-are part of the data, shuffling, minibatching, the early-stopping split and
-``Model.predict`` need no special handling, and neither ``Model`` nor
-``BaseNeonEstimator`` has to know about them.  Per-step tasks end with a
+layer that strips the channel and sets ``lengths`` on every layer that uses them,
+batch by batch.  Because the lengths are part of the data, shuffling, minibatching,
+the early-stopping split and ``Model.predict`` need no special handling, and neither
+``Model`` nor ``BaseNeonEstimator`` has to know about them.  Per-step tasks end with a
 :class:`~neonlearn.layers._recurrent.StepMask` so padded steps add nothing to the
 cost or gradients.
 
@@ -409,9 +409,9 @@ class NeonSequenceModel(BaseNeonEstimator):
         return Xm, y
 
     def _lengthen(self, T):
-        """Refit on longer sequences: the fitted network, reconfigured for ``T`` steps
-        with its weights and optimizer states (the function it computes is the same,
-        so the estimator stays consistent even if the training that follows fails)."""
+        """Before a later fit on longer sequences: the fitted network, reconfigured
+        for ``T`` steps with its weights and optimizer states (it computes the same
+        function, so the estimator stays consistent even if that training fails)."""
         with self.model_.lock:
             model = copy.deepcopy(self.model_)
         model.reconfigure((T,) + tuple(model.in_shape[1:]))
