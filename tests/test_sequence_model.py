@@ -23,17 +23,12 @@ def small(**kw):
     return NeonSequenceModel(**kw)
 
 
-# Checks that may fail (xfail, not strict: both pass with this configuration here).
 EXPECTED_FAILED = {
     # Minibatch SGD with shuffling visits a repeated sample several times per epoch
     # but a weighted one once with a larger step, so the trajectories differ (as for
     # NeonClassifier and scikit-learn's MLPClassifier).
     "check_sample_weight_equivalence_on_dense_data":
         "stochastic minibatch training: weights are not equivalent to repetitions",
-    # float32 BLAS results can differ in the last bit with a row's position in a
-    # GEMM block, so probabilities may differ by ~1e-8 when samples are reordered.
-    "check_methods_sample_order_invariance":
-        "float32 GEMM rounding depends on the row position within a block",
 }
 
 
@@ -295,10 +290,6 @@ def test_2d_X_is_n_samples_by_n_features():
     assert seq.n_features_in_ == 1 and seq.predict(X[:, :4]).shape == (30,)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs _estimators/_weights_file.py check_input_meta to accept a sequence model "
-    "fitted on 2-D X (n_features_in == steps, one feature per step, feature names "
-    "allowed) (issue 11 report); remove this mark with that change"))
 def test_weights_file_round_trip_of_2d_fit(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, 5))

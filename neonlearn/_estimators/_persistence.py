@@ -177,14 +177,16 @@ class PersistenceMixin:
             model.layers.set_backend(be)
             model.layers.configure(shape)
         except (ValueError, TypeError, IndexError) as exc:
-            raise InvalidWeightsFile("this estimator's network cannot be built for it (%s)"
-                           % exc) from None
+            raise InvalidWeightsFile(
+                "this estimator's network cannot be built for it (%s)"
+                % exc) from None
         optimized = model.layers.layers_to_optimize()
         names = [layer.name for layer in optimized]
         if names != meta["layers"]:
-            raise InvalidWeightsFile("field 'layers': the saved network has parameter layers %s but "
-                           "this estimator builds %s" % (short(meta["layers"]),
-                                                         short(names)))
+            raise InvalidWeightsFile(
+                "field 'layers': the saved network has parameter layers %s but "
+                "this estimator builds %s" % (short(meta["layers"]),
+                                              short(names)))
         network = [tuple(leaf) for leaf in describe_network(model)]
         if network != meta["network"]:
             diff = next((i for i, (a, b) in enumerate(zip(network, meta["network"]))
@@ -197,17 +199,20 @@ class PersistenceMixin:
         for layer, saved in zip(optimized, arrays["weights"]):
             need = math.prod(getattr(layer, "weight_shape", ()))
             if need > max(a.size for a in saved):
-                raise InvalidWeightsFile("layer %r needs a weight array of shape %s, which the file "
-                               "does not hold" % (layer.name, layer.weight_shape))
+                raise InvalidWeightsFile(
+                    "layer %r needs a weight array of shape %s, which the file "
+                    "does not hold" % (layer.name, layer.weight_shape))
         model.configure(shape)  # allocates
         try:
             work._check_network(model, shape)
         except ValueError as exc:
-            raise InvalidWeightsFile("field 'sample_shape' %s does not fit this network (%s)"
-                           % (list(shape), exc)) from None
+            raise InvalidWeightsFile(
+                "field 'sample_shape' %s does not fit this network (%s)"
+                % (list(shape), exc)) from None
         if "n_outputs" in meta and work.n_outputs_ != meta["n_outputs"]:
-            raise InvalidWeightsFile("field 'n_outputs'=%d, but the network has %d outputs"
-                           % (meta["n_outputs"], work.n_outputs_))
+            raise InvalidWeightsFile(
+                "field 'n_outputs'=%d, but the network has %d outputs"
+                % (meta["n_outputs"], work.n_outputs_))
         dtype = np.dtype(work.dtype)
         weights = []
         for name, saved, now in zip(names, arrays["weights"], model.get_weights()):
@@ -217,12 +222,14 @@ class PersistenceMixin:
             with np.errstate(over="ignore"):  # overflow is refused just below
                 cast = [a.astype(dtype) for a in saved]
             if not all(np.isfinite(a).all() for a in cast):
-                raise InvalidWeightsFile("layer %r has weights beyond the range of dtype=%r"
-                               % (name, dtype.name))
+                raise InvalidWeightsFile(
+                    "layer %r has weights beyond the range of dtype=%r"
+                    % (name, dtype.name))
             weights.append(cast)
         for layer, cast in zip(model.layers_to_optimize, weights):
             if hasattr(layer, "gvar") and (cast[-1] < 0).any():
-                raise InvalidWeightsFile("layer %r has a negative running variance" % layer.name)
+                raise InvalidWeightsFile(
+                    "layer %r has a negative running variance" % layer.name)
         model.set_weights(weights)
         model.set_cost(clone(work.cost) if work.cost is not None
                        else work._default_cost(model))
