@@ -94,10 +94,11 @@ class Model:
         """Configure for inputs of another shape (a longer sequence axis), keeping
         what was learned: parameters, running statistics and optimizer states.
 
-        Compound layers may build new leaves in ``configure`` (``Affine`` does), whose
-        ``allocate`` draws fresh weights; each new leaf takes over the learned state of
-        the leaf it replaces (same position, same type), so the network computes the
-        same function at any length.
+        A layer that built new leaves in ``configure`` would have them drawn fresh
+        weights by ``allocate`` (compound layers keep theirs since they are lists
+        from construction); each new leaf takes over the learned state of the leaf it
+        replaces (same position, same type), so the network computes the same
+        function at any length.
         """
         before = self.layers.sublayers()
         self.configure(in_obj)
@@ -174,6 +175,7 @@ class Model:
         start_epoch : int
             Epoch number of the first epoch (for schedules after a warm start).
         """
+        optimizer._check()
         be = self.be
         n = X.shape[0]
         w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, float)
@@ -278,9 +280,16 @@ class Model:
         return out
 
     def set_weights(self, weights):
-        """Inverse of :meth:`get_weights` (copies in place)."""
+        """Inverse of :meth:`get_weights` (copies in place); a ValueError when the
+        layers or array shapes differ."""
+        if len(weights) != len(self.layers_to_optimize):
+            raise ValueError("set_weights got arrays for %d parameter layers, the network "
+                             "has %d" % (len(weights), len(self.layers_to_optimize)))
         for layer, saved in zip(self.layers_to_optimize, weights):
             arrays = [p for p, _ in layer.param_grads()]
             arrays += [getattr(layer, k) for k in ("gmean", "gvar") if hasattr(layer, k)]
+            if [tuple(a.shape) for a in arrays] != [tuple(s.shape) for s in saved]:
+                raise ValueError("set_weights: layer %r has arrays of shapes %s, got %s" % (
+                    layer.name, [a.shape for a in arrays], [s.shape for s in saved]))
             for a, s in zip(arrays, saved):
                 a[...] = self.be.array(s)

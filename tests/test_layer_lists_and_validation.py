@@ -347,3 +347,35 @@ def test_bias_with_batch_norm_is_refused_at_configure():
 def test_unknown_activation_names_the_layer():
     with pytest.raises(ValueError, match="fc: activation: Unknown activation 'rectifier'"):
         Affine(4, Gaussian(), activation="rectifier", name="fc").configure(3)
+
+
+# ---- checks in recurrent layers, BatchNorm, LRN and Model ------------------------------
+def test_recurrent_layers_take_initializer_names_and_name_themselves():
+    from neonlearn.layers import GRU
+
+    be = _be()
+    layer = GRU(4, "glorot", init_inner="orthonormal", name="g")
+    Model([layer], be).configure((3, 2))
+    with pytest.raises(ValueError, match="g: init_inner: .*Unknown initializer"):
+        Model([GRU(4, "glorot", init_inner="nope", name="g")], _be()).configure((3, 2))
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: BatchNorm(eps=float("inf")), "eps must be a finite number"),
+    (lambda: LRN(2 ** 31 + 1), "depth must be a positive odd integer"),
+])
+def test_batchnorm_and_lrn_limits(make, match):
+    with pytest.raises(ValueError, match=match):
+        Model([make()], _be()).configure((3, 4, 4))
+
+
+def test_model_fit_checks_the_optimizer_and_set_weights_checks_shapes():
+    from neonlearn.costs import SumSquared
+
+    model = Model([Affine(2, Gaussian(), name="out")], _be()).configure(3)
+    model.set_cost(SumSquared())
+    X, T = np.ones((4, 3)), np.zeros((4, 2))
+    with pytest.raises(ValueError, match="ExpSchedule"):
+        model.fit(X, T, GradientDescentMomentum(0.1, schedule=ExpSchedule(-1.0)), 1, 2)
+    with pytest.raises(ValueError, match="shapes"):
+        model.set_weights([[np.ones((2, 2)), np.ones(2)]])

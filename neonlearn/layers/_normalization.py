@@ -45,8 +45,9 @@ class BatchNorm(ParameterLayer):
         super().configure(in_obj)
         if not isinstance(self.rho, numbers.Real) or not 0.0 <= self.rho < 1.0:
             raise ValueError("BatchNorm rho must be in [0, 1), got %r" % (self.rho,))
-        if not isinstance(self.eps, numbers.Real) or not self.eps > 0:
-            raise ValueError("BatchNorm eps must be > 0, got %r" % (self.eps,))
+        if not isinstance(self.eps, numbers.Real) or not 0 < self.eps < np.inf:
+            raise ValueError("BatchNorm eps must be a finite number > 0, got %r"
+                             % (self.eps,))
         self.images = len(self.in_shape) == 3
         n = self.in_shape[0] if self.images else self.in_shape[-1]
         self.weight_shape = (n,)
@@ -186,7 +187,7 @@ class LRN(Layer):
             raise ValueError("%s needs image inputs of shape (C, H, W), got %r"
                              % (owner, self.in_shape))
         if (not isinstance(self.depth, numbers.Integral) or isinstance(self.depth, bool)
-                or self.depth < 1 or self.depth % 2 == 0):
+                or not 1 <= self.depth < 2 ** 31 or self.depth % 2 == 0):
             raise ValueError("%s: depth must be a positive odd integer, got %r"
                              % (owner, self.depth))
         from ._base import check_number  # finite: NaN would only show as divergence

@@ -31,6 +31,7 @@ import numbers
 
 import numpy as np
 
+from ..initializers import check_initializer
 from ..transforms import Logistic, Tanh, get_transform
 from ._base import CompoundLayer, Layer, ParameterLayer, in_shape_of
 
@@ -140,9 +141,11 @@ class Recurrent(ParameterLayer):
                              "similar" % owner)
         be = self.be
         W = np.empty(self.weight_shape)
-        self.init.fill(W, be.rng)
+        check_initializer(self.init, owner).fill(W, be.rng)
         U = np.empty(self.recur_shape)
-        (self.init_inner if self.init_inner is not None else self.init).fill(U, be.rng)
+        inner, what = ((self.init_inner, "init_inner") if self.init_inner is not None
+                       else (self.init, "init"))
+        check_initializer(inner, owner, what).fill(U, be.rng)
         self.W_input = self.W = be.array(W)
         self.W_recur = be.array(U)
         self.b = be.zeros((self.recur_shape[0],))
