@@ -5,6 +5,10 @@ added to the compile and link flags, otherwise the kernels build serially with a
 warning.  ``NEONLEARN_NO_OPENMP=1`` forces a serial build.  ``NEONLEARN_BUILD_ONLY``
 (comma-separated module names such as ``_dense,_conv``) limits the build to some
 kernels, which is handy while developing one kernel family.
+
+The C sources of the kernels are headers in ``neonlearn/_kernels/include``
+(``cdef extern from "nl_conv.h"``): every extension gets that include directory and
+depends on the headers, so that editing one rebuilds the extensions.
 """
 import glob
 import os
@@ -70,10 +74,15 @@ class BuildExtOpenMP(build_ext):
         super().build_extensions()
 
 
+KERNELS = os.path.join("neonlearn", "_kernels")
+INCLUDE = os.path.join(KERNELS, "include")
+
+
 def _extensions():
     only = [m for m in os.environ.get("NEONLEARN_BUILD_ONLY", "").split(",") if m]
+    headers = sorted(glob.glob(os.path.join(INCLUDE, "*.h")))
     exts = []
-    for pyx in sorted(glob.glob(os.path.join("neonlearn", "_kernels", "*.pyx"))):
+    for pyx in sorted(glob.glob(os.path.join(KERNELS, "*.pyx"))):
         mod = os.path.splitext(os.path.basename(pyx))[0]
         if only and mod not in only:
             continue
@@ -81,7 +90,8 @@ def _extensions():
             Extension(
                 "neonlearn._kernels." + mod,
                 [pyx],
-                include_dirs=[np.get_include()],
+                include_dirs=[INCLUDE, np.get_include()],
+                depends=headers,
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
             )
         )

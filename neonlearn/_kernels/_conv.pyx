@@ -17,14 +17,14 @@ convolution with unit stride and no padding skips im2col (the image is already t
 column matrix).
 
 The GEMMs that form the output (forward) or the columns (backward-data) run, in
-float32 on CPUs with AVX2 and FMA, in ``nl_sgemm_panels`` below rather than BLAS:
-it reads the filters in place and packs only 16-column panels, where BLAS packs
-the whole (large) column or error matrix, which dominated for images with few
-channels.  The filter gradient runs in ``nl_sgemm_nt`` (both operands read along
-their long rows).  For single unpadded images with unit column stride and output
-rows a multiple of 8 (LeNet's first layer), the forward and filter-gradient GEMMs
-read the taps from the image in place (eight output pixels lie in one image row),
-without im2col.  Measured on the shapes of
+float32 on CPUs with AVX2 and FMA, in ``nl_sgemm_panels`` (``include/nl_conv.h``)
+rather than BLAS: it reads the filters in place and packs only 16-column panels,
+where BLAS packs the whole (large) column or error matrix, which dominated for
+images with few channels.  The filter gradient runs in ``nl_sgemm_nt`` (both
+operands read along their long rows).  For single unpadded images with unit column
+stride and output rows a multiple of 8 (LeNet's first layer), the forward and
+filter-gradient GEMMs read the taps from the image in place (eight output pixels
+lie in one image row), without im2col.  Measured on the shapes of
 ``benchmarks/bench_conv.py``, these are faster than BLAS except the backward passes
 of layers with more than 64 filters, which keep BLAS; float64 and other CPUs use
 BLAS throughout.
@@ -56,279 +56,11 @@ from ._blas cimport gemm as _gemm
 cimport numpy as cnp
 from cython cimport floating
 
-cdef extern from *:
-    """
-    /* Row-major C (M x N) = A (M x L) @ B (L x N) in float32 with AVX2 + FMA, for the
-       convolution GEMMs.  A is read by broadcasting single values at any strides
-       (a_row, a_col), so W and its transpose need no copy; B is read in 16-column
-       panels, four at a time copied to ``panel`` (64 * L floats); 4 x 16 blocks of C
-       stay in registers, starting from 0 or from ``init[i]`` (a bias per row).
-       Unlike BLAS it packs nothing but the panels, which pays for the shapes of
-       convolutions (an inner or outer dimension of C*R*S or K, often small).  Each
-       C value is summed over l in order: results do not depend on the blocking of
-       the caller (threads). */
-    #include <stddef.h>
-    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-    #include <immintrin.h>
-    /* C (MR x 16) = init + A's MR rows @ panel, MR <= 3 a constant where inlined (the
-       loops unroll, the 2 * MR accumulators stay in registers): the last rows of
-       nl_sgemm_panels, three at once (before: two, then one) */
-    __attribute__((target("avx2,fma"), always_inline))
-    static inline void nl_panel_block(const int MR, int L, const float *a, ptrdiff_t a_row,
-                                      ptrdiff_t a_col, const float *b, float *c,
-                                      ptrdiff_t ldc, const float *init)
-    {
-        __m256 c0[3], c1[3];
-        int l, r;
-        for (r = 0; r < MR; r++)
-            c0[r] = c1[r] = init ? _mm256_broadcast_ss(init + r) : _mm256_setzero_ps();
-        for (l = 0; l < L; l++) {
-            __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-            for (r = 0; r < MR; r++) {
-                __m256 x = _mm256_broadcast_ss(a + r * a_row);
-                c0[r] = _mm256_fmadd_ps(x, b0, c0[r]);
-                c1[r] = _mm256_fmadd_ps(x, b1, c1[r]);
-            }
-            a += a_col;
-            b += 16;
-        }
-        for (r = 0; r < MR; r++) {
-            _mm256_storeu_ps(c + r * ldc, c0[r]);
-            _mm256_storeu_ps(c + r * ldc + 8, c1[r]);
-        }
-    }
-    __attribute__((target("avx2,fma")))
-    static void nl_sgemm_panels(int M, int N, int L, const float *A, ptrdiff_t a_row,
-                                ptrdiff_t a_col, const float *B, ptrdiff_t ldb,
-                                float *C, ptrdiff_t ldc, const float *init, float *panel,
-                                const ptrdiff_t *b_row, const ptrdiff_t *b_col8)
-    {
-        /* B[l, j] is at B + l * ldb + j, or with b_row (N a multiple of 8) at
-           B + b_row[l] + b_col8[j / 8] + j % 8: the taps of an unpadded image read
-           in place (each 8 columns lie in one row of the image) */
-        #define NL_B(l, j) (b_row ? B + b_row[l] + b_col8[(j) / 8] + (j) % 8 \
-                                  : B + (ptrdiff_t)(l) * ldb + (j))
-        int i0, j0, l, r, n16 = N - N % 16, jb, t, n_pan;
-        for (jb = 0; jb < n16; jb += 64) {
-            /* copy up to four 16-column panels of B: their rows are contiguous then
-               (rows of B a page apart would share a few L1 sets and evict each
-               other); four at a time read 256 contiguous bytes of each row of B */
-            n_pan = (n16 - jb) / 16 < 4 ? (n16 - jb) / 16 : 4;
-            for (l = 0; l < L; l++) {
-                for (t = 0; t < n_pan; t++) {
-                    _mm256_storeu_ps(panel + 16 * (t * L + l), _mm256_loadu_ps(NL_B(l, jb + 16 * t)));
-                    _mm256_storeu_ps(panel + 16 * (t * L + l) + 8,
-                                     _mm256_loadu_ps(NL_B(l, jb + 16 * t + 8)));
-                }
-            }
-            for (t = 0; t < n_pan; t++) {
-                const float *pan = panel + 16 * (ptrdiff_t)t * L;
-                j0 = jb + 16 * t;
-                for (i0 = 0; i0 + 4 <= M; i0 += 4) {
-                    __m256 c00, c01, c10, c11, c20, c21, c30, c31;
-                    float *c0 = C + (ptrdiff_t)i0 * ldc + j0;
-                    if (init) {
-                        c00 = c01 = _mm256_broadcast_ss(init + i0);
-                        c10 = c11 = _mm256_broadcast_ss(init + i0 + 1);
-                        c20 = c21 = _mm256_broadcast_ss(init + i0 + 2);
-                        c30 = c31 = _mm256_broadcast_ss(init + i0 + 3);
-                    } else {
-                        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = _mm256_setzero_ps();
-                    }
-                    const float *a = A + (ptrdiff_t)i0 * a_row;
-                    const float *b = pan;
-                    for (l = 0; l < L; l++) {
-                        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
-                        x = _mm256_broadcast_ss(a);
-                        c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
-                        x = _mm256_broadcast_ss(a + a_row);
-                        c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
-                        x = _mm256_broadcast_ss(a + 2 * a_row);
-                        c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
-                        x = _mm256_broadcast_ss(a + 3 * a_row);
-                        c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
-                        a += a_col;
-                        b += 16;
-                    }
-                    _mm256_storeu_ps(c0, c00); _mm256_storeu_ps(c0 + 8, c01);
-                    _mm256_storeu_ps(c0 + ldc, c10); _mm256_storeu_ps(c0 + ldc + 8, c11);
-                    _mm256_storeu_ps(c0 + 2 * ldc, c20); _mm256_storeu_ps(c0 + 2 * ldc + 8, c21);
-                    _mm256_storeu_ps(c0 + 3 * ldc, c30); _mm256_storeu_ps(c0 + 3 * ldc + 8, c31);
-                }
-                if (i0 < M) {  /* the last 1-3 rows in one block */
-                    const float *a = A + (ptrdiff_t)i0 * a_row;
-                    float *c0 = C + (ptrdiff_t)i0 * ldc + j0;
-                    const float *ini = init ? init + i0 : NULL;
-                    if (M - i0 == 3)
-                        nl_panel_block(3, L, a, a_row, a_col, pan, c0, ldc, ini);
-                    else if (M - i0 == 2)
-                        nl_panel_block(2, L, a, a_row, a_col, pan, c0, ldc, ini);
-                    else
-                        nl_panel_block(1, L, a, a_row, a_col, pan, c0, ldc, ini);
-                }
-            }
-        }
-        /* remaining columns: scalar FMAs in the same order (l ascending) */
-        for (i0 = 0; i0 < M; i0++) {
-            for (r = n16; r < N; r++) {
-                float acc = init ? init[i0] : 0.0f;
-                for (l = 0; l < L; l++)
-                    acc = __builtin_fmaf(A[(ptrdiff_t)i0 * a_row + (ptrdiff_t)l * a_col],
-                                         *NL_B(l, r), acc);
-                C[(ptrdiff_t)i0 * ldc + r] = acc;
-            }
-        }
-        #undef NL_B
-    }
-    __attribute__((target("avx2,fma")))
-    static inline float nl_hsum(__m256 v) {
-        __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        return _mm_cvtss_f32(s);
-    }
+cdef extern from "nl_dispatch.h":
+    int nl_have_avx2_fma() noexcept nogil
 
-    /* Row-major C (M x N) += A (M x L) @ B (N x L)^T, both read along their rows (the
-       filter gradient dy @ col^T, whose inner dimension is long): 4 x 3 blocks of C
-       are summed in eight-lane registers, then across lanes, then the L % 8 tail.
-       With ``b_row``, the rows of B are ``nseg`` segments of L values (L a multiple
-       of 8) at B + b_row[j] + s * b_seg, and those of A are nseg * L contiguous
-       values: the taps of an unpadded image read in place (no im2col). */
-    __attribute__((target("avx2,fma")))
-    static void nl_sgemm_nt(int M, int N, int L, const float *A, ptrdiff_t lda,
-                            const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc,
-                            int nseg, ptrdiff_t b_seg, const ptrdiff_t *b_row)
-    {
-        int i, j, l, r, g, L8 = L - L % 8, M4 = M - M % 4, N2 = N - N % 3;
-        int blk, nbi = M4 / 4, nbj = N2 / 3;
-        #define NL_BROW(jj) (B + (b_row ? b_row[jj] : (ptrdiff_t)(jj) * ldb))
-        for (blk = 0; blk < nbi * nbj; blk++) {
-            /* the blocks of the larger operand outer: it is read once, the
-               smaller one again for each (from cache) */
-            if (N > M) {
-                j = 3 * (blk / nbi);
-                i = 4 * (blk % nbi);
-            } else {
-                i = 4 * (blk / nbj);
-                j = 3 * (blk % nbj);
-            }
-            {
-                const float *a0 = A + (ptrdiff_t)i * lda, *b0[3];
-                __m256 acc[4][3];
-                float out;
-                int t;
-                for (t = 0; t < 3; t++)
-                    b0[t] = NL_BROW(j + t);
-                for (r = 0; r < 4; r++)
-                    acc[r][0] = acc[r][1] = acc[r][2] = _mm256_setzero_ps();
-                for (g = 0; g < nseg; g++) {
-                    const float *ag = a0 + (ptrdiff_t)g * L;
-                    const float *x0g = b0[0] + g * b_seg, *x1g = b0[1] + g * b_seg;
-                    const float *x2g = b0[2] + g * b_seg;
-                    for (l = 0; l < L8; l += 8) {
-                        __m256 x0 = _mm256_loadu_ps(x0g + l), x1 = _mm256_loadu_ps(x1g + l);
-                        __m256 x2 = _mm256_loadu_ps(x2g + l);
-                        for (r = 0; r < 4; r++) {
-                            __m256 a = _mm256_loadu_ps(ag + r * lda + l);
-                            acc[r][0] = _mm256_fmadd_ps(a, x0, acc[r][0]);
-                            acc[r][1] = _mm256_fmadd_ps(a, x1, acc[r][1]);
-                            acc[r][2] = _mm256_fmadd_ps(a, x2, acc[r][2]);
-                        }
-                    }
-                }
-                for (r = 0; r < 4; r++) {
-                    for (t = 0; t < 3; t++) {
-                        out = nl_hsum(acc[r][t]);
-                        for (l = L8; l < L; l++)  /* (L8 == L with segments) */
-                            out = __builtin_fmaf(a0[r * lda + l], b0[t][l], out);
-                        C[(ptrdiff_t)(i + r) * ldc + j + t] += out;
-                    }
-                }
-            }
-        }
-        /* the rest of C (the last rows and columns), one value at a time */
-        for (i = 0; i < M; i++) {
-            for (j = (i < M4 ? N2 : 0); j < N; j++) {
-                const float *a0 = A + (ptrdiff_t)i * lda, *b0 = NL_BROW(j);
-                /* four partial sums: one would wait on the FMA latency */
-                __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-                float out;
-                for (g = 0; g < nseg; g++) {
-                    const float *ag = a0 + (ptrdiff_t)g * L, *bg = b0 + g * b_seg;
-                    for (l = 0; l + 32 <= L8; l += 32) {
-                        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l), _mm256_loadu_ps(bg + l), acc0);
-                        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l + 8),
-                                               _mm256_loadu_ps(bg + l + 8), acc1);
-                        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l + 16),
-                                               _mm256_loadu_ps(bg + l + 16), acc2);
-                        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l + 24),
-                                               _mm256_loadu_ps(bg + l + 24), acc3);
-                    }
-                    for (; l < L8; l += 8)
-                        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l), _mm256_loadu_ps(bg + l), acc0);
-                }
-                out = nl_hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
-                for (l = L8; l < L; l++)
-                    out = __builtin_fmaf(a0[l], b0[l], out);
-                C[(ptrdiff_t)i * ldc + j] += out;
-            }
-        }
-        #undef NL_BROW
-    }
-    /* dst[p * ldd + i] = src[p * lds + i] (nl_copy_rows) or dst[...] += src[...]
-       (nl_add_rows) for i < n, p < rows: the unit-stride rows of im2col and col2im,
-       often only 8 or 24 long (too short for the compiler's loops to pay). */
-    __attribute__((target("avx2,fma")))
-    static void nl_copy_rows(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds,
-                             int n, int rows)
-    {
-        int i, p;
-        for (p = 0; p < rows; p++, dst += ldd, src += lds) {
-            for (i = 0; i + 8 <= n; i += 8)
-                _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
-            if (i + 4 <= n) {
-                _mm_storeu_ps(dst + i, _mm_loadu_ps(src + i));
-                i += 4;
-            }
-            for (; i < n; i++)
-                dst[i] = src[i];
-        }
-    }
-    __attribute__((target("avx2,fma")))
-    static void nl_add_rows(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds,
-                            int n, int rows)
-    {
-        int i, p;
-        for (p = 0; p < rows; p++, dst += ldd, src += lds) {
-            for (i = 0; i + 8 <= n; i += 8)
-                _mm256_storeu_ps(dst + i, _mm256_add_ps(_mm256_loadu_ps(dst + i),
-                                                        _mm256_loadu_ps(src + i)));
-            if (i + 4 <= n) {
-                _mm_storeu_ps(dst + i, _mm_add_ps(_mm_loadu_ps(dst + i), _mm_loadu_ps(src + i)));
-                i += 4;
-            }
-            for (; i < n; i++)
-                dst[i] += src[i];
-        }
-    }
-    static int nl_have_avx2_fma(void) {
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    #else
-    static void nl_sgemm_panels(int M, int N, int L, const float *A, ptrdiff_t a_row,
-                                ptrdiff_t a_col, const float *B, ptrdiff_t ldb,
-                                float *C, ptrdiff_t ldc, const float *init, float *panel,
-                                const ptrdiff_t *b_row, const ptrdiff_t *b_col8) {}
-    static void nl_sgemm_nt(int M, int N, int L, const float *A, ptrdiff_t lda,
-                            const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc,
-                            int nseg, ptrdiff_t b_seg, const ptrdiff_t *b_row) {}
-    static void nl_copy_rows(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds,
-                             int n, int rows) {}
-    static void nl_add_rows(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds,
-                            int n, int rows) {}
-    static int nl_have_avx2_fma(void) { return 0; }
-    #endif
-    """
+# include/nl_conv.h: the float32 AVX2 + FMA kernels (call only where PANELS)
+cdef extern from "nl_conv.h":
     void nl_sgemm_panels(int M, int N, int L, const float *A, Py_ssize_t a_row,
                          Py_ssize_t a_col, const float *B, Py_ssize_t ldb, float *C,
                          Py_ssize_t ldc, const float *init, float *panel,
@@ -340,7 +72,6 @@ cdef extern from *:
                       int rows) noexcept nogil
     void nl_add_rows(float *dst, Py_ssize_t ldd, const float *src, Py_ssize_t lds, int n,
                      int rows) noexcept nogil
-    int nl_have_avx2_fma() noexcept nogil
 
 cnp.import_array()
 

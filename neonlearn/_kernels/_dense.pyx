@@ -7,9 +7,10 @@ Reductions over rows (bias gradient, batch-norm statistics) are computed per fix
 chunk of ``CHUNK`` rows and the chunk partials are summed in chunk order, so the result
 is bitwise identical for any number of threads.
 
-Activation codes (``act``): 0 identity, 1 rectlin (``param`` = slope), 2 tanh,
-3 logistic, 4 explin (``param`` = alpha), shared with the recurrent kernels in
-``_activations.pxd``.  Derivatives are computed from the output.
+Activation codes (``act``): the enum of ``include/nl_activations.h``, shared with
+the recurrent kernels through ``_activations.pxd`` and given to Python as
+``ACTIVATION_CODES`` (name -> code): identity, rectlin (``param`` = slope), tanh,
+logistic, explin (``param`` = alpha).  Derivatives are computed from the output.
 """
 from cython.parallel cimport prange, parallel
 from libc.math cimport exp, log, sqrt, fabs
@@ -19,17 +20,26 @@ cimport numpy as cnp
 import numpy as np
 from cython cimport floating
 
-from ._activations cimport _act, _dact
+from ._activations cimport (_act, _dact, NL_ACT_IDENTITY, NL_ACT_RECTLIN, NL_ACT_TANH,
+                            NL_ACT_LOGISTIC, NL_ACT_EXPLIN)
 
 cnp.import_array()
 
 DEF CHUNK = 64
 
-ACT_IDENTITY = 0
-ACT_RECTLIN = 1
-ACT_TANH = 2
-ACT_LOGISTIC = 3
-ACT_EXPLIN = 4
+# the activation codes of nl_activations.h, for the backends and transforms
+ACT_IDENTITY = NL_ACT_IDENTITY
+ACT_RECTLIN = NL_ACT_RECTLIN
+ACT_TANH = NL_ACT_TANH
+ACT_LOGISTIC = NL_ACT_LOGISTIC
+ACT_EXPLIN = NL_ACT_EXPLIN
+ACTIVATION_CODES = {
+    "identity": ACT_IDENTITY,
+    "rectlin": ACT_RECTLIN,
+    "tanh": ACT_TANH,
+    "logistic": ACT_LOGISTIC,
+    "explin": ACT_EXPLIN,
+}
 
 
 def _check_2d(name, a, shape):
@@ -76,9 +86,9 @@ cdef inline void _bias_act_row(const floating *x, const floating *b, bint has_b,
                                Py_ssize_t F) noexcept nogil:
     """One row of ``out = act(x + b)``; identity and rectlin get vectorized loops."""
     cdef Py_ssize_t j
-    if act == 1:
+    if act == NL_ACT_RECTLIN:
         _rectlin_row(x, b if has_b else NULL, p, out, F)
-    elif act == 0:
+    elif act == NL_ACT_IDENTITY:
         if has_b:
             for j in range(F):
                 out[j] = x[j] + b[j]
@@ -148,10 +158,10 @@ cdef inline void _act_bprop_row(const floating *y, const floating *err, int act,
     """One row of ``delta = err * act'(y)`` (branch-free loops for rectlin)."""
     cdef Py_ssize_t j
     cdef floating one = 1
-    if act == 1:
+    if act == NL_ACT_RECTLIN:
         for j in range(F):
             delta[j] = err[j] * (one if y[j] > 0 else p)
-    elif act == 0:
+    elif act == NL_ACT_IDENTITY:
         if delta != err:
             for j in range(F):
                 delta[j] = err[j]
