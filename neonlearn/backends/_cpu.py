@@ -2,6 +2,7 @@
 import numpy as np
 
 from .._kernels import _dense, _matmul
+from .._kernels._dense import ACT_IDENTITY, ACT_RECTLIN
 from .._kernels._openmp_helpers import effective_n_threads
 from ..transforms import Softmax
 from ._cpu_conv import CPUConvOps
@@ -79,10 +80,10 @@ class CPUBackend(CPURecurrentOps, CPUConvOps):
         Identity and rectlin are vectorized selects (a fraction of a nanosecond per
         value): they stay on one thread up to a few hundred thousand values, where a
         thread team would only save microseconds (W1 inference, 1024x256 values per
-        call, gained 2% on 2 threads).  tanh, logistic and explin evaluate an
-        exponential per value and go parallel much earlier.
+        call).  tanh, logistic and explin evaluate an exponential per value and go
+        parallel much earlier.
         """
-        return size // 2 if code in (0, 1) else size * 8
+        return size // 2 if code in (ACT_IDENTITY, ACT_RECTLIN) else size * 8
 
     def compute_scope(self):
         """Context for a whole fit or predict: BLAS stays single-threaded inside.
@@ -116,7 +117,7 @@ class CPUBackend(CPURecurrentOps, CPUConvOps):
     def bias_act_fprop(self, x, bias, transform, out):
         """``out = transform(x + bias)`` on 2-D arrays (fused when possible)."""
         if transform is None or transform.kernel is not None:
-            code, param = (0, 0.0) if transform is None else transform.kernel
+            code, param = (ACT_IDENTITY, 0.0) if transform is None else transform.kernel
             b = bias if bias is not None else np.empty(0, dtype=x.dtype)
             _dense.bias_act_fprop(x, b, code, param, out,
                                   self._threads_for(self._act_work(x.size, code)))
@@ -133,7 +134,7 @@ class CPUBackend(CPURecurrentOps, CPUConvOps):
     def act_bprop(self, y, error, transform, delta, dbias=None):
         """``delta = error * transform'(y)``; bias gradient = column sums of delta."""
         if transform is None or transform.kernel is not None:
-            code, param = (0, 0.0) if transform is None else transform.kernel
+            code, param = (ACT_IDENTITY, 0.0) if transform is None else transform.kernel
             db = dbias if dbias is not None else np.empty(0, dtype=y.dtype)
             _dense.act_bprop(y, error, code, param, delta, db,
                              self._threads_for(self._act_work(y.size, code)))
