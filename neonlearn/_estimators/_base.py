@@ -4,14 +4,16 @@ The estimator only stores its arguments.  ``fit`` validates them, builds fitted 
 of the layers (``layers_``; ``self.layers`` is never touched), completes the output
 layer for the task, and trains a :class:`~neonlearn.models.Model` (``model_``).
 
-Subclasses define the task through a few hooks:
+What is learned from ``y`` is a task object (``_tasks.py``: target encoding, output
+layer, default cost, validation score); a subclass gives its task and its input
+handling through two hooks:
 
-- ``_encode_targets(y, first, classes)`` -> targets in the network's output layout;
-- ``_output_spec(n_last)`` -> ``(n_outputs, output transform class or None)``, given
-  the size of the user's last layer;
-- ``_default_cost(model)`` -> a Cost for the built model;
-- ``_validation_score(model, X, T)`` -> the early-stopping score (higher is better);
-- ``_validate_X(X, reset)`` -> ``(X as a batch-first array, n_samples)``.
+- ``_new_task()`` -> a :class:`~neonlearn._estimators._tasks.Task`;
+- ``_validate_X(X, reset)`` / ``_validate_Xy(X, y, reset)`` -> X as a batch-first
+  array in the network's sample shape (and y).
+
+``fit`` reads as a few steps: validate, encode the targets, initialize (or resume) a
+model, train it with callbacks (``callbacks.py``), store the fitted attributes.
 """
 import copy
 import time
@@ -265,10 +267,10 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         return [Affine(100, init=GlorotUniform(), bias=Constant(0.0),
                        activation=Rectlin(), name="hidden1")]
 
-    def _build_layers(self, sample_shape, backend):
+    def _build_layers(self, sample_shape, task):
         """Fitted copies of the user's layers, completed with the output layer."""
         layers = self._named_layer_copies()
-        return self._complete_output(layers, *self._probe(layers, sample_shape))
+        return self._complete_output(layers, *self._probe(layers, sample_shape), task)
 
     def _named_layer_copies(self):
         """Unfitted copies of ``self.layers`` (or the default), each with its name."""
@@ -287,17 +289,16 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         probe.layers.configure(tuple(in_shape))
         return tuple(probe.layers.out_shape), probe.layers.sublayers()[-1]
 
-    def _complete_output(self, layers, out_shape, last):
-        """Append or adapt the output layer of ``layers`` for the task (see the
-        ``layers`` parameter of NeonClassifier); sets ``n_outputs_``."""
+    def _complete_output(self, layers, out_shape, last, task):
+        """Append or adapt the output layer of ``layers`` for ``task`` (see the
+        ``layers`` parameter of NeonClassifier)."""
         transform = last.transform if isinstance(last, Activation) else None
-        n_out, out_transform = self._output_spec(out_shape[-1])
-        self.n_outputs_ = n_out
+        n_out, out_transform = task.output_spec(out_shape[-1])
         size = out_shape[-1]
         hidden_end = (isinstance(transform, Transform)
                       and not isinstance(transform, (Softmax, Logistic, Identity))) or (
             transform is None and not isinstance(last, (Linear, Bias)))
-        if len(out_shape) > self._output_ndim() or (size != n_out and hidden_end):
+        if len(out_shape) > task.output_ndim or (size != n_out and hidden_end):
             layers.append(Affine(n_out, init=GlorotUniform(), bias=Constant(0.0),
                                  activation=None if out_transform is None else out_transform(),
                                  name="output"))
@@ -305,7 +306,7 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
             raise ValueError(
                 "The last layer has %d outputs but the %s needs %d (%s). Change its nout, "
                 "or end the list with a hidden layer so that the estimator appends the "
-                "output layer." % (size, type(self).__name__, n_out, self._output_desc()))
+                "output layer." % (size, type(self).__name__, n_out, task.output_desc()))
         elif out_transform is not None and not isinstance(transform, out_transform):
             self._set_output_transform(layers, out_transform)
         return layers
@@ -326,14 +327,14 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         else:
             layers.append(Activation(out_transform(), name="output_" + out_transform.__name__))
 
-    def _adapt_targets(self, T):
-        """Targets in the layout of the built network (hook; identity here)."""
-        return T
-
     def _default_optimizer(self):
         return Adam(learning_rate=0.001)
 
-    def _check_network(self, model, sample_shape):
+    def _new_task(self):
+        """The :class:`~neonlearn._estimators._tasks.Task` this estimator learns."""
+        raise NotImplementedError
+
+    def _check_network(self, model, sample_shape, task):
         """Refuse networks the task cannot train: no trainable parameter, or an
         output that keeps an axis of the samples (per-step outputs of 3-D X)."""
         if not model.layers_to_optimize:
@@ -341,7 +342,7 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
                 "The network has no trainable parameters (layers %s): add a layer with "
                 "weights, such as Affine." % [type(l).__name__ for l in
                                                 model.layers.sublayers()])
-        if len(model.out_shape) > self._output_ndim():
+        if len(model.out_shape) > task.output_ndim:
             raise ValueError(
                 "The network gives outputs of shape %r per sample of shape %r: it keeps "
                 "the time axis, but %s needs one output vector per sample. Add a summary "
@@ -349,9 +350,10 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
                 "layers, or use NeonSequenceModel(task='tagging') for one target per "
                 "step." % (tuple(model.out_shape), tuple(sample_shape), type(self).__name__))
 
-    def _output_ndim(self):
-        """Number of non-batch axes of the network output (1: ``(n_outputs,)``)."""
-        return 1
+    @staticmethod
+    def _default_cost(model, task):
+        last = model.layers.sublayers()[-1]
+        return task.default_cost(getattr(last, "transform", None))
 
     # ---- fitting ---------------------------------------------------------------------
     def _make_backend(self, seed):
@@ -365,29 +367,31 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         X, y = self._validate_Xy(X, y, reset=first)
         if X.shape[0] == 0:
             raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
-        T = self._encode_targets(y, first, classes)
+        # a copy on later calls: a failed partial_fit leaves the fitted task as it was
+        task = self._new_task() if first else copy.deepcopy(self.task_)
+        T = task.encode(y, classes)
         weights = self._sample_weights(X, y, sample_weight)
-        model, optimizer, past = self._initialize(X) if first else self._resume()
-        T = self._adapt_targets(T)
+        model, optimizer, past = self._initialize(X, task) if first else self._resume()
+        T = task.adapt(T)
         Xv = Tv = None
         if self.early_stopping and not incremental:
             X, T, weights, Xv, Tv = self._split_validation(X, T, weights, model.be.rng)
-        callbacks = self._training_callbacks(Xv, Tv, incremental)
+        callbacks = self._training_callbacks(Xv, Tv, incremental, task)
         start = time.perf_counter()
         self._train(model, optimizer, X, T, weights, callbacks,
                     epochs=1 if incremental else self.epochs, start_epoch=past["n_iter"])
-        self._store(model, optimizer, past, callbacks, incremental)
+        self._store(model, optimizer, past, callbacks, incremental, task)
         self.fit_time_ = time.perf_counter() - start
         return self
 
-    def _initialize(self, X):
+    def _initialize(self, X, task):
         """A new network for samples like ``X``: ``(model, optimizer, past record)``."""
         rng = check_random_state(self.random_state)
         be = self._make_backend(int(rng.randint(np.iinfo(np.int32).max)))
-        model = Model(self._build_layers(X.shape[1:], be), be).configure(X.shape[1:])
-        self._check_network(model, X.shape[1:])
+        model = Model(self._build_layers(X.shape[1:], task), be).configure(X.shape[1:])
+        self._check_network(model, X.shape[1:], task)
         model.set_cost(clone(self.cost) if self.cost is not None
-                       else self._default_cost(model))
+                       else self._default_cost(model, task))
         optimizer = (clone(self.optimizer) if self.optimizer is not None
                      else self._default_optimizer())
         return model, optimizer, {"loss_curve": [], "validation_scores": [], "n_iter": 0,
@@ -403,13 +407,13 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
                 "best_loss": self.best_loss_ if self.best_loss_ is not None else np.inf}
         return model, copy.deepcopy(self.optimizer_), past
 
-    def _training_callbacks(self, Xv, Tv, incremental):
+    def _training_callbacks(self, Xv, Tv, incremental, task):
         """The built-in callbacks (record, stopping rule, snapshot), then the user's."""
         callbacks = {"record": LossHistory()}
         if Xv is not None:
             def score(model):
                 _check_diverged(model, Xv, self.batch_size)
-                return self._validation_score(model, Xv, Tv)
+                return task.score(model.predict(Xv), Tv)
 
             callbacks["stopper"] = EarlyStopping(score, patience=self.n_iter_no_change,
                                                  tol=self.tol)
@@ -453,10 +457,14 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
             raise ValueError("%s.fit was interrupted before finishing one epoch"
                              % type(self).__name__)
 
-    def _store(self, model, optimizer, past, callbacks, incremental):
+    def _store(self, model, optimizer, past, callbacks, incremental, task):
         """The fitted attributes, from the trained model and the callbacks' records."""
         run = callbacks["record"].losses
         stopper = callbacks.get("stopper")
+        self.task_ = task
+        self.n_outputs_ = task.n_outputs
+        if getattr(task, "classes", None) is not None:
+            self.classes_ = task.classes
         self.model_ = model
         self.__dict__.pop("_loaded_on_host", None)  # fitted here: no silent fallback
         self.layers_ = model.layers.layers_

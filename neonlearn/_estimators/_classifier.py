@@ -3,12 +3,9 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import column_or_1d
 
-from ..costs import CrossEntropyBinary, CrossEntropyMulti
-from ..transforms import Logistic, Softmax
 from ._base import BaseNeonEstimator
+from ._tasks import Classification
 
 __all__ = ["NeonClassifier"]
 
@@ -173,91 +170,14 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
             raise ValueError("classes must be passed on the first call to partial_fit.")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
-    # ---- task hooks ------------------------------------------------------------------
-    def _encode_targets(self, y, first, classes):
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        check_classification_targets(y)
-        kind = type_of_target(y)
-        if kind == "multilabel-indicator":
-            y = np.asarray(y)
-            if first:
-                self.classes_ = np.arange(y.shape[1])
-                self._multilabel = True
-            elif not getattr(self, "_multilabel", False) or y.shape[1] != len(self.classes_):
-                raise ValueError("y has %d labels but the estimator was fitted with %s"
-                                 % (y.shape[1], self.classes_))
-            return y.astype(np.float64)
-        if y.ndim != 1:
-            raise ValueError("y must be 1-D class labels or a binary indicator matrix, got "
-                             "shape %r" % (y.shape,))
-        if first:
-            if classes is not None:
-                self.classes_ = np.unique(np.asarray(classes))
-            else:
-                self.classes_ = np.unique(y)
-            self._multilabel = False
-            if len(self.classes_) < 2:
-                raise ValueError(
-                    "NeonClassifier needs samples of at least 2 classes in the data, "
-                    "but the data contains only one class: %r" % (self.classes_[0],))
-        elif getattr(self, "_multilabel", False):
-            raise ValueError("The estimator was fitted on multilabel targets")
-        elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)),
-                                                         self.classes_):
-            raise ValueError(
-                "classes=%r is not the same as the classes_ of the fitted estimator, %r: "
-                "the set of classes is fixed by the first fit or partial_fit (refit, "
-                "with partial_fit(..., classes=all_classes) on the first call)"
-                % (np.unique(np.asarray(classes)).tolist(), self.classes_.tolist()))
-        unknown = np.setdiff1d(np.unique(y), self.classes_)
-        if unknown.size:
-            raise ValueError("y contains labels %s that are not in classes_ %s"
-                             % (unknown.tolist(), self.classes_.tolist()))
-        idx = np.searchsorted(self.classes_, y)
-        T = np.zeros((len(y), len(self.classes_)))
-        T[np.arange(len(y)), idx] = 1.0
-        return T
-
-    def _output_spec(self, n_last):
-        if self._multilabel:
-            return len(self.classes_), Logistic
-        if len(self.classes_) == 2 and n_last == 1:
-            return 1, Logistic  # one logistic unit for a binary problem, as in neon
-        return len(self.classes_), Softmax
-
-    def _output_desc(self):
-        return "one per label" if self._multilabel else "one per class"
-
-    def _adapt_targets(self, T):
-        if self._binary_units == 1:
-            return T[:, 1:]  # one logistic unit: the probability of classes_[1]
-        return T
-
-    @property
-    def _binary_units(self):
-        multilabel = getattr(self, "_multilabel", False)
-        return 1 if not multilabel and getattr(self, "n_outputs_", 0) == 1 else None
-
-    def _default_cost(self, model):
-        last = model.layers.sublayers()[-1]
-        if isinstance(getattr(last, "transform", None), Logistic):
-            return CrossEntropyBinary()
-        return CrossEntropyMulti()
+    def _new_task(self):
+        return Classification(type(self).__name__)
 
     def _sample_weights(self, X, y, sample_weight):
         if self.class_weight is not None:
             cw = compute_sample_weight(self.class_weight, y)
             sample_weight = cw if sample_weight is None else cw * np.asarray(sample_weight)
         return super()._sample_weights(X, y, sample_weight)
-
-    def _validation_score(self, model, X, T):
-        y = model.predict(X)
-        if self._multilabel and self._binary_units != 1:
-            return float(np.mean(np.all((y > 0.5) == (T > 0.5), axis=1)))
-        if self._binary_units == 1:
-            return float(np.mean((y[:, 0] > 0.5) == (T[:, 0] > 0.5)))
-        return float(np.mean(np.argmax(y, axis=1) == np.argmax(T, axis=1)))
 
     def predict_proba(self, X):
         """Class probabilities.
@@ -267,12 +187,8 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             For multilabel targets, the probability of each label.
         """
-        y = self._predict_raw(X)
-        if self._binary_units == 1:
-            y = np.hstack([1.0 - y, y])
-        elif not self._multilabel:
-            y /= y.sum(axis=1, keepdims=True)
-        return y
+        y = self._predict_raw(X)  # checks that the estimator is fitted
+        return self.task_.probabilities(y)
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`."""
@@ -282,7 +198,7 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
     def predict(self, X):
         """Predicted class labels (a binary indicator matrix for multilabel targets)."""
         proba = self.predict_proba(X)
-        if self._multilabel and self._binary_units != 1:
+        if self.task_.multilabel:
             return (proba > 0.5).astype(int)
         return self.classes_[np.argmax(proba, axis=1)]
 

@@ -26,7 +26,7 @@ from ._weights_file import (
 FORMAT_VERSION = 1  # pickles
 
 # fitted attributes without the trailing underscore, replaced by a load
-_PRIVATE_FITTED = ("_multilabel", "_n_targets", "_y_ndim", "_fit_T", "_loaded_on_host")
+_PRIVATE_FITTED = ("_fit_T", "_loaded_on_host")
 
 
 def _is_fitted_attr(name, params):
@@ -85,12 +85,7 @@ class PersistenceMixin:
         }
         if "task" in target_fields:
             meta["task"] = self.task
-        if "multilabel" in target_fields:
-            meta["multilabel"] = bool(self._multilabel)
-            meta["n_outputs"] = int(self.n_outputs_)
-        if "n_targets" in target_fields:
-            meta["n_targets"] = int(self._n_targets)
-            meta["y_ndim"] = int(self._y_ndim)
+        meta.update(self.task_.fields())
         arrays = {META_KEY: np.array(json.dumps(meta, allow_nan=False))}
         if has_classes:
             classes = np.asarray(self.classes_)
@@ -155,13 +150,10 @@ class PersistenceMixin:
                               if not _is_fitted_attr(k, params)})
         check_input_meta(work, meta)  # on the copy: no fitted state of self counts
         shape = meta["sample_shape"]
+        task = work._new_task()
         if meta["has_classes"]:
-            work.classes_ = arrays[CLASSES_KEY]
-        if "multilabel" in meta:
-            work._multilabel = meta["multilabel"]
-        if "n_targets" in meta:
-            work._n_targets = meta["n_targets"]
-            work._y_ndim = meta["y_ndim"]
+            work.classes_ = task.classes = arrays[CLASSES_KEY]
+        task.set_fields(meta)
         if is_sequence_model(self):
             work._fit_T = shape[0]
         else:
@@ -172,7 +164,7 @@ class PersistenceMixin:
 
         be = work._make_backend(0)
         try:
-            model = Model(work._build_layers(shape, be), be)
+            model = Model(work._build_layers(shape, task), be)
             # configure only (no allocation): compare the structure and weight sizes
             model.layers.set_backend(be)
             model.layers.configure(shape)
@@ -204,15 +196,15 @@ class PersistenceMixin:
                     "does not hold" % (layer.name, layer.weight_shape))
         model.configure(shape)  # allocates
         try:
-            work._check_network(model, shape)
+            work._check_network(model, shape, task)
         except ValueError as exc:
             raise InvalidWeightsFile(
                 "field 'sample_shape' %s does not fit this network (%s)"
                 % (list(shape), exc)) from None
-        if "n_outputs" in meta and work.n_outputs_ != meta["n_outputs"]:
+        if "n_outputs" in meta and task.n_outputs != meta["n_outputs"]:
             raise InvalidWeightsFile(
                 "field 'n_outputs'=%d, but the network has %d outputs"
-                % (meta["n_outputs"], work.n_outputs_))
+                % (meta["n_outputs"], task.n_outputs))
         dtype = np.dtype(work.dtype)
         weights = []
         for name, saved, now in zip(names, arrays["weights"], model.get_weights()):
@@ -232,7 +224,9 @@ class PersistenceMixin:
                     "layer %r has a negative running variance" % layer.name)
         model.set_weights(weights)
         model.set_cost(clone(work.cost) if work.cost is not None
-                       else work._default_cost(model))
+                       else work._default_cost(model, task))
+        work.task_ = task
+        work.n_outputs_ = task.n_outputs
         work.model_ = model
         work.layers_ = model.layers.layers_
         work.optimizer_ = (clone(work.optimizer) if work.optimizer is not None

@@ -1,10 +1,8 @@
 """NeonRegressor: neon layer lists as a scikit-learn regressor."""
-import numpy as np
 from sklearn.base import RegressorMixin
-from sklearn.metrics import r2_score
 
-from ..costs import SumSquared
 from ._base import BaseNeonEstimator
+from ._tasks import Regression
 
 __all__ = ["NeonRegressor"]
 
@@ -64,33 +62,13 @@ class NeonRegressor(RegressorMixin, BaseNeonEstimator):
         """Train for one epoch on (X, y), starting from the current weights."""
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def _encode_targets(self, y, first, classes):
-        y = np.asarray(y, dtype=np.float64)
-        T = y.reshape(-1, 1) if y.ndim == 1 else y
-        if first:
-            self._y_ndim = y.ndim
-            self._n_targets = T.shape[1]
-        elif T.shape[1] != self._n_targets:
-            raise ValueError("y has %d targets but the estimator was fitted with %d"
-                             % (T.shape[1], self._n_targets))
-        return T
-
-    def _output_spec(self, n_last):
-        return self._n_targets, None
-
-    def _output_desc(self):
-        return "one per target"
-
-    def _default_cost(self, model):
-        return SumSquared()
-
-    def _validation_score(self, model, X, T):
-        return float(r2_score(T, model.predict(X)))
+    def _new_task(self):
+        return Regression(type(self).__name__)
 
     def predict(self, X):
         """Predicted targets, of shape (n_samples,) or (n_samples, n_targets)."""
-        y = self._predict_raw(X)
-        return y.ravel() if self._y_ndim == 1 else y
+        y = self._predict_raw(X)  # checks that the estimator is fitted
+        return self.task_.targets(y)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -26,16 +26,14 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import check_array
 from sklearn.utils._available_if import available_if
 from sklearn.utils._tags import ClassifierTags, RegressorTags
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..costs import CrossEntropyMulti, SumSquared
 from ..initializers import GlorotUniform
 from ..layers import LookupTable
 from ..layers._containers import flatten_layers
 from ..layers._recurrent import ID_BASE, LSTM, RecurrentLast, SequenceMask, StepMask
-from ..transforms import Softmax
 from ._base import BaseNeonEstimator, _check_finite_outputs
+from ._tasks import Classification, Regression, Tagging
 
 __all__ = ["NeonSequenceModel"]
 
@@ -212,7 +210,7 @@ class NeonSequenceModel(BaseNeonEstimator):
         labels (tagging: ``(n, T)`` or a list of ``(L_i,)`` arrays)."""
         y, lengths, ragged = self._predict_raw(X)
         if self.task == "regression":
-            return y.ravel() if self._y_ndim == 1 else y
+            return self.task_.targets(y)
         labels = self.classes_[np.argmax(y, axis=-1)]
         if self.task == "tagging":
             return self._unpad(labels, lengths, ragged)
@@ -435,84 +433,22 @@ class NeonSequenceModel(BaseNeonEstimator):
         return out
 
     # ---- targets ----------------------------------------------------------------------------
-    def _encode_targets(self, y, first, classes):
+    def _new_task(self):
+        name = type(self).__name__
         if self.task == "regression":
-            T = y.reshape(-1, 1) if y.ndim == 1 else y
-            if first:
-                self._y_ndim = y.ndim
-                self._n_targets = T.shape[1]
-            elif T.shape[1] != self._n_targets:
-                raise ValueError("y has %d targets but the estimator was fitted with %d"
-                                 % (T.shape[1], self._n_targets))
-            return T.astype(np.float64)
+            return Regression(name)
         if self.task == "tagging":
-            valid = self._valid_steps(y)
-            labels = np.array(list(y[valid]))
-        else:
-            if y.ndim == 2 and y.shape[1] == 1:
-                y = column_or_1d(y, warn=True)
-            if y.ndim != 1:
-                raise ValueError("y must be 1-D class labels for task='classification', "
-                                 "got shape %r" % (y.shape,))
-            labels = y
-        check_classification_targets(labels)
-        if first:
-            self.classes_ = np.unique(np.asarray(classes) if classes is not None
-                                      else labels)
-            if len(self.classes_) < 2:
-                raise ValueError("NeonSequenceModel needs samples of at least 2 classes "
-                                 "in the data, but the data contains only one class: %r"
-                                 % (self.classes_[0],))
-        unknown = np.setdiff1d(np.unique(labels), self.classes_)
-        if unknown.size:
-            raise ValueError("y contains labels %s that are not in classes_ %s"
-                             % (unknown.tolist(), self.classes_.tolist()))
-        idx = np.searchsorted(self.classes_, labels)
-        K = len(self.classes_)
-        if self.task == "tagging":
-            T = np.zeros(y.shape + (K,))
-            rows, steps = np.nonzero(valid)
-            T[rows, steps, idx] = 1.0
-            return T
-        T = np.zeros((len(labels), K))
-        T[np.arange(len(labels)), idx] = 1.0
-        return T
-
-    @staticmethod
-    def _valid_steps(y):
-        return np.frompyfunc(lambda v: v is not None, 1, 1)(y).astype(bool)
-
-    def _output_spec(self, n_last):
-        if self.task == "regression":
-            return self._n_targets, None
-        return len(self.classes_), Softmax
-
-    def _output_desc(self):
-        return {"regression": "one per target"}.get(self.task, "one per class")
-
-    def _output_ndim(self):
-        return 2 if self.task == "tagging" else 1
-
-    def _default_cost(self, model):
-        return SumSquared() if self.task == "regression" else CrossEntropyMulti()
+            return Tagging(name)
+        return Classification(name, allow_multilabel=False)
 
     def _sample_weights(self, X, y, sample_weight):
         return super()._sample_weights(X, np.zeros(X.shape[0]), sample_weight)
-
-    def _validation_score(self, model, X, T):
-        y = model.predict(X)
-        if self.task == "regression":
-            return float(r2_score(T, y))
-        if self.task == "tagging":
-            valid = X[:, :, -1] > 0.5
-            return float(np.mean((np.argmax(y, -1) == np.argmax(T, -1))[valid]))
-        return float(np.mean(np.argmax(y, axis=1) == np.argmax(T, axis=1)))
 
     # ---- network -------------------------------------------------------------------------------
     def _default_layers(self):
         return [LSTM(32, init=GlorotUniform(), name="lstm")]
 
-    def _build_layers(self, sample_shape, backend):
+    def _build_layers(self, sample_shape, task):
         """Fitted copies of the user's layers, completed for the task and wrapped
         between the mask layers."""
         ids = self._uses_ids()
@@ -521,12 +457,13 @@ class NeonSequenceModel(BaseNeonEstimator):
         layers = self._named_layer_copies()
         out_shape, last = self._probe(layers, inner)
         if self.task != "tagging" and len(out_shape) == 2:
-            layers.append(RecurrentLast(name="summary"))
-            out_shape, last = self._probe(layers, inner)
+            last = RecurrentLast(name="summary")
+            layers.append(last)
+            out_shape = out_shape[1:]
         elif self.task == "tagging" and len(out_shape) != 2:
             raise ValueError("task='tagging' needs per-step outputs (T, H); the network "
                              "outputs %r (remove the summary layer)" % (out_shape,))
-        layers = self._complete_output(layers, out_shape, last)
+        layers = self._complete_output(layers, out_shape, last, task)
         if self.task == "tagging":
             layers.append(StepMask(name="step_mask"))
         return [SequenceMask(ids=ids, followers=list(layers), name="sequence_input")] + \
