@@ -1,18 +1,17 @@
 """Optimizers and learning-rate schedules, with neon's names and defaults.
 
 ``optimizer.optimize(layers, epoch)`` updates every ``(param, grad)`` pair of the
-given parameter layers in place.  Gradients arrive already averaged over the batch
-(the costs' derivatives are divided by the batch size), then are clipped
-(``gradient_clip_norm``: the global norm over all parameters; ``gradient_clip_value``:
-elementwise).  Optimizer state lives on the layers (``layer.states``), so it is saved
+given parameter layers in place, through the layer's backend (``layer.be.adam_update``
+and its siblings: array expressions, or fused kernels on the CPU).  Gradients arrive
+already averaged over the batch (the costs' derivatives are divided by the batch
+size), then are clipped (``gradient_clip_norm``: the global norm over all parameters;
+``gradient_clip_value``: elementwise).  Optimizer state lives on the layers (``layer.states``), so it is saved
 with the model and a warm start resumes it.
 """
 import numbers
 
 import numpy as np
 
-from ._kernels import _dense
-from ._kernels._openmp_helpers import effective_n_threads
 from ._params import HyperParams
 
 __all__ = [
@@ -140,32 +139,6 @@ class ExpSchedule(Schedule):
         return learning_rate / (1.0 + self.decay * epoch)
 
 
-# ---- fused CPU updates ----------------------------------------------------------
-_PARALLEL_MIN_SIZE = 1 << 18  # smaller updates run on one thread (no team start-up)
-
-
-def _fused_ok(arrays, scalars):
-    """True when the compiled one-pass update gives NumPy's bits for these operands.
-
-    NumPy float32 arrays, all of one dtype and C-contiguous, and hyperparameters that
-    are Python numbers (NumPy rounds those to the array dtype; a NumPy float64 scalar
-    would promote the arithmetic to float64, which only the NumPy path reproduces).
-    Anything else (CuPy arrays, other dtypes) takes the NumPy expressions.
-    """
-    dtype = arrays[0].dtype
-    if dtype != np.float32 and dtype != np.float64:
-        return False
-    for a in arrays:
-        if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous:
-            return False
-    return all(type(s) is float or type(s) is int for s in scalars)
-
-
-def _n_threads(size):
-    """OpenMP threads for an update of ``size`` values (OpenMP's limit when large)."""
-    return effective_n_threads() if size >= _PARALLEL_MIN_SIZE else 1
-
-
 # ---- optimizers -----------------------------------------------------------------
 def _check_fraction(value, what):
     """``value`` must be a number in [0, 1) (decay rates, momentum, Adam's betas)."""
@@ -182,7 +155,8 @@ def _check_positive(value, what, allow_zero=False):
 
 
 class Optimizer(HyperParams):
-    """Base class: subclasses implement ``_update(param, grad, state, epoch)``."""
+    """Base class: subclasses implement ``_update(be, param, grad, state, epoch)``,
+    one step on one parameter through the layer's backend ``be``."""
 
     gradient_clip_norm = None
     gradient_clip_value = None
@@ -220,6 +194,7 @@ class Optimizer(HyperParams):
 
     def _optimize_layer(self, layer, epoch, scale=1.0):
         pairs = layer.param_grads()
+        be = layer.be
         if len(layer.states) != len(pairs) or any(
                 len(state) != self.n_states for state in layer.states):
             # first step, or the layer was trained by another optimizer
@@ -230,9 +205,9 @@ class Optimizer(HyperParams):
                 grad = grad * scale
             if self.gradient_clip_value is not None:
                 grad = np.clip(grad, -self.gradient_clip_value, self.gradient_clip_value)
-            self._update(param, grad, state, epoch)
+            self._update(be, param, grad, state, epoch)
 
-    def _update(self, param, grad, state, epoch):
+    def _update(self, be, param, grad, state, epoch):
         raise NotImplementedError
 
 
@@ -268,24 +243,12 @@ class GradientDescentMomentum(Optimizer):
         _check_positive(self.wdecay, "wdecay", allow_zero=True)
         _check_fraction(self.momentum_coef, "momentum_coef")
 
-    def _update(self, param, grad, state, epoch):
+    def _update(self, be, param, grad, state, epoch):
         lr = self.learning_rate
         if self.schedule is not None:
             lr = self.schedule.get_learning_rate(lr, epoch)
         (v,) = state
-        scalars = (lr, self.momentum_coef, self.wdecay)
-        if _fused_ok((param, grad, v), scalars):
-            _dense.gdm_update(param.reshape(-1), grad.reshape(-1), v.reshape(-1),
-                              lr, self.momentum_coef, self.wdecay, bool(self.nesterov),
-                              _n_threads(param.size))
-            return
-        g = grad + self.wdecay * param if self.wdecay else grad
-        v *= self.momentum_coef
-        v -= lr * g
-        if self.nesterov:
-            param += self.momentum_coef * v - lr * g
-        else:
-            param += v
+        be.gdm_update(param, grad, v, lr, self.momentum_coef, self.wdecay, self.nesterov)
 
 
 class RMSProp(Optimizer):
@@ -308,14 +271,12 @@ class RMSProp(Optimizer):
         _check_positive(self.epsilon, "epsilon")
         _check_fraction(self.decay_rate, "decay_rate")
 
-    def _update(self, param, grad, state, epoch):
+    def _update(self, be, param, grad, state, epoch):
         lr = self.learning_rate
         if self.schedule is not None:
             lr = self.schedule.get_learning_rate(lr, epoch)
         (s,) = state
-        s *= self.decay_rate
-        s += (1 - self.decay_rate) * grad * grad
-        param -= lr * grad / (np.sqrt(s + self.epsilon) + self.epsilon)
+        be.rmsprop_update(param, grad, s, lr, self.decay_rate, self.epsilon)
 
 
 class Adagrad(Optimizer):
@@ -335,10 +296,9 @@ class Adagrad(Optimizer):
         _check_positive(self.learning_rate, "learning_rate")
         _check_positive(self.epsilon, "epsilon")
 
-    def _update(self, param, grad, state, epoch):
+    def _update(self, be, param, grad, state, epoch):
         (s,) = state
-        s += grad * grad
-        param -= self.learning_rate * grad / np.sqrt(s + self.epsilon)
+        be.adagrad_update(param, grad, s, self.learning_rate, self.epsilon)
 
 
 class Adadelta(Optimizer):
@@ -358,14 +318,9 @@ class Adadelta(Optimizer):
         _check_positive(self.epsilon, "epsilon")
         _check_fraction(self.decay, "decay")
 
-    def _update(self, param, grad, state, epoch):
+    def _update(self, be, param, grad, state, epoch):
         eg2, edx2 = state
-        eg2 *= self.decay
-        eg2 += (1 - self.decay) * grad * grad
-        dx = -np.sqrt(edx2 + self.epsilon) / np.sqrt(eg2 + self.epsilon) * grad
-        edx2 *= self.decay
-        edx2 += (1 - self.decay) * dx * dx
-        param += dx
+        be.adadelta_update(param, grad, eg2, edx2, self.decay, self.epsilon)
 
 
 class Adam(Optimizer):
@@ -398,23 +353,14 @@ class Adam(Optimizer):
         self.t_ = getattr(self, "t_", 0) + 1
         super().optimize(layers, epoch)
 
-    def _update(self, param, grad, state, epoch):
+    def _update(self, be, param, grad, state, epoch):
         lr = self.learning_rate
         if self.schedule is not None:
             lr = self.schedule.get_learning_rate(lr, epoch)
         m, v = state
         t = self.t_
         rate = lr * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
-        if _fused_ok((param, grad, m, v), (self.beta_1, self.beta_2, self.epsilon)):
-            _dense.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1),
-                               v.reshape(-1), float(rate), self.beta_1, self.beta_2,
-                               self.epsilon, _n_threads(param.size))
-            return
-        m *= self.beta_1
-        m += (1 - self.beta_1) * grad
-        v *= self.beta_2
-        v += (1 - self.beta_2) * grad * grad
-        param -= rate * m / (np.sqrt(v) + self.epsilon)
+        be.adam_update(param, grad, m, v, rate, self.beta_1, self.beta_2, self.epsilon)
 
 
 class MultiOptimizer(Optimizer):

@@ -7,13 +7,18 @@ system C++ compiler, so the math that the GPU runs is checked too:
 
 - ``ElementwiseKernel``: the preamble and body run in a loop over the broadcast
   arrays;
-- ``RawKernel``: the source is compiled with a small shim (``__global__``,
+- ``RawKernel`` and ``RawModule(code=...)`` / ``RawModule(path=...)`` +
+  ``get_function``: the source (for ``path``, the file read as CUDA source; real
+  CuPy loads a compiled cubin or PTX from there) is compiled with a small shim (``__global__``,
   ``__device__``, ``threadIdx``/``blockIdx``/``blockDim``/``gridDim``) and each
   ``kernel(grid, block, args)`` runs every thread of every block, one after the
   other (blocks in reverse order, so code that relies on launch order shows up).
   Launches are checked as CUDA would need them: grid and block limits, device
   arrays C-contiguous with the pointee's dtype, scalars NumPy scalars of exactly
   the parameter's C type (CuPy passes a scalar by its bytes).
+
+  The compiler options ``-DNAME=VALUE`` and ``-I dir`` apply as they would with
+  NVRTC.
 
 Shared memory, ``__syncthreads`` and atomics are not emulated: a kernel using them
 does not compile here.
@@ -48,9 +53,9 @@ def compiler():
     return None
 
 
-def _compile(src):
+def _compile(src, includes=()):
     """``ctypes.CDLL`` of C++ source ``src`` (built once per source and session)."""
-    key = hashlib.sha1(src.encode()).hexdigest()[:16]
+    key = hashlib.sha1(repr((src, tuple(includes))).encode()).hexdigest()[:16]
     if key not in _CACHE:
         global _BUILD_DIR
         if _BUILD_DIR is None:
@@ -59,8 +64,9 @@ def _compile(src):
         lib = os.path.join(_BUILD_DIR, key + ".so")
         with open(cpp, "w") as f:
             f.write(src)
-        done = subprocess.run([compiler(), "-O1", "-shared", "-fPIC", "-o", lib, cpp],
-                              capture_output=True, text=True)
+        flags = [f for d in includes for f in ("-I", d)]
+        done = subprocess.run([compiler(), "-O1", "-shared", "-fPIC", *flags, "-o", lib,
+                               cpp], capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError("fake CuPy: the kernel source does not compile:\n%s"
                                % done.stderr)
@@ -186,10 +192,27 @@ def _dim3(value, what, limits):
     return dims
 
 
-def _kernel_params(code):
+def _options(options):
+    """``({macro: value}, [include dir, ...])`` of NVRTC-style compiler options
+    (``-DNAME=VALUE``, ``-DNAME``, ``-I dir``, ``-Idir``); other options are ignored."""
+    defines, includes, options = {}, [], list(options)
+    while options:
+        opt = options.pop(0)
+        if opt.startswith("-D"):
+            name, _, value = opt[2:].partition("=")
+            defines[name] = value or "1"
+        elif opt == "-I":
+            includes.append(options.pop(0))
+        elif opt.startswith("-I"):
+            includes.append(opt[2:])
+    return defines, includes
+
+
+def _kernel_params(code, defines=None):
     """``{name: [(param, C type, is_pointer), ...]}`` of the source's
-    ``extern "C" __global__`` functions (typedefs resolved)."""
-    typedefs = dict((alias, base.strip()) for base, alias in
+    ``extern "C" __global__`` functions (typedefs and ``-D`` macros resolved)."""
+    defines = defines or {}
+    typedefs = dict((alias, defines.get(base.strip(), base.strip())) for base, alias in
                     re.findall(r"typedef\s+([\w ]+?)\s+(\w+)\s*;", code))
     kernels = {}
     for name, spec in re.findall(
@@ -203,16 +226,18 @@ def _kernel_params(code):
     return kernels
 
 
-def _raw_library(code):
+def _raw_library(code, options=()):
     """The source compiled with the CUDA shim and one ``launch_<name>`` per kernel."""
+    defines, includes = _options(options)
     launchers = ""
-    for name, params in _kernel_params(code).items():
+    for name, params in _kernel_params(code, defines).items():
         launchers += _LAUNCHER % {
             "name": name,
             "params": "".join(", %s %s%s" % (typ, "*" if ptr else "", arg)
                               for arg, typ, ptr in params),
             "args": ", ".join(arg for arg, _, _ in params)}
-    return _compile(_CUDA_SHIM + code + launchers)
+    macros = "".join("#define %s %s\n" % item for item in defines.items())
+    return _compile(macros + _CUDA_SHIM + code + launchers, includes)
 
 
 class RawKernel:
@@ -222,7 +247,8 @@ class RawKernel:
     def __init__(self, code, name, options=(), **kwargs):
         self.code = code
         self.name = name
-        kernels = _kernel_params(code)
+        self.options = tuple(options)
+        kernels = _kernel_params(code, _options(options)[0])
         if name not in kernels:
             raise ValueError('fake CuPy: no extern "C" __global__ void %s(...) in the '
                              "source" % name)
@@ -254,8 +280,29 @@ class RawKernel:
                     raise TypeError("%s: argument %s (%s) needs a NumPy %s scalar, got %r"
                                     % (self.name, name, typ, np.dtype(want).name, a))
                 cargs.append(ctype(a))
-        launch = getattr(_raw_library(self.code), "launch_" + self.name)
+        launch = getattr(_raw_library(self.code, self.options), "launch_" + self.name)
         launch(*[ctypes.c_uint(d) for d in grid + block], *cargs)
+
+
+class RawModule:
+    """``cupy.RawModule(code=..., options=...)`` or ``RawModule(path=...)``:
+    ``get_function(name)`` gives the :class:`RawKernel` ``name`` of the source."""
+
+    def __init__(self, code=None, path=None, options=(), **kwargs):
+        if (code is None) == (path is None):
+            raise TypeError("RawModule takes one of code= and path=")
+        if path is not None:
+            with open(path) as f:
+                code = f.read()
+        self.code = code
+        self.options = tuple(options)
+        self._names = set(_kernel_params(code, _options(self.options)[0]))
+
+    def get_function(self, name):
+        if name not in self._names:
+            raise ValueError('fake CuPy: no extern "C" __global__ void %s(...) in the '
+                             "module" % name)
+        return RawKernel(self.code, name, options=self.options)
 
 
 class _Device:
@@ -292,6 +339,7 @@ def make_module():
     fake.__version__ = "fake"
     fake.ElementwiseKernel = ElementwiseKernel
     fake.RawKernel = RawKernel
+    fake.RawModule = RawModule
     fake.asnumpy = np.asarray
     fake.cuda = types.SimpleNamespace(
         Device=_Device,
@@ -300,16 +348,30 @@ def make_module():
     return fake
 
 
+BACKEND_PACKAGE = "neonlearn.backends.cuda"
+
+
 def install(monkeypatch):
-    """Import the GPU backend against the fake CuPy (undone by ``monkeypatch``)."""
+    """Import the GPU backend against the fake CuPy (undone by ``monkeypatch``);
+    returns the ``neonlearn.backends.cuda`` package."""
     monkeypatch.setitem(sys.modules, "cupy", make_module())
     forget_backend_module(monkeypatch)
-    import neonlearn.backends._cupy as mod  # fresh import, against the fake CuPy
+    import neonlearn.backends.cuda as mod  # fresh import, against the fake CuPy
 
     return mod
 
 
 def forget_backend_module(monkeypatch):
-    """Drop the imported GPU backend module; ``monkeypatch`` drops the next one too."""
-    monkeypatch.setitem(sys.modules, "neonlearn.backends._cupy", None)
-    del sys.modules["neonlearn.backends._cupy"]
+    """Drop the imported GPU backend package and its modules; ``monkeypatch`` drops
+    the ones imported next too."""
+    import pkgutil
+
+    import neonlearn.backends as backends
+
+    package_dir = os.path.join(os.path.dirname(backends.__file__), "cuda")
+    names = [BACKEND_PACKAGE] + ["%s.%s" % (BACKEND_PACKAGE, m.name)
+                                 for m in pkgutil.iter_modules([package_dir])]
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, None)
+        del sys.modules[name]
+    monkeypatch.delattr(backends, "cuda", raising=False)

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from neonlearn._kernels import _dense
+from neonlearn.backends import get_backend
+from neonlearn.backends.cpu import optimizers as cpu_optimizers
 from neonlearn.optimizers import Adam, GradientDescentMomentum
 
 
@@ -66,6 +68,8 @@ def test_adam_update_matches_numpy(dtype, n_threads):
 
 
 class _Layer:
+    be = get_backend("cpu")
+
     def __init__(self, W, dW):
         self.W, self.dW, self.states, self.name = W, dW, [], "layer"
 
@@ -80,20 +84,23 @@ class _Layer:
 ])
 def test_optimizer_fused_path_equals_numpy_path(make, monkeypatch):
     """Same optimizer, fused kernels vs NumPy expressions (kernels switched off)."""
-    import neonlearn.optimizers as opt_mod
-
+    calls = []
+    fused_ok = cpu_optimizers._fused_ok
+    monkeypatch.setattr(cpu_optimizers, "_fused_ok",
+                        lambda *args: calls.append(fused_ok(*args)) or calls[-1])
     rng = np.random.default_rng(2)
     W = rng.standard_normal((30, 7)).astype(np.float32)
     grads = [rng.standard_normal((30, 7)).astype(np.float32) for _ in range(4)]
     results = []
     for fused in (True, False):
         if not fused:
-            monkeypatch.setattr(opt_mod, "_fused_ok", lambda arrays, scalars: False)
+            monkeypatch.setattr(cpu_optimizers, "_fused_ok", lambda arrays, scalars: False)
         layer, opt = _Layer(W.copy(), np.zeros_like(W)), make()
         for g in grads:
             layer.dW[...] = g
             opt.optimize([layer], epoch=0)
         results.append((layer.W, layer.states[0]))
+    assert calls == [True] * len(grads)  # the first run took the kernels
     np.testing.assert_array_equal(results[0][0], results[1][0])
     for a, b in zip(results[0][1], results[1][1]):
         np.testing.assert_array_equal(a, b)
@@ -102,8 +109,7 @@ def test_optimizer_fused_path_equals_numpy_path(make, monkeypatch):
 def test_numpy_float64_hyperparameters_take_the_numpy_path():
     # a NumPy float64 learning rate promotes NumPy's arithmetic to float64: the
     # fused float32 kernel must not be used then
-    from neonlearn.optimizers import _fused_ok
-
+    _fused_ok = cpu_optimizers._fused_ok
     a = np.zeros(3, np.float32)
     assert _fused_ok((a, a), (0.1, 0.9))
     assert not _fused_ok((a, a), (np.float64(0.1), 0.9))

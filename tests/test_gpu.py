@@ -414,24 +414,31 @@ def test_kernel_sources_compile_for_the_gpu(monkeypatch, tmp_path):
     import subprocess
 
     mod = _fake_cupy.install(monkeypatch)
-    sources = {}
+    device = mod._device
+    kernels = [k for m in (mod.dense, mod.normalization, mod.recurrent, mod.optimizers)
+               for k in vars(m).values() if isinstance(k, _fake_cupy.ElementwiseKernel)]
+    assert len(kernels) >= 14
+    sources = {}  # name: (CUDA source, nvcc options, expected kernel entries)
     for ctype, suffix in (("float", "f32"), ("double", "f64")):
-        sources["raw_" + suffix] = mod._RAW_SOURCE % {"ctype": ctype, "suffix": suffix}
-        kernels = [k for k in vars(mod).values()
-                   if isinstance(k, _fake_cupy.ElementwiseKernel)]
-        assert len(kernels) >= 12
-        sources["elementwise_" + suffix] = "".join(
-            list(dict.fromkeys(k.preamble for k in kernels))
-            + [k.cuda_source(ctype, preamble=False) for k in kernels])
-    for name, src in sources.items():
+        for filename in device.RAW_SOURCES:
+            code = device.source(filename)
+            sources["%s_%s" % (filename, suffix)] = (
+                code, ["-DNL_REAL=" + ctype], code.count('extern "C" __global__'))
+        # the element-wise kernels, one translation unit per preamble
+        by_preamble = {}
+        for k in kernels:
+            by_preamble.setdefault(k.preamble, []).append(k)
+        for i, (preamble, group) in enumerate(by_preamble.items()):
+            sources["elementwise%d_%s" % (i, suffix)] = (
+                preamble + "".join(k.cuda_source(ctype, preamble=False) for k in group),
+                [], len(group))
+    for name, (src, options, n_entries) in sources.items():
         cu, ptx = tmp_path / (name + ".cu"), tmp_path / (name + ".ptx")
         cu.write_text(src)
-        done = subprocess.run([_nvcc(), "--ptx", "-o", str(ptx), str(cu)],
+        done = subprocess.run([_nvcc(), "--ptx", *options, "-o", str(ptx), str(cu)],
                               capture_output=True, text=True)
         assert done.returncode == 0, "%s:\n%s" % (name, done.stderr)
-        entries = ptx.read_text().count(".entry")
-        assert entries == (len(mod._RAW_NAMES) if name.startswith("raw_")
-                           else len(kernels))
+        assert ptx.read_text().count(".entry") == n_entries, name
         if name.endswith("_f32"):  # float kernels stay in single precision
             assert "cvt.f64.f32" not in ptx.read_text(), name
 
@@ -440,11 +447,11 @@ def test_kernel_sources_compile_for_the_gpu(monkeypatch, tmp_path):
 def test_raw_kernels_compile_with_nvrtc_on_the_device():
     """On a real GPU: CuPy's NVRTC compiles every raw kernel, and the backend's
     arrays are CuPy arrays."""
-    from neonlearn.backends import _cupy
+    from neonlearn.backends.cuda import _device
 
-    for kernels in _cupy._RAW.values():
-        for kernel in kernels.values():
-            kernel.compile()
+    for filename in _device.RAW_SOURCES:
+        for dtype in (np.float32, np.float64):
+            _device.raw_module(filename, np.dtype(dtype)).compile()
     be = get_backend("gpu", dtype="float32")
     x = be.array(np.ones((2, 3, 5, 5)))
     out, argmax = be.empty((2, 3, 2, 2)), be.empty((2, 3, 2, 2), dtype=np.int32)

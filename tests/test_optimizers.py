@@ -11,7 +11,9 @@ from neonlearn.optimizers import (Adadelta, Adagrad, Adam, ExpSchedule,
 
 
 class Param:
-    """A minimal parameter layer: one weight array and its gradient."""
+    """A minimal parameter layer: one weight array, its gradient and a backend."""
+
+    be = get_backend("cpu", dtype="float64")
 
     def __init__(self, W, dW, name="p"):
         self.W, self.dW, self.name, self.states = W, dW, name, []

@@ -29,23 +29,12 @@ MAX_LINES = 600
 KNOWN_LAYERING = {
     ("neonlearn.backends", "neonlearn.layers._base"):
         "move_to_backend walks layers (issue 12: transfer module)",
-    ("neonlearn.optimizers", "neonlearn._kernels._dense"):
-        "fused updates called around the backend (issue 12: optimizer updates in the "
-        "backend contract)",
-    ("neonlearn.optimizers", "neonlearn._kernels._openmp_helpers"):
-        "thread count of the fused updates (issue 12)",
 }
 KNOWN_CYCLES = {
-    ("neonlearn.backends", "neonlearn.layers._base"):
-        "Layer.be builds a CPU backend (issue 12, point 2)",
-    ("neonlearn.layers._normalization", "neonlearn.layers._recurrent"):
-        "SequenceMask writes lengths into BatchNorm (issue 12, point 2)",
 }
 KNOWN_LONG = {
     "_kernels/_conv.pyx": "C in string literals (issue 12, point 5)",
     "_kernels/_recurrent.pyx": "C in string literals (issue 12, point 5)",
-    "backends/_cupy.py": "one module for the whole CUDA backend (issue 12, point 1)",
-    "layers/_recurrent.py": "recurrent layers, summaries and masks in one module",
 }
 
 

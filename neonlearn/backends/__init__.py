@@ -1,17 +1,21 @@
-"""Compute backends: one interface, one object per model (no global backend).
+"""Compute backends: one contract, one object per model (no global backend).
 
 A backend carries the array module (``xp``), the float dtype, the random generator
-and the stateless kernels that layers call (``be.bias_act_fprop(...)``, ...).  Layers
-never branch on the device: they call backend methods.  ``get_backend("cpu")`` gives
-NumPy + the Cython/OpenMP kernels; ``"gpu"``/``"cuda:N"`` gives the CuPy backend
-(CuPy is imported only in ``neonlearn/backends/_cupy.py``).
+and the stateless kernels that layers, costs and optimizers call
+(``be.bias_act_fprop(...)``, ``be.adam_update(...)``, ...); the contract is the
+abstract :class:`~neonlearn.backends._interface.Backend`.  Layers never branch on
+the device: they call backend methods.  ``get_backend("cpu")`` gives NumPy + the
+Cython/OpenMP kernels (``backends/cpu/``); ``"gpu"``/``"cuda:N"`` gives the CuPy
+backend (``backends/cuda/``, the only package that imports CuPy).  Device names
+and host transfer are in ``_transfer.py``.
 """
-import numpy as np
+from . import cpu as _cpu_conv  # noqa: F401  old name of the module of MIN_PARALLEL_WORK
+from ._interface import Backend
+from ._transfer import backend_device, move_to_backend, parse_device, to_host
+from .cpu import CPUBackend
 
-from ._cpu import CPUBackend
-
-__all__ = ["CPUBackend", "get_backend", "parse_device", "backend_device", "to_host",
-           "move_to_backend"]
+__all__ = ["Backend", "CPUBackend", "get_backend", "parse_device", "backend_device",
+           "to_host", "move_to_backend"]
 
 
 def get_backend(device="cpu", dtype="float32", seed=None, n_threads=None):
@@ -29,7 +33,7 @@ def get_backend(device="cpu", dtype="float32", seed=None, n_threads=None):
     if parse_device(device) == ("cpu", None):
         return CPUBackend(dtype=dtype, seed=seed, n_threads=n_threads)
     try:
-        from ._cupy import CupyBackend
+        from .cuda import CupyBackend
     except ImportError as exc:
         raise ValueError(
             "device=%r needs the GPU backend, but CuPy cannot be imported (%s). "
@@ -37,99 +41,3 @@ def get_backend(device="cpu", dtype="float32", seed=None, n_threads=None):
             "NVIDIA GPU, or use device='cpu'." % (device, exc)
         ) from exc
     return CupyBackend(device=device, dtype=dtype, seed=seed)
-
-
-def parse_device(device):
-    """``("cpu", None)`` or ``("gpu", N)`` for a ``device`` parameter.
-
-    ``None`` and ``"cpu"`` are the CPU; ``"gpu"`` and ``"cuda"`` are CUDA device 0,
-    ``"cuda:N"`` device N.  Anything else is a ValueError.
-    """
-    if device is None or device == "cpu":
-        return ("cpu", None)
-    if device in ("gpu", "cuda"):
-        return ("gpu", 0)
-    if isinstance(device, str) and device.startswith("cuda:"):
-        number = device[len("cuda:"):]
-        if number.isdigit():
-            return ("gpu", int(number))
-    raise ValueError("Unknown device %r: use 'cpu', 'gpu' or 'cuda:N' with N >= 0"
-                     % (device,))
-
-
-def backend_device(backend):
-    """The :func:`parse_device` key of the device ``backend`` runs on."""
-    return ("cpu", None) if backend.name == "cpu" else ("gpu", backend.device_id)
-
-
-# ---- moving arrays between host and device ---------------------------------------
-def _is_device_array(value):
-    """True for a CuPy array (checked without importing CuPy)."""
-    return type(value).__module__.split(".")[0] == "cupy" and hasattr(value, "get")
-
-
-def _host_backend(dtype, rng):
-    """Rebuild a pickled GPU backend as a CPU backend (host arrays, no CuPy needed)."""
-    be = CPUBackend(dtype=dtype)
-    be.rng = rng
-    return be
-
-
-def to_host(value, memo=None):
-    """``value`` with every device array inside (lists, tuples, dicts) copied to a
-    NumPy array; arrays shared inside ``value`` stay shared."""
-    memo = {} if memo is None else memo
-    if _is_device_array(value):
-        key = id(value)
-        if key not in memo:  # keep the original alive so that its id stays unique
-            memo[key] = (value, value.get())
-        return memo[key][1]
-    if isinstance(value, list):
-        return [to_host(v, memo) for v in value]
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        return tuple(to_host(v, memo) for v in value)
-    if isinstance(value, dict):
-        return {k: to_host(v, memo) for k, v in value.items()}
-    return value
-
-
-def move_to_backend(layer, backend, memo=None):
-    """Move a configured layer tree (parameters, optimizer states, running
-    statistics) to ``backend`` in place, e.g. to predict on the GPU with a model
-    fitted on the CPU.  Scratch buffers are dropped and rebuilt on demand; arrays
-    shared between attributes (``BatchNorm.gamma is BatchNorm.W``) stay shared."""
-    from ..layers._base import Layer
-
-    memo = {} if memo is None else memo
-
-    def convert(value):
-        if isinstance(value, Layer):
-            move_to_backend(value, backend, memo)
-            return value
-        if isinstance(value, np.ndarray) or _is_device_array(value):
-            key = id(value)
-            if key not in memo:  # keep the original alive so that its id stays unique
-                if value.dtype.kind == "f":
-                    new = backend.array(value, dtype=value.dtype)
-                else:  # integer caches (lengths, argmax) live on the host or are rebuilt
-                    new = value.get() if _is_device_array(value) else value
-                memo[key] = (value, new)
-            return memo[key][1]
-        if isinstance(value, list):
-            return [convert(v) for v in value]
-        if isinstance(value, tuple) and not hasattr(value, "_fields"):
-            return tuple(convert(v) for v in value)
-        if isinstance(value, dict):
-            return {k: convert(v) for k, v in value.items()}
-        return value
-
-    if id(layer) in memo:
-        return layer
-    memo[id(layer)] = (layer, layer)
-    state = layer.__dict__
-    state.pop("_buffers", None)
-    for key in list(state):
-        if key != "_be":
-            state[key] = convert(state[key])
-    state["_be"] = backend
-    return layer

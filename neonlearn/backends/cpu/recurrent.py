@@ -1,4 +1,4 @@
-"""CPU kernels for recurrent layers and embeddings (the recurrence issue).
+"""CPU kernels for recurrent layers and the time-axis helpers.
 
 Every method is stateless: the layer passes its weights, its preallocated buffers
 and the per-batch ``lengths`` (int32 array of shape ``(N,)``, or ``None`` when every
@@ -9,12 +9,14 @@ thread while they run (the OpenMP threads already use the cores; two thread pool
 spinning against each other made 2 threads 40x slower than 1).  Weight gradients
 are one GEMM over all time steps through the backend's ``matmul``.  The time-axis
 helpers (summaries, reversal, masking) are copies: they run on one thread below
-``MIN_PARALLEL_WORK`` values, where waking a thread team costs more than it saves.
+``MIN_PARALLEL_WORK`` values (``backends/cpu/__init__.py``), where waking a thread
+team costs more than it saves.
 """
 import numpy as np
 
-from .._kernels import _embedding, _recurrent
-from ._threads import blas_single_thread
+from ..._kernels import _recurrent
+from .._interface import kernel_code as _code
+from .._threads import blas_single_thread
 
 _NO_LENGTHS = np.empty(0, dtype=np.int32)
 
@@ -25,34 +27,8 @@ def _lengths(lengths):
     return _NO_LENGTHS if lengths is None else lengths
 
 
-def _integer(ids):
-    return isinstance(ids, np.ndarray) and ids.dtype.kind in "iu"
-
-
-def _intp(ids):
-    """Integer ids as the kernels' ``intp`` (values beyond it are refused)."""
-    if ids.dtype.kind == "u" and ids.size and ids.max() > np.iinfo(np.intp).max:
-        raise ValueError("LookupTable ids must be integers in [0, vocab_size), got %r"
-                         % (ids.max(),))
-    return np.ascontiguousarray(ids, dtype=np.intp)
-
-
-def _code(transform, what):
-    """Kernel code of a transform; only element-wise transforms fuse into gates."""
-    if transform is None or transform.kernel is None:
-        raise ValueError(
-            "recurrent %s must be one of Identity, Rectlin, Tanh, Logistic or Explin, "
-            "got %r" % (what, transform))
-    return transform.kernel
-
-
 class CPURecurrentOps:
     """Mixin of :class:`~neonlearn.backends.CPUBackend`: recurrent kernels."""
-
-    @staticmethod
-    def check_recurrent_transform(transform, what="activation"):
-        """Raise ValueError unless ``transform`` can run inside the gate kernels."""
-        _code(transform, what)
 
     # ---- Recurrent ---------------------------------------------------------------
     def rnn_fprop(self, Z, W_recur, b, h0, lengths, activation, h, scratch):
@@ -60,7 +36,7 @@ class CPURecurrentOps:
         code, param = _code(activation, "activation")
         with blas_single_thread():
             _recurrent.rnn_fprop(Z, W_recur, b, h0, _lengths(lengths), code, param, h,
-                             scratch, self.threads)
+                                 scratch, self.threads)
         return h
 
     def rnn_bprop(self, err, h, W_recur, lengths, activation, dZ, dh):
@@ -89,7 +65,7 @@ class CPURecurrentOps:
         gcode, gparam = _code(gate_activation, "gate_activation")
         with blas_single_thread():
             _recurrent.lstm_fprop(Z, W_recur, b, h0, c0, _lengths(lengths), code, param,
-                              gcode, gparam, gates, c, h, scratch, self.threads)
+                                  gcode, gparam, gates, c, h, scratch, self.threads)
         return h
 
     def lstm_bprop(self, err, gates, c, c0, W_recur, lengths, activation,
@@ -110,7 +86,7 @@ class CPURecurrentOps:
         gcode, gparam = _code(gate_activation, "gate_activation")
         with blas_single_thread():
             _recurrent.gru_fprop(Z, W_recur, b, h0, _lengths(lengths), code, param, gcode,
-                             gparam, gates, rh, h, scratch, self.threads)
+                                 gparam, gates, rh, h, scratch, self.threads)
         return h
 
     def gru_bprop(self, err, gates, h, h0, W_recur, lengths, activation,
@@ -157,23 +133,3 @@ class CPURecurrentOps:
         if lengths is not None:
             _recurrent.mask_steps(x, lengths, self._threads_for(x.size))
         return x
-
-    # ---- embeddings ------------------------------------------------------------------
-    def lookup_fprop(self, ids, W, out):
-        """``out[r] = W[ids[r]]`` with ``ids`` flattened to ``(M,)``, ``out (M, D)``.
-
-        ``ids`` are integers (any id exact) or floats of ``W``'s dtype."""
-        if _integer(ids):
-            _embedding.lookup_fprop_ids(_intp(ids), W, out, self.threads)
-        else:
-            _embedding.lookup_fprop(ids, W, out, self.threads)
-        return out
-
-    def lookup_bprop(self, ids, error, pad_idx, dW):
-        """``dW`` = scatter-add of ``error`` rows by id (``pad_idx`` row stays 0)."""
-        pad = -1 if pad_idx is None else int(pad_idx)
-        if _integer(ids):
-            _embedding.lookup_bprop_ids(_intp(ids), error, pad, dW, self.threads)
-        else:
-            _embedding.lookup_bprop(ids, error, pad, dW, self.threads)
-        return dW

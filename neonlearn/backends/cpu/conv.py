@@ -1,4 +1,4 @@
-"""CPU kernels for convolution, pooling, LRN and per-channel batch norm on images.
+"""CPU convolution and pooling.
 
 The methods are stateless: layers pass every array (inputs, outputs, scratch) and the
 geometry they planned at ``configure``.  Arrays are batch-first ``(N, C, H, W)``.
@@ -7,14 +7,8 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from .._kernels import _batchnorm, _conv, _lrn, _pooling
-from ._threads import blas_single_thread
-
-# Below this many multiply-adds (or touched values for pooling and LRN) per call a
-# kernel runs on one thread: waking a thread team costs more than it saves, and
-# much more when the cores are shared with other processes.  Results do not depend
-# on the thread count, so this is purely a speed choice.
-MIN_PARALLEL_WORK = 200_000
+from ..._kernels import _conv, _pooling
+from .._threads import blas_single_thread
 
 
 def _empty_like_vec(x):
@@ -34,10 +28,6 @@ class CPUConvOps:
 
     ``geom`` is a tuple ``(str_h, str_w, pad_h, pad_w, dil_h, dil_w)``.
     """
-
-    def _threads_for(self, work):
-        """OpenMP threads for a kernel call doing about ``work`` operations."""
-        return 1 if work < MIN_PARALLEL_WORK else self.threads
 
     @staticmethod
     def _conv_work(x, W):
@@ -69,11 +59,6 @@ class CPUConvOps:
             _conv.conv_bprop_filter(x, error, dW, db, *geom, n_threads=n)
         return dW
 
-    def channel_sum(self, a, out):
-        """``out[c] = a[:, c].sum()`` for images, identical for any thread count."""
-        _conv.channel_sum(a, out, self._threads_for(a.size))
-        return out
-
     # ---- pooling ---------------------------------------------------------------
     def pool_fprop(self, op, x, out, argmax, window, geom):
         """Max (``argmax`` filled) or average pooling; ``geom = (sh, sw, ph, pw)``."""
@@ -93,30 +78,4 @@ class CPUConvOps:
             _pooling.max_pool_bprop(error, argmax, dx, n_threads=n)
         else:
             _pooling.avg_pool_bprop(error, dx, R, S, *geom, n_threads=n)
-        return dx
-
-    # ---- local response normalization -----------------------------------------
-    def lrn_fprop(self, x, denom, out, depth, ascale, bpower):
-        n = self._threads_for(x.size * depth)
-        _lrn.lrn_fprop(x, denom, out, depth, ascale, bpower, n)
-        return out
-
-    def lrn_bprop(self, x, y, denom, error, dx, depth, ascale, bpower):
-        n = self._threads_for(x.size * depth)
-        _lrn.lrn_bprop(x, y, denom, error, dx, depth, ascale, bpower, n)
-        return dx
-
-    # ---- per-channel batch normalization (images) -------------------------------
-    def bn_stats_images(self, x, mean, var):
-        """Per-channel mean and biased variance of ``x (N, C, H, W)``."""
-        _batchnorm.bn_stats(x, mean, var, self._threads_for(2 * x.size))
-
-    def bn_fprop_images(self, x, mean, var, gamma, beta, eps, xhat, out):
-        _batchnorm.bn_fprop(x, mean, var, gamma, beta, eps, xhat, out,
-                            self._threads_for(2 * x.size))
-        return out
-
-    def bn_bprop_images(self, error, xhat, var, gamma, eps, dgamma, dbeta, dx):
-        _batchnorm.bn_bprop(error, xhat, var, gamma, eps, dgamma, dbeta, dx,
-                            self._threads_for(4 * error.size))
         return dx

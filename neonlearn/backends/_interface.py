@@ -1,0 +1,347 @@
+"""The backend contract: every operation a layer, cost or optimizer may ask of a device.
+
+Learned from neon's abstract ``Backend`` (``neon/backends/backend.py``) and Keras 3's
+per-backend modules.  A layer holds a backend (``layer.be``) and calls only the
+methods below; it never asks which device it runs on.  :class:`Backend` declares
+each operation once, with its documentation, and implements what is the same on
+every device (the activation dispatch); ``backends/cpu/`` and ``backends/cuda/``
+implement the rest, in modules of the same names (``dense``, ``normalization``,
+``conv``, ``recurrent``, ``embedding``, ``optimizers``).
+``tests/test_backend_contract.py`` checks that both implement every abstract method.
+
+Conventions
+-----------
+- Arrays are batch-first and C-contiguous, of the backend's ``dtype`` unless said
+  otherwise; ``out``/``dx``/``dW``-style arguments are preallocated by the caller
+  and overwritten (never accumulated into), and are also returned.
+- ``transform`` arguments are :mod:`neonlearn.transforms` objects or ``None``
+  (identity).  Element-wise transforms carry ``kernel = (code, param)``, the
+  activation codes of the compiled kernels.
+- ``lengths`` is ``None`` (every sequence fills its ``T`` steps) or an int32 host
+  array of shape ``(N,)`` with values in ``[1, T]``; padded steps are after them.
+- ``geom`` of a convolution is ``(str_h, str_w, pad_h, pad_w, dil_h, dil_w)``, of a
+  pooling ``(str_h, str_w, pad_h, pad_w)``.
+- Results are deterministic: the same inputs give the same bits on every call, and
+  on the CPU for any thread count (up to the float32 GEMM note in
+  ``doc/performance.rst``).
+"""
+import abc
+
+import numpy as np
+
+from ..transforms import Identity, Softmax
+
+__all__ = ["Backend", "kernel_code", "as_float_dtype"]
+
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+_IDENTITY_CODE, _IDENTITY_PARAM = Identity.kernel
+
+
+def as_float_dtype(dtype):
+    """``dtype`` as float32 or float64 NumPy dtype; a ValueError for anything else."""
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in _DTYPES:
+        raise ValueError("dtype must be 'float32' or 'float64', got %r" % (dtype,))
+    return np.dtype(_DTYPES[name])
+
+
+def kernel_code(transform, what):
+    """``(code, param)`` of an element-wise transform for the gate kernels; a
+    ValueError names ``what`` for transforms that cannot run inside them."""
+    if transform is None or getattr(transform, "kernel", None) is None:
+        raise ValueError(
+            "recurrent %s must be one of Identity, Rectlin, Tanh, Logistic or Explin, "
+            "got %r" % (what, transform))
+    return transform.kernel
+
+
+class Backend(abc.ABC):
+    """One device, one float dtype, one random generator.
+
+    Attributes
+    ----------
+    name : str
+        ``"cpu"`` or ``"gpu"``.
+    xp : module
+        The array module (NumPy or CuPy).
+    dtype : numpy.dtype
+        float32 or float64.
+    rng : numpy.random.Generator
+        Host generator: initializers, dropout masks, shuffling.
+    """
+
+    name = None
+    xp = None
+
+    # ---- arrays ------------------------------------------------------------------
+    @abc.abstractmethod
+    def array(self, x, dtype=None):
+        """``x`` as a C-contiguous device array of ``dtype`` (default: the backend's);
+        no copy when it already is one."""
+
+    @abc.abstractmethod
+    def zeros(self, shape, dtype=None):
+        """A device array of zeros."""
+
+    @abc.abstractmethod
+    def empty(self, shape, dtype=None):
+        """An uninitialized device array."""
+
+    @abc.abstractmethod
+    def to_numpy(self, x):
+        """``x`` as a host NumPy array."""
+
+    @property
+    @abc.abstractmethod
+    def threads(self):
+        """Number of threads (or 1) the next kernel call may use."""
+
+    @abc.abstractmethod
+    def compute_scope(self):
+        """Context manager around a whole fit or predict (on the CPU: BLAS held at
+        one thread so that one OpenMP pool does all the work)."""
+
+    def synchronize(self):
+        """Wait until every queued kernel has run (for timings); the CPU runs
+        kernels synchronously, so there is nothing to wait for."""
+
+    # ---- dense -------------------------------------------------------------------
+    @abc.abstractmethod
+    def matmul(self, a, b, out=None):
+        """``a @ b`` with ``np.matmul`` semantics; into ``out`` when given."""
+
+    # The activation dispatch, the same on every device: element-wise transforms run
+    # fused in the device's kernel (``_bias_act``, ``_act_bprop``), Softmax as a bias
+    # add then :meth:`softmax`, any other transform as its own array expression.
+    def bias_act_fprop(self, x, bias, transform, out):
+        """``out = transform(x + bias)`` on 2-D ``x (M, F)``; ``bias (F,)`` or None.
+
+        ``out`` may be ``x`` (in place).
+        """
+        if transform is None:
+            return self._bias_act(x, bias, _IDENTITY_CODE, _IDENTITY_PARAM, out)
+        kernel = transform.kernel
+        if kernel is not None:
+            return self._bias_act(x, bias, kernel[0], kernel[1], out)
+        if isinstance(transform, Softmax):
+            if bias is not None:
+                self.xp.add(x, bias, out=out)
+                x = out
+            return self.softmax(x, out)
+        out[...] = transform(x + bias if bias is not None else x)
+        return out
+
+    def act_bprop(self, y, error, transform, delta, dbias=None):
+        """``delta = error * transform'(y)`` from the outputs ``y``; with ``dbias``
+        also its column sums (the bias gradient)."""
+        if transform is None:
+            return self._act_bprop(y, error, _IDENTITY_CODE, _IDENTITY_PARAM, delta,
+                                   dbias)
+        kernel = transform.kernel
+        if kernel is not None:
+            return self._act_bprop(y, error, kernel[0], kernel[1], delta, dbias)
+        delta[...] = transform.bprop_error(y, error)
+        if dbias is not None:
+            self.colsum(delta, dbias)
+        return delta
+
+    @abc.abstractmethod
+    def _bias_act(self, x, bias, code, param, out):
+        """Fused ``out = act_code(x + bias)`` (``bias`` may be None); returns ``out``."""
+
+    @abc.abstractmethod
+    def _act_bprop(self, y, error, code, param, delta, dbias):
+        """Fused ``delta = error * act_code'(y)`` and, when ``dbias`` is not None,
+        its column sums into ``dbias``; returns ``delta``."""
+
+    @abc.abstractmethod
+    def colsum(self, a, out):
+        """Column sums of 2-D ``a`` into ``out``, in a fixed order."""
+
+    @abc.abstractmethod
+    def softmax(self, x, out):
+        """Row-wise softmax of 2-D ``x``."""
+
+    @abc.abstractmethod
+    def dropout_fprop(self, x, keep, mask, out):
+        """Inverted dropout: a fresh mask from :attr:`rng` (``mask = (u < keep) /
+        keep``), ``out = x * mask``."""
+
+    # ---- normalization ---------------------------------------------------------
+    @abc.abstractmethod
+    def bn_stats(self, x, mean, var):
+        """Mean and biased variance of every column of ``x (M, F)``."""
+
+    @abc.abstractmethod
+    def bn_fprop(self, x, mean, var, gamma, beta, eps, xhat, out):
+        """``xhat = (x - mean) / sqrt(var + eps)``, ``out = gamma * xhat + beta`` on
+        ``x (M, F)``."""
+
+    @abc.abstractmethod
+    def bn_bprop(self, error, xhat, var, gamma, eps, dgamma, dbeta, dx):
+        """Gradients of :meth:`bn_fprop` with batch statistics: ``dgamma``,
+        ``dbeta`` and ``dx`` (zero parameter gradients for an empty batch)."""
+
+    @abc.abstractmethod
+    def bn_stats_images(self, x, mean, var):
+        """:meth:`bn_stats` per channel of images ``x (N, C, H, W)``."""
+
+    @abc.abstractmethod
+    def bn_fprop_images(self, x, mean, var, gamma, beta, eps, xhat, out):
+        """:meth:`bn_fprop` per channel of images ``x (N, C, H, W)``."""
+
+    @abc.abstractmethod
+    def bn_bprop_images(self, error, xhat, var, gamma, eps, dgamma, dbeta, dx):
+        """:meth:`bn_bprop` per channel of images ``x (N, C, H, W)``."""
+
+    @abc.abstractmethod
+    def lrn_fprop(self, x, denom, out, depth, ascale, bpower):
+        """neon's cross-channel LRN: ``denom = 1 + ascale * sum of squares over
+        depth channels``, ``out = x / denom ** bpower``."""
+
+    @abc.abstractmethod
+    def lrn_bprop(self, x, y, denom, error, dx, depth, ascale, bpower):
+        """Gradient of :meth:`lrn_fprop` with respect to ``x``."""
+
+    # ---- convolution and pooling -------------------------------------------------
+    @abc.abstractmethod
+    def conv_fprop(self, x, W, out, geom, bias=None):
+        """``out (N, K, P, Q) = conv(x (N, C, H, W), W (K, C, R, S))`` plus a bias
+        per filter when ``bias (K,)`` is given."""
+
+    @abc.abstractmethod
+    def conv_bprop_data(self, error, W, dx, geom):
+        """Gradient of the convolution with respect to its input."""
+
+    @abc.abstractmethod
+    def conv_bprop_filter(self, x, error, dW, geom, dbias=None):
+        """Filter gradient summed over the batch; with ``dbias`` the bias gradient."""
+
+    @abc.abstractmethod
+    def pool_fprop(self, op, x, out, argmax, window, geom):
+        """``op`` ``"max"`` (fills ``argmax``, int32) or ``"avg"`` pooling over the
+        valid cells of each ``window = (R, S)``."""
+
+    @abc.abstractmethod
+    def pool_bprop(self, op, error, dx, argmax, window, geom):
+        """Gradient of :meth:`pool_fprop` with respect to its input."""
+
+    # ---- recurrent -------------------------------------------------------------------
+    @staticmethod
+    def check_recurrent_transform(transform, what="activation"):
+        """Raise ValueError unless ``transform`` can run inside the gate kernels."""
+        kernel_code(transform, what)
+
+    @abc.abstractmethod
+    def rnn_fprop(self, Z, W_recur, b, h0, lengths, activation, h, scratch):
+        """``h_t = act(Z_t + W_recur h_{t-1} + b)`` over all steps into ``h``."""
+
+    @abc.abstractmethod
+    def rnn_bprop(self, err, h, W_recur, lengths, activation, dZ, dh):
+        """Backpropagation through time: ``dZ`` and the gradient ``dh`` of ``h0``."""
+
+    @abc.abstractmethod
+    def recurrent_weight_grad(self, dZ, h, h0, h_prev, dW_recur):
+        """``dW_recur = sum_t dZ_t.T @ h_{t-1}``; ``h_prev`` is scratch."""
+
+    @abc.abstractmethod
+    def lstm_fprop(self, Z, W_recur, b, h0, c0, lengths, activation, gate_activation,
+                   gates, c, h, scratch):
+        """LSTM over all steps (gates i, f, o, g): fills ``gates``, ``c``, ``h``."""
+
+    @abc.abstractmethod
+    def lstm_bprop(self, err, gates, c, c0, W_recur, lengths, activation,
+                   gate_activation, dZ, dh, dc):
+        """LSTM BPTT: ``dZ`` and the gradients ``dh``, ``dc`` of ``h0``, ``c0``."""
+
+    @abc.abstractmethod
+    def gru_fprop(self, Z, W_recur, b, h0, lengths, activation, gate_activation,
+                  gates, rh, h, scratch):
+        """GRU over all steps (gates r, z, candidate): fills ``gates``, ``rh``, ``h``."""
+
+    @abc.abstractmethod
+    def gru_bprop(self, err, gates, h, h0, W_recur, lengths, activation,
+                  gate_activation, dZ, dh, scratch):
+        """GRU BPTT: ``dZ`` and the gradient ``dh`` of ``h0``."""
+
+    @abc.abstractmethod
+    def gru_weight_grad(self, dZ, h, h0, rh, h_prev, dW_recur):
+        """GRU recurrent weight gradient (``dW_rz`` from ``h_prev``, ``dW_c`` from
+        ``r * h_prev``)."""
+
+    @abc.abstractmethod
+    def reverse_sequences(self, x, lengths, out):
+        """Each sequence of ``x (N, T, F)`` reversed within its own length."""
+
+    @abc.abstractmethod
+    def summary_fprop(self, x, lengths, mode, out):
+        """``mode`` ``"sum"``, ``"mean"`` or ``"last"`` over the valid steps:
+        ``(N, T, F) -> (N, F)``."""
+
+    @abc.abstractmethod
+    def summary_bprop(self, error, lengths, mode, dx):
+        """Gradient of :meth:`summary_fprop` (zero on padded steps)."""
+
+    @abc.abstractmethod
+    def mask_steps(self, x, lengths):
+        """Zero the padded steps of ``x (N, T, F)`` in place."""
+
+    # ---- embeddings ------------------------------------------------------------------
+    @abc.abstractmethod
+    def lookup_fprop(self, ids, W, out):
+        """``out[r] = W[ids[r]]`` for int ids ``(M,)``, ``out (M, D)``."""
+
+    @abc.abstractmethod
+    def lookup_bprop(self, ids, error, pad_idx, dW):
+        """``dW`` = rows of ``error`` added by id, deterministic; the ``pad_idx`` row
+        stays zero."""
+
+    # ---- optimizers ------------------------------------------------------------------
+    # One step of each optimizer on one parameter, in place (``param`` and its state
+    # arrays).  The defaults are the array expressions below, for NumPy and CuPy
+    # arrays alike; a backend may override one with a fused kernel that gives the
+    # same bits.  Hyperparameters arrive as the user gave them: Python numbers are
+    # rounded to the array dtype by NumPy's rules, a NumPy float64 scalar promotes.
+    def gdm_update(self, param, grad, velocity, learning_rate, momentum, wdecay,
+                   nesterov):
+        """neon's GradientDescentMomentum: ``g = grad + wdecay*W``, ``v = mu*v -
+        lr*g``; ``W += v`` (Nesterov: ``W += mu*v - lr*g`` with the new ``v``)."""
+        g = grad + wdecay * param if wdecay else grad
+        velocity *= momentum
+        velocity -= learning_rate * g
+        if nesterov:
+            param += momentum * velocity - learning_rate * g
+        else:
+            param += velocity
+
+    def rmsprop_update(self, param, grad, s, learning_rate, decay_rate, epsilon):
+        """RMSProp: ``s = rho*s + (1-rho)*g**2``; ``W -= lr*g / (sqrt(s + eps) +
+        eps)``."""
+        s *= decay_rate
+        s += (1 - decay_rate) * grad * grad
+        param -= learning_rate * grad / (self.xp.sqrt(s + epsilon) + epsilon)
+
+    def adagrad_update(self, param, grad, s, learning_rate, epsilon):
+        """Adagrad: ``s += g**2``; ``W -= lr*g / sqrt(s + eps)``."""
+        s += grad * grad
+        param -= learning_rate * grad / self.xp.sqrt(s + epsilon)
+
+    def adadelta_update(self, param, grad, eg2, edx2, decay, epsilon):
+        """Zeiler's Adadelta: ``E[g2]`` and ``E[dx2]`` running averages, ``dx =
+        -sqrt(E[dx2] + eps) / sqrt(E[g2] + eps) * g``; ``W += dx``."""
+        xp = self.xp
+        eg2 *= decay
+        eg2 += (1 - decay) * grad * grad
+        dx = -xp.sqrt(edx2 + epsilon) / xp.sqrt(eg2 + epsilon) * grad
+        edx2 *= decay
+        edx2 += (1 - decay) * dx * dx
+        param += dx
+
+    def adam_update(self, param, grad, m, v, rate, beta_1, beta_2, epsilon):
+        """Adam with the bias-corrected ``rate``: ``m = b1*m + (1-b1)*g``, ``v =
+        b2*v + (1-b2)*g**2``; ``W -= rate * m / (sqrt(v) + epsilon)``."""
+        m *= beta_1
+        m += (1 - beta_1) * grad
+        v *= beta_2
+        v += (1 - beta_2) * grad * grad
+        param -= rate * m / (self.xp.sqrt(v) + epsilon)
