@@ -4,7 +4,8 @@ Learned from neon's abstract ``Backend`` (``neon/backends/backend.py``) and Kera
 per-backend modules.  A layer holds a backend (``layer.be``) and calls only the
 methods below; it never asks which device it runs on.  :class:`Backend` declares
 each operation once, with its documentation, and implements what is the same on
-every device (the activation dispatch); ``backends/cpu/`` and ``backends/cuda/``
+every device (the activation dispatch, and the optimizer steps as array expressions
+that a device may replace by fused kernels); ``backends/cpu/`` and ``backends/cuda/``
 implement the rest, in modules of the same names (``dense``, ``normalization``,
 ``conv``, ``recurrent``, ``embedding``, ``optimizers``).
 ``tests/test_backend_contract.py`` checks that both implement every abstract method.
@@ -67,7 +68,8 @@ class Backend(abc.ABC):
     dtype : numpy.dtype
         float32 or float64.
     rng : numpy.random.Generator
-        Host generator: initializers, dropout masks, shuffling.
+        Host generator: initializers, shuffling, validation splits (and the seed
+        of the device's dropout masks).
     """
 
     name = None
@@ -164,8 +166,9 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def dropout_fprop(self, x, keep, mask, out):
-        """Inverted dropout: a fresh mask from :attr:`rng` (``mask = (u < keep) /
-        keep``), ``out = x * mask``."""
+        """Inverted dropout: a fresh mask (``mask = (u < keep) / keep`` with uniform
+        ``u`` from :attr:`rng`, or on the GPU from a device generator seeded from
+        it), ``out = x * mask``."""
 
     # ---- normalization ---------------------------------------------------------
     @abc.abstractmethod
