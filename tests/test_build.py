@@ -23,10 +23,7 @@ INCLUDE_DIR = KERNELS_DIR / "include"
 
 # C still in string literals: the debt to pay.  The test fails when a new one
 # appears and when a listed one is gone (remove it here then).
-KNOWN_INLINE_C = {
-    "_recurrent.pyx": "the fused LSTM/GRU row loops (issue 12, point 5: move them to "
-                      "include/nl_recurrent.h)",
-}
+KNOWN_INLINE_C = {}
 
 _EXTERN = re.compile(r'^cdef\s+extern\s+from\s+(\*|"([^"]+)")\s*:', re.M)
 

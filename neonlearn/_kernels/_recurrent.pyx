@@ -23,13 +23,14 @@ across threads, so results are bitwise identical for any thread count.
 masks right-padded steps: a padded step outputs zeros and receives no gradient, so
 padding never changes the outputs or gradients of the valid steps.
 
-Activation codes (``_activations.pxd``, shared with ``_dense.pyx``): 0 identity,
-1 rectlin, 2 tanh, 3 logistic, 4 explin; derivatives are computed from outputs.  Each
-row's pre-activations are summed into a contiguous buffer (the row of ``gates``) and
-activated block by block with ``_act_row``, whose float32 tanh and logistic are
-vectorized.  The usual float32 cell (logistic gates, tanh) runs fused C loops per
-row (LSTM forward and backward, GRU backward), vectorized and compiled for AVX2 +
-FMA too; float64 and other activations run generic loops of the same equations.
+Activation codes are the ``NL_ACT_*`` of ``include/nl_activations.h`` (declared in
+``_activations.pxd``, shared with ``_dense.pyx``); derivatives are computed from
+outputs.  Each row's pre-activations are summed into a contiguous buffer (the row of
+``gates``) and activated block by block with ``_act_row``, whose float32 tanh and
+logistic are vectorized.  The usual float32 cell (``NL_ACT_LOGISTIC`` gates,
+``NL_ACT_TANH``) runs fused C loops per row (LSTM forward and backward, GRU
+backward; ``include/nl_recurrent.h``), vectorized and compiled for AVX2 + FMA too;
+float64 and other activations run generic loops of the same equations.
 """
 from cython.parallel cimport prange
 from cython cimport floating
@@ -38,210 +39,11 @@ from ._blas cimport gemm as _gemm
 cimport numpy as cnp
 import numpy as np
 
-from ._activations cimport _act_row, _dact
+from ._activations cimport _act_row, _dact, NL_ACT_LOGISTIC, NL_ACT_TANH
 
-cdef extern from *:
-    """
-    /* Float32 rows of the usual LSTM cell (logistic gates, tanh activation) in
-       single C loops: activations and cell update fused, vectorized, and compiled
-       for AVX2 + FMA as well as the baseline (``_activations.pxd`` picks at run
-       time).  The gate blocks of a row share one base pointer at offsets unknown at
-       compile time, which stops GCC vectorizing the same loops written in Cython;
-       as separate restrict pointers they vectorize. */
-    #if defined(_MSC_VER) && !defined(__cplusplus)
-    #define restrict __restrict
-    #endif
-
-    NL_INLINE static void nl_lstm_fprop_row_loop(
-            const float *restrict z, const float *restrict r, const float *restrict b,
-            const float *restrict cp, float *restrict g, float *restrict c,
-            float *restrict h, Py_ssize_t H) {
-        Py_ssize_t j;
-        for (j = 0; j < 3 * H; j++) g[j] = nl_logisticf(z[j] + r[j] + b[j]);
-        for (j = 3 * H; j < 4 * H; j++) g[j] = nl_tanhf(z[j] + r[j] + b[j]);
-        for (j = 0; j < H; j++) {
-            c[j] = g[H + j] * cp[j] + g[j] * g[3 * H + j];
-            h[j] = g[2 * H + j] * nl_tanhf(c[j]);
-        }
-    }
-
-    NL_INLINE static void nl_lstm_bprop_row_loop(
-            const float *restrict g, const float *restrict c, const float *restrict cp,
-            const float *restrict e, const float *restrict dhn, float *restrict dcn,
-            float *restrict dzi, float *restrict dzf, float *restrict dzo,
-            float *restrict dzg, Py_ssize_t H) {
-        for (Py_ssize_t j = 0; j < H; j++) {
-            float gi = g[j], gf = g[H + j], go = g[2 * H + j], gg = g[3 * H + j];
-            float tc = nl_tanhf(c[j]);
-            float dht = e[j] + dhn[j];
-            float dct = dht * go * (1.0f - tc * tc) + dcn[j];
-            dzi[j] = dct * gg * (gi * (1.0f - gi));
-            dzf[j] = dct * cp[j] * (gf * (1.0f - gf));
-            dzo[j] = dht * tc * (go * (1.0f - go));
-            dzg[j] = dct * gi * (1.0f - gg * gg);
-            dcn[j] = dct * gf;
-        }
-    }
-
-    NL_INLINE static void nl_gru_zc_bprop_row_loop(
-            const float *restrict gz, const float *restrict cand, const float *restrict hp,
-            const float *restrict e, float *restrict dhn, float *restrict dzz,
-            float *restrict dzc, Py_ssize_t H) {
-        for (Py_ssize_t j = 0; j < H; j++) {
-            float dht = e[j] + dhn[j];
-            dzz[j] = dht * (cand[j] - hp[j]) * (gz[j] * (1.0f - gz[j]));
-            dzc[j] = dht * gz[j] * (1.0f - cand[j] * cand[j]);
-            dhn[j] = dht * (1.0f - gz[j]);
-        }
-    }
-
-    #if NL_DISPATCH
-    NL_AVX2 static inline void nl_lstm_fprop_row_avx2(
-            const float *z, const float *r, const float *b, const float *cp, float *g,
-            float *c, float *h, Py_ssize_t H) {
-        nl_lstm_fprop_row_loop(z, r, b, cp, g, c, h, H);
-    }
-    NL_AVX2 static inline void nl_lstm_bprop_row_avx2(
-            const float *g, const float *c, const float *cp, const float *e,
-            const float *dhn, float *dcn, float *dzi, float *dzf, float *dzo, float *dzg,
-            Py_ssize_t H) {
-        nl_lstm_bprop_row_loop(g, c, cp, e, dhn, dcn, dzi, dzf, dzo, dzg, H);
-    }
-    NL_AVX2 static inline void nl_gru_zc_bprop_row_avx2(
-            const float *gz, const float *cand, const float *hp, const float *e,
-            float *dhn, float *dzz, float *dzc, Py_ssize_t H) {
-        nl_gru_zc_bprop_row_loop(gz, cand, hp, e, dhn, dzz, dzc, H);
-    }
-    #endif
-
-    static CYTHON_INLINE void nl_lstm_fprop_row(
-            const float *z, const float *r, const float *b, const float *cp, float *g,
-            float *c, float *h, Py_ssize_t H) {
-    #if NL_DISPATCH
-        if (nl_have_avx2_fma()) { nl_lstm_fprop_row_avx2(z, r, b, cp, g, c, h, H); return; }
-    #endif
-        nl_lstm_fprop_row_loop(z, r, b, cp, g, c, h, H);
-    }
-
-    static CYTHON_INLINE void nl_lstm_bprop_row(
-            const float *g, const float *c, const float *cp, const float *e,
-            const float *dhn, float *dcn, float *dz, Py_ssize_t H) {
-    #if NL_DISPATCH
-        if (nl_have_avx2_fma()) {
-            nl_lstm_bprop_row_avx2(g, c, cp, e, dhn, dcn, dz, dz + H, dz + 2 * H,
-                                   dz + 3 * H, H);
-            return;
-        }
-    #endif
-        nl_lstm_bprop_row_loop(g, c, cp, e, dhn, dcn, dz, dz + H, dz + 2 * H, dz + 3 * H, H);
-    }
-
-    static CYTHON_INLINE void nl_gru_zc_bprop_row(
-            const float *g, const float *hp, const float *e, float *dhn, float *dz,
-            Py_ssize_t H) {
-    #if NL_DISPATCH
-        if (nl_have_avx2_fma()) {
-            nl_gru_zc_bprop_row_avx2(g + H, g + 2 * H, hp, e, dhn, dz + H, dz + 2 * H, H);
-            return;
-        }
-    #endif
-        nl_gru_zc_bprop_row_loop(g + H, g + 2 * H, hp, e, dhn, dz + H, dz + 2 * H, H);
-    }
-    /* C (M x N, row stride ldc) = A (M x K, row stride lda) @ B, with B packed by
-       nl_pack_b into panels of 16 columns: Bp[panel][k][16], zero-padded.  An AVX2
-       + FMA micro-kernel of 6 x 16 (BLIS's Haswell shape); every output is one FMA
-       chain over k in order, so a row's result does not depend on which rows are
-       computed with it.  The recurrent kernels pack the recurrent weights once per
-       call instead of BLAS packing them again at every time step (as much time as
-       the multiplications themselves for 32-64 rows). */
-    #define NL_NR 16
-    static void nl_pack_b(const float *B, Py_ssize_t sk, Py_ssize_t sn, Py_ssize_t K,
-                          Py_ssize_t N, float *Bp) {
-        for (Py_ssize_t j0 = 0; j0 < N; j0 += NL_NR)
-            for (Py_ssize_t k = 0; k < K; k++)
-                for (Py_ssize_t c = 0; c < NL_NR; c++)
-                    *Bp++ = j0 + c < N ? B[k * sk + (j0 + c) * sn] : 0.0f;
-    }
-
-    #if NL_DISPATCH
-    #include <immintrin.h>
-    NL_AVX2 NL_INLINE static void nl_kernel_avx2(
-            const int MR, const int ACC, Py_ssize_t K, const float *A, Py_ssize_t lda,
-            const float *Bp, float *C, Py_ssize_t ldc) {
-        __m256 c0[6], c1[6];
-        for (int r = 0; r < MR; r++) {
-            c0[r] = _mm256_setzero_ps();
-            c1[r] = _mm256_setzero_ps();
-        }
-        for (Py_ssize_t k = 0; k < K; k++) {
-            __m256 b0 = _mm256_loadu_ps(Bp + k * NL_NR);
-            __m256 b1 = _mm256_loadu_ps(Bp + k * NL_NR + 8);
-            for (int r = 0; r < MR; r++) {
-                __m256 a = _mm256_broadcast_ss(A + r * lda + k);
-                c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
-                c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
-            }
-        }
-        for (int r = 0; r < MR; r++) {
-            if (ACC) {
-                c0[r] = _mm256_add_ps(c0[r], _mm256_loadu_ps(C + r * ldc));
-                c1[r] = _mm256_add_ps(c1[r], _mm256_loadu_ps(C + r * ldc + 8));
-            }
-            _mm256_storeu_ps(C + r * ldc, c0[r]);
-            _mm256_storeu_ps(C + r * ldc + 8, c1[r]);
-        }
-    }
-
-    NL_AVX2 NL_INLINE static void nl_kernel_cols(
-            const int MR, const int ACC, Py_ssize_t K, const float *A, Py_ssize_t lda,
-            const float *Bp, float *C, Py_ssize_t ldc, Py_ssize_t nc) {
-        /* the last panel, narrower than 16 columns: through a buffer */
-        float tmp[6 * NL_NR];
-        if (nc == NL_NR) {
-            nl_kernel_avx2(MR, ACC, K, A, lda, Bp, C, ldc);
-            return;
-        }
-        nl_kernel_avx2(MR, 0, K, A, lda, Bp, tmp, NL_NR);
-        for (int r = 0; r < MR; r++)
-            for (Py_ssize_t c = 0; c < nc; c++)
-                C[r * ldc + c] = ACC ? tmp[r * NL_NR + c] + C[r * ldc + c]
-                                     : tmp[r * NL_NR + c];
-    }
-
-    NL_AVX2 NL_INLINE static void nl_gemm_packed_acc(
-            const int ACC, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
-            Py_ssize_t lda, const float *Bp, float *C, Py_ssize_t ldc) {
-        for (Py_ssize_t j0 = 0; j0 < N; j0 += NL_NR) {
-            const float *bp = Bp + j0 * K;
-            Py_ssize_t nc = N - j0 < NL_NR ? N - j0 : NL_NR, i = 0;
-            for (; i + 6 <= M; i += 6)
-                nl_kernel_cols(6, ACC, K, A + i * lda, lda, bp, C + i * ldc + j0, ldc, nc);
-            for (; i + 4 <= M; i += 4)
-                nl_kernel_cols(4, ACC, K, A + i * lda, lda, bp, C + i * ldc + j0, ldc, nc);
-            for (; i + 2 <= M; i += 2)
-                nl_kernel_cols(2, ACC, K, A + i * lda, lda, bp, C + i * ldc + j0, ldc, nc);
-            for (; i < M; i++)
-                nl_kernel_cols(1, ACC, K, A + i * lda, lda, bp, C + i * ldc + j0, ldc, nc);
-        }
-    }
-
-    /* C = A @ B, or C += A @ B with accumulate (BLAS's beta = 1) */
-    NL_AVX2 static void nl_gemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-                                       const float *A, Py_ssize_t lda, const float *Bp,
-                                       float *C, Py_ssize_t ldc, int accumulate) {
-        if (accumulate)
-            nl_gemm_packed_acc(1, M, N, K, A, lda, Bp, C, ldc);
-        else
-            nl_gemm_packed_acc(0, M, N, K, A, lda, Bp, C, ldc);
-    }
-    static inline int nl_use_packed_gemm(void) { return nl_have_avx2_fma(); }
-    #else
-    static CYTHON_INLINE int nl_use_packed_gemm(void) { return 0; }
-    static void nl_gemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-                               const float *A, Py_ssize_t lda, const float *Bp,
-                               float *C, Py_ssize_t ldc, int accumulate) { }
-    #endif
-    """
+# include/nl_recurrent.h: the fused float32 cell rows and the packed GEMM (call
+# nl_gemm_packed only where nl_use_packed_gemm())
+cdef extern from "nl_recurrent.h":
     int nl_use_packed_gemm() noexcept nogil
     void nl_pack_b(const float *B, Py_ssize_t sk, Py_ssize_t sn, Py_ssize_t K,
                    Py_ssize_t N, float *Bp) noexcept nogil
@@ -394,8 +196,9 @@ cdef void _rnn_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::
             if _padded(lengths, n, t):
                 for j in range(H):
                     dZ[n, t, j] = 0
-            elif act == 2:
-                _rnn_delta(&err[n, t, 0], &dh[n, 0], &h[n, t, 0], &dZ[n, t, 0], H, 2, p)
+            elif act == NL_ACT_TANH:
+                _rnn_delta(&err[n, t, 0], &dh[n, 0], &h[n, t, 0], &dZ[n, t, 0], H,
+                           NL_ACT_TANH, p)
             else:
                 _rnn_delta(&err[n, t, 0], &dh[n, 0], &h[n, t, 0], &dZ[n, t, 0], H, act,
                            p)
@@ -475,7 +278,7 @@ cdef void _lstm_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W
             rn = &R[n, 0]
             cp = &c0[n, 0] if t == 0 else &c[n, t - 1, 0]
             if floating is float:
-                if act == 2 and gate_act == 3:
+                if act == NL_ACT_TANH and gate_act == NL_ACT_LOGISTIC:
                     nl_lstm_fprop_row(zn, rn, &b[0], cp, g, cn, hn, H)
                     continue
             for j in range(G):
@@ -576,7 +379,7 @@ cdef void _lstm_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, :
             cn = &c[n, t, 0]
             cp = &c0[n, 0] if t == 0 else &c[n, t - 1, 0]
             if floating is float:
-                if act == 2 and gate_act == 3:
+                if act == NL_ACT_TANH and gate_act == NL_ACT_LOGISTIC:
                     nl_lstm_bprop_row(&gates[n, t, 0], cn, cp, &err[n, t, 0], &dh[n, 0],
                                       &dc[n, 0], dz, H)
                     continue
@@ -745,7 +548,7 @@ cdef inline void _gru_zc_bprop(const floating *g, const floating *hpn,
     cdef Py_ssize_t j
     cdef floating gz, cand, dht
     if floating is float:
-        if act == 2 and gate_act == 3:
+        if act == NL_ACT_TANH and gate_act == NL_ACT_LOGISTIC:
             nl_gru_zc_bprop_row(g, hpn, e, dhn, dz, H)
             return
     for j in range(H):
@@ -808,8 +611,9 @@ cdef void _gru_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::
                 continue
             g = &gates[n, t, 0]
             hpn = &h0[n, 0] if t == 0 else &h[n, t - 1, 0]
-            if gate_act == 3:  # inlined with a constant code: a vectorized loop
-                _gru_r_bprop(g, hpn, &drh[n, 0], &dh[n, 0], &dZ[n, t, 0], H, 3, gp)
+            if gate_act == NL_ACT_LOGISTIC:  # inlined with a constant: vectorized
+                _gru_r_bprop(g, hpn, &drh[n, 0], &dh[n, 0], &dZ[n, t, 0], H,
+                             NL_ACT_LOGISTIC, gp)
             else:
                 _gru_r_bprop(g, hpn, &drh[n, 0], &dh[n, 0], &dZ[n, t, 0], H, gate_act,
                              gp)
