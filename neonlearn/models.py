@@ -8,6 +8,7 @@ from .exceptions import TrainingDivergedError
 from .layers._base import Layer, in_shape_of
 from .layers._containers import Sequential
 from .layers._dense import Activation
+from .layers._fusion import plan_network
 
 __all__ = ["Model"]
 
@@ -80,14 +81,17 @@ class Model:
         self.layers.set_backend(self.be)
         self.layers.configure(self.in_shape)
         self.layers.allocate()
-        # the gradient with respect to the network's input is never used
+        # planning, once: fused runs of layers, and no input gradient where nothing
+        # uses it (the network's input)
+        plan_network(self.layers, self.be)
         first = self.layers.sublayers()[0]
-        first.skip_input_grad = True
         self.integer_inputs_ = bool(getattr(first, "integer_inputs", False))
         self.out_shape = self.layers.out_shape
         # listed once: the walk through the containers costs as much as a small
         # layer's update, and the layers do not change after configure
         self.layers_to_optimize = self.layers.layers_to_optimize()
+        if self.cost is not None:  # a reconfigured network keeps the shortcut
+            self.set_cost(self.cost)
         return self
 
     def reconfigure(self, in_obj):
@@ -113,7 +117,10 @@ class Model:
         return self
 
     def set_cost(self, cost):
-        """Attach the cost; pair it with the output transform (neon's shortcut)."""
+        """Attach the cost; pair it with the output transform (neon's shortcut).
+
+        The shortcut is a planning fact of the last Activation
+        (``shortcut_error``), decided here once, not during a pass."""
         self.cost = cost
         last = _last_leaf(self.layers)
         self.shortcut = (
@@ -132,8 +139,12 @@ class Model:
         return self.be.array(x)
 
     # ---- forward and backward -------------------------------------------------
-    def fprop(self, x, inference=False):
-        return self.layers.fprop(x, inference)
+    def fprop(self, x, inference=False, lengths=None):
+        """Forward pass; ``lengths``: the sequence lengths of a padded batch whose
+        network does not read them from the data itself (no sequence mask)."""
+        if lengths is None:
+            return self.layers.fprop(x, inference)
+        return self.layers.fprop(x, inference, lengths=lengths)
 
     def bprop(self, delta):
         return self.layers.bprop(delta)

@@ -7,6 +7,7 @@ from neonlearn.backends import _cpu_conv, get_backend
 from neonlearn.initializers import Constant, Gaussian
 from neonlearn.layers import (Activation, BatchNorm, Bias, Conv, Convolution, Deconv,
                               Deconvolution, Sequential)
+from neonlearn.layers._fusion import ConvBias, InPlaceActivation, plan_fusion
 from neonlearn.transforms import Rectlin, Softmax, Tanh
 
 
@@ -320,6 +321,7 @@ def _compound_vs_parts(compound, parts, in_shape, be, n=3):
     compound.set_backend(be)
     compound.configure(in_shape)
     compound.allocate()
+    plan_fusion(compound, be)  # the fused steps a model plans; the parts run one by one
     parts = Sequential(parts)
     parts.set_backend(be)
     parts.configure(in_shape)
@@ -346,7 +348,8 @@ def test_conv_fused_matches_separate_layers(activation, be64):
     if activation is not None:
         parts.append(Activation(activation))
     _compound_vs_parts(conv, parts, (3, 8, 7), be64)
-    assert conv._fused_bias
+    kinds = [ConvBias] + ([InPlaceActivation] if activation is not None else [])
+    assert [type(s) for s in conv.steps_] == kinds
 
 
 @pytest.mark.parametrize("activation", [Rectlin(), Softmax(), None])
@@ -374,6 +377,7 @@ def test_conv_naming_and_grads(be64):
     conv.set_backend(be64)
     conv.configure((2, 5, 6))
     conv.allocate()
+    plan_fusion(conv, be64)
     assert [layer.name for layer in conv.layers_] == ["myConv", "myConv_bias",
                                                        "myConv_Rectlin"]
     check_layer_grads(conv, (2, 5, 6), be64)
@@ -382,8 +386,9 @@ def test_conv_naming_and_grads(be64):
     bn.set_backend(be64)
     bn.configure((2, 5, 6))
     bn.allocate()
+    plan_fusion(bn, be64)
     assert [layer.name for layer in bn.layers_] == ["c2", "c2_bnorm", "c2_Tanh"]
-    assert not bn._fused_bias and bn._act is not None
+    assert [type(s) for s in bn.steps_] == [Convolution, BatchNorm, InPlaceActivation]
     check_layer_grads(bn, (2, 5, 6), be64, n=4, rtol=1e-4, atol=1e-6)
     assert [layer.name for layer in Conv((1, 1, 1), Gaussian()).configure(
         (1, 3, 3)).layers_] == ["Conv"]

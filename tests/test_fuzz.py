@@ -211,22 +211,23 @@ def _loss_and_grads(net, x, R):
     return out, dx
 
 
-def _spot_check(net, x, R, rng, input_grad=True, n_coords=3, eps=1e-6):
+def _spot_check(net, x, R, rng, input_grad=True, n_coords=3, eps=1e-6, lengths=None):
     """Central differences of ``sum(fprop(x) * R)`` at a few coordinates of the input
-    and of every parameter, against ``bprop``."""
+    and of every parameter, against ``bprop`` (``lengths``: the sequence lengths,
+    passed to ``fprop``)."""
     for layer in net.layers_to_optimize():
         for p, _ in layer.param_grads():
             # biases start at 0: with zero inputs (padding, dead units) a rectifier
             # would sit exactly on its kink, where finite differences disagree
             p += 0.05 * rng.standard_normal(p.shape)
-    out = net.fprop(x.copy())
+    out = net.fprop(x.copy(), lengths=lengths)
     dx = net.bprop(R.copy())
     dx = None if dx is None else np.array(dx, copy=True)
     grads = [(p, np.array(g, copy=True)) for layer in net.layers_to_optimize()
              for p, g in layer.param_grads()]
 
     def loss():
-        return float(np.sum(net.fprop(x.copy()) * R))
+        return float(np.sum(net.fprop(x.copy(), lengths=lengths) * R))
 
     def fd(arr, i):
         return central_difference(loss, arr, i, eps)
@@ -314,13 +315,7 @@ def test_random_recurrent_stacks(stack, n, seed, ragged):
         x = rng.standard_normal((n,) + in_shape)
     net = _ready(layers, in_shape)
     lengths = rng.integers(1, T + 1, size=n) if ragged else None
-    for leaf in net.sublayers():
-        if getattr(leaf, "uses_lengths", False):
-            leaf.lengths = lengths
-    for layer in net.layers_:
-        if getattr(layer, "uses_lengths", False):
-            layer.lengths = lengths
-    out = net.fprop(x.copy())
+    out = net.fprop(x.copy(), lengths=lengths)
     assert out.shape == (n,) + tuple(net.out_shape)
     assert np.all(np.isfinite(out))
     R = rng.standard_normal(out.shape)
@@ -330,7 +325,7 @@ def test_random_recurrent_stacks(stack, n, seed, ragged):
     for layer in net.layers_to_optimize():
         for p, g in layer.param_grads():
             assert g.shape == p.shape and np.all(np.isfinite(g))
-    _spot_check(net, x, R, rng, input_grad=vocab is None)
+    _spot_check(net, x, R, rng, input_grad=vocab is None, lengths=lengths)
 
 
 # ---------------------------------------------------------------------------------

@@ -98,17 +98,14 @@ def _run(make_layers, in_shape, device, dtype, x, seed=0, lengths=None, err_seed
     be = get_backend(device, dtype=dtype, seed=seed)
     model = Model(make_layers(), be).configure(in_shape)
     leaves = model.layers.sublayers()
-    leaves[0].skip_input_grad = isinstance(leaves[0], LookupTable)
-    if lengths is not None:
-        for leaf in leaves:
-            if getattr(leaf, "uses_lengths", False):
-                leaf.lengths = lengths
-    y = model.fprop(be.array(x))
+    # the input gradient is compared too (the model plans it away)
+    model.layers.plan_input_grad(not isinstance(leaves[0], LookupTable))
+    y = model.fprop(be.array(x), lengths=lengths)
     err = np.random.default_rng(err_seed).standard_normal(y.shape)
     dx = model.bprop(be.array(err))
     grads = [be.to_numpy(g).copy() for layer in model.layers_to_optimize
              for _, g in layer.param_grads()]
-    infer = be.to_numpy(model.fprop(be.array(x), inference=True))
+    infer = be.to_numpy(model.fprop(be.array(x), inference=True, lengths=lengths))
     return (be.to_numpy(y), None if dx is None else be.to_numpy(dx), grads, infer)
 
 

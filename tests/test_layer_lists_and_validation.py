@@ -16,6 +16,7 @@ from neonlearn.layers import (LRN, Activation, Affine, BatchNorm, Bias, BranchNo
                               Convolution, Deconv, Deconvolution, Linear, Pooling,
                               Sequential, Tree)
 from neonlearn.layers._containers import flatten_layers
+from neonlearn.layers._fusion import DenseBiasAct, plan_fusion
 from neonlearn.models import Model
 from neonlearn.optimizers import (ExpSchedule, GradientDescentMomentum, PowerSchedule,
                                   Schedule, StepSchedule)
@@ -127,7 +128,9 @@ def test_estimator_layer_params_by_name_reach_the_parts():
 def test_list_compound_keeps_the_fused_kernel_and_its_outputs():
     x = np.random.default_rng(1).standard_normal((6, 5))
     fused = _make(Affine(4, Gaussian(), bias=Gaussian(), activation=Tanh()), (5,))
-    assert fused._fused and [type(p) for p in fused.layers_] == [Linear, Bias, Activation]
+    plan_fusion(fused, fused.be)
+    assert [type(p) for p in fused.layers_] == [Linear, Bias, Activation]
+    assert [type(s) for s in fused.steps_] == [DenseBiasAct]
     parts = _make(Sequential(list(clone(fused))), (5,))  # the parts, run one by one
     for a, b in zip(fused.layers_, parts.layers_):
         if hasattr(a, "W"):

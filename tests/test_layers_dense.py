@@ -11,6 +11,7 @@ import pytest
 from conftest import check_layer_grads, numeric_grad
 from neonlearn.backends import get_backend
 from neonlearn.initializers import Array, Constant, Gaussian
+from neonlearn.layers._fusion import DenseBiasAct, InPlaceActivation, plan_fusion
 from neonlearn.layers import (Activation, Affine, BatchNorm, Bias, Dropout, Linear,
                               Sequential, SkipNode)
 from neonlearn.transforms import (Explin, Identity, Logistic, Normalizer, Rectlin,
@@ -24,10 +25,13 @@ def _be(dtype="float64", seed=0, n_threads=1):
     return get_backend("cpu", dtype=dtype, seed=seed, n_threads=n_threads)
 
 
-def _make(layer, shape, be=None):
+def _make(layer, shape, be=None, fuse=True):
+    """A configured layer; ``fuse``: with the fused steps a model would plan."""
     layer.set_backend(be if be is not None else _be())
     layer.configure(shape)
     layer.allocate()
+    if fuse:
+        plan_fusion(layer, layer.be)
     return layer
 
 
@@ -194,7 +198,7 @@ def test_activation_rejects_non_transform():
 def test_affine_fused_gradients(activation):
     layer = _make(Affine(4, init=Gaussian(scale=0.7), bias=Gaussian(), activation=activation),
                   (5,))
-    assert layer._fused
+    assert [type(s) for s in layer.steps_] == [DenseBiasAct]
     check_compound_grads(layer, (5,))
 
 
@@ -209,8 +213,11 @@ def test_affine_fused_matches_unfused_layers():
     be = _be()
     affine = _make(Affine(4, init=Gaussian(), bias=Gaussian(), activation=Tanh()), (5,), be)
     linear, bias, act = affine.layers_
+    assert [type(s) for s in affine.steps_] == [DenseBiasAct]
     seq = _make(Sequential([Linear(4, init=Array(linear.W.copy())),
-                            Bias(init=Array(bias.W.copy())), Activation(Tanh())]), (5,), _be())
+                            Bias(init=Array(bias.W.copy())), Activation(Tanh())]), (5,), _be(),
+                fuse=False)
+    assert seq.steps_ == seq.layers_
     x = _x((5,), n=6)
     np.testing.assert_allclose(affine.fprop(x), seq.fprop(x), rtol=1e-12)
     err = _x((4,), n=6, seed=3)
@@ -224,6 +231,7 @@ def test_affine_batch_norm_gradients(in_shape):
     layer = _make(Affine(4, init=Gaussian(), batch_norm=True, activation=Rectlin(slope=0.1)),
                   in_shape)
     assert [type(s) for s in layer.layers_] == [Linear, BatchNorm, Activation]
+    assert [type(s) for s in layer.steps_] == [Linear, BatchNorm, InPlaceActivation]
     bn = layer.layers_[1]
     bn.gamma[...] = np.random.default_rng(5).standard_normal(bn.gamma.shape)
     bn.beta[...] = np.random.default_rng(6).standard_normal(bn.beta.shape)
@@ -505,8 +513,7 @@ def test_batchnorm_on_padded_sequences_counts_valid_steps_only(dtype):
     valid = np.arange(T)[None, :] < lengths[:, None]
     x[~valid] = 1e6  # padding values must not matter
     err = rng.standard_normal((4, T, F))
-    seq.lengths = lengths
-    y = seq.fprop(x.astype(dtype))
+    y = seq.fprop(x.astype(dtype), lengths=lengths)
     yd = dense.fprop(x[valid].astype(dtype))
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12)
     np.testing.assert_allclose(y[valid], yd, **tol)
@@ -518,10 +525,10 @@ def test_batchnorm_on_padded_sequences_counts_valid_steps_only(dtype):
     for a, b in [(seq.dgamma, dense.dgamma), (seq.dbeta, dense.dbeta),
                  (seq.gmean, dense.gmean), (seq.gvar, dense.gvar)]:
         np.testing.assert_allclose(a, b, **tol)
-    np.testing.assert_allclose(seq.fprop(x.astype(dtype), inference=True)[valid],
+    np.testing.assert_allclose(seq.fprop(x.astype(dtype), inference=True,
+                                         lengths=lengths)[valid],
                                dense.fprop(x[valid].astype(dtype), inference=True), **tol)
     # without lengths every step counts again
-    seq.lengths = None
     full = seq.fprop(x.astype(dtype))
     assert np.all(np.abs(full) < 10) and np.any(full[~valid] != 0)
 
@@ -530,11 +537,12 @@ def test_batchnorm_padded_sequence_gradients_by_finite_differences():
     T, F = 4, 2
     seq = _make(BatchNorm(), (T, F), get_backend("cpu", dtype="float64"))
     seq.gamma[...] = [1.5, -0.5]
-    seq.lengths = np.array([4, 1, 3], dtype=np.int32)
+    lengths = np.array([4, 1, 3], dtype=np.int32)
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3, T, F))
     w = rng.standard_normal((3, T, F))
-    loss = lambda: float(np.sum(seq.fprop(x) * w))  # noqa: E731
+    loss = lambda: float(np.sum(seq.fprop(x, lengths=lengths) * w))  # noqa: E731
     g = numeric_grad(loss, x)
-    seq.fprop(x)
+    assert np.all(g[1, 1:] == 0)  # padded steps get no gradient
+    seq.fprop(x, lengths=lengths)
     np.testing.assert_allclose(seq.bprop(w), g, rtol=1e-6, atol=1e-8)

@@ -236,11 +236,28 @@ def test_finite_difference_gradients(cls):
     check_layer_grads(layer, (4, 3), layer.be, n=2, rtol=1e-5, atol=1e-7)
 
 
+class _WithLengths:
+    """``layer`` with the batch's ``lengths`` bound, as a container passes them."""
+
+    def __init__(self, layer, lengths):
+        self.layer, self.lengths = layer, lengths
+
+    def fprop(self, x, inference=False):
+        return self.layer.fprop(x, inference, lengths=self.lengths)
+
+    def bprop(self, error):
+        return self.layer.bprop(error)
+
+    def param_grads(self):
+        return self.layer.param_grads()
+
+
+
 @pytest.mark.parametrize("cls", [Recurrent, LSTM, GRU, BiLSTM])
 def test_finite_difference_gradients_masked(cls):
     layer = make(cls, hidden=3, in_shape=(4, 3))
-    layer.lengths = np.array([4, 2, 1])
-    check_layer_grads(layer, (4, 3), layer.be, n=3, rtol=1e-5, atol=1e-7)
+    masked = _WithLengths(layer, np.array([4, 2, 1]))
+    check_layer_grads(masked, (4, 3), layer.be, n=3, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("cls", [Recurrent, LSTM, GRU])
@@ -266,11 +283,10 @@ def _padded_vs_unpadded(layer_factory, width):
     x = rng.standard_normal((N, T, F))
     err = rng.standard_normal((N, T, width))
     padded = layer_factory()
-    padded.lengths = lengths
     xp = x.copy()
     for n, L in enumerate(lengths):
         xp[n, L:] = 1e3 * rng.standard_normal((T - L, F))  # garbage in the padding
-    out = np.array(padded.fprop(xp), copy=True)
+    out = np.array(padded.fprop(xp, lengths=lengths), copy=True)
     dx = np.array(padded.bprop(err), copy=True)
     grads = [np.array(g, copy=True) for _, g in padded.param_grads()]
     total = [np.zeros_like(g) for g in grads]
@@ -303,8 +319,8 @@ def test_one_and_two_threads_bitwise_equal(cls):
     results = []
     for threads in (1, 2):
         layer = make(cls, "float32", n_threads=threads, hidden=16, in_shape=(7, F))
-        layer.lengths = np.array([7, 3, 5, 7, 1, 6, 7, 2])
-        out = np.array(layer.fprop(x), copy=True)
+        lengths = np.array([7, 3, 5, 7, 1, 6, 7, 2])
+        out = np.array(layer.fprop(x, lengths=lengths), copy=True)
         dx = np.array(layer.bprop(err), copy=True)
         results.append([out, dx] + [np.array(g, copy=True) for _, g in layer.param_grads()])
     for a, b in zip(*results):
@@ -325,9 +341,8 @@ def test_one_and_two_threads_bitwise_equal_several_chunks(cls, act):
     for threads in (1, 2):
         layer = make(cls, "float64", n_threads=threads, hidden=16, in_shape=(6, F),
                      activation=act)
-        layer.lengths = lengths
         with layer.be.compute_scope():
-            out = np.array(layer.fprop(x), copy=True)
+            out = np.array(layer.fprop(x, lengths=lengths), copy=True)
             dx = np.array(layer.bprop(err), copy=True)
         results.append([out, dx] + [np.array(g, copy=True) for _, g in layer.param_grads()])
     for a, b in zip(*results):
@@ -403,12 +418,10 @@ def test_bidirectional_equals_two_directional_layers(bi, cell):
 def test_bidirectional_backward_starts_at_each_sequence_end():
     layer = make(BiLSTM)
     lengths = np.array([T, 3, 1])
-    layer.lengths = lengths
     x = np.random.default_rng(8).standard_normal((N, T, F))
-    out = layer.fprop(x)
+    out = layer.fprop(x, lengths=lengths)
     for n, L in enumerate(lengths):
         bwd = layer.bwd_
-        bwd.lengths = None
         bwd.configure((L, F))
         ref = bwd.fprop(x[n:n + 1, :L][:, ::-1].copy())[0, ::-1]
         np.testing.assert_allclose(out[n, :L, H:], ref, rtol=1e-12, atol=1e-14)
@@ -443,9 +456,9 @@ def test_summary_layers_reference_and_grads():
         assert layer.out_shape == (F,)
         np.testing.assert_allclose(layer.fprop(x), x.sum(1) if cls is RecurrentSum
                                    else x.mean(1) if cls is RecurrentMean else x[:, -1])
-        layer.lengths = lengths
-        np.testing.assert_allclose(layer.fprop(x), np.array(ref), rtol=1e-12)
-        check_layer_grads(layer, (T, F), be, x=x)
+        np.testing.assert_allclose(layer.fprop(x, lengths=lengths), np.array(ref),
+                                   rtol=1e-12)
+        check_layer_grads(_WithLengths(layer, lengths), (T, F), be, x=x)
 
 
 @pytest.mark.parametrize("dtype_", [np.float32, np.float64])
@@ -534,12 +547,10 @@ def test_invalid_configurations():
     with pytest.raises(ValueError, match="activation"):
         layer.configure((T, F))
     layer = make(LSTM, "float32")
-    layer.lengths = np.array([1, 2])
     with pytest.raises(ValueError, match="lengths"):
-        layer.fprop(np.zeros((N, T, F), np.float32))
-    layer.lengths = np.array([0, 2, 3])
+        layer.fprop(np.zeros((N, T, F), np.float32), lengths=np.array([1, 2]))
     with pytest.raises(ValueError, match="lengths"):
-        layer.fprop(np.zeros((N, T, F), np.float32))
+        layer.fprop(np.zeros((N, T, F), np.float32), lengths=np.array([0, 2, 3]))
     with pytest.raises(ValueError, match="expects inputs"):
         make(LSTM).fprop(np.zeros((N, T + 1, F)))
 

@@ -6,8 +6,13 @@
 - ``_conv``: Convolution, Deconvolution, Conv, Deconv
 - ``_pooling``: Pooling
 - ``_normalization``: BatchNorm, LRN
+- ``_recurrent``: Recurrent, LSTM, GRU, BiRNN, BiLSTM, DeepBiRNN, DeepBiLSTM
+- ``_sequence_layers``: RecurrentSum, RecurrentMean, RecurrentLast and the masks of
+  the sequence estimator (SequenceMask, StepMask)
 - ``_containers``: Sequential, SkipNode, BranchNode, MergeSum, MergeBroadcast, Tree,
   SingleOutputTree
+- ``_fusion``: the model's planning pass (fused Linear/Convolution -> Bias ->
+  Activation runs)
 """
 from ._base import CompoundLayer, Layer, ParameterLayer
 from ._containers import Sequential, SkipNode
@@ -20,9 +25,9 @@ __all__ = [
 ]
 from ._embedding import LookupTable  # noqa: E402
 from ._recurrent import (  # noqa: E402
-    GRU, LSTM, BiLSTM, BiRNN, DeepBiLSTM, DeepBiRNN, Recurrent, RecurrentLast,
-    RecurrentMean, RecurrentSum,
+    GRU, LSTM, BiLSTM, BiRNN, DeepBiLSTM, DeepBiRNN, Recurrent,
 )
+from ._sequence_layers import RecurrentLast, RecurrentMean, RecurrentSum  # noqa: E402
 
 __all__ += [
     "LookupTable", "Recurrent", "LSTM", "GRU", "BiRNN", "BiLSTM", "DeepBiRNN",

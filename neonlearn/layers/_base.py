@@ -4,7 +4,16 @@ Shapes never include the batch axis: dense features ``(F,)``, sequences ``(T, F)
 images ``(C, H, W)``.  Arrays passed to ``fprop``/``bprop`` are batch-first.
 
 A layer gets its backend (``self.be``: array module, dtype, random generator and
-kernels) from the model that configures it; layers never branch on the device.
+kernels) from the model that configures it (or from ``set_backend``); layers never
+branch on the device.
+
+Per-batch facts travel as arguments, never as attributes written by another object:
+a layer whose class sets ``uses_lengths = True`` takes the sequence lengths of the
+batch as ``fprop(inputs, inference=False, lengths=None)``, and containers pass them
+on to exactly those parts (decided at configure).  Other layers keep the seed's
+signatures ``fprop(inputs, inference=False)`` and ``bprop(error)``.  What the model
+decides once at configure (which layer's input gradient is never used, the
+cost/softmax shortcut, the fused runs of :mod:`._fusion`) are planning facts.
 """
 import copy
 import numbers
@@ -14,7 +23,7 @@ import numpy as np
 from .._params import HyperParams
 
 __all__ = ["Layer", "ParameterLayer", "CompoundLayer", "CompoundList", "in_shape_of",
-           "check_number", "INT_MAX"]
+           "check_number", "check_lengths", "sequence_shape", "INT_MAX"]
 
 INT_MAX = 2 ** 31 - 1  # sizes, strides and paddings reach the kernels as C ints
 
@@ -38,6 +47,39 @@ def check_number(value, what, owner, low=None, high=None, low_open=False):
             want = "a number in %s%r, %r]" % ("(" if low_open else "[", low, high)
         raise ValueError("%s: %s must be %s, got %r" % (owner, what, want, value))
     return float(value)
+
+
+def check_lengths(lengths, N, T, owner):
+    """The sequence ``lengths`` of a batch of ``N`` sequences of ``T`` steps as a
+    host int32 array, or None when every sequence is full (or ``lengths`` is None)."""
+    if lengths is None:
+        return None
+    lengths = np.ascontiguousarray(lengths, dtype=np.int32)
+    if lengths.shape != (N,):
+        raise ValueError("%s: lengths has shape %r for a batch of %d sequences"
+                         % (owner, lengths.shape, N))
+    if lengths.size and (lengths.min() < 1 or lengths.max() > T):
+        raise ValueError("%s: sequence lengths must be in [1, %d]" % (owner, T))
+    if np.all(lengths == T):
+        return None
+    return lengths
+
+
+def sequence_shape(in_obj, owner):
+    """The ``(T, F)`` input shape of a sequence layer, or a clear error."""
+    shape = in_shape_of(in_obj)
+    if len(shape) != 2:
+        raise ValueError(
+            "%s expects sequences of shape (T, F) (batch axis excluded), got %r; "
+            "put a LookupTable first for token ids" % (owner, shape))
+    return shape
+
+
+def _is_device_array(value):
+    """An array that is not a NumPy array (a CuPy array), recognized without
+    importing its module."""
+    return (hasattr(value, "shape") and hasattr(value, "dtype")
+            and not isinstance(value, (np.ndarray, np.generic)))
 
 
 def in_shape_of(in_obj):
@@ -72,15 +114,28 @@ class Layer(HyperParams):
     def __init__(self, name=None):
         self.name = name
 
+    # ---- what containers and the model's planning pass read --------------------
+    uses_lengths = False
+    """True when ``fprop`` takes ``lengths=`` (the batch's sequence lengths)."""
+    gives_lengths = False
+    """True for a layer that reads the lengths from its input (``lengths_of``)."""
+    uses_error = True
+    """False when ``bprop`` ignores its error (an input layer such as the sequence
+    mask): the layer after it then computes no input gradient."""
+    skip_input_grad = False
+    """Planning fact set at configure (:meth:`plan_input_grad`): ``bprop`` fills the
+    weight gradients but returns None, since nothing uses the input gradient."""
+
     # ---- backend ---------------------------------------------------------------
     @property
     def be(self):
-        be = self.__dict__.get("_be")
-        if be is None:
-            from ..backends import get_backend
-
-            be = self._be = get_backend("cpu")
-        return be
+        try:
+            return self.__dict__["_be"]
+        except KeyError:
+            raise AttributeError(
+                "%s has no backend: configure it through a Model, or call "
+                "set_backend(neonlearn.backends.get_backend('cpu')) first"
+                % (self.name or type(self).__name__)) from None
 
     @be.setter
     def be(self, backend):
@@ -89,6 +144,11 @@ class Layer(HyperParams):
     def set_backend(self, backend):
         """Attach a backend (recursively for containers)."""
         self.be = backend
+
+    def plan_input_grad(self, needed):
+        """Configure-time planning: whether ``bprop`` must return the input gradient
+        (containers pass the fact on to their parts)."""
+        self.skip_input_grad = not needed
 
     # ---- life cycle ------------------------------------------------------------
     def configure(self, in_obj):
@@ -136,10 +196,11 @@ class Layer(HyperParams):
         return buf[:n]
 
     def __getstate__(self):
-        from ..backends import to_host
-
         state = self.__dict__.copy()
         state.pop("_buffers", None)  # scratch space, rebuilt on demand
+        be = state.get("_be")
+        if be is None:
+            return state
         # device (CuPy) arrays go to host memory: the pickle loads without CuPy
         memo = {}
 
@@ -153,7 +214,11 @@ class Layer(HyperParams):
                 return tuple(host(v) for v in value)
             if type(value) is dict:
                 return {k: host(v) for k, v in value.items()}
-            return to_host(value, memo)
+            if _is_device_array(value):
+                if id(value) not in memo:  # arrays shared between keys stay shared
+                    memo[id(value)] = (value, be.to_numpy(value))
+                return memo[id(value)][1]
+            return value
 
         return host(state)
 
@@ -215,12 +280,34 @@ class ParameterLayer(Layer):
         return [self]
 
 
+def _lengths_role(layer):
+    """How a container calls ``layer``: 0 plain, 1 with ``lengths=``, 2 reading the
+    lengths from its input first (decided once, when the steps are set)."""
+    if getattr(layer, "gives_lengths", False):
+        return 2
+    return 1 if getattr(layer, "uses_lengths", False) else 0
+
+
+def fprop_layer(layer, inputs, inference, lengths):
+    """``layer.fprop`` with ``lengths`` when its class takes them."""
+    if getattr(layer, "uses_lengths", False):
+        return layer.fprop(inputs, inference, lengths=lengths)
+    return layer.fprop(inputs, inference)
+
+
 class CompoundLayer(Layer):
     """A layer made of a list of sublayers, run in order.
 
     ``configure`` sets ``layers_``, the configured parts (containers build them
-    from their arguments there; :class:`CompoundList` layers are their parts).
+    from their arguments there; :class:`CompoundList` layers are their parts), and
+    ``steps_``, what ``fprop``/``bprop`` run: the parts themselves, or the fused runs
+    of them that a model's planning pass chooses (:func:`._fusion.plan_network`).
+    ``fprop`` takes the batch's sequence ``lengths`` and passes them to the steps
+    that use them; a step that gives lengths (the sequence mask) sets them for the
+    steps after it.
     """
+
+    runs_in_order = True  # False for containers whose fprop is not a chain of steps
 
     def set_backend(self, backend):
         self.be = backend
@@ -229,27 +316,50 @@ class CompoundLayer(Layer):
 
     def _configure_sublayers(self, layers, in_obj):
         self.layers_ = layers
+        be = self.__dict__.get("_be")  # shapes can be planned before a backend is set
         prev = in_obj
         for layer in layers:
-            layer.set_backend(self.be)
+            if be is not None:
+                layer.set_backend(be)
             layer.configure(prev)
             prev = layer
         self.in_shape = in_shape_of(in_obj)
         self.out_shape = tuple(layers[-1].out_shape)
+        self.set_steps(list(layers))
         return self
+
+    def set_steps(self, steps):
+        """Set what ``fprop``/``bprop`` run (configure-time planning)."""
+        self.steps_ = steps
+        self._plan = [(step, _lengths_role(step)) for step in steps]
+        self._reversed = steps[::-1]
+        self.uses_lengths = any(role == 1 for _, role in self._plan)
+
+    def plan_input_grad(self, needed):
+        self.skip_input_grad = not needed
+        prev = None
+        for layer in self.layers_:
+            layer.plan_input_grad(needed if prev is None else prev.uses_error)
+            prev = layer
 
     def allocate(self, shared_outputs=None):
         for layer in self.layers_:
             layer.allocate()
 
-    def fprop(self, inputs, inference=False):
-        for layer in self.layers_:
-            inputs = layer.fprop(inputs, inference)
+    def fprop(self, inputs, inference=False, lengths=None):
+        for step, role in self._plan:
+            if role == 0:
+                inputs = step.fprop(inputs, inference)
+            elif role == 1:
+                inputs = step.fprop(inputs, inference, lengths=lengths)
+            else:
+                lengths = step.lengths_of(inputs)
+                inputs = step.fprop(inputs, inference)
         return inputs
 
     def bprop(self, error):
-        for layer in reversed(self.layers_):
-            error = layer.bprop(error)
+        for step in self._reversed:
+            error = step.bprop(error)
         return error
 
     def layers_to_optimize(self):

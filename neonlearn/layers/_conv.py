@@ -7,7 +7,7 @@ Images are ``(C, H, W)`` without the batch axis; arrays are batch-first
 import numbers
 
 from ._base import INT_MAX, CompoundList, ParameterLayer, in_shape_of
-from ._dense import Activation, Bias, check_postfilter, postfilter_parts
+from ._dense import check_postfilter, postfilter_parts
 
 __all__ = ["Convolution", "Deconvolution", "Conv", "Deconv"]
 
@@ -124,6 +124,8 @@ class Convolution(_ConvBase):
         return self
 
     def fprop(self, inputs, inference=False, bias=None):
+        """Forward pass; ``bias (K,)`` (a following Bias layer's weights, passed by
+        the fused step of :mod:`._fusion`) is added inside the kernel."""
         self._check_input(inputs)
         x = self._contiguous(inputs)
         out = self._output((x.shape[0],) + self.out_shape, inference)
@@ -133,9 +135,10 @@ class Convolution(_ConvBase):
         return out
 
     def bprop(self, error, dbias=None):
+        """Backward pass; with ``dbias`` the kernel also writes the bias gradient."""
         error = self._contiguous(error)
         self.be.conv_bprop_filter(self.inputs, error, self.dW, self.geom, dbias=dbias)
-        if getattr(self, "skip_input_grad", False):
+        if self.skip_input_grad:
             return None
         dx = self._output((error.shape[0],) + self.in_shape, False, key="dx")
         return self.be.conv_bprop_data(error, self.W, dx, self.geom)
@@ -189,7 +192,7 @@ class Deconvolution(_ConvBase):
         error = self._contiguous(error)
         # the deconvolution's filter gradient is the convolution's, roles swapped
         self.be.conv_bprop_filter(error, self.inputs, self.dW, self.geom)
-        if getattr(self, "skip_input_grad", False):
+        if self.skip_input_grad:
             return None
         dx = self._output((error.shape[0],) + self.in_shape, False, key="dx")
         return self.be.conv_fprop(error, self.W, dx, self.geom)
@@ -202,7 +205,8 @@ class Conv(CompoundList):
     ``name="conv1"`` the parts are ``conv1``, ``conv1_bias`` (or ``conv1_bnorm`` with
     ``batch_norm=True``) and ``conv1_<Transform>`` (``conv1_Rectlin``); without a
     name the base name is the class name.  Setting an argument updates the parts.
-    Bias and an elementwise activation are fused into the convolution's kernels.
+    In a model, the bias runs inside the convolution's kernels and an element-wise
+    activation in place on its output, planned at configure (:mod:`._fusion`).
 
     Parameters
     ----------
@@ -238,53 +242,6 @@ class Conv(CompoundList):
 
     def _check(self):
         check_postfilter(self)
-
-    def configure(self, in_obj):
-        super().configure(in_obj)
-        first = self.layers_[0]
-        last = self.layers_[-1]
-        # an elementwise activation runs in place on the (N*K, P*Q) view of the
-        # previous output (no channels-last copy); a bias joins the convolution
-        self._act = (last if isinstance(last, Activation) and len(self.layers_) > 1
-                     and last.transform.kernel is not None else None)
-        self._fused_bias = (type(first) is Convolution and len(self.layers_) > 1
-                            and type(self.layers_[1]) is Bias)
-        return self
-
-    def _middle(self):
-        """Layers run between the first (convolution) layer and the activation."""
-        end = len(self.layers_) - (1 if self._act is not None else 0)
-        return self.layers_[2 if self._fused_bias else 1:end]
-
-    def fprop(self, inputs, inference=False):
-        first = self.layers_[0]
-        if self._fused_bias:
-            out = first.fprop(inputs, inference, bias=self.layers_[1].W)
-        else:
-            out = first.fprop(inputs, inference)
-        for layer in self._middle():
-            out = layer.fprop(out, inference)
-        act = self._act
-        if act is not None:
-            out = self.be.array(out)
-            flat = out.reshape(out.shape[0] * out.shape[1], -1)
-            self.be.bias_act_fprop(flat, None, act.transform, flat)  # in place
-            if not inference:
-                act.outputs = flat
-        return out
-
-    def bprop(self, error):
-        act = self._act
-        if act is not None and not act.shortcut_error:
-            e = self.be.array(error).reshape(act.outputs.shape)
-            d = act._output(e.shape, False, key="delta")
-            self.be.act_bprop(act.outputs, e, act.transform, d)
-            error = d.reshape(error.shape)
-        for layer in reversed(self._middle()):
-            error = layer.bprop(error)
-        if self._fused_bias:
-            return self.layers_[0].bprop(error, dbias=self.layers_[1].dW)
-        return self.layers_[0].bprop(error)
 
 
 class Deconv(Conv):

@@ -58,7 +58,7 @@ class Linear(ParameterLayer):
     def bprop(self, error):
         e = error.reshape(-1, self.weight_shape[0])
         self.be.matmul(e.T, self.inputs, out=self.dW)
-        if getattr(self, "skip_input_grad", False):
+        if self.skip_input_grad:
             return None
         dx = self._output((e.shape[0], self.nin), False, key="dx")
         self.be.matmul(e, self.W, out=dx)
@@ -89,10 +89,11 @@ class Bias(ParameterLayer):
     def fprop(self, inputs, inference=False):
         self._check_input(inputs)
         out = self._output(inputs.shape, inference)
+        add = self.be.xp.add
         if len(self.in_shape) == 3:
-            np.add(self._view(inputs), self.W[None, :, None], out=self._view(out))
+            add(self._view(inputs), self.W[None, :, None], out=self._view(out))
         else:
-            np.add(self._view(inputs), self.W, out=self._view(out))
+            add(self._view(inputs), self.W, out=self._view(out))
         return out
 
     def bprop(self, error):
@@ -120,7 +121,11 @@ def _restore(a2, shape):
 class Activation(Layer):
     """Apply a transform: ``y = transform(x)``.
 
-    Softmax acts over the feature axis (the channel axis for images).
+    Softmax acts over the feature axis (the channel axis for images).  After a
+    Linear, Convolution, Bias or BatchNorm the model's planning pass runs it fused
+    (in place, with the bias) instead (:mod:`._fusion`).  ``shortcut_error`` is a
+    planning fact set by the model's ``set_cost``: the cost's gradient is already the
+    gradient of the activation's input (softmax with cross-entropy).
 
     Parameters
     ----------
@@ -144,8 +149,9 @@ class Activation(Layer):
             self.transform._check()
         except ValueError as exc:
             raise ValueError("%s: %s" % (owner, exc)) from None
-        self.shortcut_error = False
         return self
+
+    shortcut_error = False
 
     def fprop(self, inputs, inference=False):
         x, moved = _feature_last(inputs, self.in_shape)
@@ -204,7 +210,7 @@ class Dropout(Layer):
             return error
         e = error.reshape(error.shape[0], -1)
         out = self._output(e.shape, False, key="dx")
-        np.multiply(e, self.mask, out=out)
+        self.be.xp.multiply(e, self.mask, out=out)
         return out.reshape(error.shape)
 
 
@@ -257,8 +263,9 @@ class Affine(CompoundList):
     ``fc1``, ``fc1_bias`` (``fc1_bnorm`` with ``batch_norm=True``) and
     ``fc1_<Transform>`` (``fc1_Rectlin``).  Without a name the base name is
     ``"Affine"`` (an estimator names its layers ``Affine_0``, ``Affine_1``, ...).
-    Setting an argument (``set_params(nout=16)``) updates the parts.  Bias and
-    activation run as one fused kernel.
+    Setting an argument (``set_params(nout=16)``) updates the parts.  In a model,
+    Linear, Bias and Activation run as one fused step (GEMM, then bias and
+    activation in one kernel, in place), planned at configure (:mod:`._fusion`).
 
     Parameters
     ----------
@@ -290,37 +297,3 @@ class Affine(CompoundList):
 
     def _check(self):
         check_postfilter(self)
-
-    def configure(self, in_obj):
-        super().configure(in_obj)
-        kinds = [type(layer) for layer in self.layers_]
-        self._fused = kinds == [Linear, Bias, Activation]
-        return self
-
-    def fprop(self, inputs, inference=False):
-        if not self._fused:
-            return super().fprop(inputs, inference)
-        linear, bias, act = self.layers_
-        z = linear.fprop(inputs, inference)
-        z2 = z.reshape(-1, self.out_shape[-1])
-        # in place: no bprop needs the pre-activation (Linear keeps its inputs, the
-        # activation its outputs), so the activation overwrites the GEMM's output:
-        # one buffer and one pass through memory less (a fresh array per batch at
-        # inference)
-        self.be.bias_act_fprop(z2, bias.W, act.transform, z2)
-        if not inference:
-            act.outputs = z2
-        return z
-
-    def bprop(self, error):
-        if not self._fused:
-            return super().bprop(error)
-        linear, bias, act = self.layers_
-        e = error.reshape(-1, self.out_shape[-1])
-        if act.shortcut_error:
-            delta = e
-            self.be.colsum(e, bias.dW)
-        else:
-            delta = act._output(e.shape, False, key="delta")
-            self.be.act_bprop(act.outputs, e, act.transform, delta, bias.dW)
-        return linear.bprop(delta.reshape(error.shape))

@@ -3,8 +3,7 @@ import numbers
 
 import numpy as np
 
-from ._base import Layer, ParameterLayer
-from ._recurrent import _batch_lengths
+from ._base import Layer, ParameterLayer, check_lengths
 
 __all__ = ["BatchNorm", "LRN"]
 
@@ -14,8 +13,8 @@ class BatchNorm(ParameterLayer):
 
     Statistics are per feature for dense inputs ``(N, F)``, per feature over ``N`` and
     ``T`` for sequences ``(N, T, F)`` and per channel over ``N, H, W`` for images.
-    For padded sequences (``lengths`` set by the estimator's sequence mask) only the
-    valid steps count; padded steps output zeros and pass no gradient.
+    For padded sequences (the ``lengths`` argument of ``fprop``) only the valid steps
+    count; padded steps output zeros and pass no gradient.
     Training uses the batch mean and biased variance and updates running averages
     ``g = rho * g + (1 - rho) * batch_stat``; inference uses the running averages
     (which start at mean 0 and variance 1).
@@ -70,43 +69,35 @@ class BatchNorm(ParameterLayer):
     def param_grads(self):
         return [(self.gamma, self.dgamma), (self.beta, self.dbeta)]
 
-    def _per_channel(self):
-        """Images on a backend with per-channel kernels: no channels-last copies."""
-        return self.images and hasattr(self.be, "bn_stats_images")
-
     def _rows(self, a):
-        """``(rows, features)`` view (a channels-last copy for images)."""
-        if self.images:
-            return a.transpose(0, 2, 3, 1).copy().reshape(-1, self.weight_shape[0])
+        """``(rows, features)`` view of dense or sequence inputs."""
         return a.reshape(-1, self.weight_shape[0])
 
-    def _unrows(self, a2, shape):
-        if self.images:
-            n, c, h, w = shape
-            return a2.reshape(n, h, w, c).transpose(0, 3, 1, 2).copy()
+    @staticmethod
+    def _unrows(a2, shape):
         return a2.reshape(shape)
 
-    def _valid_rows(self, shape):
+    def _valid_rows(self, shape, lengths):
         """Row indices (in ``_rows`` order) of a padded sequence batch's valid
         steps, or None when every row counts."""
         if len(self.in_shape) != 2:
             return None
         N, T = shape[0], shape[1]
-        lengths = _batch_lengths(self, N, T)
+        lengths = check_lengths(lengths, N, T, self.name or type(self).__name__)
         if lengths is None:
             return None
         return np.flatnonzero(np.arange(T)[None, :] < lengths[:, None])
 
-    def fprop(self, inputs, inference=False):
+    def fprop(self, inputs, inference=False, lengths=None):
         self._check_input(inputs)
         be = self.be
-        if self._per_channel():  # kernels on the (N, C, H, W) layout
+        if self.images:  # per-channel kernels on the (N, C, H, W) layout
             x = be.array(inputs)
             stats, fprop, unrows = be.bn_stats_images, be.bn_fprop_images, None
         else:
             x = self._rows(inputs)
             stats, fprop, unrows = be.bn_stats, be.bn_fprop, self._unrows
-        rows = self._valid_rows(inputs.shape)
+        rows = self._valid_rows(inputs.shape, lengths)
         if rows is not None:
             full_shape, rows = x.shape, be.array(rows, dtype=np.intp)
             x = x[rows]
@@ -136,7 +127,7 @@ class BatchNorm(ParameterLayer):
         return full
 
     def bprop(self, error):
-        if self._per_channel():
+        if self.images:
             e = self.be.array(error)
             bprop, unrows = self.be.bn_bprop_images, None
         else:
@@ -207,7 +198,7 @@ class LRN(Layer):
         return out
 
     def bprop(self, error):
-        if getattr(self, "skip_input_grad", False):
+        if self.skip_input_grad:
             return None
         error = self.be.array(error)
         dx = self._output(error.shape, False, key="dx")

@@ -119,7 +119,7 @@ class Pooling(Layer):
         return out
 
     def bprop(self, error):
-        if getattr(self, "skip_input_grad", False):
+        if self.skip_input_grad:
             return None
         error = self.be.array(error)
         dx = self._output((error.shape[0],) + self.in_shape, False, key="dx")
