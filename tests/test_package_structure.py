@@ -34,7 +34,6 @@ KNOWN_CYCLES = {
 }
 KNOWN_LONG = {
     "_kernels/_conv.pyx": "C in string literals (issue 12, point 5)",
-    "_kernels/_recurrent.pyx": "C in string literals (issue 12, point 5)",
 }
 
 

@@ -1,5 +1,6 @@
-"""Recurrent kernels: whole-sequence loops for Recurrent, LSTM and GRU, plus the
-time-axis helpers of the summary and bidirectional layers.
+"""Recurrent kernels: whole-sequence loops for Recurrent, LSTM and GRU.  The rows of
+one step are in ``_recurrent_cells.pxd``; the time-axis helpers of the summary and
+bidirectional layers in ``_sequence_ops.pyx`` (re-exported here).
 
 Layout (batch-first, C-contiguous): ``N`` samples, ``T`` time steps, ``H`` hidden
 units, ``G`` gates (Recurrent 1, LSTM 4 in the order i, f, o, g, GRU 3 in the order
@@ -39,25 +40,18 @@ from ._blas cimport gemm as _gemm
 cimport numpy as cnp
 import numpy as np
 
-from ._activations cimport _act_row, _dact, NL_ACT_LOGISTIC, NL_ACT_TANH
-
-# include/nl_recurrent.h: the fused float32 cell rows and the packed GEMM (call
-# nl_gemm_packed only where nl_use_packed_gemm())
-cdef extern from "nl_recurrent.h":
-    int nl_use_packed_gemm() noexcept nogil
-    void nl_pack_b(const float *B, Py_ssize_t sk, Py_ssize_t sn, Py_ssize_t K,
-                   Py_ssize_t N, float *Bp) noexcept nogil
-    void nl_gemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
-                        Py_ssize_t lda, const float *Bp, float *C, Py_ssize_t ldc,
-                        int accumulate) noexcept nogil
-    void nl_lstm_fprop_row(const float *z, const float *r, const float *b,
-                           const float *cp, float *g, float *c, float *h,
-                           Py_ssize_t H) noexcept nogil
-    void nl_lstm_bprop_row(const float *g, const float *c, const float *cp,
-                           const float *e, const float *dhn, float *dcn, float *dz,
-                           Py_ssize_t H) noexcept nogil
-    void nl_gru_zc_bprop_row(const float *g, const float *hp, const float *e,
-                             float *dhn, float *dz, Py_ssize_t H) noexcept nogil
+from ._activations cimport _act_row, NL_ACT_LOGISTIC, NL_ACT_TANH
+# the rows of one step: generic loops, and the fused float32 C of nl_recurrent.h
+from ._recurrent_cells cimport (
+    _gru_r_bprop, _gru_zc_bprop, _lstm_cell_bprop, _rnn_delta, nl_gemm_packed,
+    nl_lstm_bprop_row, nl_lstm_fprop_row, nl_pack_b, nl_use_packed_gemm,
+)
+# the time-axis helpers and the argument checks; the helpers are re-exported, as
+# the backends call them from here
+from ._sequence_ops import (  # noqa: F401
+    _check, _check_lengths, mask_steps, reverse_sequences, shift_steps, summary_bprop,
+    summary_fprop,
+)
 
 cnp.import_array()
 
@@ -86,18 +80,6 @@ cdef inline Py_ssize_t _packed_size(Py_ssize_t k, Py_ssize_t n) noexcept nogil:
 
 cdef inline bint _padded(const int[::1] lengths, Py_ssize_t n, Py_ssize_t t) noexcept nogil:
     return lengths.shape[0] > 0 and t >= lengths[n]
-
-
-def _check(name, a, shape):
-    if tuple(a.shape[:len(shape)]) != tuple(shape) or a.ndim != len(shape):
-        raise ValueError("%s has shape %r, expected %r" % (name, tuple(a.shape), tuple(shape)))
-
-
-def _check_lengths(lengths, N, T):
-    if lengths.shape[0] not in (0, N):
-        raise ValueError("lengths has %d values for %d sequences" % (lengths.shape[0], N))
-    if lengths.shape[0] and (np.min(lengths) < 1 or np.max(lengths) > T):
-        raise ValueError("sequence lengths must be in [1, %d]" % T)
 
 
 cdef inline void _prev(const floating[:, :, ::1] h, const floating[:, ::1] h0,
@@ -171,15 +153,6 @@ def rnn_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_rec
         for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
             _rnn_fprop_rows(Z, W_recur, b, h0, lengths, act, p, h, R,
                             ch * CHUNK, _chunk_end(ch, N, CHUNK))
-
-
-cdef inline void _rnn_delta(const floating *e, const floating *dhn, const floating *hn,
-                            floating *dz, Py_ssize_t H, int act,
-                            floating p) noexcept nogil:
-    """``dz = (e + dh) * act'(h)`` for one row; inlined with constant codes."""
-    cdef Py_ssize_t j
-    for j in range(H):
-        dz[j] = (e[j] + dhn[j]) * _dact(hn[j], act, p)
 
 
 cdef void _rnn_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::1] h,
@@ -328,28 +301,6 @@ def lstm_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_re
         for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
             _lstm_fprop_rows(Z, W_recur, b, h0, c0, lengths, act, p, gate_act, gp,
                              gates, c, h, R, Wp, ch * chunk, _chunk_end(ch, N, chunk))
-
-
-cdef inline void _lstm_cell_bprop(const floating *g, const floating *cp,
-                                  const floating *e, floating *dhn, floating *dcn,
-                                  floating *dz, Py_ssize_t H, int act, floating p,
-                                  int gate_act, floating gp) noexcept nogil:
-    """One row of the LSTM step gradient; ``dz[:H]`` holds ``act(c_t)`` on entry."""
-    cdef Py_ssize_t j
-    cdef floating gi, gf, go, gg, tc, dht, dct
-    for j in range(H):
-        gi = g[j]
-        gf = g[H + j]
-        go = g[2 * H + j]
-        gg = g[3 * H + j]
-        tc = dz[j]
-        dht = e[j] + dhn[j]
-        dct = dht * go * _dact(tc, act, p) + dcn[j]
-        dz[j] = dct * gg * _dact(gi, gate_act, gp)
-        dz[H + j] = dct * cp[j] * _dact(gf, gate_act, gp)
-        dz[2 * H + j] = dht * tc * _dact(go, gate_act, gp)
-        dz[3 * H + j] = dct * gi * _dact(gg, act, p)
-        dcn[j] = dct * gf
 
 
 cdef void _lstm_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::1] gates,
@@ -540,36 +491,6 @@ def gru_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_rec
                             h, R, Wp, ch * chunk, _chunk_end(ch, N, chunk))
 
 
-cdef inline void _gru_zc_bprop(const floating *g, const floating *hpn,
-                               const floating *e, floating *dhn, floating *dz,
-                               Py_ssize_t H, int act, floating p, int gate_act,
-                               floating gp) noexcept nogil:
-    """z and candidate gradients of one row; ``dhn`` becomes ``(1 - z) dh_t``."""
-    cdef Py_ssize_t j
-    cdef floating gz, cand, dht
-    if floating is float:
-        if act == NL_ACT_TANH and gate_act == NL_ACT_LOGISTIC:
-            nl_gru_zc_bprop_row(g, hpn, e, dhn, dz, H)
-            return
-    for j in range(H):
-        gz = g[H + j]
-        cand = g[2 * H + j]
-        dht = e[j] + dhn[j]
-        dz[H + j] = dht * (cand - hpn[j]) * _dact(gz, gate_act, gp)
-        dz[2 * H + j] = dht * gz * _dact(cand, act, p)
-        dhn[j] = dht * (1 - gz)
-
-
-cdef inline void _gru_r_bprop(const floating *g, const floating *hpn,
-                              const floating *drhn, floating *dhn, floating *dz,
-                              Py_ssize_t H, int gate_act, floating gp) noexcept nogil:
-    """r gradient of one row from ``d(r * h_{t-1})``; adds the ``r`` path to ``dhn``."""
-    cdef Py_ssize_t j
-    for j in range(H):
-        dz[j] = drhn[j] * hpn[j] * _dact(g[j], gate_act, gp)
-        dhn[j] = dhn[j] + drhn[j] * g[j]
-
-
 cdef void _gru_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::1] gates,
                           const floating[:, :, ::1] h, const floating[:, ::1] h0,
                           const floating[:, ::1] W_recur, const int[::1] lengths,
@@ -662,118 +583,3 @@ def gru_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1] 
         for ch in prange(n_chunks, num_threads=n_threads, schedule="static"):
             _gru_bprop_rows(err, gates, h, h0, W_recur, lengths, act, p, gate_act, gp,
                             dZ, dh, drh, Wp, ch * chunk, _chunk_end(ch, N, chunk))
-
-
-def shift_steps(const floating[:, :, ::1] h not None, const floating[:, ::1] h0 not None,
-                floating[:, :, ::1] out not None, int n_threads=1):
-    """``out[:, 0] = h0``, ``out[:, t] = h[:, t - 1]``: the previous states of every
-    step, so the recurrent weight gradient is one GEMM over all steps."""
-    cdef Py_ssize_t N = h.shape[0], T = h.shape[1], H = h.shape[2], idx, n, t, j
-    _check("h0", h0, (N, H))
-    _check("out", out, (N, T, H))
-    with nogil:
-        for idx in prange(N * T, num_threads=n_threads, schedule="static"):
-            n = idx // T
-            t = idx % T
-            if t == 0:
-                for j in range(H):
-                    out[n, t, j] = h0[n, j]
-            else:
-                for j in range(H):
-                    out[n, t, j] = h[n, t - 1, j]
-
-
-# --------------------------------------------------------------------------------------
-# Time-axis helpers: reversal within each sequence, summary layers
-# --------------------------------------------------------------------------------------
-def reverse_sequences(const floating[:, :, ::1] x not None, const int[::1] lengths not None,
-                      floating[:, :, ::1] out not None, int n_threads=1):
-    """``out[n, t] = x[n, L_n - 1 - t]`` for ``t < L_n`` and ``x[n, t]`` (padding)
-    after; ``L_n = T`` when ``lengths`` is empty.  ``out`` must not alias ``x``."""
-    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], F = x.shape[2], idx, n, t, j, L
-    _check("out", out, (N, T, F))
-    _check_lengths(lengths, N, T)
-    with nogil:
-        for idx in prange(N * T, num_threads=n_threads, schedule="static"):
-            n = idx // T
-            t = idx % T
-            L = lengths[n] if lengths.shape[0] > 0 else T
-            if t < L:
-                for j in range(F):
-                    out[n, t, j] = x[n, L - 1 - t, j]
-            else:
-                for j in range(F):
-                    out[n, t, j] = x[n, t, j]
-
-
-def summary_fprop(const floating[:, :, ::1] x not None, const int[::1] lengths not None, int mode,
-                  floating[:, ::1] out not None, int n_threads=1):
-    """Collapse the time axis over the valid steps: mode 0 sum, 1 mean, 2 last.
-
-    Sums run over the steps in order for each feature (contiguous rows of ``x``).
-    """
-    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], F = x.shape[2], n, j, t, L
-    cdef floating *o
-    cdef const floating *xt
-    _check("out", out, (N, F))
-    _check_lengths(lengths, N, T)
-    if T == 0:
-        raise ValueError("sequences must have at least one step")
-    with nogil:
-        for n in prange(N, num_threads=n_threads, schedule="static"):
-            L = lengths[n] if lengths.shape[0] > 0 else T
-            o = &out[n, 0]
-            if mode == 2:
-                xt = &x[n, L - 1, 0]
-                for j in range(F):
-                    o[j] = xt[j]
-                continue
-            for j in range(F):
-                o[j] = 0
-            for t in range(L):
-                xt = &x[n, t, 0]
-                for j in range(F):
-                    o[j] = o[j] + xt[j]
-            if mode == 1:
-                for j in range(F):
-                    o[j] = o[j] / L
-
-
-def summary_bprop(const floating[:, ::1] err not None, const int[::1] lengths not None, int mode,
-                  floating[:, :, ::1] dx not None, int n_threads=1):
-    """Gradient of :func:`summary_fprop`: zero on padded steps."""
-    cdef Py_ssize_t N = dx.shape[0], T = dx.shape[1], F = dx.shape[2], n, j, t, L
-    cdef floating *d
-    cdef const floating *e
-    _check("err", err, (N, F))
-    _check_lengths(lengths, N, T)
-    with nogil:
-        for n in prange(N, num_threads=n_threads, schedule="static"):
-            L = lengths[n] if lengths.shape[0] > 0 else T
-            e = &err[n, 0]
-            for t in range(T):
-                d = &dx[n, t, 0]
-                if t >= L or (mode == 2 and t != L - 1):
-                    for j in range(F):
-                        d[j] = 0
-                elif mode == 1:
-                    for j in range(F):
-                        d[j] = e[j] / L
-                else:
-                    for j in range(F):
-                        d[j] = e[j]
-
-
-def mask_steps(floating[:, :, ::1] x not None, const int[::1] lengths not None, int n_threads=1):
-    """Zero the padded steps of ``x`` in place."""
-    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], F = x.shape[2], idx, n, t, j
-    _check_lengths(lengths, N, T)
-    if lengths.shape[0] == 0:
-        return
-    with nogil:
-        for idx in prange(N * T, num_threads=n_threads, schedule="static"):
-            n = idx // T
-            t = idx % T
-            if t >= lengths[n]:
-                for j in range(F):
-                    x[n, t, j] = 0
