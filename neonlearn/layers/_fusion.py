@@ -11,7 +11,7 @@ network (the parts of compound layers, containers and their branches):
 - ``Convolution -> Bias``: :class:`ConvBias`, the bias added inside the convolution
   kernel and its gradient computed by the filter-gradient kernel;
 - an ``Activation`` right after a layer whose output only it reads (Linear,
-  Convolution, Deconvolution, Bias, BatchNorm or one of the fused steps above):
+  Convolution, Deconvolution, Bias, BatchNorm or a ConvBias step):
   :class:`InPlaceActivation`, on the flat view of that output (images: one row per
   channel and sample, for element-wise transforms; no channels-last copy).
 
@@ -116,9 +116,9 @@ class InPlaceActivation(_Step):
         return delta.reshape(error.shape)
 
 
-# outputs that only the next step reads (their own bprop does not)
-_OVERWRITABLE = (Linear, Convolution, Deconvolution, Bias, BatchNorm, DenseBiasAct,
-                 ConvBias)
+# outputs that only the next step reads (their own bprop does not; DenseBiasAct's
+# does: they are its activation's outputs)
+_OVERWRITABLE = (Linear, Convolution, Deconvolution, Bias, BatchNorm, ConvBias)
 
 
 def _in_place_ok(prev, act):
