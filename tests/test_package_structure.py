@@ -32,9 +32,7 @@ KNOWN_LAYERING = {
 }
 KNOWN_CYCLES = {
 }
-KNOWN_LONG = {
-    "_kernels/_conv.pyx": "C in string literals (issue 12, point 5)",
-}
+KNOWN_LONG = {}
 
 
 def _sources():
