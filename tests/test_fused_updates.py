@@ -1,7 +1,8 @@
 """The compiled one-pass optimizer updates give NumPy's bits (float32 and float64).
 
-The optimizers take the fused kernels for NumPy arrays with Python-number
-hyperparameters; these tests run both paths on the same data and ask for bitwise
+The CPU backend's ``gdm_update`` and ``adam_update`` take the fused kernels for
+NumPy arrays with Python-number hyperparameters, the base class's array expressions
+otherwise; these tests run both paths on the same data and ask for bitwise
 equality, over several steps (so the momentum/moment states are compared too), with
 1 and 2 OpenMP threads.
 """
