@@ -1,0 +1,358 @@
+"""One harness that every layer goes through (as Keras' ``run_layer_test``).
+
+A layer is described once, by a function that returns a fresh layer list and the
+input shape; :func:`check_layer` then puts the network through the same checks as
+every other layer, each built with the public entry points only
+(:func:`~neonlearn.backends.get_backend`, :class:`~neonlearn.models.Model`, the layer
+classes):
+
+``finite_differences``
+    float64 input gradient and every parameter gradient against central finite
+    differences of ``sum(fprop(x) * R)`` (``conftest.check_layer_grads``).
+``float32_vs_float64``
+    the same network (same seed, so the same initial weights) in both dtypes:
+    outputs, inference outputs and gradients agree to float32 precision.
+``one_vs_two_threads``
+    ``n_threads=1`` against ``n_threads=2`` with every kernel forced onto the thread
+    team: bitwise in float64; in float32 to float32 rounding (a GEMM split over 2
+    threads may round the last bit differently, see ``doc/performance.rst``).
+``pickle``
+    a configured, trained-one-step model and its unpickled copy give bitwise-equal
+    inference outputs and then bitwise-equal training steps.
+``cpu_vs_gpu``
+    the GPU backend (a real device, or else ``tests/_fake_cupy.py``: the backend's
+    CUDA kernels compiled for the CPU) against the CPU backend.
+
+Every check runs the network as a :class:`Model` runs it (configured, planned,
+inside ``be.compute_scope()``), with the input gradient planned back in so that it
+can be compared (the model plans away the gradient of its own input).
+
+Options of a case (:class:`LayerCase`) cover the layers that need them: ``ids`` for
+integer inputs (LookupTable), ``random_training`` for a training pass that draws
+from the backend's random generator (Dropout), ``output_weights`` for error weights
+that ``bprop`` applies itself (Tree's ``alphas``), tolerances for the finite
+differences.
+"""
+import contextlib
+import pickle
+import re
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import _fake_cupy
+from conftest import check_layer_grads
+from neonlearn.backends import get_backend
+from neonlearn.models import Model
+
+__all__ = ["LayerCase", "CHECKS", "DTYPE_CHECKS", "check_layer", "check_finite_differences",
+           "check_float32_vs_float64", "check_one_vs_two_threads", "check_pickle",
+           "check_cpu_vs_gpu"]
+
+F32_VS_F64 = dict(rtol=1e-3, atol=1e-4)
+# float32 results of 1 and 2 threads: a few float32 roundings apart
+F32_THREADS = dict(rtol=1e-5, atol=1e-6)
+GPU_TOL = {"float32": dict(rtol=2e-3, atol=2e-4), "float64": dict(rtol=1e-8, atol=1e-10)}
+
+
+@dataclass
+class LayerCase:
+    """A network to check and how to feed it.
+
+    Parameters
+    ----------
+    make_layers : callable
+        Returns a fresh layer list (or layer) on every call.
+    in_shape : tuple of int
+        Input shape without the batch axis.
+    batch : int
+        Batch size.
+    ids : int or (int, int) or None
+        Integer inputs (token ids) drawn from ``[0, ids)`` or ``[low, high)``; the
+        network then has no input gradient.
+    random_training : bool
+        The training pass draws from the backend's random generator (dropout
+        masks).  The finite differences redraw the same mask on every evaluation
+        (the generator is reseeded before each training pass); across dtypes and
+        devices, whose random streams differ, only the inference outputs are
+        compared.
+    x_scale : float
+        Standard deviation of the inputs.
+    output_weights : array-like or None
+        Weights of the training output that ``bprop`` applies to the error itself
+        (a :class:`~neonlearn.layers.Tree`'s ``alphas``, one per output column):
+        the finite differences then differentiate ``sum(w * fprop(x) * R)``.
+    fd_rtol, fd_atol : float
+        Tolerances of the finite differences.
+    """
+
+    make_layers: object
+    in_shape: tuple
+    batch: int = 3
+    ids: object = None
+    random_training: bool = False
+    x_scale: float = 1.0
+    output_weights: object = None
+    fd_rtol: float = 1e-5
+    fd_atol: float = 1e-7
+
+    @property
+    def input_grad(self):
+        return self.ids is None
+
+    def inputs(self, seed=0):
+        rng = np.random.default_rng(seed)
+        shape = (self.batch,) + tuple(self.in_shape)
+        if self.ids is not None:
+            low, high = (0, self.ids) if np.isscalar(self.ids) else self.ids
+            return rng.integers(low, high, shape).astype(np.int64)
+        return self.x_scale * rng.standard_normal(shape)
+
+
+# ---- running a network ---------------------------------------------------------------
+def build(case, device="cpu", dtype="float64", seed=0, n_threads=1):
+    """A configured model of ``case`` on a fresh backend."""
+    if device == "cpu":
+        be = get_backend("cpu", dtype=dtype, seed=seed, n_threads=n_threads)
+    else:
+        be = get_backend(device, dtype=dtype, seed=seed)
+    model = Model(case.make_layers(), be).configure(case.in_shape)
+    if case.input_grad:  # the model plans the gradient of its own input away
+        model.layers.plan_input_grad(True)
+    return model
+
+
+def _to_device(model, case, x):
+    """A copy of ``x`` on the model's backend (a copy: fused activations may work in
+    place on their input)."""
+    be = model.be
+    if case.ids is not None:
+        return be.array(np.array(x, dtype=np.int64))
+    return be.array(np.array(x, dtype=np.float64)).copy()
+
+
+def _host(be, a):
+    return None if a is None else np.array(be.to_numpy(a), copy=True)
+
+
+def param_grad_pairs(model):
+    return [pg for layer in model.layers_to_optimize for pg in layer.param_grads()]
+
+
+def run(model, case, x, err_seed=1):
+    """One training pass (fprop, bprop with a fixed random error) then an inference
+    pass; returns host copies ``{"out", "dx", "grads", "infer"}``."""
+    be = model.be
+    with be.compute_scope():
+        y = _host(be, model.fprop(_to_device(model, case, x)))
+        err = np.random.default_rng(err_seed).standard_normal(y.shape)
+        dx = _host(be, model.bprop(be.array(err).copy()))
+        grads = [_host(be, g) for _, g in param_grad_pairs(model)]
+        infer = _host(be, model.fprop(_to_device(model, case, x), inference=True))
+    return {"out": y, "dx": dx, "grads": grads, "infer": infer}
+
+
+def _compare(a, b, what, tol=None, training=True):
+    """Assert results ``a`` and ``b`` of :func:`run` agree (bitwise when ``tol`` is
+    None); ``training=False`` compares the inference outputs only."""
+    keys = ["infer"] + (["out", "dx"] if training else [])
+    for key in keys:
+        if (a[key] is None) != (b[key] is None):
+            raise AssertionError("%s: %s is None in one run only" % (what, key))
+        if a[key] is not None:
+            _assert_close(a[key], b[key], tol, "%s: %s" % (what, key))
+    if not training:
+        return
+    assert len(a["grads"]) == len(b["grads"]), what
+    for k, (ga, gb) in enumerate(zip(a["grads"], b["grads"])):
+        _assert_close(ga, gb, tol, "%s: parameter gradient %d" % (what, k))
+
+
+def _assert_close(a, b, tol, msg):
+    if tol is None:
+        np.testing.assert_array_equal(a, b, err_msg=msg)
+    else:
+        np.testing.assert_allclose(a, b, err_msg=msg, **tol)
+
+
+# ---- the checks ------------------------------------------------------------------------
+class _Network:
+    """A model seen as one layer by ``conftest.check_layer_grads`` (host float64
+    arrays in and out; parameters are the model's own arrays)."""
+
+    def __init__(self, model, case):
+        self.model, self.case = model, case
+        self.dx_returned = []
+
+    def fprop(self, x):
+        if self.case.random_training:  # the same mask on every evaluation
+            self.model.be.rng = np.random.default_rng(1234)
+        with self.model.be.compute_scope():
+            y = np.array(self.model.fprop(_to_device(self.model, self.case, x)))
+        if self.case.output_weights is not None:
+            y *= np.asarray(self.case.output_weights)
+        return y
+
+    def bprop(self, error):
+        with self.model.be.compute_scope():
+            dx = self.model.bprop(self.model.be.array(error).copy())
+        self.dx_returned.append(dx is not None)
+        return dx
+
+    def param_grads(self):
+        return param_grad_pairs(self.model)
+
+
+def check_finite_differences(case):
+    """Input and parameter gradients in float64 against central finite differences."""
+    model = build(case, "cpu", "float64")
+    net = _Network(model, case)
+    x = case.inputs()
+    check_layer_grads(net, case.in_shape, model.be, n=case.batch, rtol=case.fd_rtol,
+                      atol=case.fd_atol, x=x)
+    assert net.dx_returned == [case.input_grad], \
+        "bprop returned %s input gradient" % ("no" if case.input_grad else "an")
+
+
+def check_float32_vs_float64(case):
+    """Same seed, same initial weights: float32 agrees with float64."""
+    x = case.inputs()
+    r64 = run(build(case, "cpu", "float64"), case, x)
+    r32 = run(build(case, "cpu", "float32"), case, x)
+    _compare(r32, r64, "float32 vs float64", F32_VS_F64,
+             training=not case.random_training)
+
+
+_THRESHOLD = re.compile(r"^_?(MIN_PARALLEL|PARALLEL_MIN)\w*$")
+
+
+def _force_thread_team(mp):
+    """Set the backend's "small call: one thread" thresholds to 0, so that the
+    small test shapes really run on 2 threads."""
+    patched = []
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith("neonlearn.backends"):
+            continue
+        for attr, value in list(vars(module).items()):
+            if _THRESHOLD.match(attr) and isinstance(value, int):
+                mp.setattr(module, attr, 0)
+                patched.append("%s.%s" % (name, attr))
+    assert patched, ("no MIN_PARALLEL_* threshold found in neonlearn.backends: the "
+                     "1 vs 2 thread check would run everything on one thread")
+    return patched
+
+
+def _openmp_reason():
+    try:
+        from neonlearn._kernels._openmp_helpers import openmp_enabled
+    except ImportError:
+        return None
+    return None if openmp_enabled() else "neonlearn was built without OpenMP"
+
+
+def check_one_vs_two_threads(case, dtype="float64"):
+    """1 and 2 OpenMP threads: bitwise in float64, float32 to its rounding."""
+    reason = _openmp_reason()
+    if reason:
+        pytest.skip(reason)
+    x = case.inputs()
+    with pytest.MonkeyPatch.context() as mp:
+        _force_thread_team(mp)
+        models = [build(case, "cpu", dtype, n_threads=n) for n in (1, 2)]
+        if models[1].be.threads != 2:
+            pytest.skip("OpenMP gives this process %d thread(s), not 2"
+                        % models[1].be.threads)
+        results = [run(model, case, x) for model in models]
+    _compare(results[0], results[1], "1 vs 2 threads (%s)" % dtype,
+             None if dtype == "float64" else F32_THREADS)
+
+
+def check_pickle(case, dtype="float32"):
+    """A model after one training step and its unpickled copy compute the same
+    bits: inference, then one more training step (weights, running statistics and
+    the random generator's state all travel)."""
+    x = case.inputs()
+    model = build(case, "cpu", dtype)
+    run(model, case, x)
+    copy = pickle.loads(pickle.dumps(model))
+    _compare(run(copy, case, x, err_seed=2), run(model, case, x, err_seed=2),
+             "unpickled vs original")
+
+
+def _gpu_reason():
+    try:
+        import cupy
+    except ImportError:
+        return "CuPy is not installed"
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return "no CUDA device is visible"
+    except Exception as exc:  # no driver
+        return "no usable CUDA device (%s)" % (exc,)
+    return None
+
+
+@contextlib.contextmanager
+def gpu_backend():
+    """The GPU backend on a real device, or else on the CPU emulation of CuPy
+    (undone on exit); skips when neither is available."""
+    reason = _gpu_reason()
+    if reason is None:
+        yield True
+        return
+    if _fake_cupy.compiler() is None:
+        pytest.skip("%s, and no C++ compiler to emulate the CUDA kernels" % reason)
+    with pytest.MonkeyPatch.context() as mp:
+        _fake_cupy.install(mp)
+        yield False
+
+
+def check_cpu_vs_gpu(case, dtype="float64"):
+    """The GPU backend's outputs and gradients equal the CPU's to float precision."""
+    x = case.inputs()
+    cpu = run(build(case, "cpu", dtype), case, x)
+    with gpu_backend():
+        model = build(case, "gpu", dtype)
+        assert model.be.name == "gpu"
+        gpu = run(model, case, x)
+    _compare(gpu, cpu, "GPU vs CPU (%s)" % dtype, GPU_TOL[dtype],
+             training=not case.random_training)
+
+
+CHECKS = {
+    "finite_differences": check_finite_differences,
+    "float32_vs_float64": check_float32_vs_float64,
+    "one_vs_two_threads": check_one_vs_two_threads,
+    "pickle": check_pickle,
+    "cpu_vs_gpu": check_cpu_vs_gpu,
+}
+# checks that take a dtype (the others fix theirs)
+DTYPE_CHECKS = ("one_vs_two_threads", "cpu_vs_gpu")
+
+
+def check_layer(make_layers, in_shape=None, checks=None, **options):
+    """Put the network ``make_layers()`` on inputs of ``in_shape`` through
+    ``checks`` (names of :data:`CHECKS`; all when None).
+
+    ``options`` are those of :class:`LayerCase` (``batch``, ``ids``,
+    ``random_training``, ``x_scale``, ``output_weights``, ``fd_rtol``, ``fd_atol``);
+    ``make_layers`` may
+    also be a :class:`LayerCase` (then without ``in_shape``).  The checks with a
+    dtype run in both float32 and float64.
+
+    Examples
+    --------
+    >>> check_layer(lambda: [Linear(4, Gaussian())], (5,))        # doctest: +SKIP
+    >>> check_layer(lambda: [LookupTable(9, 3, Gaussian())], (4,), ids=9,
+    ...             checks=["finite_differences", "pickle"])      # doctest: +SKIP
+    """
+    case = make_layers if isinstance(make_layers, LayerCase) else LayerCase(
+        make_layers, tuple(in_shape), **options)
+    for name in CHECKS if checks is None else checks:
+        if name in DTYPE_CHECKS:
+            for dtype in ("float32", "float64"):
+                CHECKS[name](case, dtype)
+        else:
+            CHECKS[name](case)
