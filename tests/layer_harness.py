@@ -9,6 +9,9 @@ classes):
 ``finite_differences``
     float64 input gradient and every parameter gradient against central finite
     differences of ``sum(fprop(x) * R)`` (``conftest.check_layer_grads``).
+``planned_input_grad``
+    the model as it trains, which plans away the gradient of its own input, gets
+    the same outputs and parameter gradients as with that gradient computed.
 ``float32_vs_float64``
     the same network (same seed, so the same initial weights) in both dtypes:
     outputs, inference outputs and gradients agree to float32 precision.
@@ -47,7 +50,8 @@ from conftest import check_layer_grads
 from neonlearn.backends import get_backend
 from neonlearn.models import Model
 
-__all__ = ["LayerCase", "CHECKS", "DTYPE_CHECKS", "check_layer", "check_finite_differences",
+__all__ = ["LayerCase", "CHECKS", "DTYPE_CHECKS", "check_layer",
+           "check_finite_differences", "check_planned_input_grad",
            "check_float32_vs_float64", "check_one_vs_two_threads", "check_pickle",
            "check_cpu_vs_gpu"]
 
@@ -112,14 +116,15 @@ class LayerCase:
 
 
 # ---- running a network ---------------------------------------------------------------
-def build(case, device="cpu", dtype="float64", seed=0, n_threads=1):
-    """A configured model of ``case`` on a fresh backend."""
+def build(case, device="cpu", dtype="float64", seed=0, n_threads=1, input_grad=True):
+    """A configured model of ``case`` on a fresh backend; ``input_grad=False`` keeps
+    the model's own plan (no gradient of the network's input)."""
     if device == "cpu":
         be = get_backend("cpu", dtype=dtype, seed=seed, n_threads=n_threads)
     else:
         be = get_backend(device, dtype=dtype, seed=seed)
     model = Model(case.make_layers(), be).configure(case.in_shape)
-    if case.input_grad:  # the model plans the gradient of its own input away
+    if input_grad and case.input_grad:  # the model plans it away
         model.layers.plan_input_grad(True)
     return model
 
@@ -214,6 +219,16 @@ def check_finite_differences(case):
                       atol=case.fd_atol, x=x)
     assert net.dx_returned == [case.input_grad], \
         "bprop returned %s input gradient" % ("no" if case.input_grad else "an")
+
+
+def check_planned_input_grad(case):
+    """The model's plan, no gradient of the network's input, changes no output and
+    no parameter gradient (bitwise)."""
+    x = case.inputs()
+    wanted = run(build(case, "cpu", "float64"), case, x)
+    planned = run(build(case, "cpu", "float64", input_grad=False), case, x)
+    wanted["dx"] = planned["dx"] = None  # layers may still return it
+    _compare(planned, wanted, "input gradient planned away vs computed")
 
 
 def check_float32_vs_float64(case):
@@ -323,6 +338,7 @@ def check_cpu_vs_gpu(case, dtype="float64"):
 
 CHECKS = {
     "finite_differences": check_finite_differences,
+    "planned_input_grad": check_planned_input_grad,
     "float32_vs_float64": check_float32_vs_float64,
     "one_vs_two_threads": check_one_vs_two_threads,
     "pickle": check_pickle,

@@ -81,6 +81,8 @@ CASES = {
     "SkipNode": LayerCase(lambda: [SkipNode()], (5,)),
     "MergeSum": LayerCase(
         lambda: [MergeSum([[Linear(5, g), Activation(Tanh())], SkipNode()])], (5,)),
+    "MergeSum-two-paths": LayerCase(
+        lambda: [MergeSum([[Linear(4, g), Activation(Tanh())], Linear(4, g)])], (5,)),
     "MergeBroadcast-stack": LayerCase(
         lambda: [MergeBroadcast([[Linear(3, g), Activation(Tanh())], Linear(2, g)],
                                 merge="stack")], (5,)),
@@ -97,7 +99,7 @@ CASES = {
     "Convolution": LayerCase(lambda: [Convolution((3, 3, 3), init=g, padding=1)],
                              (2, 5, 4)),
     "Convolution-strided-dilated": LayerCase(
-        lambda: [Convolution((3, 2, 2), init=g, strides=2, padding=1, dilation=2)],
+        lambda: [Convolution((3, 2, 2), init=g, strides=(2, 1), padding=1, dilation=2)],
         (2, 6, 5)),
     "Deconvolution": LayerCase(
         lambda: [Deconvolution((3, 3, 2), init=g, strides=2, padding=1)], (2, 3, 3)),
@@ -122,6 +124,10 @@ CASES = {
     "LookupTable-pad_idx": LayerCase(
         lambda: [LookupTable(7, 3, g, pad_idx=0), Recurrent(3, g, activation=Tanh())],
         (5,), ids=(1, 7)),
+    "LookupTable-frozen": LayerCase(
+        lambda: [LookupTable(7, 3, g, update=False), GRU(3, g, activation=Tanh(),
+                                                        gate_activation=Logistic())],
+        (4,), ids=7),
     "Recurrent": LayerCase(lambda: [Recurrent(4, g, activation=Tanh())], (3, 2)),
     "LSTM": LayerCase(lambda: [LSTM(4, g, activation=Tanh(),
                                     gate_activation=Logistic())], (3, 2)),
@@ -144,7 +150,17 @@ CASES = {
 }
 
 # a real bug of a layer makes its case an expected failure here: {(check, case): reason}
-XFAIL = {}
+_BRANCHES_BUG = (
+    "containers first in a network: _Branches._sum_input_grads stops at the first "
+    "branch's None input gradient (planned away), so the branches after it are not "
+    "run backward and keep stale weight gradients (known bug kept for tests/golden "
+    "'containers'; test_containers.py::"
+    "test_branches_first_in_a_network_all_get_weight_gradients)")
+XFAIL = {
+    ("planned_input_grad", "MergeBroadcast-depth"): _BRANCHES_BUG,
+    ("planned_input_grad", "MergeBroadcast-stack"): _BRANCHES_BUG,
+    ("planned_input_grad", "MergeSum-two-paths"): _BRANCHES_BUG,
+}
 
 
 def _params(check, dtypes=(None,)):
@@ -193,6 +209,11 @@ def test_cases_use_the_layer_they_name():
 @pytest.mark.parametrize("name", _params("finite_differences"))
 def test_finite_differences(name):
     CHECKS["finite_differences"](CASES[name])
+
+
+@pytest.mark.parametrize("name", _params("planned_input_grad"))
+def test_planned_input_grad(name):
+    CHECKS["planned_input_grad"](CASES[name])
 
 
 @pytest.mark.parametrize("name", _params("float32_vs_float64"))
