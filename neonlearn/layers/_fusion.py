@@ -15,7 +15,9 @@ network (the parts of compound layers, containers and their branches):
   :class:`InPlaceActivation`, on the flat view of that output (images: one row per
   channel and sample, for element-wise transforms; no channels-last copy).
 
-Every other layer is its own step.  The steps own the state their ``bprop`` needs
+A chain runs the parts of the chains inside it (an ``Affine`` in a ``Sequential``)
+as its own steps, so that a fused step costs one call.  Every other layer is its
+own step.  The steps own the state their ``bprop`` needs
 (the activation's outputs); the layers they run keep theirs, so no object writes
 into another layer during a pass.  A layer list used without a model runs its parts
 one by one, with the same results.
@@ -147,13 +149,32 @@ def plan_steps(layers, be):
     return steps
 
 
+def _is_chain(layer):
+    """A container whose passes are the chain of its parts (CompoundLayer's own
+    fprop/bprop): Sequential, Affine, Conv, Deconv, DeepBiRNN."""
+    cls = type(layer)
+    return (isinstance(layer, CompoundLayer) and layer.runs_in_order
+            and cls.fprop is CompoundLayer.fprop and cls.bprop is CompoundLayer.bprop)
+
+
+def _chain(layers):
+    """``layers`` with the parts of chain containers in their place (flattened)."""
+    out = []
+    for layer in layers:
+        if _is_chain(layer):
+            out.extend(_chain(layer.layers_))
+        else:
+            out.append(layer)
+    return out
+
+
 def _walk(layer, be):
     if isinstance(layer, CompoundLayer):
         layers = layer.__dict__.get("layers_", [])
         for child in layers:
             _walk(child, be)
-        if layer.runs_in_order:
-            layer.set_steps(plan_steps(layers, be))
+        if _is_chain(layer):
+            layer.set_steps(plan_steps(_chain(layers), be))
 
 
 def plan_fusion(root, be):
