@@ -174,3 +174,47 @@ def test_predict_results_do_not_depend_on_thread_limits():
         two = clf.predict_proba(X)
     np.testing.assert_array_equal(one, two)
 
+
+
+def _no_model_lock(monkeypatch):
+    from neonlearn.models import Model
+
+    def refuse(self):
+        raise AssertionError("a pass took the model's lock")
+
+    if hasattr(Model, "lock"):  # the device-move lock of the estimators
+        monkeypatch.setattr(Model, "lock", property(refuse))
+
+
+def test_concurrent_sequence_predicts_need_no_lock(monkeypatch):
+    """The lengths are arguments of each pass (read from the batch's mask channel),
+    so one Model predicts batches of different lengths from several threads, with no
+    lock anywhere, exactly as it does serially."""
+    from neonlearn.backends import get_backend
+    from neonlearn.layers import BatchNorm, BiLSTM, RecurrentLast
+    from neonlearn.layers._sequence_layers import SequenceMask, StepMask
+    from neonlearn.models import Model
+
+    T, F = 9, 3
+    model = Model([SequenceMask(), BiLSTM(5, GlorotUniform()), BatchNorm(),
+                   Affine(4, GlorotUniform(), bias=Constant(0.1), activation=Tanh()),
+                   StepMask()],
+                  backend=get_backend("cpu", seed=0)).configure((T, F + 1))
+    _no_model_lock(monkeypatch)
+    rng = np.random.default_rng(4)
+    batches = []
+    for k in range(8):  # equal batch sizes, different lengths
+        lengths = rng.integers(1, T + 1, size=6)
+        x = rng.standard_normal((6, T, F + 1)).astype(np.float32)
+        x[:, :, -1] = np.arange(T)[None, :] < lengths[:, None]
+        x[:, :, :-1] *= x[:, :, -1:]
+        batches.append(x)
+    predict = lambda x: model.predict(x, batch_size=6)  # noqa: E731
+    serial = [predict(x) for x in batches]
+    assert any(np.any(s[:, -1] == 0) for s in serial)  # padded steps were masked
+    for _ in range(5):
+        got = _predict_concurrently(predict, batches)
+        wrong = [k for k, (g, w) in enumerate(zip(got, serial * 3))
+                 if not np.array_equal(g, w)]
+        assert not wrong, "%d of %d concurrent predicts differ from serial" % (
+            len(wrong), len(got))
