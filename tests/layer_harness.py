@@ -84,6 +84,11 @@ class LayerCase:
         compared.
     x_scale : float
         Standard deviation of the inputs.
+    param_noise : float
+        Standard deviation of the Gaussian noise (the same in every dtype and on
+        every device) added to every trained parameter after ``allocate``, so that
+        initial values such as BatchNorm's ``gamma = 1, beta = 0`` or zero recurrent
+        biases cannot hide a missing term of a gradient.
     output_weights : array-like or None
         Weights of the training output that ``bprop`` applies to the error itself
         (a :class:`~neonlearn.layers.Tree`'s ``alphas``, one per output column):
@@ -98,6 +103,7 @@ class LayerCase:
     ids: object = None
     random_training: bool = False
     x_scale: float = 1.0
+    param_noise: float = 0.3
     output_weights: object = None
     fd_rtol: float = 1e-5
     fd_atol: float = 1e-7
@@ -124,6 +130,9 @@ def build(case, device="cpu", dtype="float64", seed=0, n_threads=1, input_grad=T
     else:
         be = get_backend(device, dtype=dtype, seed=seed)
     model = Model(case.make_layers(), be).configure(case.in_shape)
+    rng = np.random.default_rng(seed + 7)
+    for p, _ in param_grad_pairs(model):
+        p += be.array(case.param_noise * rng.standard_normal(p.shape))
     if input_grad and case.input_grad:  # the model plans it away
         model.layers.plan_input_grad(True)
     return model
@@ -353,7 +362,8 @@ def check_layer(make_layers, in_shape=None, checks=None, **options):
     ``checks`` (names of :data:`CHECKS`; all when None).
 
     ``options`` are those of :class:`LayerCase` (``batch``, ``ids``,
-    ``random_training``, ``x_scale``, ``output_weights``, ``fd_rtol``, ``fd_atol``);
+    ``random_training``, ``x_scale``, ``param_noise``, ``output_weights``,
+    ``fd_rtol``, ``fd_atol``);
     ``make_layers`` may
     also be a :class:`LayerCase` (then without ``in_shape``).  The checks with a
     dtype run in both float32 and float64.
