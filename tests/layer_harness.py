@@ -17,8 +17,9 @@ classes):
     outputs, inference outputs and gradients agree to float32 precision.
 ``one_vs_two_threads``
     ``n_threads=1`` against ``n_threads=2`` with every kernel forced onto the thread
-    team: bitwise in float64; in float32 to float32 rounding (a GEMM split over 2
-    threads may round the last bit differently, see ``doc/performance.rst``).
+    team: bitwise in float64; in float32 bitwise with small GEMMs kept as one BLAS
+    call, and to float32 rounding with the GEMMs split too (an sgemm block may round
+    the last bit differently, see ``doc/performance.rst``).
 ``pickle``
     a configured, trained-one-step model and its unpickled copy give bitwise-equal
     inference outputs and then bitwise-equal training steps.
@@ -252,15 +253,17 @@ def check_float32_vs_float64(case):
 _THRESHOLD = re.compile(r"^_?(MIN_PARALLEL|PARALLEL_MIN)\w*$")
 
 
-def _force_thread_team(mp):
+def _force_thread_team(mp, gemm=True):
     """Set the backend's "small call: one thread" thresholds to 0, so that the
-    small test shapes really run on 2 threads."""
+    small test shapes really run on 2 threads; ``gemm=False`` leaves the GEMMs' own
+    threshold (``*GEMM*``), so that small products stay single BLAS calls."""
     patched = []
     for name, module in list(sys.modules.items()):
         if module is None or not name.startswith("neonlearn.backends"):
             continue
         for attr, value in list(vars(module).items()):
-            if _THRESHOLD.match(attr) and isinstance(value, int):
+            if (_THRESHOLD.match(attr) and isinstance(value, int)
+                    and (gemm or "GEMM" not in attr)):
                 mp.setattr(module, attr, 0)
                 patched.append("%s.%s" % (name, attr))
     assert patched, ("no MIN_PARALLEL_* threshold found in neonlearn.backends: the "
@@ -276,21 +279,33 @@ def _openmp_reason():
     return None if openmp_enabled() else "neonlearn was built without OpenMP"
 
 
-def check_one_vs_two_threads(case, dtype="float64"):
-    """1 and 2 OpenMP threads: bitwise in float64, float32 to its rounding."""
-    reason = _openmp_reason()
-    if reason:
-        pytest.skip(reason)
-    x = case.inputs()
+def _thread_runs(case, dtype, x, gemm):
     with pytest.MonkeyPatch.context() as mp:
-        _force_thread_team(mp)
+        _force_thread_team(mp, gemm=gemm)
         models = [build(case, "cpu", dtype, n_threads=n) for n in (1, 2)]
         if models[1].be.threads != 2:
             pytest.skip("OpenMP gives this process %d thread(s), not 2"
                         % models[1].be.threads)
-        results = [run(model, case, x) for model in models]
-    _compare(results[0], results[1], "1 vs 2 threads (%s)" % dtype,
-             None if dtype == "float64" else F32_THREADS)
+        return [run(model, case, x) for model in models]
+
+
+def check_one_vs_two_threads(case, dtype="float64"):
+    """1 and 2 OpenMP threads, every kernel on the thread team.
+
+    float64: bitwise.  float32: bitwise with the GEMMs left as single BLAS calls
+    (every other kernel gives the same bits for any thread count), and to float32
+    rounding with the GEMMs split over the threads too (an sgemm block may round
+    its last bit differently, see ``doc/performance.rst``).
+    """
+    reason = _openmp_reason()
+    if reason:
+        pytest.skip(reason)
+    x = case.inputs()
+    one, two = _thread_runs(case, dtype, x, gemm=dtype == "float64")
+    _compare(one, two, "1 vs 2 threads (%s)" % dtype)
+    if dtype == "float32":
+        one, two = _thread_runs(case, dtype, x, gemm=True)
+        _compare(one, two, "1 vs 2 threads, split GEMMs (float32)", F32_THREADS)
 
 
 def check_pickle(case, dtype="float32"):
