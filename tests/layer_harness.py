@@ -158,7 +158,8 @@ def param_grad_pairs(model):
 
 def run(model, case, x, err_seed=1):
     """One training pass (fprop, bprop with a fixed random error) then an inference
-    pass; returns host copies ``{"out", "dx", "grads", "infer"}``."""
+    pass; returns host copies ``{"out", "dx", "grads", "infer"}``, each checked to
+    be of the backend's dtype."""
     be = model.be
     with be.compute_scope():
         y = _host(be, model.fprop(_to_device(model, case, x)))
@@ -166,6 +167,10 @@ def run(model, case, x, err_seed=1):
         dx = _host(be, model.bprop(be.array(err).copy()))
         grads = [_host(be, g) for _, g in param_grad_pairs(model)]
         infer = _host(be, model.fprop(_to_device(model, case, x), inference=True))
+    for what, a in [("output", y), ("input gradient", dx), ("inference output", infer)] + [
+            ("parameter gradient %d" % k, grad) for k, grad in enumerate(grads)]:
+        assert a is None or a.dtype == be.dtype, "%s of dtype %s on a %s backend" % (
+            what, a.dtype, be.dtype)
     return {"out": y, "dx": dx, "grads": grads, "infer": infer}
 
 

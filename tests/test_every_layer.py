@@ -112,6 +112,9 @@ CASES = {
     "Pooling-max": LayerCase(lambda: [Pooling(2, op="max")], (2, 4, 5)),
     "Pooling-max-overlapping": LayerCase(
         lambda: [Pooling(3, op="max", strides=1, padding=1)], (2, 4, 4)),
+    "Pooling-max-padded": LayerCase(lambda: [Pooling(3, op="max", strides=2, padding=1)],
+                                    (2, 5, 5)),
+    "Pooling-avg-2x2": LayerCase(lambda: [Pooling(2, op="avg")], (2, 4, 5)),
     "Pooling-avg": LayerCase(lambda: [Pooling(3, op="avg", strides=2, padding=1)],
                              (2, 5, 5)),
     "Pooling-l2": LayerCase(lambda: [Pooling(2, op="l2", strides=1)], (2, 4, 4)),
