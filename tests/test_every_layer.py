@@ -17,8 +17,8 @@ from neonlearn.initializers import Gaussian
 from neonlearn.layers import (
     GRU, LRN, LSTM, Activation, Affine, BatchNorm, Bias, BiLSTM, BiRNN, BranchNode, Conv,
     Convolution, Deconv, Deconvolution, DeepBiLSTM, DeepBiRNN, Dropout, Layer, Linear,
-    LookupTable, MergeBroadcast, MergeSum, Pooling, Recurrent, RecurrentLast,
-    RecurrentMean, RecurrentSum, Sequential, SingleOutputTree, SkipNode, Tree,
+    LookupTable, MergeBroadcast, MergeSum, ParameterLayer, Pooling, Recurrent,
+    RecurrentLast, RecurrentMean, RecurrentSum, Sequential, SingleOutputTree, SkipNode, Tree,
 )
 from neonlearn.transforms import (Explin, Identity, Logistic, Normalizer, Rectlin,
                                   Rectlinclip, Softmax, Tanh)
@@ -26,12 +26,50 @@ from neonlearn.transforms import (Explin, Identity, Logistic, Normalizer, Rectli
 g = Gaussian(scale=0.5)
 b = Gaussian(scale=0.2)  # biases: nonzero, so that their gradients matter
 
-# base classes: every other case runs them
 NO_CASE = {
-    "Layer": "abstract base class (fprop/bprop raise NotImplementedError)",
-    "ParameterLayer": "abstract base class of the layers with weights",
-    "CompoundLayer": "abstract base class of Sequential, DeepBiRNN and the containers",
+    "CompoundLayer": "base class of Sequential, DeepBiRNN and the containers (their "
+                     "cases run it); a subclass needs its private _configure_sublayers",
 }
+
+
+class Scale(Layer):
+    """A user's layer without weights, as doc/user_guide/custom_layers.rst writes one
+    (the base class's buffers, pickling and backend handling)."""
+
+    def __init__(self, factor=2.0, name=None):
+        self.factor = factor
+        self.name = name
+
+    def fprop(self, inputs, inference=False):
+        out = self._output(inputs.shape, inference)
+        out[...] = inputs * self.factor
+        return out
+
+    def bprop(self, error):
+        dx = self._output(error.shape, False, key="dx")
+        dx[...] = error * self.factor
+        return dx
+
+
+class Diagonal(ParameterLayer):
+    """A user's parameter layer, as the guide writes one: ``y = x * W``."""
+
+    def configure(self, in_obj):
+        super().configure(in_obj)
+        self.weight_shape = (self.in_shape[-1],)
+        return self
+
+    def fprop(self, inputs, inference=False):
+        if not inference:
+            self.inputs = inputs
+        out = self._output(inputs.shape, inference)
+        out[...] = inputs * self.W
+        return out
+
+    def bprop(self, error):
+        e = error.reshape(-1, self.weight_shape[0])
+        self.be.colsum(e * self.inputs.reshape(e.shape), self.dW)
+        return error * self.W
 
 
 def _tree(cls, **kw):
@@ -43,6 +81,9 @@ def _tree(cls, **kw):
 
 
 CASES = {
+    # ---- the base classes, through a user's layers -----------------------------------
+    "Layer-custom": LayerCase(lambda: [Scale(-1.5)], (5,)),
+    "ParameterLayer-custom": LayerCase(lambda: [Diagonal(init=g)], (3, 4)),
     # ---- dense -----------------------------------------------------------------------
     "Linear": LayerCase(lambda: [Linear(4, g)], (5,)),
     "Linear-sequence": LayerCase(lambda: [Linear(4, g)], (3, 5)),
