@@ -167,8 +167,9 @@ def run(model, case, x, err_seed=1):
         dx = _host(be, model.bprop(be.array(err).copy()))
         grads = [_host(be, g) for _, g in param_grad_pairs(model)]
         infer = _host(be, model.fprop(_to_device(model, case, x), inference=True))
-    for what, a in [("output", y), ("input gradient", dx), ("inference output", infer)] + [
-            ("parameter gradient %d" % k, grad) for k, grad in enumerate(grads)]:
+    named = [("output", y), ("input gradient", dx), ("inference output", infer)]
+    named += [("parameter gradient %d" % k, grad) for k, grad in enumerate(grads)]
+    for what, a in named:
         assert a is None or a.dtype == be.dtype, "%s of dtype %s on a %s backend" % (
             what, a.dtype, be.dtype)
     return {"out": y, "dx": dx, "grads": grads, "infer": infer}

@@ -18,7 +18,8 @@ from neonlearn.layers import (
     GRU, LRN, LSTM, Activation, Affine, BatchNorm, Bias, BiLSTM, BiRNN, BranchNode, Conv,
     Convolution, Deconv, Deconvolution, DeepBiLSTM, DeepBiRNN, Dropout, Layer, Linear,
     LookupTable, MergeBroadcast, MergeSum, ParameterLayer, Pooling, Recurrent,
-    RecurrentLast, RecurrentMean, RecurrentSum, Sequential, SingleOutputTree, SkipNode, Tree,
+    RecurrentLast, RecurrentMean, RecurrentSum, Sequential, SingleOutputTree, SkipNode,
+    Tree,
 )
 from neonlearn.transforms import (Explin, Identity, Logistic, Normalizer, Rectlin,
                                   Rectlinclip, Softmax, Tanh)
@@ -89,6 +90,7 @@ CASES = {
     "Linear-sequence": LayerCase(lambda: [Linear(4, g)], (3, 5)),
     "Linear-images": LayerCase(lambda: [Linear(4, g)], (2, 2, 3)),
     "Bias": LayerCase(lambda: [Bias(b)], (5,)),
+    "Bias-sequence": LayerCase(lambda: [Bias(b)], (3, 4)),
     "Bias-images": LayerCase(lambda: [Bias(b)], (2, 3, 3)),
     "Activation-Identity": LayerCase(lambda: [Activation(Identity())], (5,)),
     "Activation-Rectlin": LayerCase(lambda: [Activation(Rectlin())], (5,)),
@@ -103,6 +105,7 @@ CASES = {
     "Activation-Softmax": LayerCase(lambda: [Activation(Softmax())], (5,)),
     "Activation-Softmax-images": LayerCase(lambda: [Activation(Softmax())], (3, 2, 2)),
     "Activation-Tanh-sequence": LayerCase(lambda: [Activation(Tanh())], (3, 4)),
+    "Activation-Tanh-images": LayerCase(lambda: [Activation(Tanh())], (3, 2, 2)),
     "Dropout": LayerCase(lambda: [Dropout(keep=0.6)], (6,), random_training=True),
     "Affine": LayerCase(lambda: [Affine(4, g, bias=b, activation=Tanh())], (5,)),
     "Affine-Softmax": LayerCase(lambda: [Affine(4, g, bias=b, activation=Softmax())],
@@ -112,6 +115,11 @@ CASES = {
         batch=4),
     "Affine-sequence": LayerCase(lambda: [Affine(4, g, bias=b, activation=Explin())],
                                  (3, 5)),
+    "Affine-images": LayerCase(lambda: [Affine(4, g, bias=b, activation=Logistic())],
+                               (2, 2, 2)),
+    "Affine-batch_norm-sequence": LayerCase(
+        lambda: [Affine(4, g, batch_norm=True, activation=Tanh())], (3, 5)),
+    "Affine-plain": LayerCase(lambda: [Affine(3, g)], (4,)),
     "BatchNorm": LayerCase(lambda: [BatchNorm(rho=0.7)], (4,), batch=4),
     "BatchNorm-sequence": LayerCase(lambda: [BatchNorm(rho=0.7)], (3, 4)),
     "BatchNorm-images": LayerCase(lambda: [BatchNorm(rho=0.7)], (2, 3, 3)),
