@@ -65,8 +65,9 @@ class Model:
 
     @property
     def lock(self):
-        """A lock for callers whose inference sets per-call state on layers (the
-        sequence lengths of a SequenceMask), so that concurrent predicts stay apart."""
+        """The estimators' lock for moving a model shared by concurrent predicts to
+        another device (``to_backend``).  Passes take no lock: per-batch facts are
+        arguments, and inference allocates its own outputs."""
         return self.__dict__.setdefault("_lock", threading.Lock())
 
     def __getstate__(self):
