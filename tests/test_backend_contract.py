@@ -189,3 +189,20 @@ def test_optimizer_updates_match_between_backends(cuda, name, dtype):
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-12)
     np.testing.assert_allclose(gpu, cpu, **tol)
     assert not np.array_equal(cpu, W.astype(dtype))  # the parameters moved
+
+
+def test_cuda_sources_ship_as_package_data(cuda):
+    """Every file the CUDA backend loads matches a package-data pattern."""
+    import fnmatch
+    import tomllib
+
+    pyproject = PACKAGE_DIR.parent / "pyproject.toml"
+    if not pyproject.exists():
+        pytest.skip("installed package: no pyproject.toml next to it")
+    data = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
+    patterns = data.get("neonlearn.backends.cuda", [])
+    device = cuda._device
+    loaded = set(device.RAW_SOURCES) | {"activations.cuh", "recurrent.cuh"}
+    for name in loaded:
+        assert (Path(device.SOURCE_DIR) / name).is_file(), name
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), name
