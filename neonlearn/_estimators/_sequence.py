@@ -5,12 +5,13 @@ How lengths travel
 Sequences of different lengths are right-padded to a common ``T`` and a mask channel
 (1 on valid steps, 0 on padding) is appended to every step, so the network input is
 ``(n, T, F + 1)`` (token ids: ``(n, T, 2)``, each id exact in two channels).  The
-fitted network starts with a :class:`~neonlearn.layers._recurrent.SequenceMask`
-layer that strips the channel and sets ``lengths`` on every layer that uses them,
-batch by batch.  Because the lengths are part of the data, shuffling, minibatching,
+fitted network starts with a :class:`~neonlearn.layers._sequence_layers.SequenceMask`
+layer that strips the channel; the container running it reads each batch's lengths
+from the channel and passes them to the layers that use them, as an argument of
+their ``fprop``.  Because the lengths are part of the data, shuffling, minibatching,
 the early-stopping split and ``Model.predict`` need no special handling, and neither
 ``Model`` nor ``BaseNeonEstimator`` has to know about them.  Per-step tasks end with a
-:class:`~neonlearn.layers._recurrent.StepMask` so padded steps add nothing to the
+:class:`~neonlearn.layers._sequence_layers.StepMask` so padded steps add nothing to the
 cost or gradients.
 
 Base hooks used
@@ -31,7 +32,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..initializers import GlorotUniform
 from ..layers import LookupTable
 from ..layers._containers import flatten_layers
-from ..layers._recurrent import ID_BASE, LSTM, RecurrentLast, SequenceMask, StepMask
+from ..layers import LSTM, RecurrentLast
+from ..layers._sequence_layers import ID_BASE, SequenceMask, StepMask
 from ._base import BaseNeonEstimator, _check_finite_outputs
 from ._tasks import Classification, Regression, Tagging
 
@@ -356,7 +358,7 @@ class NeonSequenceModel(BaseNeonEstimator):
     def _with_mask(values, lengths, ids):
         """Network input: values plus the mask channel; token ids as two exact float
         channels, the second one also the mask (see
-        :data:`~neonlearn.layers._recurrent.ID_BASE`)."""
+        :data:`~neonlearn.layers._sequence_layers.ID_BASE`)."""
         n, T = values.shape[:2]
         mask = np.arange(T)[None, :] < lengths[:, None]
         if ids:
@@ -410,8 +412,7 @@ class NeonSequenceModel(BaseNeonEstimator):
         """Before a later fit on longer sequences: the fitted network, reconfigured
         for ``T`` steps with its weights and optimizer states (it computes the same
         function, so the estimator stays consistent even if that training fails)."""
-        with self.model_.lock:
-            model = copy.deepcopy(self.model_)
+        model = copy.deepcopy(self.model_)
         model.reconfigure((T,) + tuple(model.in_shape[1:]))
         self.model_ = model
         self.layers_ = model.layers.layers_
@@ -466,8 +467,7 @@ class NeonSequenceModel(BaseNeonEstimator):
         layers = self._complete_output(layers, out_shape, last, task)
         if self.task == "tagging":
             layers.append(StepMask(name="step_mask"))
-        return [SequenceMask(ids=ids, followers=list(layers), name="sequence_input")] + \
-            layers
+        return [SequenceMask(ids=ids, name="sequence_input")] + layers
 
     # ---- prediction ------------------------------------------------------------------------------
     def _predict_raw(self, X):
@@ -479,11 +479,10 @@ class NeonSequenceModel(BaseNeonEstimator):
             # longer sequences: a copy of the network reconfigured for them, with the
             # fitted weights (reconfigure, not configure: compound layers rebuild
             # their leaves, which would otherwise start from fresh random weights)
-            with model.lock:
-                model = copy.deepcopy(model)
+            model = copy.deepcopy(model)
             model.reconfigure(Xm.shape[1:])
-        with model.lock:  # SequenceMask hands each batch's lengths to the layers
-            y = model.predict(Xm, batch_size=max(self.batch_size, 256))
+        # no lock: each pass reads its batch's lengths from the data
+        y = model.predict(Xm, batch_size=max(self.batch_size, 256))
         _check_finite_outputs(y)
         y = y.astype(np.float64)
         if self.task == "tagging":
