@@ -56,6 +56,16 @@ def _recurrent_model(ragged):
     return model, X
 
 
+def _no_model_lock(monkeypatch):
+    from neonlearn.models import Model
+
+    def refuse(self):
+        raise AssertionError("a pass took the model's lock")
+
+    if hasattr(Model, "lock"):  # the device-move lock of the estimators
+        monkeypatch.setattr(Model, "lock", property(refuse))
+
+
 def _predict_concurrently(predict, batches):
     """Run ``predict`` on every batch from N_THREADS threads, several rounds."""
     with ThreadPoolExecutor(N_THREADS) as pool:
@@ -86,10 +96,12 @@ def test_concurrent_predict_recurrent_equal_lengths():
         np.testing.assert_array_equal(got, want)
 
 
-def test_concurrent_predict_recurrent_ragged():
-    """Sequences of different lengths: the mask layer hands each batch's lengths to
-    the recurrent layers.  Concurrent predicts must not see each other's lengths."""
+def test_concurrent_predict_recurrent_ragged(monkeypatch):
+    """Sequences of different lengths: each pass reads its batch's lengths from the
+    mask channel and passes them to the recurrent layers as arguments.  Concurrent
+    predicts must not see each other's lengths, and need no lock."""
     model, X = _recurrent_model(ragged=True)
+    _no_model_lock(monkeypatch)
     # equal batch sizes, different lengths: a mix-up gives no error, only wrong numbers
     batches = [X[k:k + 8] for k in range(0, 64, 8)]
     serial = [model.predict_proba(b) for b in batches]
@@ -174,16 +186,6 @@ def test_predict_results_do_not_depend_on_thread_limits():
         two = clf.predict_proba(X)
     np.testing.assert_array_equal(one, two)
 
-
-
-def _no_model_lock(monkeypatch):
-    from neonlearn.models import Model
-
-    def refuse(self):
-        raise AssertionError("a pass took the model's lock")
-
-    if hasattr(Model, "lock"):  # the device-move lock of the estimators
-        monkeypatch.setattr(Model, "lock", property(refuse))
 
 
 def test_concurrent_sequence_predicts_need_no_lock(monkeypatch):

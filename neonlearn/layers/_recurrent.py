@@ -570,10 +570,3 @@ class DeepBiLSTM(DeepBiRNN):
         params = super()._bi_params()
         params["gate_activation"] = self.gate_activation
         return params
-
-
-# the sequence layers moved to _sequence_layers; the estimator imports them from here
-# until its next edit
-from ._sequence_layers import (  # noqa: E402,F401
-    ID_BASE, RecurrentLast, RecurrentMean, RecurrentSum, SequenceMask, StepMask,
-)

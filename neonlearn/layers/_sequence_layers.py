@@ -103,18 +103,14 @@ class SequenceMask(Layer):
     Parameters
     ----------
     ids : bool, default=False
-    followers : None
-        Unused (the lengths are arguments now); kept until the estimator stops
-        passing it.
     name : str or None
     """
 
     gives_lengths = True
     uses_error = False
 
-    def __init__(self, ids=False, followers=None, name=None):
+    def __init__(self, ids=False, name=None):
         self.ids = ids
-        self.followers = followers
         self.name = name
 
     def configure(self, in_obj):
