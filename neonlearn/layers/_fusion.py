@@ -17,10 +17,10 @@ network (the parts of compound layers, containers and their branches):
 
 A chain runs the parts of the chains inside it (an ``Affine`` in a ``Sequential``)
 as its own steps, so that a fused step costs one call.  Every other layer is its
-own step.  The steps own the state their ``bprop`` needs
-(the activation's outputs); the layers they run keep theirs, so no object writes
-into another layer during a pass.  A layer list used without a model runs its parts
-one by one, with the same results.
+own step.  The steps own the state their ``bprop`` needs (the activation's
+outputs); the layers they run keep theirs, so no object writes into another layer
+during a pass.  A layer list used without a model runs its parts one by one, with
+the same results.
 """
 from ._base import CompoundLayer, Layer
 from ._conv import Convolution, Deconvolution
