@@ -1,5 +1,4 @@
 """Model: runs a layer list (configure and allocate once, train, infer)."""
-import threading
 
 import numpy as np
 
@@ -62,18 +61,6 @@ class Model:
         self.layers = layers if isinstance(layers, Layer) else Sequential(layers)
         self.be = backend if backend is not None else get_backend("cpu")
         self.cost = None
-
-    @property
-    def lock(self):
-        """The estimators' lock for moving a model shared by concurrent predicts to
-        another device (``to_backend``).  Passes take no lock: per-batch facts are
-        arguments, and inference allocates its own outputs."""
-        return self.__dict__.setdefault("_lock", threading.Lock())
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state.pop("_lock", None)  # locks cannot be pickled or copied
-        return state
 
     # ---- set-up --------------------------------------------------------------
     def configure(self, in_obj):

@@ -257,9 +257,6 @@ def test_classifier_with_a_tree_and_multicost():
     assert clf.score(X / 16.0, y) > 0.6
 
 
-@pytest.mark.xfail(strict=True, reason="known bug kept for the recorded golden outputs: "
-                   "when branches start the network, the branches after the first are "
-                   "not run backward (fixing it changes tests/golden 'containers')")
 @pytest.mark.parametrize("cls", [MergeSum, MergeBroadcast])
 def test_branches_first_in_a_network_all_get_weight_gradients(cls):
     be = get_backend("cpu", dtype="float64", seed=0)

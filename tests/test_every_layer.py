@@ -220,18 +220,7 @@ CASES = {
 }
 
 # a real bug of a layer makes its case an expected failure here: {(check, case): reason}
-_BRANCHES_BUG = (
-    "containers first in a network: _Branches._sum_input_grads stops at the first "
-    "branch's None input gradient (planned away), so the branches after it are not "
-    "run backward and keep stale weight gradients (known bug kept for tests/golden "
-    "'containers'; test_containers.py::"
-    "test_branches_first_in_a_network_all_get_weight_gradients)")
-XFAIL = {
-    ("planned_input_grad", "MergeBroadcast-depth"): _BRANCHES_BUG,
-    ("planned_input_grad", "MergeBroadcast-inception"): _BRANCHES_BUG,
-    ("planned_input_grad", "MergeBroadcast-stack"): _BRANCHES_BUG,
-    ("planned_input_grad", "MergeSum-two-paths"): _BRANCHES_BUG,
-}
+XFAIL = {}  # (check, case) -> reason for a known bug; none today
 
 
 def _params(check, dtypes=(None,)):

@@ -16,6 +16,7 @@ handling through two hooks:
 model, train it with callbacks (``callbacks.py``), store the fitted attributes.
 """
 import copy
+import threading
 import time
 import warnings
 from numbers import Integral, Real
@@ -41,9 +42,14 @@ from ..models import Model
 from ..optimizers import Adam, Optimizer
 from .._summary import summary, summary_html
 from ..transforms import Identity, Logistic, Rectlin, Softmax, Transform
+from ._finite import check_diverged, check_finite_outputs
 from ._persistence import PersistenceMixin
 
 __all__ = ["BaseNeonEstimator"]
+
+
+# moving a fitted model between devices (rare) is serialized; passes take no lock
+_DEVICE_MOVE_LOCK = threading.Lock()
 
 
 def _default_names(layers):
@@ -58,38 +64,6 @@ def _default_names(layers):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise ValueError("Layer names must be unique, got duplicates %s" % dup)
     return names
-
-
-def _check_diverged(model, X, n_probe):
-    """Raise TrainingDivergedError when a parameter is NaN or infinite, or when the
-    network's outputs for the first ``n_probe`` samples of ``X`` are.
-
-    The cost is checked before each update, so this catches a blow-up in the last
-    update of a fit, or of an epoch before its validation score.
-    """
-    finite = all(np.isfinite(a).all() for arrays in model.get_weights() for a in arrays)
-    what = "parameters"
-    if finite and X.shape[0]:
-        finite = np.isfinite(model.predict(X[:n_probe], batch_size=n_probe)).all()
-        what = "outputs"
-    if not finite:
-        raise TrainingDivergedError(
-            "Training diverged: the network's %s became NaN or infinite in epoch %d. "
-            "Lower the learning rate (optimizer__learning_rate), clip gradients "
-            "(gradient_clip_norm) or scale the inputs." % (what, getattr(model, "epoch", 0)))
-
-
-def _check_finite_outputs(y):
-    """Refuse non-finite network outputs instead of turning them into labels."""
-    bad = ~np.isfinite(y.reshape(len(y), -1)).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        raise ValueError(
-            "The network's outputs are NaN or infinite for %d of %d samples (rows %s%s): "
-            "their values overflow dtype=%r in the network; scale the inputs (e.g. "
-            "StandardScaler)." % (
-                len(rows), len(y), rows[:5].tolist(), ", ..." if len(rows) > 5 else "",
-                y.dtype.name))
 
 
 class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
@@ -412,7 +386,7 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         callbacks = {"record": LossHistory()}
         if Xv is not None:
             def score(model):
-                _check_diverged(model, Xv, self.batch_size)
+                check_diverged(model, Xv, self.batch_size)
                 return task.score(model.predict(Xv), Tv)
 
             callbacks["stopper"] = EarlyStopping(score, patience=self.n_iter_no_change,
@@ -435,7 +409,7 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
             model.fit(model.be.array(X), model.be.array(T), optimizer, epochs,
                       min(self.batch_size, X.shape[0]), callbacks=flat,
                       shuffle=self.shuffle, sample_weight=weights, start_epoch=start_epoch)
-            _check_diverged(model, X, self.batch_size)
+            check_diverged(model, X, self.batch_size)
         except KeyboardInterrupt:
             # keep a usable estimator: the weights of the last finished epoch (or, with
             # early stopping, of the best one, which EarlyStopping already restored)
@@ -524,7 +498,7 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         """
         if parse_device(self.device) == backend_device(model.be):
             return model
-        with model.lock:  # concurrent predicts move the shared model once
+        with _DEVICE_MOVE_LOCK:  # concurrent predicts move the shared model once
             if parse_device(self.device) == backend_device(model.be):
                 return model
             try:
@@ -571,7 +545,7 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         X, n = self._validate_X(X, reset=False)
         model = self._model_on_device(self.model_, fallback=True)
         y = model.predict(X, batch_size=max(self.batch_size, 256))
-        _check_finite_outputs(y)
+        check_finite_outputs(y)
         return y.astype(np.float64)
 
     # ---- display -----------------------------------------------------------------

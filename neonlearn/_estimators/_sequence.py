@@ -34,7 +34,8 @@ from ..layers import LookupTable
 from ..layers._containers import flatten_layers
 from ..layers import LSTM, RecurrentLast
 from ..layers._sequence_layers import ID_BASE, SequenceMask, StepMask
-from ._base import BaseNeonEstimator, _check_finite_outputs
+from ._base import BaseNeonEstimator
+from ._finite import check_finite_outputs
 from ._tasks import Classification, Regression, Tagging
 
 __all__ = ["NeonSequenceModel"]
@@ -483,7 +484,7 @@ class NeonSequenceModel(BaseNeonEstimator):
             model.reconfigure(Xm.shape[1:])
         # no lock: each pass reads its batch's lengths from the data
         y = model.predict(Xm, batch_size=max(self.batch_size, 256))
-        _check_finite_outputs(y)
+        check_finite_outputs(y)
         y = y.astype(np.float64)
         if self.task == "tagging":
             y = y[:, :int(lengths.max())]

@@ -132,8 +132,8 @@ class _Branches(CompoundLayer):
 
     def plan_input_grad(self, needed):
         self.skip_input_grad = not needed
-        for k, branch in enumerate(self.layers_):
-            branch.plan_input_grad(needed or k > 0)
+        for branch in self.layers_:
+            branch.plan_input_grad(needed)
 
     def _fprop_branches(self, inputs, inference, lengths):
         return [fprop_layer(branch, inputs, inference, lengths) for branch in self.layers_]
@@ -143,11 +143,9 @@ class _Branches(CompoundLayer):
         for branch, error in zip(self.layers_, errors):
             dx = branch.bprop(error)
             if dx is None:
-                # the input gradient is not needed (first layer of the network); the
-                # later branches are not run backward either, so their weights get
-                # no gradient: a known bug, kept so that the recorded golden outputs
-                # stay bitwise (tests/test_containers.py, xfail)
-                return None
+                # the input gradient is not needed (first layer of the network); every
+                # branch still runs backward for its weights' gradients
+                continue
             if total is None:
                 total = self._output(dx.shape, False, key="dx")
                 total[...] = dx
