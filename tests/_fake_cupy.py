@@ -45,6 +45,20 @@ _CACHE = {}
 _BUILD_DIR = None
 
 
+def gpu_unavailable_reason():
+    """Why the real GPU backend cannot run here (None when CuPy sees a device)."""
+    try:
+        import cupy
+    except ImportError:
+        return "CuPy is not installed (pip install 'neonlearn[gpu]')"
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return "no CUDA device is visible"
+    except Exception as exc:  # no driver
+        return "no usable CUDA device (%s)" % (exc,)
+    return None
+
+
 def compiler():
     """Path of a C++ compiler, or None."""
     for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):

@@ -326,24 +326,11 @@ def check_pickle(case, dtype="float32"):
              "unpickled vs original")
 
 
-def _gpu_reason():
-    try:
-        import cupy
-    except ImportError:
-        return "CuPy is not installed"
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            return "no CUDA device is visible"
-    except Exception as exc:  # no driver
-        return "no usable CUDA device (%s)" % (exc,)
-    return None
-
-
 @contextlib.contextmanager
 def gpu_backend():
     """The GPU backend on a real device, or else on the CPU emulation of CuPy
     (undone on exit); skips when neither is available."""
-    reason = _gpu_reason()
+    reason = _fake_cupy.gpu_unavailable_reason()
     if reason is None:
         yield True
         return

@@ -23,20 +23,7 @@ from neonlearn.models import Model
 from neonlearn.transforms import Explin, Logistic, Rectlin, Softmax, Tanh
 
 
-def _gpu_reason():
-    try:
-        import cupy
-    except ImportError:
-        return "CuPy is not installed (pip install 'neonlearn[gpu]')"
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            return "no CUDA device is visible"
-    except Exception as exc:  # no driver
-        return "no usable CUDA device (%s)" % (exc,)
-    return None
-
-
-_REASON = _gpu_reason()
+_REASON = _fake_cupy.gpu_unavailable_reason()
 needs_gpu = pytest.mark.skipif(_REASON is not None, reason=str(_REASON))
 
 
