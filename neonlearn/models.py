@@ -269,14 +269,23 @@ class Model:
         return self
 
     # ---- parameters -------------------------------------------------------------
+    @staticmethod
+    def _weight_arrays(layer):
+        """A parameter layer's parameters and BatchNorm running statistics."""
+        arrays = [p for p, _ in layer.param_grads()]
+        return arrays + [getattr(layer, k) for k in ("gmean", "gvar") if hasattr(layer, k)]
+
+    def weights_finite(self):
+        """True when no parameter or running statistic is NaN or infinite (checked
+        in place: no copies)."""
+        xp = self.be.xp
+        return all(bool(xp.isfinite(a).all()) for layer in self.layers_to_optimize
+                   for a in self._weight_arrays(layer))
+
     def get_weights(self):
         """Copies of every parameter array and BatchNorm running statistic."""
-        out = []
-        for layer in self.layers_to_optimize:
-            arrays = [p for p, _ in layer.param_grads()]
-            arrays += [getattr(layer, k) for k in ("gmean", "gvar") if hasattr(layer, k)]
-            out.append([self.be.to_numpy(a).copy() for a in arrays])
-        return out
+        return [[self.be.to_numpy(a).copy() for a in self._weight_arrays(layer)]
+                for layer in self.layers_to_optimize]
 
     def set_weights(self, weights):
         """Inverse of :meth:`get_weights` (copies in place); a ValueError when the
@@ -285,8 +294,7 @@ class Model:
             raise ValueError("set_weights got arrays for %d parameter layers, the network "
                              "has %d" % (len(weights), len(self.layers_to_optimize)))
         for layer, saved in zip(self.layers_to_optimize, weights):
-            arrays = [p for p, _ in layer.param_grads()]
-            arrays += [getattr(layer, k) for k in ("gmean", "gvar") if hasattr(layer, k)]
+            arrays = self._weight_arrays(layer)
             if [tuple(a.shape) for a in arrays] != [tuple(s.shape) for s in saved]:
                 raise ValueError("set_weights: layer %r has arrays of shapes %s, got %s" % (
                     layer.name, [a.shape for a in arrays], [s.shape for s in saved]))

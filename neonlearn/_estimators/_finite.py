@@ -11,7 +11,7 @@ def check_diverged(model, X, n_probe):
     The cost is checked before each update, so this catches a blow-up in the last
     update of a fit, or of an epoch before its validation score.
     """
-    finite = all(np.isfinite(a).all() for arrays in model.get_weights() for a in arrays)
+    finite = model.weights_finite()
     what = "parameters"
     if finite and X.shape[0]:
         finite = np.isfinite(model.predict(X[:n_probe], batch_size=n_probe)).all()
