@@ -70,9 +70,9 @@ if [[ -n "${SANITIZER_TESTS:-}" ]]; then
     read -r -a TESTS <<<"$SANITIZER_TESTS"
 else
     TESTS=()
-    for f in tests/test_dense_kernels.py tests/test_conv*.py tests/test_pooling.py \
-             tests/test_lrn.py tests/test_recurrent.py tests/test_embedding.py \
-             tests/test_containers.py tests/test_fuzz.py tests/test_numerics.py; do
+    for f in tests/kernels/test_dense_kernels.py tests/layers/test_conv*.py tests/layers/test_pooling.py \
+             tests/layers/test_lrn.py tests/layers/test_recurrent.py tests/layers/test_embedding.py \
+             tests/layers/test_containers.py tests/test_fuzz.py tests/test_numerics.py; do
         [[ -e "$f" ]] && TESTS+=("$f")
     done
 fi

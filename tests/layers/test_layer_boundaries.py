@@ -24,7 +24,7 @@ from neonlearn.layers._base import CompoundList
 from neonlearn.models import Model
 from neonlearn.transforms import Rectlin, Tanh
 
-GUIDE = Path(__file__).resolve().parents[1] / "doc" / "user_guide" / "custom_layers.rst"
+GUIDE = Path(__file__).resolve().parents[2] / "doc" / "user_guide" / "custom_layers.rst"
 
 
 @pytest.fixture

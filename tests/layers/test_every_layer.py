@@ -242,7 +242,7 @@ def test_every_public_layer_has_a_case():
               and issubclass(getattr(nl_layers, name), Layer)}
     covered = {name.split("-")[0] for name in CASES}
     missing = sorted(public - covered - set(NO_CASE))
-    assert not missing, ("layers without a case in tests/test_every_layer.py: %s"
+    assert not missing, ("layers without a case in tests/layers/test_every_layer.py: %s"
                          % missing)
     assert not (covered - public), "cases of layers that are not public"
 

@@ -188,7 +188,7 @@ def test_gunpoint_example_accuracy():
     import importlib.util
     import os
 
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "examples",
+    path = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples",
                         "gunpoint_lstm.py")
     spec = importlib.util.spec_from_file_location("gunpoint_lstm", path)
     module = importlib.util.module_from_spec(spec)
