@@ -9,7 +9,6 @@ Cython/OpenMP kernels (``backends/cpu/``); ``"gpu"``/``"cuda:N"`` gives the CuPy
 backend (``backends/cuda/``, the only package that imports CuPy).  Device names
 and host transfer are in ``_transfer.py``.
 """
-from . import cpu as _cpu_conv  # noqa: F401  old name of the module of MIN_PARALLEL_WORK
 from ._interface import Backend
 from ._transfer import backend_device, move_to_backend, parse_device, to_host
 from .cpu import CPUBackend

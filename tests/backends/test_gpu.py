@@ -134,22 +134,6 @@ FAMILIES = {
 }
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_layer_family_matches_cpu(family, dtype, gpu):
-    make, in_shape = FAMILIES[family]
-    x = np.random.default_rng(0).standard_normal((6,) + in_shape)
-    cpu = _run(make, in_shape, "cpu", dtype, x)
-    gpu = _run(make, in_shape, "gpu", dtype, x)
-    tol = _tol(dtype)
-    np.testing.assert_allclose(gpu[0], cpu[0], **tol)  # outputs
-    np.testing.assert_allclose(gpu[3], cpu[3], **tol)  # inference outputs
-    np.testing.assert_allclose(gpu[1], cpu[1], **tol)  # input gradient
-    assert len(gpu[2]) == len(cpu[2]) > 0
-    for a, b in zip(gpu[2], cpu[2]):
-        np.testing.assert_allclose(a, b, **tol)
-
-
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "bilstm"])
 def test_recurrent_with_lengths_matches_cpu(cell, gpu):
     make, in_shape = FAMILIES[cell]

@@ -55,18 +55,6 @@ def test_merge_broadcast_depth_is_one_wider_convolution(be64):
                                rtol=1e-12)
 
 
-def test_merge_broadcast_inception_block_gradients(be64):
-    block = MergeBroadcast([
-        [Conv((1, 1, 2), Gaussian(), bias=Gaussian(), activation=Rectlin())],
-        [Conv((1, 1, 2), Gaussian(), activation=Tanh()),
-         Conv((3, 3, 3), Gaussian(), padding=1, bias=Gaussian(), activation=Tanh())],
-        [Pooling(3, strides=1, padding=1), Conv((1, 1, 1), Gaussian())],
-    ], merge="depth")
-    _ready(block, (3, 5, 6), be64)
-    assert block.out_shape == (6, 5, 6)
-    check_layer_grads(block, (3, 5, 6), be64)
-
-
 def test_merge_broadcast_stack_is_one_wider_linear(be64):
     merged = _ready(MergeBroadcast([Linear(3, Gaussian()),
                                     [Convolution((2, 2, 1), init=Gaussian())]],
@@ -104,12 +92,6 @@ def test_tree_matches_hand_built_network(be64):
     y_side = h @ side.layers_[0].layers_[0].W.T + side.layers_[0].layers_[1].W
     np.testing.assert_allclose(out, np.hstack([y_trunk, y_side]), rtol=1e-12)
     np.testing.assert_allclose(tree.fprop(x, inference=True), y_trunk, rtol=1e-12)
-
-
-@pytest.mark.parametrize("cls", [Tree, SingleOutputTree])
-def test_tree_gradients(cls, be64):
-    tree = _ready(_tree(cls=cls), (4,), be64)
-    check_layer_grads(tree, (4,), be64, n=3)
 
 
 def test_tree_alphas_scale_branch_errors(be64):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import check_layer_grads
-from neonlearn.backends import _cpu_conv, get_backend
+from neonlearn.backends import cpu, get_backend
 from neonlearn.initializers import Constant, Gaussian
 from neonlearn.layers import (Activation, BatchNorm, Bias, Conv, Convolution, Deconv,
                               Deconvolution, Sequential)
@@ -167,7 +167,7 @@ def test_deconvolution_is_the_adjoint(case, be64):
                                   (9, 3, 17, 15, 3, 3, 6, 1, 1, 1),
                                   (4, 2, 10, 10, 3, 3, 6, 1, 0, 1)])
 def test_one_and_two_threads_bitwise_equal(monkeypatch, cls, dtype_, case):
-    monkeypatch.setattr(_cpu_conv, "MIN_PARALLEL_WORK", 0)  # always use the team
+    monkeypatch.setattr(cpu, "MIN_PARALLEL_WORK", 0)  # always use the team
     results = []
     for n_threads in (1, 2):
         be = get_backend("cpu", dtype=dtype_, seed=0, n_threads=n_threads)
@@ -183,7 +183,7 @@ def test_one_and_two_threads_bitwise_equal(monkeypatch, cls, dtype_, case):
 
 def test_fused_conv_one_and_two_threads_bitwise_equal(monkeypatch, dtype):
     """The fused bias (forward add, backward per-filter sums) is thread-independent."""
-    monkeypatch.setattr(_cpu_conv, "MIN_PARALLEL_WORK", 0)
+    monkeypatch.setattr(cpu, "MIN_PARALLEL_WORK", 0)
     results = []
     for n_threads in (1, 2):
         be = get_backend("cpu", dtype=dtype, seed=0, n_threads=n_threads)

@@ -50,19 +50,6 @@ def test_update_false_freezes_table():
     assert layer.bprop(np.ones((2, T, D))) is None
 
 
-def test_threads_bitwise_equal():
-    rng = np.random.default_rng(1)
-    ids = rng.integers(0, V, size=(50, T)).astype(np.float32)
-    err = rng.standard_normal((50, T, D)).astype(np.float32)
-    grads = []
-    for threads in (1, 2):
-        layer = make("float32", n_threads=threads)
-        layer.fprop(ids)
-        layer.bprop(err)
-        grads.append(layer.dW.copy())
-    np.testing.assert_array_equal(grads[0], grads[1])
-
-
 @pytest.mark.parametrize("bad", [[[-1] * T], [[V] * T], [[0.5] * T]])
 def test_invalid_ids(bad):
     layer = make()

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import check_layer_grads
-from neonlearn.backends import _cpu_conv, get_backend
+from neonlearn.backends import get_backend
 from neonlearn.layers import LRN
 
 
@@ -52,20 +52,6 @@ def test_lrn_alexnet_defaults_and_noop_args(be64):
         layer.configure((8, 3, 3))
     np.testing.assert_array_equal(a.fprop(x), b.fprop(x))
     np.testing.assert_allclose(a.fprop(x), naive_lrn(x, 5, 1e-4, 0.75))
-
-
-def test_one_and_two_threads_bitwise_equal(monkeypatch):
-    monkeypatch.setattr(_cpu_conv, "MIN_PARALLEL_WORK", 0)  # always use the team
-    results = []
-    for n_threads in (1, 2):
-        be = get_backend("cpu", dtype="float32", n_threads=n_threads)
-        layer = _layer((7, 6, 5, 4, 3, 0.5, 0.75), be)
-        rng = np.random.default_rng(1)
-        y = layer.fprop(be.array(rng.standard_normal((7, 6, 5, 4)))).copy()
-        dx = layer.bprop(be.array(rng.standard_normal(y.shape))).copy()
-        results.append((y, dx))
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("depth", [0, 2, -1, 2.0])

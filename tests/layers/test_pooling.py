@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import check_layer_grads
-from neonlearn.backends import _cpu_conv, get_backend
+from neonlearn.backends import cpu, get_backend
 from neonlearn.layers import Pooling
 
 
@@ -127,7 +127,7 @@ def test_global_average_pooling(be64):
 @pytest.mark.parametrize("op", ["max", "avg"])
 @pytest.mark.parametrize("fshape, strides, padding", [(3, 2, 1), (2, None, 0)])
 def test_one_and_two_threads_bitwise_equal(monkeypatch, op, fshape, strides, padding):
-    monkeypatch.setattr(_cpu_conv, "MIN_PARALLEL_WORK", 0)  # always use the team
+    monkeypatch.setattr(cpu, "MIN_PARALLEL_WORK", 0)  # always use the team
     results = []
     for n_threads in (1, 2):
         be = get_backend("cpu", dtype="float32", n_threads=n_threads)

@@ -230,12 +230,6 @@ def test_recurrent_rectlin_reference():
     np.testing.assert_allclose(layer.fprop(x), ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("cls", [Recurrent, LSTM, GRU, BiRNN, BiLSTM])
-def test_finite_difference_gradients(cls):
-    layer = make(cls, hidden=3, in_shape=(4, 3))
-    check_layer_grads(layer, (4, 3), layer.be, n=2, rtol=1e-5, atol=1e-7)
-
-
 class _WithLengths:
     """``layer`` with the batch's ``lengths`` bound, as a container passes them."""
 
@@ -258,23 +252,6 @@ def test_finite_difference_gradients_masked(cls):
     layer = make(cls, hidden=3, in_shape=(4, 3))
     masked = _WithLengths(layer, np.array([4, 2, 1]))
     check_layer_grads(masked, (4, 3), layer.be, n=3, rtol=1e-5, atol=1e-7)
-
-
-@pytest.mark.parametrize("cls", [Recurrent, LSTM, GRU])
-def test_float32_gradients_close_to_float64(cls):
-    l64 = make(cls, "float64")
-    l32 = make(cls, "float32")
-    for (p64, _), (p32, _) in zip(l64.param_grads(), l32.param_grads()):
-        p32[...] = p64
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((N, T, F))
-    err = rng.standard_normal((N, T, H))
-    o64, o32 = l64.fprop(x), l32.fprop(x.astype(np.float32))
-    np.testing.assert_allclose(o32, o64, rtol=1e-4, atol=1e-5)
-    d64, d32 = l64.bprop(err), l32.bprop(err.astype(np.float32))
-    np.testing.assert_allclose(d32, d64, rtol=1e-3, atol=1e-4)
-    for (_, g64), (_, g32) in zip(l64.param_grads(), l32.param_grads()):
-        np.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-4)
 
 
 def _padded_vs_unpadded(layer_factory, width):
@@ -309,22 +286,6 @@ def _padded_vs_unpadded(layer_factory, width):
 def test_padded_and_masked_equals_unpadded(cls):
     width = 2 * H if cls in (BiRNN, BiLSTM) else H
     _padded_vs_unpadded(lambda: make(cls, seed=7), width)
-
-
-@pytest.mark.parametrize("cls", [LSTM, GRU, Recurrent])
-def test_one_and_two_threads_bitwise_equal(cls):
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((8, 7, F)).astype(np.float32)
-    err = rng.standard_normal((8, 7, 16)).astype(np.float32)
-    results = []
-    for threads in (1, 2):
-        layer = make(cls, "float32", n_threads=threads, hidden=16, in_shape=(7, F))
-        lengths = np.array([7, 3, 5, 7, 1, 6, 7, 2])
-        out = np.array(layer.fprop(x, lengths=lengths), copy=True)
-        dx = np.array(layer.bprop(err), copy=True)
-        results.append([out, dx] + [np.array(g, copy=True) for _, g in layer.param_grads()])
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("cls", [LSTM, GRU, Recurrent])

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import check_layer_grads
-from neonlearn.backends import _cpu_conv, get_backend
+from neonlearn.backends import get_backend
 from neonlearn.layers import BatchNorm
 
 
@@ -64,15 +64,3 @@ def test_same_as_channels_last_path(be64):
     np.testing.assert_allclose(fast.dbeta, slow.dbeta, rtol=1e-10)
 
 
-def test_one_and_two_threads_bitwise_equal(monkeypatch):
-    monkeypatch.setattr(_cpu_conv, "MIN_PARALLEL_WORK", 0)
-    results = []
-    for n_threads in (1, 2):
-        be = get_backend("cpu", dtype="float32", n_threads=n_threads)
-        layer = _layer((5, 6, 7), be)
-        rng = np.random.default_rng(2)
-        y = layer.fprop(be.array(rng.standard_normal((11, 5, 6, 7)))).copy()
-        dx = layer.bprop(be.array(rng.standard_normal(y.shape))).copy()
-        results.append((y, dx, layer.dgamma.copy(), layer.dbeta.copy(), layer.gvar.copy()))
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
