@@ -24,7 +24,7 @@ across threads, so results are bitwise identical for any thread count.
 masks right-padded steps: a padded step outputs zeros and receives no gradient, so
 padding never changes the outputs or gradients of the valid steps.
 
-Activation codes are the ``NL_ACT_*`` of ``include/nl_activations.h`` (declared in
+Activation codes are the ``NL_ACT_*`` of ``include/nl_activation_codes.h`` (declared in
 ``_activations.pxd``, shared with ``_dense.pyx``); derivatives are computed from
 outputs.  Each row's pre-activations are summed into a contiguous buffer (the row of
 ``gates``) and activated block by block with ``_act_row``, whose float32 tanh and

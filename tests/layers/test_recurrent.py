@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from neonlearn.backends import get_backend
+from neonlearn.backends._interface import kernel_code
 from neonlearn.initializers import GlorotUniform, Uniform
 from neonlearn.layers import (
     GRU, LSTM, Affine, BiLSTM, BiRNN, DeepBiLSTM, DeepBiRNN, Recurrent, RecurrentLast,
@@ -209,7 +210,7 @@ def test_recurrent_activations_accuracy_float32(transform, ref):
     """Every activation code of the float32 row functions, one step of Recurrent's
     kernel with zero recurrent weights: ``h = act(Z + b)``."""
     z = _special_inputs(np.random.default_rng(15), 16 * 96).reshape(16, 1, 96)
-    code, param = transform.kernel
+    code, param = kernel_code(transform, "activation")
     h = np.empty_like(z)
     _recurrent.rnn_fprop(z, np.zeros((96, 96), np.float32), np.zeros(96, np.float32),
                          np.zeros((16, 96), np.float32), np.empty(0, np.int32), code,

@@ -1,9 +1,7 @@
 /* Element-wise activations in float32, shared by the dense and recurrent kernels
    (declared for Cython in ../_activations.pxd).
 
-   Activation codes, the one definition for C and Python (Python reads them from
-   neonlearn._kernels._dense.ACTIVATION_CODES): derivatives are computed from the
-   outputs; rectlin's parameter is its negative slope, explin's its alpha.
+   The activation codes are the enum of nl_activation_codes.h.
 
    The functions here are branch-free, so that GCC vectorizes the loops calling
    them (a libm call per value cannot be vectorized).  The row functions
@@ -17,15 +15,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "nl_activation_codes.h"
 #include "nl_dispatch.h"
-
-enum nl_activation {
-    NL_ACT_IDENTITY = 0,
-    NL_ACT_RECTLIN = 1,
-    NL_ACT_TANH = 2,
-    NL_ACT_LOGISTIC = 3,
-    NL_ACT_EXPLIN = 4
-};
 
 /* c ? a : b without a branch: with the default -ftrapping-math GCC will not
    if-convert a float ?: whose arms do arithmetic, and a branch in a loop stops
