@@ -20,10 +20,13 @@ cimport numpy as cnp
 import numpy as np
 from cython cimport floating
 
+from ._isa cimport isa_level, nl_isa_bind
 from ._activations cimport (_act, _dact, NL_ACT_IDENTITY, NL_ACT_RECTLIN, NL_ACT_TANH,
                             NL_ACT_LOGISTIC, NL_ACT_EXPLIN)
 
 cnp.import_array()
+# the instruction-set path of the float32 activations (_isa: set_isa, NEONLEARN_ISA)
+nl_isa_bind(isa_level())
 
 DEF CHUNK = 64
 

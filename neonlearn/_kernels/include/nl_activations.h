@@ -5,8 +5,8 @@
 
    The functions here are branch-free, so that GCC vectorizes the loops calling
    them (a libm call per value cannot be vectorized).  The row functions
-   (nl_*f_row) are compiled for AVX2 + FMA and for the baseline, and pick one at
-   run time (nl_dispatch.h). */
+   (nl_*f_row) are compiled for AVX-512F, for AVX2 + FMA and for the baseline, and
+   pick one at run time (nl_dispatch.h). */
 #ifndef NL_ACTIVATIONS_H
 #define NL_ACTIVATIONS_H
 
@@ -102,34 +102,17 @@ NL_INLINE static void nl_explinf_loop(float *x, ptrdiff_t n, float p) {
     }
 }
 
-#if NL_DISPATCH
-NL_AVX2 static inline void nl_tanhf_avx2(float *x, ptrdiff_t n) { nl_tanhf_loop(x, n); }
-NL_AVX2 static inline void nl_logisticf_avx2(float *x, ptrdiff_t n) { nl_logisticf_loop(x, n); }
-NL_AVX2 static inline void nl_explinf_avx2(float *x, ptrdiff_t n, float p) {
-    nl_explinf_loop(x, n, p);
-}
-#endif
+/* the loops compiled for each path, and the row functions that pick one: the
+   paths differ in vector width only (every value is computed by the same
+   operations, FMA contracted alike), so they give the same bits */
+#define NL_CLONES(name, params, args)                                           \
+    NL_TARGET_CLONES(name, params, args)                                        \
+    NL_STATIC_INLINE void name##_row params { NL_PICK(name, args); }
 
-/* x[:n] = tanh(x[:n]), logistic(x[:n]) or explin(x[:n]) (alpha p) in place */
-NL_STATIC_INLINE void nl_tanhf_row(float *x, ptrdiff_t n) {
-#if NL_DISPATCH
-    if (nl_have_avx2_fma()) { nl_tanhf_avx2(x, n); return; }
-#endif
-    nl_tanhf_loop(x, n);
-}
-
-NL_STATIC_INLINE void nl_logisticf_row(float *x, ptrdiff_t n) {
-#if NL_DISPATCH
-    if (nl_have_avx2_fma()) { nl_logisticf_avx2(x, n); return; }
-#endif
-    nl_logisticf_loop(x, n);
-}
-
-NL_STATIC_INLINE void nl_explinf_row(float *x, ptrdiff_t n, float p) {
-#if NL_DISPATCH
-    if (nl_have_avx2_fma()) { nl_explinf_avx2(x, n, p); return; }
-#endif
-    nl_explinf_loop(x, n, p);
-}
+/* x[:n] = tanh(x[:n]), logistic(x[:n]) or explin(x[:n]) (alpha p) in place:
+   nl_tanhf_row, nl_logisticf_row, nl_explinf_row */
+NL_CLONES(nl_tanhf, (float *x, ptrdiff_t n), (x, n))
+NL_CLONES(nl_logisticf, (float *x, ptrdiff_t n), (x, n))
+NL_CLONES(nl_explinf, (float *x, ptrdiff_t n, float p), (x, n, p))
 
 #endif /* NL_ACTIVATIONS_H */
