@@ -29,9 +29,10 @@ Activation codes are the ``NL_ACT_*`` of ``include/nl_activation_codes.h`` (decl
 outputs. Each row's pre-activations are summed into a contiguous buffer (the row of
 ``gates``) and activated block by block with ``_act_row``, whose float32 tanh and
 logistic are vectorized. The usual float32 cell (``NL_ACT_LOGISTIC`` gates,
-``NL_ACT_TANH``) runs fused C loops per row (LSTM forward and backward, GRU backward;
-``include/nl_recurrent.h``), vectorized and compiled for AVX-512F and AVX2 + FMA too;
-float64 and other activations run generic loops of the same equations.
+``NL_ACT_TANH``) runs fused C loops per row (LSTM forward and backward, GRU gates
+forward and backward; ``include/nl_recurrent.h``), vectorized and compiled for
+AVX-512F and AVX2 + FMA too; float64 and other activations run generic loops of the
+same equations.
 """
 from cython.parallel cimport prange
 from cython cimport floating
@@ -44,7 +45,8 @@ from ._activations cimport _act_row, NL_ACT_LOGISTIC, NL_ACT_TANH
 from ._isa cimport isa_level, nl_isa_bind
 # the rows of one step: generic loops, and the fused float32 C of nl_recurrent.h
 from ._recurrent_cells cimport (
-    _gru_r_bprop, _gru_zc_bprop, _lstm_cell_bprop, _rnn_delta, nl_gemm_packed,
+    _chunk_end, _gru_r_bprop, _gru_zc_bprop, _lstm_cell_bprop, _packed_size, _padded,
+    _rnn_delta, nl_gemm_packed, nl_gru_c_fprop_row, nl_gru_rz_fprop_row,
     nl_lstm_bprop_row, nl_lstm_fprop_row, nl_pack_b, nl_use_packed_gemm,
 )
 # the time-axis helpers and the argument checks; the helpers are re-exported, as
@@ -77,14 +79,6 @@ def _packed_buffer(W, shapes):
     return np.empty(sum(_packed_size(k, n) for k, n in shapes), dtype=np.float32)
 
 
-cdef inline Py_ssize_t _packed_size(Py_ssize_t k, Py_ssize_t n) noexcept nogil:
-    return ((n + 15) // 16) * 16 * k
-
-
-cdef inline bint _padded(const int[::1] lengths, Py_ssize_t n, Py_ssize_t t) noexcept nogil:
-    return lengths.shape[0] > 0 and t >= lengths[n]
-
-
 cdef inline void _prev(const floating[:, :, ::1] h, const floating[:, ::1] h0,
                        Py_ssize_t n0, Py_ssize_t t, const floating **ptr,
                        int *ld) noexcept nogil:
@@ -95,12 +89,6 @@ cdef inline void _prev(const floating[:, :, ::1] h, const floating[:, ::1] h0,
     else:
         ptr[0] = &h[n0, t - 1, 0]
         ld[0] = <int>(h.shape[1] * h.shape[2])
-
-
-cdef inline Py_ssize_t _chunk_end(Py_ssize_t ch, Py_ssize_t N,
-                                  Py_ssize_t chunk) noexcept nogil:
-    cdef Py_ssize_t n1 = (ch + 1) * chunk
-    return N if n1 > N else n1
 
 
 # --------------------------------------------------------------------------------------
@@ -407,6 +395,9 @@ cdef void _gru_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W_
     cdef floating *rhn
     cdef floating *hn
     cdef int ldh, M = <int>(n1 - n0)
+    # the usual float32 cell: fused C rows (nl_recurrent.h)
+    cdef bint fused = (floating is float and act == NL_ACT_TANH
+                       and gate_act == NL_ACT_LOGISTIC)
     for t in range(T):
         _prev(h, h0, n0, t, &hp, &ldh)
         # r, z: R[:, :2H] = h_{t-1} @ W_rz.T
@@ -426,10 +417,14 @@ cdef void _gru_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W_
                 continue
             zn = &Z[n, t, 0]
             rn = &R[n, 0]
+            hpn = &h0[n, 0] if t == 0 else &h[n, t - 1, 0]
+            if floating is float:
+                if fused:
+                    nl_gru_rz_fprop_row(zn, rn, &b[0], hpn, g, rhn, H)
+                    continue
             for j in range(2 * H):
                 g[j] = zn[j] + rn[j] + b[j]
             _act_row(g, 2 * H, gate_act, gp)
-            hpn = &h0[n, 0] if t == 0 else &h[n, t - 1, 0]
             for j in range(H):
                 rhn[j] = g[j] * hpn[j]
         # candidate: R[:, 2H:] = (r * h_{t-1}) @ W_c.T
@@ -449,9 +444,13 @@ cdef void _gru_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W_
                 continue
             zn = &Z[n, t, 0]
             rn = &R[n, 0]
-            for j in range(2 * H, G):
-                g[j] = zn[j] + rn[j] + b[j]
-            _act_row(g + 2 * H, H, act, p)
+            if floating is float:
+                if fused:
+                    nl_gru_c_fprop_row(zn + 2 * H, rn + 2 * H, &b[2 * H], g + 2 * H, H)
+            if not fused:
+                for j in range(2 * H, G):
+                    g[j] = zn[j] + rn[j] + b[j]
+                _act_row(g + 2 * H, H, act, p)
             hpn = &h0[n, 0] if t == 0 else &h[n, t - 1, 0]
             for j in range(H):
                 hn[j] = (1 - g[H + j]) * hpn[j] + g[H + j] * g[2 * H + j]

@@ -24,6 +24,27 @@ cdef extern from "nl_recurrent.h":
                            Py_ssize_t H) noexcept nogil
     void nl_gru_zc_bprop_row(const float *g, const float *hp, const float *e,
                              float *dhn, float *dz, Py_ssize_t H) noexcept nogil
+    void nl_gru_rz_fprop_row(const float *z, const float *r, const float *b,
+                             const float *hp, float *g, float *rh,
+                             Py_ssize_t H) noexcept nogil
+    void nl_gru_c_fprop_row(const float *z, const float *r, const float *b, float *gc,
+                            Py_ssize_t H) noexcept nogil
+
+
+cdef inline Py_ssize_t _packed_size(Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """Floats of a (k x n) block packed for nl_gemm_packed."""
+    return ((n + 15) // 16) * 16 * k
+
+
+cdef inline bint _padded(const int[::1] lengths, Py_ssize_t n, Py_ssize_t t) noexcept nogil:
+    """Whether step ``t`` of sequence ``n`` is padding."""
+    return lengths.shape[0] > 0 and t >= lengths[n]
+
+
+cdef inline Py_ssize_t _chunk_end(Py_ssize_t ch, Py_ssize_t N,
+                                  Py_ssize_t chunk) noexcept nogil:
+    cdef Py_ssize_t n1 = (ch + 1) * chunk
+    return N if n1 > N else n1
 
 
 cdef inline void _rnn_delta(const floating *e, const floating *dhn, const floating *hn,

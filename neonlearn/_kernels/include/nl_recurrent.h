@@ -66,6 +66,42 @@ NL_INLINE static void nl_gru_zc_bprop_row_loop(
     }
 }
 
+/* GRU forward of one row: the r and z gates g[:2H] = logistic(z + r + b) and
+   rh = r * h_{t-1}; then, after the candidate's GEMM, gc = tanh(z + r + b) (the
+   state update stays in the caller, as in the generic loops) */
+NL_INLINE static void nl_gru_rz_fprop_row_loop(
+        const float *restrict z, const float *restrict r, const float *restrict b,
+        const float *restrict hp, float *restrict g, float *restrict rh, ptrdiff_t H) {
+    ptrdiff_t j;
+    for (j = 0; j < 2 * H; j++) g[j] = nl_logisticf(z[j] + r[j] + b[j]);
+    for (j = 0; j < H; j++) rh[j] = g[j] * hp[j];
+}
+
+NL_INLINE static void nl_gru_c_fprop_row_loop(
+        const float *restrict z, const float *restrict r, const float *restrict b,
+        float *restrict gc, ptrdiff_t H) {
+    for (ptrdiff_t j = 0; j < H; j++) gc[j] = nl_tanhf(z[j] + r[j] + b[j]);
+}
+
+NL_TARGET_CLONES(nl_gru_rz_fprop_row,
+                 (const float *z, const float *r, const float *b, const float *hp,
+                  float *g, float *rh, ptrdiff_t H),
+                 (z, r, b, hp, g, rh, H))
+NL_TARGET_CLONES(nl_gru_c_fprop_row,
+                 (const float *z, const float *r, const float *b, float *gc, ptrdiff_t H),
+                 (z, r, b, gc, H))
+
+NL_STATIC_INLINE void nl_gru_rz_fprop_row(
+        const float *z, const float *r, const float *b, const float *hp, float *g,
+        float *rh, ptrdiff_t H) {
+    NL_PICK(nl_gru_rz_fprop_row, (z, r, b, hp, g, rh, H));
+}
+
+NL_STATIC_INLINE void nl_gru_c_fprop_row(
+        const float *z, const float *r, const float *b, float *gc, ptrdiff_t H) {
+    NL_PICK(nl_gru_c_fprop_row, (z, r, b, gc, H));
+}
+
 NL_TARGET_CLONES(nl_lstm_fprop_row,
                  (const float *z, const float *r, const float *b, const float *cp,
                   float *g, float *c, float *h, ptrdiff_t H),
