@@ -209,9 +209,50 @@ NL_AVX2 NL_INLINE static void nl_nt_rest(int M, int N, int L, const float *A,
     }
 }
 
+/* the 4 x 3 block of nl_sgemm_nt at (i, j): summed in eight-lane registers, then
+   across lanes, then the L % 8 tail */
+NL_AVX2 NL_INLINE static void nl_nt_block43_avx2(int i, int j, int L, const float *A,
+                                                 ptrdiff_t lda, const float *B,
+                                                 ptrdiff_t ldb, float *C, ptrdiff_t ldc,
+                                                 int nseg, ptrdiff_t b_seg,
+                                                 const ptrdiff_t *b_row)
+{
+    int l, r, g, t, L8 = L - L % 8;
+    const float *a0 = A + (ptrdiff_t)i * lda, *b0[3];
+    __m256 acc[4][3];
+    float out;
+    for (t = 0; t < 3; t++)
+        b0[t] = B + (b_row ? b_row[j + t] : (ptrdiff_t)(j + t) * ldb);
+    for (r = 0; r < 4; r++)
+        acc[r][0] = acc[r][1] = acc[r][2] = _mm256_setzero_ps();
+    for (g = 0; g < nseg; g++) {
+        const float *ag = a0 + (ptrdiff_t)g * L;
+        const float *x0g = b0[0] + g * b_seg, *x1g = b0[1] + g * b_seg;
+        const float *x2g = b0[2] + g * b_seg;
+        for (l = 0; l < L8; l += 8) {
+            __m256 x0 = _mm256_loadu_ps(x0g + l), x1 = _mm256_loadu_ps(x1g + l);
+            __m256 x2 = _mm256_loadu_ps(x2g + l);
+            for (r = 0; r < 4; r++) {
+                __m256 a = _mm256_loadu_ps(ag + r * lda + l);
+                acc[r][0] = _mm256_fmadd_ps(a, x0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(a, x1, acc[r][1]);
+                acc[r][2] = _mm256_fmadd_ps(a, x2, acc[r][2]);
+            }
+        }
+    }
+    for (r = 0; r < 4; r++) {
+        for (t = 0; t < 3; t++) {
+            out = nl_hsum(acc[r][t]);
+            for (l = L8; l < L; l++)  /* (L8 == L with segments) */
+                out = __builtin_fmaf(a0[r * lda + l], b0[t][l], out);
+            C[(ptrdiff_t)(i + r) * ldc + j + t] += out;
+        }
+    }
+}
+
 /* Row-major C (M x N) += A (M x L) @ B (N x L)^T, both read along their rows (the
    filter gradient dy @ col^T, whose inner dimension is long): 4 x 3 blocks of C
-   are summed in eight-lane registers, then across lanes, then the L % 8 tail.
+   (nl_nt_block43_avx2), then the values left one at a time (nl_nt_rest).
    With ``b_row``, the rows of B are ``nseg`` segments of L values (L a multiple
    of 8) at B + b_row[j] + s * b_seg, and those of A are nseg * L contiguous
    values: the taps of an unpadded image read in place (no im2col). */
@@ -220,9 +261,8 @@ static void nl_sgemm_nt_avx2(int M, int N, int L, const float *A, ptrdiff_t lda,
                              const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc,
                              int nseg, ptrdiff_t b_seg, const ptrdiff_t *b_row)
 {
-    int i, j, l, r, g, L8 = L - L % 8, M4 = M - M % 4, N2 = N - N % 3;
+    int i, j, M4 = M - M % 4, N2 = N - N % 3;
     int blk, nbi = M4 / 4, nbj = N2 / 3;
-    #define NL_BROW(jj) (B + (b_row ? b_row[jj] : (ptrdiff_t)(jj) * ldb))
     for (blk = 0; blk < nbi * nbj; blk++) {
         /* the blocks of the larger operand outer: it is read once, the
            smaller one again for each (from cache) */
@@ -233,42 +273,9 @@ static void nl_sgemm_nt_avx2(int M, int N, int L, const float *A, ptrdiff_t lda,
             i = 4 * (blk / nbj);
             j = 3 * (blk % nbj);
         }
-        {
-            const float *a0 = A + (ptrdiff_t)i * lda, *b0[3];
-            __m256 acc[4][3];
-            float out;
-            int t;
-            for (t = 0; t < 3; t++)
-                b0[t] = NL_BROW(j + t);
-            for (r = 0; r < 4; r++)
-                acc[r][0] = acc[r][1] = acc[r][2] = _mm256_setzero_ps();
-            for (g = 0; g < nseg; g++) {
-                const float *ag = a0 + (ptrdiff_t)g * L;
-                const float *x0g = b0[0] + g * b_seg, *x1g = b0[1] + g * b_seg;
-                const float *x2g = b0[2] + g * b_seg;
-                for (l = 0; l < L8; l += 8) {
-                    __m256 x0 = _mm256_loadu_ps(x0g + l), x1 = _mm256_loadu_ps(x1g + l);
-                    __m256 x2 = _mm256_loadu_ps(x2g + l);
-                    for (r = 0; r < 4; r++) {
-                        __m256 a = _mm256_loadu_ps(ag + r * lda + l);
-                        acc[r][0] = _mm256_fmadd_ps(a, x0, acc[r][0]);
-                        acc[r][1] = _mm256_fmadd_ps(a, x1, acc[r][1]);
-                        acc[r][2] = _mm256_fmadd_ps(a, x2, acc[r][2]);
-                    }
-                }
-            }
-            for (r = 0; r < 4; r++) {
-                for (t = 0; t < 3; t++) {
-                    out = nl_hsum(acc[r][t]);
-                    for (l = L8; l < L; l++)  /* (L8 == L with segments) */
-                        out = __builtin_fmaf(a0[r * lda + l], b0[t][l], out);
-                    C[(ptrdiff_t)(i + r) * ldc + j + t] += out;
-                }
-            }
-        }
+        nl_nt_block43_avx2(i, j, L, A, lda, B, ldb, C, ldc, nseg, b_seg, b_row);
     }
     nl_nt_rest(M, N, L, A, lda, B, ldb, C, ldc, nseg, b_seg, b_row);
-    #undef NL_BROW
 }
 
 /* dst[p * ldd + i] = src[p * lds + i] (nl_copy_rows) or dst[...] += src[...]

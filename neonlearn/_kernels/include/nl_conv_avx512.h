@@ -96,51 +96,10 @@ NL_AVX512 NL_INLINE static __m256 nl_hi256(__m512 v) {
     return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
 }
 
-/* the 4 x 3 block of nl_sgemm_nt at (i, j), each 512-bit accumulator holding the
-   eight lanes of two rows (rows 2r and 2r + 1 side by side, against the same
-   eight values of B): the lane sums of the AVX2 kernel, then its tail */
-NL_AVX512 NL_INLINE static void nl_nt_block43(int i, int j, int L, const float *A,
-                                              ptrdiff_t lda, const float *B,
-                                              ptrdiff_t ldb, float *C, ptrdiff_t ldc,
-                                              int nseg, ptrdiff_t b_seg,
-                                              const ptrdiff_t *b_row)
-{
-    const float *a0 = A + (ptrdiff_t)i * lda, *b0[3];
-    __m512 acc[2][3];
-    int l, r, g, t, L8 = L - L % 8;
-    for (t = 0; t < 3; t++)
-        b0[t] = B + (b_row ? b_row[j + t] : (ptrdiff_t)(j + t) * ldb);
-    for (r = 0; r < 2; r++)
-        acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
-    for (g = 0; g < nseg; g++) {
-        const float *ag = a0 + (ptrdiff_t)g * L;
-        for (l = 0; l < L8; l += 8) {
-            __m512 x[3];
-            for (t = 0; t < 3; t++)
-                x[t] = _mm512_castpd_ps(_mm512_broadcast_f64x4(
-                    _mm256_castps_pd(_mm256_loadu_ps(b0[t] + g * b_seg + l))));
-            for (r = 0; r < 2; r++) {
-                __m512 a = nl_pair256(ag + 2 * r * lda + l, ag + (2 * r + 1) * lda + l);
-                for (t = 0; t < 3; t++)
-                    acc[r][t] = _mm512_fmadd_ps(a, x[t], acc[r][t]);
-            }
-        }
-    }
-    for (r = 0; r < 4; r++) {
-        for (t = 0; t < 3; t++) {
-            __m256 half = r % 2 ? nl_hi256(acc[r / 2][t]) : nl_lo256(acc[r / 2][t]);
-            float out = nl_hsum(half);
-            for (l = L8; l < L; l++)  /* (L8 == L with segments) */
-                out = __builtin_fmaf(a0[r * lda + l], b0[t][l], out);
-            C[(ptrdiff_t)(i + r) * ldc + j + t] += out;
-        }
-    }
-}
-
 /* two by two 4 x 3 blocks of nl_sgemm_nt at (i, j) (8 rows, 6 columns): each
    accumulator holds the eight lanes of one row against two columns (3 column
    pairs x 8 rows = 24 registers), so every value of A and B loaded serves 6 or 8
-   products; the same lane sums and tails as nl_nt_block43 */
+   products; the same lane sums and tails as nl_nt_block43_avx2 */
 NL_AVX512 NL_INLINE static void nl_nt_block86(int i, int j, int L, const float *A,
                                               ptrdiff_t lda, const float *B,
                                               ptrdiff_t ldb, float *C, ptrdiff_t ldc,
@@ -181,7 +140,9 @@ NL_AVX512 NL_INLINE static void nl_nt_block86(int i, int j, int L, const float *
 
 /* nl_sgemm_nt_avx2 with the same 4 x 3 blocks, run two by two where they pair
    up (nl_nt_block86) and the 14 rows they read stay in L1 (at most
-   NL_NT_PAIR_MAX_L values each), and the same leftovers: the same bits */
+   NL_NT_PAIR_MAX_L values each), the others as there (in 256-bit registers: two
+   rows in one 512-bit register cost a shuffle per load, measured slower), and the
+   same leftovers: the same bits */
 #define NL_NT_PAIR_MAX_L 512
 NL_AVX512
 static void nl_sgemm_nt_avx512(int M, int N, int L, const float *A, ptrdiff_t lda,
@@ -208,7 +169,7 @@ static void nl_sgemm_nt_avx512(int M, int N, int L, const float *A, ptrdiff_t ld
     /* the 4 x 3 blocks left: below row M8, and right of column N6 */
     for (i = 0; i < M4; i += 4)
         for (j = i < M8 ? N6 : 0; j < N2; j += 3)
-            nl_nt_block43(i, j, L, A, lda, B, ldb, C, ldc, nseg, b_seg, b_row);
+            nl_nt_block43_avx2(i, j, L, A, lda, B, ldb, C, ldc, nseg, b_seg, b_row);
     nl_nt_rest(M, N, L, A, lda, B, ldb, C, ldc, nseg, b_seg, b_row);
 }
 
