@@ -11,6 +11,44 @@ from .layers._fusion import plan_network
 
 __all__ = ["Model"]
 
+#: ``predict``'s default block: the most rows whose largest layer input + output
+#: stays under this many bytes, at most ``PREDICT_MAX_ROWS``.
+PREDICT_BLOCK_BYTES = 128 * 2 ** 20
+PREDICT_MAX_ROWS = 1024
+#: blocks above this many rows are a multiple of it (the GEMM split's row alignment)
+PREDICT_ROW_ALIGN = 16
+
+
+def _size(shape):
+    """Values per sample of a shape (a dict of shapes for named inputs: their sum)."""
+    if shape is None:
+        return 0
+    if isinstance(shape, dict):
+        return sum(_size(s) for s in shape.values())
+    return int(np.prod(shape))
+
+
+def _shape_key(shape):
+    return shape if shape is None or isinstance(shape, dict) else tuple(shape)
+
+
+def activation_row_bytes(layers, itemsize):
+    """Bytes per sample of the largest layer input + output of ``layers``: the
+    activations that coexist while a layer runs in an inference pass.  A layer that
+    keeps the shape (bias, activation, normalization) counts once: the planner runs
+    it in place on its input.  A kernel's internal scratch, such as a recurrent
+    layer's gate buffers, is not counted."""
+    largest = 0
+    for leaf in layers.sublayers():
+        in_shape = getattr(leaf, "in_shape", None)
+        out_shape = getattr(leaf, "out_shape", None)
+        if in_shape is not None and _shape_key(in_shape) == _shape_key(out_shape):
+            size = _size(in_shape)
+        else:
+            size = _size(in_shape) + _size(out_shape)
+        largest = max(largest, size)
+    return largest * itemsize
+
 
 def _last_leaf(layer):
     leaves = layer.sublayers()
@@ -219,8 +257,39 @@ class Model:
             if self.finished:
                 break
 
-    def predict(self, X, batch_size=1024):
+    def predict_block_rows(self):
+        """Rows per block of :meth:`predict` when no ``batch_size`` is given.
+
+        The most rows whose largest layer input + output
+        (:func:`activation_row_bytes`) fits in ``PREDICT_BLOCK_BYTES`` (128 MiB),
+        at most ``PREDICT_MAX_ROWS`` (1024) and at least 1; above 16 rows, a
+        multiple of 16.  It depends only on the configured network and its dtype,
+        so it is the same for every call.  In float32 a 784-256-128-10 MLP and
+        LeNet on 28x28 images (75 KiB per sample for the first convolution) get
+        1024 rows; an LSTM of 128 units over 400 steps of 128 features 320.
+        """
+        itemsize = np.dtype(self.be.dtype).itemsize
+        row_bytes = max(activation_row_bytes(self.layers, itemsize), 1)
+        rows = min(PREDICT_MAX_ROWS, PREDICT_BLOCK_BYTES // row_bytes)
+        if rows > PREDICT_ROW_ALIGN:
+            rows -= rows % PREDICT_ROW_ALIGN
+        return max(int(rows), 1)
+
+    def predict(self, X, batch_size=None):
         """Network outputs for any number of samples.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, ...)
+            Inputs, batch first.
+        batch_size : int or None, default=None
+            Rows per block; None: :meth:`predict_block_rows`, fixed for the
+            configured network.  Callers that pass it should pass the same value
+            on every call (an estimator's hyperparameter, not the call's size).
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) + out_shape
 
         Every block runs at exactly ``batch_size`` rows: the last, partial block is
         padded with copies of its last sample and the padding's outputs dropped.
@@ -228,9 +297,13 @@ class Model:
         product (a 1-row product runs as GEMV, small ones on other kernels), so a
         fixed shape is what makes a sample's output independent of the other
         samples passed with it and of the number of samples (at a fixed thread
-        count).
+        count).  The price is latency on small calls: one sample costs a whole
+        block.  Large blocks keep the GEMMs efficient and the per-block overhead
+        small; the byte budget bounds the working set of a block.
         """
         be = self.be
+        if batch_size is None:
+            batch_size = self.predict_block_rows()
         n = X.shape[0]
         outs = []
         with be.compute_scope():
@@ -245,6 +318,8 @@ class Model:
                 outs.append(be.to_numpy(y)[:rows])
         if not outs:
             return np.empty((0,) + tuple(self.out_shape), dtype=be.dtype)
+        if len(outs) == 1 and n == batch_size:
+            return outs[0]
         return np.concatenate(outs, axis=0)
 
     def get_cost(self, X, T, batch_size=1024):
