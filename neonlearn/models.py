@@ -3,6 +3,7 @@
 import numpy as np
 
 from .backends import get_backend
+from ._input_dict import InputDict
 from .exceptions import TrainingDivergedError
 from .layers._base import Layer, in_shape_of
 from .layers._containers import Sequential
@@ -112,6 +113,9 @@ class Model:
         plan_network(self.layers, self.be)
         first = self.layers.sublayers()[0]
         self.integer_inputs_ = bool(getattr(first, "integer_inputs", False))
+        if isinstance(self.in_shape, dict):  # named inputs: the names read as token ids
+            self.integer_inputs_ = set(getattr(self.layers.layers_[0], "integer_inputs",
+                                               ()))
         self.out_shape = self.layers.out_shape
         # listed once: the walk through the containers costs as much as a small
         # layer's update, and the layers do not change after configure
@@ -159,10 +163,24 @@ class Model:
 
     def _batch(self, x):
         """``x`` on the backend in its dtype; integer arrays stay integers (int64) for
-        a first layer that takes token ids, so every id is exact."""
-        if self.__dict__.get("integer_inputs_") and x.dtype.kind in "iu":
+        a first layer that takes token ids, so every id is exact.  Named inputs (an
+        ``InputDict``) move input by input."""
+        ints = self.__dict__.get("integer_inputs_")
+        if isinstance(ints, set):
+            return InputDict({name: self.be.array(v, dtype=np.int64)
+                              if name in ints and v.dtype.kind in "iu" else self.be.array(v)
+                              for name, v in x.items()})
+        if ints and x.dtype.kind in "iu":
             return self.be.array(x, dtype=np.int64)
         return self.be.array(x)
+
+    def _padded(self, block, rows):
+        """``block`` padded to ``rows`` rows with copies of its last row."""
+        if isinstance(block, InputDict):
+            return block.map(lambda a: self._padded(a, rows))
+        xp = np if isinstance(block, np.ndarray) else self.be.xp
+        pad = xp.repeat(block[-1:], rows - block.shape[0], axis=0)
+        return xp.concatenate([block, pad], axis=0)
 
     # ---- forward and backward -------------------------------------------------
     def fprop(self, x, inference=False, lengths=None):
@@ -311,9 +329,7 @@ class Model:
                 block = X[s:s + batch_size]
                 rows = block.shape[0]
                 if rows < batch_size:
-                    xp = np if isinstance(block, np.ndarray) else be.xp
-                    pad = xp.repeat(block[-1:], batch_size - rows, axis=0)
-                    block = xp.concatenate([block, pad], axis=0)
+                    block = self._padded(block, batch_size)
                 y = self.fprop(self._batch(block), inference=True)
                 outs.append(be.to_numpy(y)[:rows])
         if not outs:

@@ -43,3 +43,6 @@ from ._containers import (  # noqa: E402
 )
 
 __all__ += ["BranchNode", "MergeBroadcast", "MergeSum", "Tree", "SingleOutputTree"]
+from ._multistream import MergeMultistream  # noqa: E402
+
+__all__ += ["MergeMultistream"]

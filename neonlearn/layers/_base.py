@@ -17,6 +17,7 @@ cost/softmax shortcut, the fused runs of :mod:`._fusion`) are planning facts.
 """
 import copy
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -83,11 +84,14 @@ def _is_device_array(value):
 
 
 def in_shape_of(in_obj):
-    """Shape (without batch axis) described by a layer, an int or a tuple.
+    """Shape (without batch axis) described by a layer, an int or a tuple (a dict
+    of them for a network with named inputs).
 
     Every dimension must be positive: a zero-sized input is a ValueError here, at
     configure time, rather than an empty array deep inside a kernel.
     """
+    if isinstance(in_obj, Mapping):  # named inputs (MergeMultistream)
+        return {name: in_shape_of(shape) for name, shape in in_obj.items()}
     if isinstance(in_obj, Layer):
         shape = tuple(in_obj.out_shape)
     elif isinstance(in_obj, (int, np.integer)):

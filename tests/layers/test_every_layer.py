@@ -30,6 +30,8 @@ b = Gaussian(scale=0.2)  # biases: nonzero, so that their gradients matter
 NO_CASE = {
     "CompoundLayer": "base class of Sequential, DeepBiRNN and the containers (their "
                      "cases run it); a subclass needs its private _configure_sublayers",
+    "MergeMultistream": "reads named inputs (a dict), which the harness does not feed; "
+                        "tests/layers/test_multistream.py runs the same checks",
 }
 
 
