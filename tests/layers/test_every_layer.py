@@ -15,14 +15,14 @@ import neonlearn.layers as nl_layers
 from layer_harness import CHECKS, LayerCase
 from neonlearn.initializers import Gaussian
 from neonlearn.layers import (
-    GRU, LRN, LSTM, Activation, Affine, BatchNorm, Bias, BiLSTM, BiRNN, BranchNode, Conv,
-    Convolution, Deconv, Deconvolution, DeepBiLSTM, DeepBiRNN, Dropout, Layer, Linear,
-    LookupTable, MergeBroadcast, MergeSum, ParameterLayer, Pooling, Recurrent,
-    RecurrentLast, RecurrentMean, RecurrentSum, Sequential, SingleOutputTree, SkipNode,
-    Tree,
+    GRU, LRN, LSTM, Activation, Affine, BatchNorm, Bias, BiLSTM, BiRNN, BiSum, BranchNode,
+    Conv, Convolution, DataTransform, Deconv, Deconvolution, DeepBiLSTM, DeepBiRNN,
+    Dropout, Layer, Linear, LookupTable, MergeBroadcast, MergeSum, ParameterLayer,
+    Pooling, Recurrent, RecurrentLast, RecurrentMean, RecurrentSum, Reshape, Sequential,
+    SingleOutputTree, SkipNode, Tree,
 )
-from neonlearn.transforms import (Explin, Identity, Logistic, Normalizer, Rectlin,
-                                  Rectlinclip, Softmax, Tanh)
+from neonlearn.transforms import (Explin, Identity, Logistic, Normalizer,
+                                  PixelwiseSoftmax, Rectlin, Rectlinclip, Softmax, Tanh)
 
 g = Gaussian(scale=0.5)
 b = Gaussian(scale=0.2)  # biases: nonzero, so that their gradients matter
@@ -213,6 +213,28 @@ CASES = {
     "DeepBiLSTM": LayerCase(lambda: [DeepBiLSTM(2, g, activation=Tanh(),
                                                 gate_activation=Logistic(), depth=2)],
                             (3, 2)),
+    # ---- neon's remaining layers: reshapes, data transforms, bidirectional sums ----
+    "Reshape": LayerCase(lambda: [Linear(6, g), Reshape((2, -1)), Recurrent(3, g)],
+                         (4,)),
+    "Reshape-images": LayerCase(lambda: [Reshape((0, -1)), Linear(3, g)], (2, 3, 2)),
+    "DataTransform": LayerCase(lambda: [DataTransform(Normalizer(divisor=4.0)),
+                                        Linear(3, g)], (5,)),
+    "DataTransform-Tanh-images": LayerCase(
+        lambda: [Conv((2, 2, 2), g), DataTransform(Tanh())], (2, 3, 3)),
+    "Activation-PixelwiseSoftmax": LayerCase(
+        lambda: [Conv((1, 1, 3), g), Activation(PixelwiseSoftmax(c=3))], (2, 3, 2)),
+    "BiSum": LayerCase(lambda: [BiRNN(3, g, activation=Tanh()), BiSum()], (3, 2)),
+    "BiRNN-split_inputs": LayerCase(
+        lambda: [BiRNN(3, g, activation=Tanh(), split_inputs=True)], (3, 4)),
+    "BiLSTM-split_inputs": LayerCase(
+        lambda: [BiLSTM(2, g, activation=Tanh(), gate_activation=Logistic(),
+                        split_inputs=True)], (3, 4)),
+    "DeepBiRNN-bi_sum": LayerCase(
+        lambda: [DeepBiRNN(3, g, activation=Tanh(), depth=2, bi_sum=True,
+                           batch_norm=True)], (3, 2), batch=4),
+    "DeepBiLSTM-bi_sum": LayerCase(
+        lambda: [DeepBiLSTM(2, g, activation=Tanh(), gate_activation=Logistic(),
+                            depth=2, bi_sum=True)], (3, 2)),
     "RecurrentSum": LayerCase(lambda: [RecurrentSum()], (3, 4)),
     "RecurrentMean": LayerCase(lambda: [RecurrentMean()], (3, 4)),
     "RecurrentLast": LayerCase(lambda: [RecurrentLast()], (3, 4)),
