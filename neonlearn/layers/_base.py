@@ -10,8 +10,12 @@ branch on the device.
 Per-batch facts travel as arguments, never as attributes written by another object:
 a layer whose class sets ``uses_lengths = True`` takes the sequence lengths of the
 batch as ``fprop(inputs, inference=False, lengths=None)``, and containers pass them
-on to exactly those parts (decided at configure).  Other layers keep the seed's
-signatures ``fprop(inputs, inference=False)`` and ``bprop(error)``.  What the model
+on to exactly those parts (decided at configure).  A layer whose outputs have other
+lengths than its inputs (a strided temporal convolution) also sets
+``changes_lengths``: containers then pass the layers after it the lengths that its
+``out_lengths(lengths)`` gives, an argument of the pass like the others.  Other
+layers keep the seed's signatures ``fprop(inputs, inference=False)`` and
+``bprop(error)``.  What the model
 decides once at configure (which layer's input gradient is never used, the
 cost/softmax shortcut, the fused runs of :mod:`._fusion`) are planning facts.
 """
@@ -123,6 +127,9 @@ class Layer(HyperParams):
     """True when ``fprop`` takes ``lengths=`` (the batch's sequence lengths)."""
     gives_lengths = False
     """True for a layer that reads the lengths from its input (``lengths_of``)."""
+    changes_lengths = False
+    """True when the sequences of the outputs have other lengths than those of the
+    inputs (``out_lengths``); such a layer takes ``lengths=`` in ``fprop``."""
     uses_error = True
     """False when ``bprop`` ignores its error (an input layer such as the sequence
     mask): the layer after it then computes no input gradient."""
@@ -169,6 +176,12 @@ class Layer(HyperParams):
 
     def bprop(self, error):
         raise NotImplementedError
+
+    def out_lengths(self, lengths):
+        """Sequence lengths of the outputs for a batch of inputs of ``lengths``
+        (host int array ``(N,)``, or None when every sequence is full): the same
+        unless the layer ``changes_lengths``."""
+        return lengths
 
     # ---- helpers ---------------------------------------------------------------
     def param_grads(self):
@@ -286,9 +299,12 @@ class ParameterLayer(Layer):
 
 def _lengths_role(layer):
     """How a container calls ``layer``: 0 plain, 1 with ``lengths=``, 2 reading the
-    lengths from its input first (decided once, when the steps are set)."""
+    lengths from its input first, 3 with ``lengths=`` and then passing its
+    ``out_lengths`` on (decided once, when the steps are set)."""
     if getattr(layer, "gives_lengths", False):
         return 2
+    if getattr(layer, "changes_lengths", False):
+        return 3
     return 1 if getattr(layer, "uses_lengths", False) else 0
 
 
@@ -308,7 +324,8 @@ class CompoundLayer(Layer):
     of them that a model's planning pass chooses (:func:`._fusion.plan_network`).
     ``fprop`` takes the batch's sequence ``lengths`` and passes them to the steps
     that use them; a step that gives lengths (the sequence mask) sets them for the
-    steps after it.
+    steps after it, and a step that changes them (a strided temporal convolution)
+    passes its ``out_lengths`` to the steps after it.
     """
 
     runs_in_order = True  # False for containers whose fprop is not a chain of steps
@@ -337,7 +354,8 @@ class CompoundLayer(Layer):
         self.steps_ = steps
         self._plan = [(step, _lengths_role(step)) for step in steps]
         self._reversed = steps[::-1]
-        self.uses_lengths = any(role == 1 for _, role in self._plan)
+        self.uses_lengths = any(role in (1, 3) for _, role in self._plan)
+        self.changes_lengths = any(role == 3 for _, role in self._plan)
 
     def plan_input_grad(self, needed):
         self.skip_input_grad = not needed
@@ -356,10 +374,19 @@ class CompoundLayer(Layer):
                 inputs = step.fprop(inputs, inference)
             elif role == 1:
                 inputs = step.fprop(inputs, inference, lengths=lengths)
+            elif role == 3:
+                inputs = step.fprop(inputs, inference, lengths=lengths)
+                lengths = step.out_lengths(lengths)
             else:
                 lengths = step.lengths_of(inputs)
                 inputs = step.fprop(inputs, inference)
         return inputs
+
+    def out_lengths(self, lengths):
+        for step, role in self._plan:
+            if role == 3:
+                lengths = step.out_lengths(lengths)
+        return lengths
 
     def bprop(self, error):
         for step in self._reversed:

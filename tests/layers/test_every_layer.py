@@ -178,6 +178,19 @@ CASES = {
     "Pooling-l2": LayerCase(lambda: [Pooling(2, op="l2", strides=1)], (2, 4, 4)),
     "Pooling-all": LayerCase(lambda: [Pooling("all", op="avg")], (3, 3, 4)),
     "LRN": LayerCase(lambda: [LRN(3, ascale=0.5, bpower=0.75)], (4, 3, 3)),
+    # ---- temporal convolution and pooling: sequences (T, F) -----------------------
+    "Convolution-temporal": LayerCase(
+        lambda: [Convolution((3, 4), init=g, strides=2, padding=2, dilation=2)], (9, 3)),
+    "Conv-temporal": LayerCase(lambda: [Conv((3, 4), g, bias=b, padding=1,
+                                             activation=Rectlin(slope=0.1))], (6, 2)),
+    "Conv-temporal-batch_norm": LayerCase(
+        lambda: [Conv((2, 3), g, batch_norm=True, activation=Tanh())], (5, 2)),
+    "Pooling-temporal-max": LayerCase(
+        lambda: [Pooling(3, op="max", strides=2, padding=1)], (7, 3)),
+    "Pooling-temporal-avg": LayerCase(
+        lambda: [Pooling(3, op="avg", strides=2, padding=1)], (7, 3)),
+    "Pooling-temporal-l2": LayerCase(lambda: [Pooling(2, op="l2", strides=1)], (5, 2)),
+    "Pooling-temporal-all": LayerCase(lambda: [Pooling("all", op="avg")], (4, 3)),
     # ---- embedding and sequences ----------------------------------------------------
     "LookupTable": LayerCase(lambda: [LookupTable(7, 3, g)], (5,), ids=7),
     # no pad ids in the inputs: the pad row gets no gradient by design, so its finite
