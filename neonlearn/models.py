@@ -193,8 +193,11 @@ class Model:
     def bprop(self, delta):
         return self.layers.bprop(delta)
 
-    def train_batch(self, x, t, weights, optimizer, epoch):
-        """One minibatch step; returns the batch's weighted mean cost."""
+    def train_batch(self, x, t, weights, optimizer, epoch, epoch_fraction=0.0):
+        """One minibatch step; returns the batch's weighted mean cost.
+
+        ``epoch_fraction``: the share of the epoch's minibatches done before this one
+        (what a per-minibatch learning-rate schedule reads)."""
         y = self.fprop(x)
         costs = self.be.to_numpy(self.cost(y, t))
         n = x.shape[0]
@@ -208,7 +211,7 @@ class Model:
         scale = self.be.array(weights / n, dtype=grad.dtype)
         grad = grad * scale.reshape((n,) + (1,) * (grad.ndim - 1))
         self.bprop(self.be.array(grad))
-        optimizer.optimize(self.layers_to_optimize, epoch)
+        optimizer.optimize(self.layers_to_optimize, epoch, epoch_fraction)
         return batch_cost
 
     def fit(self, X, T, optimizer, num_epochs, batch_size, callbacks=(), shuffle=True,
@@ -264,7 +267,8 @@ class Model:
                 for cb in callbacks:
                     cb.on_minibatch_begin(self, epoch, mb)
                 self.batch_cost = self.train_batch(
-                    self._batch(X[rows]), be.array(T[rows]), w[idx], optimizer, epoch)
+                    self._batch(X[rows]), be.array(T[rows]), w[idx], optimizer, epoch,
+                    mb / self.nbatches)
                 total += self.batch_cost * len(idx)
                 for cb in callbacks:
                     cb.on_minibatch_end(self, epoch, mb)

@@ -27,6 +27,7 @@ Conventions
   ``doc/performance.rst``).
 """
 import abc
+import math
 
 import numpy as np
 
@@ -329,15 +330,18 @@ class Backend(abc.ABC):
         s += grad * grad
         param -= learning_rate * grad / self.xp.sqrt(s + epsilon)
 
-    def adadelta_update(self, param, grad, eg2, edx2, decay, epsilon):
+    def adadelta_update(self, param, grad, eg2, edx2, decay, epsilon, learning_rate=1.0):
         """Zeiler's Adadelta: ``E[g2]`` and ``E[dx2]`` running averages, ``dx =
-        -sqrt(E[dx2] + eps) / sqrt(E[g2] + eps) * g``; ``W += dx``."""
+        -sqrt(E[dx2] + eps) / sqrt(E[g2] + eps) * g``; ``W += learning_rate * dx``
+        (``E[dx2]`` accumulates the unscaled ``dx``)."""
         xp = self.xp
         eg2 *= decay
         eg2 += (1 - decay) * grad * grad
         dx = -xp.sqrt(edx2 + epsilon) / xp.sqrt(eg2 + epsilon) * grad
         edx2 *= decay
         edx2 += (1 - decay) * dx * dx
+        if learning_rate != 1:
+            dx *= learning_rate
         param += dx
 
     def adam_update(self, param, grad, m, v, rate, beta_1, beta_2, epsilon):
@@ -348,3 +352,20 @@ class Backend(abc.ABC):
         v *= beta_2
         v += (1 - beta_2) * grad * grad
         param -= rate * m / (self.xp.sqrt(v) + epsilon)
+
+    def shift_adamax_update(self, param, grad, m, v, rate, beta_1, beta_2, epsilon):
+        """neon's ShiftAdaMax: ``m = b1*m + (1-b1)*g``, ``v = max(b2*v, |g|)``;
+        ``W -= m * p2(1 / (v + epsilon)) * rate``, where ``p2(x) = 2**rint(log(x) /
+        log(2))`` rounds to a power of two (``x`` floored at ``exp(-50)``, neon's
+        ``safelog``) and ``rate`` is already one."""
+        xp = self.xp
+        m *= beta_1
+        m += (1 - beta_1) * grad
+        xp.maximum(v * beta_2, xp.abs(grad), out=v)
+        inv_v = 1.0 / (v + epsilon)
+        p2 = xp.exp2(xp.rint(xp.log(xp.maximum(inv_v, math.exp(-50))) / math.log(2)))
+        param -= m * p2 * rate
+
+    def clip_params(self, param, bound):
+        """Clip ``param`` to ``[-bound, bound]`` in place (``param_clip_value``)."""
+        self.xp.clip(param, -bound, bound, out=param)

@@ -20,6 +20,8 @@ decides once at configure (which layer's input gradient is never used, the
 cost/softmax shortcut, the fused runs of :mod:`._fusion`) are planning facts.
 """
 import copy
+import functools
+import inspect
 import numbers
 from collections.abc import Mapping
 
@@ -121,6 +123,11 @@ class Layer(HyperParams):
 
     def __init__(self, name=None):
         self.name = name
+
+    trainable = True
+    """Whether the optimizer updates the layer's parameters; a hyperparameter
+    (``trainable=True``) of every parameter layer and compound layer, read by the
+    optimizer at every update (see :class:`ParameterLayer`)."""
 
     # ---- what containers and the model's planning pass read --------------------
     uses_lengths = False
@@ -259,19 +266,62 @@ class Layer(HyperParams):
             )
 
 
+def _accept_trainable(cls):
+    """Give ``cls.__init__`` the keyword argument ``trainable=True``, stored as
+    ``self.trainable``, unless it takes one already.
+
+    Every parameter layer and compound layer has the hyperparameter (so that
+    ``get_params``, ``clone`` and ``layers__<name>__trainable`` see it) without each
+    constructor repeating it.  A constructor that calls its parent's sets the flag
+    twice; the second assignment is skipped when it changes nothing, so that a
+    container does not re-spread its default over the parts it was given.
+    """
+    init = cls.__dict__.get("__init__")
+    if init is None:
+        return
+    sig = inspect.signature(init)
+    if "trainable" in sig.parameters:
+        return
+
+    @functools.wraps(init)
+    def __init__(self, *args, trainable=True, **kwargs):
+        init(self, *args, **kwargs)
+        if "trainable" not in self.__dict__ or self.__dict__["trainable"] is not trainable:
+            self.trainable = trainable
+
+    params = list(sig.parameters.values())
+    flag = inspect.Parameter("trainable", inspect.Parameter.KEYWORD_ONLY, default=True)
+    at = len(params) - (1 if params and params[-1].kind is params[-1].VAR_KEYWORD else 0)
+    __init__.__signature__ = sig.replace(parameters=params[:at] + [flag] + params[at:])
+    cls.__init__ = __init__
+
+
 class ParameterLayer(Layer):
     """Base class of layers with weights ``W`` and gradients ``dW``.
+
+    Every parameter layer (and every compound layer) takes ``trainable=True``: with
+    False the optimizer leaves its parameters bit for bit as they are (no step, no
+    optimizer state, no clipping, no weight decay).  The flag is read at each
+    update, so freezing a layer of a configured network needs no rebuild; the
+    layer still passes the gradient of its input back (its own weight gradient is
+    computed and ignored).  Subclasses get the argument without declaring it.
 
     Parameters
     ----------
     init : Initializer
         Fills ``W`` at ``allocate``.
     name : str or None
+    trainable : bool, default=True
     """
 
-    def __init__(self, init=None, name=None):
+    def __init__(self, init=None, name=None, trainable=True):
         self.init = init
         self.name = name
+        self.trainable = trainable
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _accept_trainable(cls)
 
     def allocate(self, shared_outputs=None):
         if getattr(self, "W", None) is not None and self.W.shape == self.weight_shape:
@@ -329,6 +379,39 @@ class CompoundLayer(Layer):
     """
 
     runs_in_order = True  # False for containers whose fprop is not a chain of steps
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _accept_trainable(cls)
+
+    def __setattr__(self, key, value):
+        """``trainable`` set on a compound layer is set on its parts (Keras' rule): a
+        False freezes every part, now and the parts built later (at configure); a
+        True given after construction unfreezes every part."""
+        if key == "trainable" and isinstance(value, np.bool_):
+            value = bool(value)
+        spread = key == "trainable" and (value is False or "trainable" in self.__dict__)
+        object.__setattr__(self, key, value)
+        if spread or (key == "layers_" and self.__dict__.get("trainable") is False):
+            self._set_parts_trainable(self.trainable)
+
+    def _set_parts_trainable(self, value):
+        seen = set()
+
+        def visit(item):
+            if isinstance(item, (ParameterLayer, CompoundLayer)):
+                if id(item) not in seen:
+                    seen.add(id(item))
+                    item.trainable = value
+            elif isinstance(item, (list, tuple)):
+                for sub in item:
+                    visit(sub)
+
+        # the parts: the configured ones and those given as arguments (containers)
+        visit(list(self.__dict__.get("layers_", ())))
+        visit(self.__dict__.get("layers"))
+        if isinstance(self, list):
+            visit(list(self))
 
     def set_backend(self, backend):
         self.be = backend
@@ -423,10 +506,12 @@ class CompoundList(CompoundLayer, list):
     __hash__ = object.__hash__
 
     def __setattr__(self, key, value):
-        object.__setattr__(self, key, value)
+        CompoundLayer.__setattr__(self, key, value)
         names = self._param_names()
         if key in names and all(n in self.__dict__ for n in names):
             self[:] = self._parts()  # the constructor's last assignment builds them
+            if self.trainable is False:  # new parts of a frozen layer are frozen
+                self._set_parts_trainable(False)
 
     def __repr__(self):
         return HyperParams.__repr__(self)
