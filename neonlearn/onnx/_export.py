@@ -51,13 +51,9 @@ def network_output(model, graph, x):
 def label_classes(estimator):
     """``classes_`` as an int64 or a string array (the label tensor's type)."""
     classes = np.asarray(estimator.classes_)
-    if classes.dtype.kind in "iub":
-        return classes.astype(np.int64)
-    if classes.dtype.kind == "f":
-        if not np.all(classes == np.round(classes)):
-            raise ValueError("%s has non-integer float classes %r: ONNX labels are "
-                             "int64 or strings; fit with integer or string labels"
-                             % (type(estimator).__name__, classes.tolist()))
+    # float labels are integral (scikit-learn refuses continuous targets), as
+    # skl2onnx's classifiers they become int64
+    if classes.dtype.kind in "iubf":
         return classes.astype(np.int64)
     return np.array([str(c) for c in classes], dtype=object)
 
