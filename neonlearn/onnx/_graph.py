@@ -91,6 +91,18 @@ class Graph:
                                            name=self.name("node_" + op_type), **attrs))
         return outputs[0] if n_out == 1 else outputs
 
+    def body(self):
+        """A graph for a loop body (Scan): its names are unique with this graph's,
+        and its constants are this graph's initializers (outer-scope values)."""
+        sub = Graph(self.prefix, self.opset)
+        sub._names = self._names
+        sub.initializers = self.initializers
+        return sub
+
+    def graph_proto(self, inputs, outputs, name):
+        """The nodes as a GraphProto (a loop body); no initializers of its own."""
+        return helper.make_graph(self.nodes, name, inputs, outputs)
+
     # ---- sequences -----------------------------------------------------------------
     def step_mask(self):
         """Float ``(N, T)`` mask of the valid steps (1) and the padding (0), or None

@@ -15,8 +15,8 @@ The weights are reordered to ONNX's gate layout (one block of ``H`` rows per gat
   in neon).  neon updates ``h_t = (1 - z) * h_{t-1} + z * cand`` where ONNX has
   ``h_t = (1 - z) * cand + z * h_{t-1}``: ONNX's ``z`` is ``1 - z_neon``, which for
   a logistic gate is the logistic of the negated pre-activation, so the ``z`` block
-  of the weights and bias is negated.  Other gate activations have no such identity
-  and are refused.
+  of the weights and bias is negated.  Other gate activations have no such identity:
+  those GRUs run neon's step in a Scan loop (``_scan``).
 
 neonlearn has one bias per gate (ONNX has an input and a recurrent bias: the second
 is zero) and starts every sequence from a zero state; a stateful layer
@@ -31,6 +31,7 @@ from ..layers import (GRU, LSTM, BiLSTM, BiRNN, Recurrent, RecurrentLast,
 from ..transforms import Explin, Identity, Logistic, Rectlin, Tanh
 from ._graph import NotExportableError, owner
 from ._layers import converts, host, optional
+from ._scan import gru_scan
 
 __all__ = []
 
@@ -63,11 +64,6 @@ def _activations(cell):
         return [act]
     gate = _activation(cell.gate_activation_, cell, "gate_activation")
     if type(cell) is GRU:
-        if type(cell.gate_activation_) is not Logistic:
-            raise NotExportableError(
-                "%s: a GRU exports only with logistic gates (gate_activation=Logistic(),"
-                " the default): ONNX's GRU uses 1 - z where neon uses z, and 1 - f(a) "
-                "= f(-a) holds only for the logistic f" % owner(cell))
         return [gate, act]
     return [gate, act, act]
 
@@ -130,6 +126,11 @@ def _run_cells(layer, cells, graph, x, columns=(None, None)):
 
 @converts(Recurrent, LSTM, GRU)
 def _recurrent(layer, graph, x):
+    if type(layer) is GRU and type(layer.gate_activation_) is not Logistic:
+        # 1 - f(a) = f(-a) holds for the logistic f only: neon's step as a loop
+        for t in (layer.gate_activation_, layer.activation_):
+            _activation(t, layer, "activation")  # a clear error for a user's transform
+        return gru_scan(layer, graph, x)
     return _run_cells(layer, [layer], graph, x)
 
 

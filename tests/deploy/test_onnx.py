@@ -63,6 +63,12 @@ EXTRA = {
     "GRU-Rectlin": LayerCase(
         lambda: [GRU(3, g, activation=Rectlin(slope=0.1), gate_activation=Logistic())],
         (4, 2)),
+    "GRU-Identity-gates-Scan": LayerCase(
+        lambda: [GRU(3, g, activation=Tanh(), gate_activation=Identity())], (4, 2),
+        param_noise=0.1),
+    "GRU-Explin-Rectlin-Scan": LayerCase(
+        lambda: [GRU(3, g, activation=Explin(), gate_activation=Rectlin(slope=0.1)),
+                 RecurrentSum()], (5, 2)),
     "BiRNN-Summary": LayerCase(
         lambda: [BiRNN(3, g, activation=Tanh()), RecurrentSum()], (4, 2)),
     "BiLSTM-Mean": LayerCase(
@@ -79,7 +85,6 @@ EXTRA = {
 REFUSED = {
     "Layer-custom": "Scale",
     "ParameterLayer-custom": "Diagonal",
-    "GRU-Logistic-Tanh": "logistic gates",
     # temporal convolution and pooling are not exported yet
     "Conv-temporal": "temporal",
     "Conv-temporal-batch_norm": "temporal",

@@ -158,6 +158,8 @@ def _ragged(n, F=3, seed=2, low=1, high=9):
 SEQUENCE_NETWORKS = {
     "LSTM-last": lambda: [LSTM(5, g)],
     "GRU-sum": lambda: [GRU(4, g), RecurrentSum()],
+    "GRU-tanh-gates-Scan": lambda: [GRU(4, g, gate_activation=Tanh()),
+                                    GRU(3, g, gate_activation=Tanh()), RecurrentLast()],
     "Recurrent-mean": lambda: [Recurrent(4, g, activation=Rectlin()), RecurrentMean()],
     "BiRNN-BatchNorm-last": lambda: [BiRNN(3, g), BatchNorm(), Bias(Gaussian(0.3)),
                                      RecurrentLast()],

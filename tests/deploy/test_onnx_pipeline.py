@@ -54,7 +54,13 @@ def _sequence():
     return NeonSequenceModel([GRU(4, g)], input_shape=(4, 2), epochs=2, random_state=0)
 
 
-ESTIMATORS = {"dense": _dense, "conv": _conv, "sequence": _sequence}
+def _sequence_scan():  # a GRU that exports as a Scan loop (a subgraph in the pipeline)
+    return NeonSequenceModel([GRU(4, g, gate_activation=Tanh())], input_shape=(4, 2),
+                             epochs=2, random_state=0)
+
+
+ESTIMATORS = {"dense": _dense, "conv": _conv, "sequence": _sequence,
+              "sequence-Scan": _sequence_scan}
 
 
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
