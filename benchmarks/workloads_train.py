@@ -34,7 +34,7 @@ W5_LR = 1e-3
 
 
 def ragged_size(quick):
-    return 256 if quick else 2048
+    return 128 if quick else 2048
 
 
 # ---- W5 ---------------------------------------------------------------------------------
