@@ -7,7 +7,7 @@ each operation once, with its documentation, and implements what is the same on
 every device (the activation dispatch, and the optimizer steps as array expressions
 that a device may replace by fused kernels); ``backends/cpu/`` and ``backends/cuda/``
 implement the rest, in modules of the same names (``dense``, ``normalization``,
-``conv``, ``recurrent``, ``embedding``, ``optimizers``).
+``conv``, ``conv3d``, ``recurrent``, ``embedding``, ``optimizers``).
 ``tests/test_backend_contract.py`` checks that both implement every abstract method.
 
 Conventions
@@ -21,7 +21,9 @@ Conventions
 - ``lengths`` is ``None`` (every sequence fills its ``T`` steps) or an int32 host
   array of shape ``(N,)`` with values in ``[1, T]``; padded steps are after them.
 - ``geom`` of a convolution is ``(str_h, str_w, pad_h, pad_w, dil_h, dil_w)``, of a
-  pooling ``(str_h, str_w, pad_h, pad_w)``.
+  pooling ``(str_h, str_w, pad_h, pad_w)``; of a 3-D convolution ``(str_d, str_h,
+  str_w, pad_d, pad_h, pad_w, dil_d, dil_h, dil_w)``, of a 3-D pooling ``(str_d,
+  str_h, str_w, pad_d, pad_h, pad_w)``.
 - Results are deterministic: the same inputs give the same bits on every call, and
   on the CPU for any thread count (up to the float32 GEMM note in
   ``doc/performance.rst``).
@@ -229,6 +231,36 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def pool_bprop(self, op, error, dx, argmax, window, geom):
         """Gradient of :meth:`pool_fprop` with respect to its input."""
+
+    # ---- 3-D convolution and pooling -------------------------------------------------
+    # Volumes ``(N, C, D, H, W)``, filters ``W (K, C, T, R, S)``, outputs ``(N, K, M,
+    # P, Q)`` with ``M = floor((D + 2*pad_d - (dil_d*(T-1) + 1)) / str_d) + 1`` (likewise
+    # for ``P`` and ``Q``).
+    @abc.abstractmethod
+    def conv3d_fprop(self, x, W, out, geom):
+        """``out[n, k, m, p, q] = sum_{c,t,r,s} W[k, c, t, r, s] * x[n, c, m*sd - pd +
+        t*dd, p*sh - ph + r*dh, q*sw - pw + s*dw]`` (zero padding)."""
+
+    @abc.abstractmethod
+    def conv3d_bprop_data(self, error, W, dx, geom):
+        """Gradient of :meth:`conv3d_fprop` with respect to its input (overwrites
+        ``dx``)."""
+
+    @abc.abstractmethod
+    def conv3d_bprop_filter(self, x, error, dW, geom):
+        """Filter gradient of :meth:`conv3d_fprop`, summed over the batch (overwrites
+        ``dW``)."""
+
+    @abc.abstractmethod
+    def pool3d_fprop(self, op, x, out, argmax, window, geom):
+        """``op`` ``"max"`` (fills ``argmax``, int32: the window cell of the maximum,
+        ``(t*R + r)*S + s``, the first on ties) or ``"avg"`` (over the valid cells)
+        pooling over windows ``window = (T, R, S)`` of volumes."""
+
+    @abc.abstractmethod
+    def pool3d_bprop(self, op, error, dx, argmax, window, geom):
+        """Gradient of :meth:`pool3d_fprop` with respect to its input (overwrites
+        ``dx``)."""
 
     # ---- recurrent -------------------------------------------------------------------
     @staticmethod

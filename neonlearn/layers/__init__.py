@@ -9,6 +9,7 @@
 - ``_recurrent``: Recurrent, LSTM, GRU, BiRNN, BiLSTM
 - ``_bidirectional``: BiSum, DeepBiRNN, DeepBiLSTM
 - ``_reshape``: Reshape, DataTransform
+- ``_conv3d``: Convolution3D, Pooling3D (volumes ``(C, D, H, W)``)
 - ``_sequence_layers``: RecurrentSum, RecurrentMean, RecurrentLast and the masks of
   the sequence estimator (SequenceMask, StepMask)
 - ``_containers``: Sequential, SkipNode, BranchNode, MergeSum, MergeBroadcast, Tree,
@@ -44,9 +45,10 @@ from ._containers import (  # noqa: E402
 )
 
 __all__ += ["BranchNode", "MergeBroadcast", "MergeSum", "Tree", "SingleOutputTree"]
+from ._conv3d import Convolution3D, Pooling3D  # noqa: E402
 from ._reshape import DataTransform, Reshape  # noqa: E402
 
-__all__ += ["BiSum", "Reshape", "DataTransform"]
+__all__ += ["BiSum", "Reshape", "DataTransform", "Convolution3D", "Pooling3D"]
 from ._multistream import MergeMultistream  # noqa: E402
 
 __all__ += ["MergeMultistream"]

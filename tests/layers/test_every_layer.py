@@ -15,11 +15,11 @@ import neonlearn.layers as nl_layers
 from layer_harness import CHECKS, LayerCase
 from neonlearn.initializers import Gaussian
 from neonlearn.layers import (
-    GRU, LRN, LSTM, Activation, Affine, BatchNorm, Bias, BiLSTM, BiRNN, BiSum, BranchNode,
-    Conv, Convolution, DataTransform, Deconv, Deconvolution, DeepBiLSTM, DeepBiRNN,
-    Dropout, Layer, Linear, LookupTable, MergeBroadcast, MergeSum, ParameterLayer,
-    Pooling, Recurrent, RecurrentLast, RecurrentMean, RecurrentSum, Reshape, Sequential,
-    SingleOutputTree, SkipNode, Tree,
+    GRU, LRN, LSTM, Activation, Affine, BatchNorm, Bias, BiLSTM, BiRNN, BiSum,
+    BranchNode, Conv, Convolution, Convolution3D, DataTransform, Deconv, Deconvolution,
+    DeepBiLSTM, DeepBiRNN, Dropout, Layer, Linear, LookupTable, MergeBroadcast,
+    MergeSum, ParameterLayer, Pooling, Pooling3D, Recurrent, RecurrentLast,
+    RecurrentMean, RecurrentSum, Reshape, Sequential, SingleOutputTree, SkipNode, Tree,
 )
 from neonlearn.transforms import (Explin, Identity, Logistic, Normalizer,
                                   PixelwiseSoftmax, Rectlin, Rectlinclip, Softmax, Tanh)
@@ -248,6 +248,21 @@ CASES = {
     "DeepBiLSTM-bi_sum": LayerCase(
         lambda: [DeepBiLSTM(2, g, activation=Tanh(), gate_activation=Logistic(),
                             depth=2, bi_sum=True)], (3, 2)),
+    # ---- volumes (C, D, H, W) ----------------------------------------------------------
+    "Convolution3D": LayerCase(lambda: [Convolution3D((2, 3, 2, 3), init=g, padding=1)],
+                               (2, 3, 4, 3)),
+    "Convolution3D-strided-dilated": LayerCase(
+        lambda: [Convolution3D((2, 2, 2, 2), init=g, strides=(1, 2, 1),
+                               padding={"pad_d": 1, "pad_w": 1}, dilation=(2, 1, 2))],
+        (2, 4, 5, 4)),
+    "Pooling3D-max": LayerCase(lambda: [Pooling3D(2, op="max")], (2, 4, 4, 5)),
+    "Pooling3D-max-padded": LayerCase(
+        lambda: [Pooling3D((3, 2, 3), op="max", strides=(2, 1, 2), padding=(1, 0, 1))],
+        (2, 5, 3, 5)),
+    "Pooling3D-avg-padded": LayerCase(
+        lambda: [Pooling3D(3, op="avg", strides=2, padding=1)], (2, 5, 4, 5)),
+    "Pooling3D-all": LayerCase(lambda: [Convolution3D((1, 2, 2, 2), init=g),
+                                        Pooling3D("all", op="avg")], (2, 2, 3, 3)),
     "RecurrentSum": LayerCase(lambda: [RecurrentSum()], (3, 4)),
     "RecurrentMean": LayerCase(lambda: [RecurrentMean()], (3, 4)),
     "RecurrentLast": LayerCase(lambda: [RecurrentLast()], (3, 4)),

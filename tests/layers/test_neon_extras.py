@@ -1,6 +1,7 @@
 """neon's remaining layers, transform and cost against naive references: Reshape,
 DataTransform, BiSum, ``split_inputs`` of BiRNN/BiLSTM, ``bi_sum`` of
-DeepBiRNN/DeepBiLSTM, PixelwiseSoftmax and SquareHingeLoss.
+DeepBiRNN/DeepBiLSTM, PixelwiseSoftmax, SquareHingeLoss, and 3-D convolution and
+pooling.
 
 Gradients, dtypes, threads, pickling and the GPU backend of these layers are checked
 by the layer harness (their cases in ``test_every_layer.py``); here: what each
@@ -14,8 +15,8 @@ from neonlearn.backends import get_backend
 from neonlearn.costs import CrossEntropyMulti, SquareHingeLoss
 from neonlearn.initializers import Gaussian
 from neonlearn.layers import (
-    Activation, BiLSTM, BiRNN, BiSum, DataTransform, DeepBiLSTM, DeepBiRNN, Recurrent,
-    Reshape,
+    Activation, BiLSTM, BiRNN, BiSum, Convolution3D, DataTransform, DeepBiLSTM, DeepBiRNN,
+    Pooling3D, Reshape,
 )
 from neonlearn.models import Model
 from neonlearn.transforms import (Logistic, Normalizer, PixelwiseSoftmax, Rectlinclip,
@@ -287,3 +288,109 @@ def test_square_hinge_loss_gradient_and_dtype():
 def test_square_hinge_loss_bad_margin(margin):
     with pytest.raises(ValueError, match="margin"):
         SquareHingeLoss(margin=margin)(np.zeros((1, 2)), np.zeros((1, 2)))
+
+
+# ---- 3-D convolution and pooling ---------------------------------------------------
+def _conv3d_reference(x, W, strides, pads, dilation):
+    """The definition, one output value at a time."""
+    N, C, D, H, Wd = x.shape
+    K, _, T, R, S = W.shape
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(p, p) for p in pads])
+    size = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in
+            zip((D, H, Wd), (T, R, S), strides, pads, dilation)]
+    out = np.zeros((N, K) + tuple(size))
+    for idx in np.ndindex(*size):
+        start = [i * s for i, s in zip(idx, strides)]
+        patch = xp[:, :, start[0]:start[0] + dilation[0] * (T - 1) + 1:dilation[0],
+                   start[1]:start[1] + dilation[1] * (R - 1) + 1:dilation[1],
+                   start[2]:start[2] + dilation[2] * (S - 1) + 1:dilation[2]]
+        out[(slice(None), slice(None)) + idx] = np.einsum("nctrs,kctrs->nk", patch, W)
+    return out
+
+
+def _pool3d_reference(x, op, window, strides, pads):
+    N, C, D, H, W = x.shape
+    size = [(n + 2 * p - k) // s + 1 for n, k, s, p in zip((D, H, W), window, strides,
+                                                            pads)]
+    out = np.zeros((N, C) + tuple(size))
+    for idx in np.ndindex(*size):
+        lo = [i * s - p for i, s, p in zip(idx, strides, pads)]
+        box = tuple(slice(max(a, 0), min(a + k, n)) for a, k, n in zip(lo, window,
+                                                                      (D, H, W)))
+        cells = x[(slice(None), slice(None)) + box].reshape(N, C, -1)
+        out[(slice(None), slice(None)) + idx] = (cells.max(-1) if op == "max"
+                                                 else cells.mean(-1))
+    return out
+
+
+@pytest.mark.parametrize("fshape, strides, padding, dilation", [
+    ((2, 3, 2, 3), 1, 1, 1),
+    ((3, 2, 2, 2), (2, 1, 2), {"pad_d": 1, "pad_w": 2}, (1, 2, 1)),
+    ((1, 1, 1, 4), {"str_h": 2}, 0, {"dil_d": 3}),
+])
+def test_convolution3d_against_the_definition(fshape, strides, padding, dilation):
+    layer = _layer(Convolution3D(fshape, strides=strides, padding=padding,
+                                 dilation=dilation, init=g), (2, 5, 6, 5))
+    x = np.random.default_rng(11).standard_normal((3, 2, 5, 6, 5))
+    s, p, d = layer.geom[0:3], layer.geom[3:6], layer.geom[6:9]
+    ref = _conv3d_reference(x, layer.W, s, p, d)
+    assert layer.weight_shape == (fshape[3], 2) + tuple(fshape[:3])
+    assert layer.out_shape == ref.shape[1:]
+    np.testing.assert_allclose(layer.fprop(x), ref, rtol=1e-12, atol=1e-12)
+    # the definition is linear in x and in W, so the gradients are its adjoints:
+    # <conv(u, W), err> = <u, dx> and <conv(x, V), err> = <V, dW> for any u, V
+    # (finite differences of the layer itself: the harness's Convolution3D cases)
+    err = np.random.default_rng(12).standard_normal(ref.shape)
+    dx = layer.bprop(err)
+    rng = np.random.default_rng(15)
+    u, V = rng.standard_normal(x.shape), rng.standard_normal(layer.W.shape)
+    assert np.sum(_conv3d_reference(u, layer.W, s, p, d) * err) == pytest.approx(
+        np.sum(u * dx), rel=1e-11)
+    assert np.sum(_conv3d_reference(x, V, s, p, d) * err) == pytest.approx(
+        np.sum(V * layer.dW), rel=1e-11)
+
+
+@pytest.mark.parametrize("op", ["max", "avg"])
+@pytest.mark.parametrize("fshape, strides, padding", [
+    (2, None, 0),
+    ((3, 2, 3), (2, 1, 2), (1, 0, 1)),
+    ((2, 3, 3), {"str_d": 1}, {"pad_h": 1}),
+])
+def test_pooling3d_against_the_definition(op, fshape, strides, padding):
+    layer = _layer(Pooling3D(fshape, op=op, strides=strides, padding=padding),
+                   (2, 5, 4, 5))
+    x = np.random.default_rng(13).standard_normal((2, 2, 5, 4, 5))
+    ref = _pool3d_reference(x, op, layer.window, layer.geom[:3], layer.geom[3:])
+    assert layer.out_shape == ref.shape[1:]
+    np.testing.assert_allclose(layer.fprop(x), ref, rtol=1e-13)
+    np.testing.assert_allclose(layer.fprop(x, inference=True), ref, rtol=1e-13)
+    err = np.random.default_rng(14).standard_normal(ref.shape)
+    num = numeric_grad(lambda: float(np.sum(_pool3d_reference(
+        x, op, layer.window, layer.geom[:3], layer.geom[3:]) * err)), x)
+    layer.fprop(x)
+    np.testing.assert_allclose(layer.bprop(err), num, rtol=1e-6, atol=1e-8)
+
+
+def test_pooling3d_defaults_as_neon():
+    layer = _layer(Pooling3D((2, 3, 1)), (1, 4, 6, 3))
+    assert layer.geom == (2, 3, 1, 0, 0, 0)  # the stride is the window
+    assert layer.out_shape == (1, 2, 2, 3)
+    assert _layer(Pooling3D("all", op="avg"), (3, 2, 4, 5)).out_shape == (3, 1, 1, 1)
+
+
+@pytest.mark.parametrize("make, in_shape, match", [
+    (lambda: Convolution3D((3, 3, 8), init=g), (2, 4, 4, 4), r"\(T, R, S, K\)"),
+    (lambda: Convolution3D((2, 2, 2, 4), init=g), (2, 4, 4), r"\(C, D, H, W\)"),
+    (lambda: Convolution3D((5, 2, 2, 4), init=g), (2, 4, 4, 4), "larger than the padded"),
+    (lambda: Convolution3D((2, 2, 2, 4), init=g, strides=0), (2, 4, 4, 4), "strides"),
+    (lambda: Convolution3D((2, 2, 2, 4), init=g, padding={"pad_x": 1}), (2, 4, 4, 4),
+     "unknown padding keys"),
+    (lambda: Convolution3D((2, 2, 2, 4), init=g, dilation=(1, 2)), (2, 4, 4, 4),
+     "triple"),
+    (lambda: Pooling3D(2, op="l2"), (2, 4, 4, 4), "op must be"),
+    (lambda: Pooling3D(2, padding=2), (2, 4, 4, 4), "smaller than the window"),
+    (lambda: Pooling3D("some"), (2, 4, 4, 4), "fshape"),
+])
+def test_3d_layers_bad_arguments(make, in_shape, match):
+    with pytest.raises(ValueError, match=match):
+        _layer(make(), in_shape)
