@@ -205,6 +205,27 @@ def _pooling(layer, graph, x):
     return graph.op("LpPool", [x], hint="l2pool", p=2, **attrs)
 
 
+@converts(optional("Convolution3D"))
+def _convolution3d(layer, graph, x):
+    strides, pads, dilations = layer.geom[:3], layer.geom[3:6], layer.geom[6:]
+    return graph.op("Conv", [x, graph.const(host(layer, "W"), "conv3d_W")],
+                    hint="conv3d", kernel_shape=list(layer.weight_shape[2:]),
+                    strides=list(strides), pads=list(pads) * 2,
+                    dilations=list(dilations))
+
+
+@converts(optional("Pooling3D"))
+def _pooling3d(layer, graph, x):
+    attrs = dict(kernel_shape=list(layer.window), strides=list(layer.geom[:3]),
+                 pads=list(layer.geom[3:]) * 2)
+    if layer.op == "max":
+        return graph.op("MaxPool", [x], hint="maxpool3d", **attrs)
+    if layer.op == "avg":
+        return graph.op("AveragePool", [x], hint="avgpool3d", count_include_pad=0,
+                        **attrs)
+    return graph.op("LpPool", [x], hint="l2pool3d", p=2, **attrs)
+
+
 @converts(LRN)
 def _lrn(layer, graph, x):
     # neon: x * (1 + ascale / depth * sum of x**2 over depth channels) ** -bpower,
