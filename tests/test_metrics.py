@@ -26,7 +26,7 @@ def _data(n=60, k=3, seed=0):
     return X, y
 
 
-# ---- neon's definitions, by hand ---------------------------------------------------------
+# ---- neon's definitions, by hand -----------------------------------------------------
 def test_topk_ties_share_the_places_as_neon():
     # true class 0 has p = 0.3; one output is larger, two are equal to it (itself
     # included): k=2 leaves 1 slot for 2 tied outputs -> error 1 - 1/2
@@ -71,7 +71,7 @@ def test_metrics_reject_bad_arrays_and_arguments():
         Misclassification()(np.eye(3))
 
 
-# ---- as scikit-learn scorers ---------------------------------------------------------------
+# ---- as scikit-learn scorers ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def fitted():
     X, y = _data()

@@ -98,7 +98,8 @@ class Convolution3D(ParameterLayer):
         self.in_shape = C, D, H, W = volume_shape(in_obj, owner)
         if not isinstance(self.fshape, (tuple, list)) or len(self.fshape) != 4:
             raise ValueError("%s: fshape must be (T, R, S, K): filter depth, height, "
-                             "width and number of filters, got %r" % (owner, self.fshape))
+                             "width and number of filters, got %r"
+                             % (owner, self.fshape))
         T, R, S, K = (_int(v, "fshape", owner, 1) for v in self.fshape)
         strides = spatial_triple(self.strides, "str", 1, "strides", owner, 1)
         pads = spatial_triple(self.padding, "pad", 0, "padding", owner, 0)

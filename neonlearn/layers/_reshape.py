@@ -45,7 +45,8 @@ class Reshape(Layer):
                              ">= -1, got %r" % (owner, self.reshape))
         shape = [int(s) for s in shape]
         if shape.count(-1) > 1:
-            raise ValueError("%s: reshape %r has more than one -1" % (owner, self.reshape))
+            raise ValueError("%s: reshape %r has more than one -1"
+                             % (owner, self.reshape))
         for k, s in enumerate(shape):
             if s == 0:
                 if k >= len(self.in_shape):

@@ -15,8 +15,8 @@ from neonlearn.backends import get_backend
 from neonlearn.costs import CrossEntropyMulti, SquareHingeLoss
 from neonlearn.initializers import Gaussian
 from neonlearn.layers import (
-    Activation, BiLSTM, BiRNN, BiSum, Convolution3D, DataTransform, DeepBiLSTM, DeepBiRNN,
-    Pooling3D, Reshape,
+    Activation, Affine, BiLSTM, BiRNN, BiSum, Conv, Convolution3D, DataTransform,
+    DeepBiLSTM, DeepBiRNN, Pooling3D, Reshape,
 )
 from neonlearn.models import Model
 from neonlearn.transforms import (Logistic, Normalizer, PixelwiseSoftmax, Rectlinclip,
@@ -114,7 +114,7 @@ def test_data_transform_checks_the_transform():
         _layer(DataTransform(Normalizer(divisor=0.0), name="dt"), (3,))
 
 
-# ---- BiSum, split_inputs, bi_sum ---------------------------------------------------------
+# ---- BiSum, split_inputs, bi_sum -----------------------------------------------------
 def test_bisum_sums_the_two_halves():
     x = np.random.default_rng(4).standard_normal((3, 5, 6))
     layer = _layer(BiSum(), (5, 6))
@@ -243,6 +243,46 @@ def test_pixelwise_softmax_takes_the_cross_entropy_shortcut():
     model = Model([Activation(PixelwiseSoftmax())], _be()).configure((3, 2, 2))
     model.set_cost(CrossEntropyMulti())
     assert model.shortcut
+
+
+def _check_cost_gradients(layers, cost, x, t, rtol=1e-6, atol=1e-8):
+    """The model's weight gradients of ``sum(cost(fprop(x), t))`` (with the shortcut
+    when the model takes it) against central finite differences."""
+    model = Model(layers, _be()).configure(x.shape[1:])
+    model.set_cost(cost)
+
+    def total():
+        return float(np.sum(cost(model.fprop(x.copy()), t)))
+
+    y = model.fprop(x.copy())
+    model.bprop(cost.bprop_shortcut(y, t) if model.shortcut else cost.bprop(y, t))
+    pairs = [pg for layer in model.layers_to_optimize for pg in layer.param_grads()]
+    grads = [g_.copy() for _, g_ in pairs]
+    for (p, _), grad in zip(pairs, grads):
+        np.testing.assert_allclose(grad, numeric_grad(total, p), rtol=rtol, atol=atol)
+    return model
+
+
+def test_pixelwise_softmax_with_cross_entropy_classifies_every_pixel():
+    """A per-pixel classifier: the shortcut ``y - t`` is the gradient of the summed
+    per-pixel cross-entropy."""
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((2, 2, 3, 3))
+    t = np.eye(3)[rng.integers(0, 3, (2, 3, 3))].transpose(0, 3, 1, 2)
+    # the cost takes log(y + 2**-23) (neon's epsilon), which the shortcut ignores:
+    # a difference of about 1e-7 per pixel
+    model = _check_cost_gradients(
+        [Conv((1, 1, 3), g, bias=Gaussian(scale=0.2)), Activation(PixelwiseSoftmax(c=3))],
+        CrossEntropyMulti(), x, t, rtol=1e-5, atol=2e-6)
+    assert model.shortcut
+
+
+def test_square_hinge_loss_trains_a_linear_layer():
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((4, 3))
+    t = (rng.random((4, 2)) > 0.5).astype(float)
+    _check_cost_gradients([Affine(2, g, bias=Gaussian(scale=0.2))],
+                          SquareHingeLoss(margin=2.0), x, t)
 
 
 @pytest.mark.parametrize("c", [0, 2.5, True, "3"])
