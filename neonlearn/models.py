@@ -37,8 +37,9 @@ def activation_row_bytes(layers, itemsize):
     """Bytes per sample of the largest layer input + output of ``layers``: the
     activations that coexist while a layer runs in an inference pass.  A layer that
     keeps the shape (bias, activation, normalization) counts once: the planner runs
-    it in place on its input.  A kernel's internal scratch, such as a recurrent
-    layer's gate buffers, is not counted."""
+    it in place on its input.  A recurrent layer (one with a ``recur_shape``) adds
+    its gate pre-activations, ``recur_shape[0]`` values per step; other kernel
+    scratch (per-thread buffers, an LSTM's cell states) is not counted."""
     largest = 0
     for leaf in layers.sublayers():
         in_shape = getattr(leaf, "in_shape", None)
@@ -47,6 +48,9 @@ def activation_row_bytes(layers, itemsize):
             size = _size(in_shape)
         else:
             size = _size(in_shape) + _size(out_shape)
+        recur = getattr(leaf, "recur_shape", None)
+        if recur is not None and out_shape is not None and len(out_shape) > 1:
+            size += _size(tuple(out_shape)[:-1]) * int(recur[0])
         largest = max(largest, size)
     return largest * itemsize
 
@@ -288,7 +292,8 @@ class Model:
         multiple of 16.  It depends only on the configured network and its dtype,
         so it is the same for every call.  In float32 a 784-256-128-10 MLP and
         LeNet on 28x28 images (75 KiB per sample for the first convolution) get
-        1024 rows; an LSTM of 128 units over 400 steps of 128 features 320.
+        1024 rows; an LSTM of 128 units over 400 steps of 128 features (input,
+        output and gates: 1.2 MB per sample) 96 rows.
         """
         itemsize = np.dtype(self.be.dtype).itemsize
         row_bytes = max(activation_row_bytes(self.layers, itemsize), 1)

@@ -147,3 +147,17 @@ def test_empty_and_float64():
     assert rows == models.PREDICT_MAX_ROWS
     X = np.random.default_rng(4).standard_normal((3, 64))
     np.testing.assert_array_equal(model.predict(X), _reference(model, X, rows))
+
+
+def test_recurrent_layers_count_their_gates(monkeypatch):
+    from neonlearn.layers import LSTM, RecurrentLast
+
+    g = GlorotUniform()
+    model = Model([LSTM(16, g), RecurrentLast(), Affine(3, g, activation=Softmax())],
+                  get_backend("cpu", dtype="float32", seed=0)).configure((40, 8))
+    lstm = model.layers.sublayers()[0]
+    assert lstm.recur_shape[0] == 4 * 16
+    # input 40x8 + output 40x16 + four gates of 16 units at each of the 40 steps
+    assert activation_row_bytes(model.layers, 4) == 4 * (40 * 8 + 40 * 16 + 40 * 64)
+    monkeypatch.setattr(models, "PREDICT_BLOCK_BYTES", 50 * 4 * 40 * 88)
+    assert model.predict_block_rows() == 48
