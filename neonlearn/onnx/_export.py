@@ -12,13 +12,14 @@ from sklearn.utils.validation import check_is_fitted
 from .._estimators import NeonClassifier, NeonRegressor, NeonSequenceModel
 from ..models import Model
 from . import _recurrent  # noqa: F401  (registers the recurrent converters)
-from ._graph import DEFAULT_OPSET, MIN_OPSET, Graph
+from ._graph import DEFAULT_OPSET, MIN_OPSET, Graph, NotExportableError
 from ._layers import convert
 
-__all__ = ["to_onnx", "network_output", "estimator_outputs", "label_classes"]
+__all__ = ["to_onnx", "network_output", "estimator_outputs", "label_classes",
+           "check_opset", "is_regressor"]
 
 
-def _check_opset(target_opset):
+def check_opset(target_opset):
     if target_opset is None:
         return DEFAULT_OPSET
     if isinstance(target_opset, dict):  # skl2onnx's form: {domain: version}
@@ -34,13 +35,22 @@ def _model_of(estimator):
         if not hasattr(estimator, "out_shape"):
             raise ValueError("The Model is not configured: call model.configure(shape) "
                              "(or fit it) before exporting")
+        if isinstance(estimator.in_shape, dict):
+            raise NotExportableError(
+                "The Model takes named inputs (MergeMultistream): networks with several "
+                "inputs are not exported to ONNX yet")
         return estimator
     if not isinstance(estimator, (NeonClassifier, NeonRegressor, NeonSequenceModel)):
         raise ValueError("to_onnx exports neonlearn's estimators (NeonClassifier, "
                          "NeonRegressor, NeonSequenceModel) and Models, got %r"
                          % type(estimator).__name__)
     check_is_fitted(estimator, "model_")
-    return estimator.model_
+    model = estimator.model_
+    if isinstance(model.in_shape, dict):
+        raise NotExportableError(
+            "%s takes named inputs (MergeMultistream): networks with several inputs "
+            "are not exported to ONNX yet" % type(estimator).__name__)
+    return model
 
 
 def network_output(model, graph, x):
@@ -58,7 +68,7 @@ def label_classes(estimator):
     return np.array([str(c) for c in classes], dtype=object)
 
 
-def _is_regressor(estimator):
+def is_regressor(estimator):
     return isinstance(estimator, NeonRegressor) or (
         isinstance(estimator, NeonSequenceModel) and estimator.task == "regression")
 
@@ -67,7 +77,7 @@ def estimator_outputs(estimator, graph, y, label="label", probabilities="probabi
                       variable="variable"):
     """Nodes from the network output ``y`` to the estimator's outputs; returns the
     list of ``(name, elem_type, shape)`` of the outputs written."""
-    if _is_regressor(estimator):
+    if is_regressor(estimator):
         graph.nodes.append(helper.make_node("Identity", [y], [variable],
                                             name=graph.name("node_variable")))
         return [(variable, TensorProto.FLOAT, [None, estimator.task_.n_outputs])]
@@ -176,7 +186,7 @@ def to_onnx(estimator, X_sample=None, target_opset=None):
         A layer or transform that standard ONNX cannot express (a user's layer, a
         GRU with non-logistic gates); the message names it.
     """
-    opset = _check_opset(target_opset)
+    opset = check_opset(target_opset)
     model = _model_of(estimator)
     graph = Graph(opset=opset)
     if isinstance(estimator, NeonSequenceModel):

@@ -60,9 +60,9 @@ def convert(layer, graph, x):
     """Write ``layer`` into ``graph`` on input ``x``; returns the output name."""
     fn = CONVERTERS.get(type(layer))
     if fn is None:
-        if isinstance(layer, CompoundLayer) and type(layer).__module__.startswith(
-                "neonlearn."):
-            fn = _chain  # the library's own compound layers run their parts in order
+        if (isinstance(layer, CompoundLayer) and getattr(layer, "runs_in_order", False)
+                and type(layer).__module__.startswith("neonlearn.")):
+            fn = _chain  # the library's own chains (DeepBiRNN) run their parts in order
         else:
             raise NotExportableError(
                 "%s cannot be exported to ONNX: it is not one of neonlearn's layers "

@@ -17,8 +17,8 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 from .._estimators import NeonClassifier, NeonRegressor, NeonSequenceModel
-from ._export import (_is_regressor, estimator_outputs, label_classes, network_output,
-                      _check_opset)
+from ._export import (check_opset, estimator_outputs, is_regressor, label_classes,
+                      network_output)
 from ._graph import Graph
 
 __all__ = ["register_skl2onnx"]
@@ -36,7 +36,7 @@ def _shape_calculator(operator):
 
     est = operator.raw_operator
     N = operator.inputs[0].get_first_dimension()
-    if _is_regressor(est):
+    if is_regressor(est):
         operator.outputs[0].type = FloatTensorType([N, est.task_.n_outputs])
         return
     if getattr(est, "task", None) == "tagging" or est.task_.multilabel:
@@ -88,7 +88,7 @@ def _copy_into(graph, container):
 def _converter(scope, operator, container):
     est = operator.raw_operator
     graph = Graph(prefix=scope.get_unique_operator_name("Neon") + "_",
-                  opset=_check_opset(container.target_opset))
+                  opset=check_opset(container.target_opset))
     x = operator.inputs[0].full_name
     if operator.inputs[0].type.to_onnx_type().tensor_type.elem_type != TensorProto.FLOAT:
         x = graph.op("Cast", [x], hint="X_float", to=TensorProto.FLOAT)
@@ -96,7 +96,7 @@ def _converter(scope, operator, container):
     graph.time_source = x
     y = network_output(est.model_, graph, x)
     names = [v.full_name for v in operator.outputs]
-    if _is_regressor(est):
+    if is_regressor(est):
         estimator_outputs(est, graph, y, variable=names[0])
     else:
         estimator_outputs(est, graph, y, label=names[0], probabilities=names[1])
@@ -111,7 +111,7 @@ def _sequence_parser(scope, model, inputs, custom_parsers=None):
     operator = scope.declare_local_operator(_get_sklearn_operator_name(type(model)),
                                             model)
     operator.inputs = inputs
-    if _is_regressor(model):
+    if is_regressor(model):
         operator.outputs.append(scope.declare_local_variable("variable",
                                                              FloatTensorType()))
         return operator.outputs

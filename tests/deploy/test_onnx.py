@@ -174,3 +174,18 @@ def test_other_opsets(opset):
     assert proto.opset_import[0].version == opset
     (got,) = ort_session(proto).run(None, {"X": feed(case, x)})
     np.testing.assert_allclose(got, model.predict(feed(case, x)), rtol=0, atol=1e-5)
+
+
+def test_named_inputs_are_refused():
+    import neonlearn.layers as nl_layers
+    from neonlearn.backends import get_backend
+    from neonlearn.models import Model
+
+    if not hasattr(nl_layers, "MergeMultistream"):
+        pytest.skip("this version has no MergeMultistream")
+    net = nl_layers.MergeMultistream([[Linear(3, g)], [Linear(2, g)]], merge="stack",
+                                     inputs=["a", "b"])
+    model = Model([net], get_backend("cpu", dtype="float32")).configure(
+        {"a": (4,), "b": (5,)})
+    with pytest.raises(NotExportableError, match="named inputs"):
+        to_onnx(model, None)
