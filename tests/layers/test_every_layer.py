@@ -239,9 +239,6 @@ CASES = {
     "BiSum": LayerCase(lambda: [BiRNN(3, g, activation=Tanh()), BiSum()], (3, 2)),
     "BiRNN-split_inputs": LayerCase(
         lambda: [BiRNN(3, g, activation=Tanh(), split_inputs=True)], (3, 4)),
-    "BiLSTM-split_inputs": LayerCase(
-        lambda: [BiLSTM(2, g, activation=Tanh(), gate_activation=Logistic(),
-                        split_inputs=True)], (3, 4)),
     "DeepBiRNN-bi_sum": LayerCase(
         lambda: [DeepBiRNN(3, g, activation=Tanh(), depth=2, bi_sum=True,
                            batch_norm=True)], (3, 2), batch=4),
