@@ -339,6 +339,26 @@ def run_workload(workload, frameworks, threads, repeats, ask):
     return rows
 
 
+def _result_name(doc, kind=None):
+    """``benchmarks[_smoke|_quick].json``, or with ``kind`` the copy kept per machine
+    kind (``benchmarks_avx2.json``...), so that the report shows every kind's run."""
+    args = doc["args"]
+    suffix = "_smoke" if args.get("smoke") else "_quick" if args.get("quick") else ""
+    return "benchmarks%s%s.json" % ("_" + kind if kind else "", suffix)
+
+
+def _other_kinds(doc, out_dir):
+    """Saved results of the same mode from machines of other kinds."""
+    mine = report.machine_kind(doc["machine"])
+    others = []
+    for kind in ("avx512", "avx2", "generic"):
+        path = os.path.join(out_dir, _result_name(doc, kind))
+        if kind != mine and os.path.exists(path):
+            with open(path) as f:
+                others.append(json.load(f))
+    return others
+
+
 def _write_report(doc, path, out_dir):
     """The Markdown report at ``path`` and the chart beside it (or in ``out_dir``)."""
     png = os.path.join(os.path.dirname(os.path.abspath(path)) if path else out_dir,
@@ -349,7 +369,7 @@ def _write_report(doc, path, out_dir):
     if path:
         with open(path, "w") as f:
             f.write(report.markdown(doc, EXTRAS, chart=os.path.basename(png) if made
-                                    else None))
+                                    else None, others=_other_kinds(doc, out_dir)))
         print("wrote %s" % path)
 
 
@@ -477,11 +497,10 @@ def main(argv=None):
                                        avx512=bool(info.get("avx512"))):
         print("  %-7s %s: %s" % (status, label, text))
     os.makedirs(args.out, exist_ok=True)
-    out_json = os.path.join(args.out, "benchmarks%s.json" % (
-        "_smoke" if args.smoke else "_quick" if args.quick else ""))
-    with open(out_json, "w") as f:
-        json.dump(doc, f, indent=1, default=str)
-    print("\nwrote %s" % out_json)
+    for name in (_result_name(doc), _result_name(doc, report.machine_kind(info))):
+        with open(os.path.join(args.out, name), "w") as f:
+            json.dump(doc, f, indent=1, default=str)
+        print("wrote %s" % os.path.join(args.out, name))
     _write_report(doc, args.doc, args.out)
     print("total %.0fs" % (time.perf_counter() - start))
 

@@ -151,20 +151,24 @@ def neonlearn_ragged_train(quick):
     return Unit(run, _tokens(X), unit="tokens", notes=[note])
 
 
-def _nl_ragged_predict(X, n_tokens, quick):
-    seqs, y = ragged_data(quick)
-    est = _quiet_fit(_nl_ragged_estimator(), seqs[:64], y[:64])
+def _nl_ragged_predict(X, y, n_tokens):
+    """``predict_proba`` of an estimator fitted (one epoch) on 64 of the sequences
+    it predicts, the longest among them: fitted at the length it predicts, as a
+    user's would be."""
+    longest = int(np.argmax([len(s) for s in X]))
+    pick = [longest] + [i for i in range(64) if i != longest][:63]
+    est = _quiet_fit(_nl_ragged_estimator(), [X[i] for i in pick], y[pick])
     return Unit(lambda: est.predict_proba(X), n_tokens, unit="tokens")
 
 
 def neonlearn_ragged_infer(quick):
-    X, _ = ragged_data(quick)
-    return _nl_ragged_predict(X, _tokens(X), quick)
+    X, y = ragged_data(quick)
+    return _nl_ragged_predict(X, y, _tokens(X))
 
 
 def neonlearn_ragged_infer_equal(quick):
-    X, _ = equal_data(quick)
-    return _nl_ragged_predict(X, X.size, quick)
+    X, y = equal_data(quick)
+    return _nl_ragged_predict(X, y, X.size)
 
 
 # ---- torch --------------------------------------------------------------------------------
