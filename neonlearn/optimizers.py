@@ -85,9 +85,9 @@ class Optimizer(HyperParams):
     override ``_step_rate(learning_rate, epoch)`` (Adam's bias correction) and
     ``_advance()`` (once per minibatch).
 
-    The learning rate at run time
-    -----------------------------
-    :attr:`current_learning_rate` reads the rate of the latest update (the
+    Notes
+    -----
+    The learning rate at run time: :attr:`current_learning_rate` reads the rate of the latest update (the
     scheduled rate times a multiplier, before Adam's bias correction); assigning it
     sets the multiplier so that the rate at that time becomes the value, and the
     schedule goes on from there multiplied (``ReduceLROnPlateau`` lowers a cosine
