@@ -7,6 +7,7 @@ Outputs are named as scikit-learn's converters name them: a classifier gives
 """
 import numpy as np
 from onnx import TensorProto, helper
+from onnx.defs import onnx_opset_version
 from sklearn.utils.validation import check_is_fitted
 
 from .._estimators import NeonClassifier, NeonRegressor, NeonSequenceModel
@@ -24,9 +25,11 @@ def check_opset(target_opset):
         return DEFAULT_OPSET
     if isinstance(target_opset, dict):  # skl2onnx's form: {domain: version}
         target_opset = target_opset.get("", DEFAULT_OPSET)
-    if not isinstance(target_opset, (int, np.integer)) or target_opset < MIN_OPSET:
-        raise ValueError("target_opset must be an int >= %d, got %r"
-                         % (MIN_OPSET, target_opset))
+    newest = onnx_opset_version()
+    if (not isinstance(target_opset, (int, np.integer)) or isinstance(target_opset, bool)
+            or not MIN_OPSET <= target_opset <= newest):
+        raise ValueError("target_opset must be an int in [%d, %d] (the installed onnx's "
+                         "newest), got %r" % (MIN_OPSET, newest, target_opset))
     return int(target_opset)
 
 

@@ -161,8 +161,9 @@ def test_unconfigured_model_and_bad_opset():
     with pytest.raises(ValueError, match="not configured"):
         to_onnx(Model([Linear(3, g)]), None)
     case = ALL["Linear"]
-    with pytest.raises(ValueError, match="target_opset"):
-        to_onnx(build_float32(case), None, target_opset=9)
+    for opset in (9, 1000, 18.0):
+        with pytest.raises(ValueError, match="target_opset"):
+            to_onnx(build_float32(case), None, target_opset=opset)
 
 
 @pytest.mark.parametrize("opset", [14, 21])
@@ -189,3 +190,20 @@ def test_named_inputs_are_refused():
         {"a": (4,), "b": (5,)})
     with pytest.raises(NotExportableError, match="named inputs"):
         to_onnx(model, None)
+
+
+@pytest.mark.parametrize("name", ["LSTM-RecurrentLast", "Conv-batch_norm"])
+def test_gpu_model_exports_its_weights(name):
+    """A model on the GPU backend (a device, or CuPy's CPU emulation) exports from
+    host copies of its device arrays."""
+    from layer_harness import gpu_backend
+
+    case = ALL[name]
+    x = feed(case, case.inputs())
+    with gpu_backend():
+        model = build(case, "gpu", "float32")
+        assert model.be.name == "gpu"
+        expected = model.predict(x)
+        proto = to_onnx(model, x)
+    (got,) = ort_session(proto).run(None, {"X": x})
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
