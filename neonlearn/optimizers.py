@@ -56,7 +56,7 @@ def _check_positive(value, what, allow_zero=False):
                          % (what, "non-negative" if allow_zero else "positive", value))
 
 
-def is_trainable(layer):
+def _is_trainable(layer):
     """The layer's ``trainable`` flag (True for objects without one); a ValueError
     naming the layer when it is not a bool."""
     flag = getattr(layer, "trainable", True)
@@ -188,7 +188,7 @@ class Optimizer(HyperParams):
         """
         self._advance()
         self.time_ = (epoch, epoch_fraction)
-        layers = [layer for layer in layers if is_trainable(layer)]
+        layers = [layer for layer in layers if _is_trainable(layer)]
         if not layers:
             return
         rate = self._step_rate(self.learning_rate_at(epoch, epoch_fraction), epoch)

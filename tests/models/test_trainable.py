@@ -12,7 +12,7 @@ import pytest
 from sklearn.base import clone
 
 from conftest import numeric_grad
-from neonlearn._summary import parameter_counts, summary
+from neonlearn._summary import parameter_counts, summary, summary_html
 from neonlearn.backends import get_backend
 from neonlearn.costs import CrossEntropyMulti, MeanSquared
 from neonlearn.initializers import Array, Constant, Gaussian, GlorotUniform
@@ -280,3 +280,6 @@ def test_summary_counts_trainable_and_frozen():
     assert "Total params: {:,}".format(total) in lines
     marked = [line.split()[0] for line in lines if line.endswith("(frozen)")]
     assert marked == ["h1", "h1", "h1_bias"]  # the compound row and its two parts
+    page = summary_html(model)
+    assert "<b>Frozen params</b></td><td><b>{:,}</b>".format(frozen) in page
+    assert page.count("(frozen)") == 3
