@@ -52,10 +52,12 @@ def perturb(est, scale=0.2, seed=0):
     return est
 
 
-def padded(seqs, dtype=np.float32):
+def padded(seqs, dtype=np.float32, fill=None):
+    """``(values, lengths)`` of ragged ``seqs``, right-padded with zeros or with
+    ``fill(shape)`` (values of the padding must not matter)."""
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     shape = (len(seqs), lengths.max()) + np.shape(seqs[0])[1:]
-    out = np.zeros(shape, dtype=dtype)
+    out = np.zeros(shape, dtype=dtype) if fill is None else fill(shape).astype(dtype)
     for i, s in enumerate(seqs):
         out[i, :len(s)] = s
     return out, lengths
@@ -184,9 +186,15 @@ def test_sequence_classifier_ragged(name):
         return sess.run(None, {"X": values, "lengths": lengths})
 
     check_classifier(est, run, X, n_big=300)
-    # a batch of 1000 ragged sequences
+    # a batch of 1000 ragged sequences, padded with noise instead of zeros
     big, _ = _ragged(1000, seed=5)
-    check_classifier(est, run, big)
+    noise = np.random.default_rng(6)
+
+    def run_noisy(part):
+        values, lengths = padded(part, fill=lambda shape: 3 * noise.normal(size=shape))
+        return sess.run(None, {"X": values, "lengths": lengths})
+
+    check_classifier(est, run_noisy, big)
 
 
 def test_sequence_regression_and_full_length_batch():
@@ -227,8 +235,9 @@ def test_token_ids_ragged():
     sess = session(to_onnx(est, None))
     assert sess.get_inputs()[0].type == "tensor(int64)"
 
-    def run(part):
-        values, lengths = padded(part, dtype=np.int64)
+    def run(part):  # padded with other valid ids
+        values, lengths = padded(part, dtype=np.int64,
+                                 fill=lambda shape: rng.integers(0, 30, size=shape))
         return sess.run(None, {"X": values, "lengths": lengths})
 
     check_classifier(est, run, X, n_big=300)
