@@ -12,9 +12,15 @@ sequence summaries), ``_export`` (inputs and outputs of each estimator kind),
 
 This package sits above the estimators: nothing else in neonlearn imports it.
 """
-from ._export import to_onnx
-from ._graph import NotExportableError
-from ._skl2onnx import register_skl2onnx
+try:
+    import onnx  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("neonlearn.onnx needs the onnx package: pip install "
+                      "'neonlearn[onnx]' (onnx, onnxruntime, skl2onnx)") from exc
+
+from ._export import to_onnx  # noqa: E402
+from ._graph import NotExportableError  # noqa: E402
+from ._skl2onnx import register_skl2onnx  # noqa: E402
 
 __all__ = ["to_onnx", "NotExportableError", "register_skl2onnx"]
 
