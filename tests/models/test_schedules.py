@@ -287,3 +287,29 @@ def test_model_fit_tells_the_optimizer_epoch_and_minibatch(per):
     for epoch, f, rate in opt.log_:
         t = epoch + f if per == "minibatch" else epoch
         assert rate == pytest.approx(0.05 * (1 + math.cos(math.pi * t / 4)), rel=1e-14)
+
+
+def test_estimator_trains_a_copy_of_the_optimizer():
+    """The user's optimizer (and its schedule) come out of fit untouched; the fitted
+    copy ``optimizer_`` ends at the last minibatch of the last epoch."""
+    from neonlearn import NeonRegressor
+    from neonlearn.layers import Affine
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    y = X @ np.array([1.0, -2.0, 0.5])
+    schedule = LinearWarmup(1, schedule=CosineSchedule(3), per="minibatch")
+    opt = Adam(learning_rate=0.01, schedule=schedule)
+    params = opt.get_params(deep=True)
+    reg = NeonRegressor([Affine(4, "glorot", bias=Constant(0), activation="tanh")],
+                        optimizer=opt, epochs=3, batch_size=16, tol=0.0,
+                        random_state=0).fit(X, y)
+    assert opt.get_params(deep=True) == params
+    assert not any(k.endswith("_") for k in vars(opt))  # no training state on it
+    fitted = reg.optimizer_
+    assert fitted is not opt and fitted.schedule is not schedule
+    last = reg.n_iter_ - 1
+    assert fitted.time_ == (last, 2 / 3)  # 40 samples in batches of 16: 3 minibatches
+    assert fitted.t_ == 3 * reg.n_iter_
+    assert fitted.current_learning_rate == pytest.approx(
+        0.01 * (1 + math.cos(math.pi * (last + 2 / 3 - 1) / 3)) / 2, rel=1e-14)
