@@ -87,11 +87,11 @@ class Optimizer(HyperParams):
 
     Notes
     -----
-    The learning rate at run time: :attr:`current_learning_rate` reads the rate of the latest update (the
-    scheduled rate times a multiplier, before Adam's bias correction); assigning it
-    sets the multiplier so that the rate at that time becomes the value, and the
-    schedule goes on from there multiplied (``ReduceLROnPlateau`` lowers a cosine
-    schedule, it does not replace it).  :meth:`scale_learning_rate` multiplies the
+    The learning rate at run time: :attr:`current_learning_rate` reads the rate of
+    the latest update (the scheduled rate times a multiplier, before Adam's bias
+    correction); assigning it sets the multiplier so that the rate at that time
+    becomes the value, and the schedule goes on from there multiplied (a plateau
+    callback lowers a cosine schedule, it does not replace it).  :meth:`scale_learning_rate` multiplies the
     multiplier.  The multiplier is training state (``lr_multiplier_``), not a
     hyperparameter: ``learning_rate`` and the schedule stay as given.
     """
