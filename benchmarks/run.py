@@ -23,7 +23,10 @@ How it measures
   once.  At each thread count every framework runs its warm-up, then the
   orchestrator asks each framework in turn for one timed run, ``--repeats`` rounds,
   the first framework of a round rotating, so that all of them see the same machine
-  load (the cores may be shared with other jobs).
+  load (the cores may be shared with other jobs).  Before each run the orchestrator
+  waits ``SETTLE_S``: the thread pools of the framework that ran before (OpenBLAS,
+  OpenMP, ONNX Runtime) spin for a while after their work and would take the cores
+  from the next one.
 - Threads: ``threadpoolctl.threadpool_limits(n)`` limits BLAS and OpenMP (neonlearn's
   kernels read OpenMP's limit at call time; sklearn uses BLAS);
   ``torch.set_num_threads(n)`` for PyTorch; ONNX Runtime gets a session with
@@ -66,6 +69,7 @@ WORKER_GROUPS = {  # worker process -> frameworks it runs (and the layer benchma
     "onnxruntime": ["onnxruntime"],
     "sklearn": ["sklearn"],
 }
+SETTLE_S = 0.25  # pause before each run (see "Same-run alternation")
 EXTRAS = {
     "conv": ("bench_conv", "Convolution layers alone (forward + backward)"),
     "recurrent": ("bench_recurrent", "Recurrent layers alone"),
@@ -293,6 +297,7 @@ def run_workload(workload, frameworks, threads, repeats, ask):
         state = live[fw][n]
         if fw in dead or state["status"]:
             return
+        time.sleep(SETTLE_S)
         r = ask(group_of(fw), "run %d" % n, {"error": "worker failed", "died": True})
         if "wall" in r:
             if timed:
