@@ -26,8 +26,10 @@ __all__ = ["register_skl2onnx"]
 _ALIASES = {NeonClassifier: "NeonlearnNeonClassifier",
             NeonRegressor: "NeonlearnNeonRegressor",
             NeonSequenceModel: "NeonlearnNeonSequenceModel"}
-_CLASSIFIER_OPTIONS = {"zipmap": [True, False, "columns"],
-                       "output_class_labels": [False, True], "nocl": [True, False]}
+# skl2onnx's ZipMap reads nocl and output_class_labels too; only their defaults
+# (class labels, not indices; no extra label output) are supported
+_CLASSIFIER_OPTIONS = {"zipmap": [True, False, "columns"], "nocl": [False],
+                       "output_class_labels": [False]}
 
 
 def _shape_calculator(operator):

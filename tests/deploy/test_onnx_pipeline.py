@@ -124,3 +124,14 @@ def test_tagging_in_a_pipeline_is_refused():
         skl2onnx.to_onnx(make_pipeline(StandardScaler(), est).fit(Xs, tags),
                          Xs[:1].astype(np.float32),
                          options={id(est): {"zipmap": False}})
+
+
+def test_zipmap_columns():
+    """skl2onnx's third ZipMap form: one probability output per class."""
+    pipe = make_pipeline(StandardScaler(), _dense()).fit(X[:300], Y[:300])
+    sess = session(skl2onnx.to_onnx(pipe, X[:1].astype(np.float32),
+                                    options={id(pipe[-1]): {"zipmap": "columns"}}))
+    out = sess.run(None, {"X": X[:20].astype(np.float32)})
+    np.testing.assert_array_equal(out[0], pipe.predict(X[:20]))
+    np.testing.assert_allclose(np.stack(out[1:], axis=1), pipe.predict_proba(X[:20]),
+                               rtol=0, atol=ATOL)
