@@ -1,9 +1,47 @@
 """show_versions: what a bug report needs."""
 import platform
 import sys
+import time
 
 
-def _info():
+def _cpu_model():
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what Python knows)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _kernel_path():
+    from ._kernels import _isa
+
+    forced = "" if _isa.get_isa() == _isa.supported() else ", lowered: NEONLEARN_ISA"
+    return "%s (the CPU runs up to %s%s)" % (_isa.get_isa(), _isa.supported(), forced)
+
+
+def sgemm_rate(n=1024, repeats=5):
+    """GFLOP/s of NumPy's float32 ``n x n`` matrix product (its BLAS, its threads),
+    best of ``repeats``: the bound the GEMM-shaped kernels are measured against."""
+    import numpy
+
+    rng = numpy.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=numpy.float32)
+    b = rng.standard_normal((n, n), dtype=numpy.float32)
+    out = numpy.empty_like(a)
+    numpy.matmul(a, b, out=out)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        numpy.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def _info(sgemm=True):
     import numpy
     import scipy
     import sklearn
@@ -21,7 +59,11 @@ def _info():
         "scikit-learn": sklearn.__version__,
         "openmp build": openmp_enabled(),
         "threads (effective)": effective_n_threads(),
+        "cpu": _cpu_model(),
+        "kernel path": _kernel_path(),
     }
+    if sgemm:
+        info["sgemm 1024 (GFLOP/s)"] = "%.0f" % sgemm_rate()
     for i, pool in enumerate(threadpool_info()):
         info["threadpool %d" % i] = "%s %s (%s, %s threads%s)" % (
             pool.get("internal_api"), pool.get("version"), pool.get("user_api"),
@@ -41,7 +83,9 @@ def _info():
     return info
 
 
-def show_versions():
-    """Print versions, OpenMP/BLAS threading and GPU status."""
-    for key, value in _info().items():
+def show_versions(sgemm=True):
+    """Print versions, OpenMP/BLAS threading, the CPU and the kernels' instruction-set
+    path (``NEONLEARN_ISA`` lowers it), the GPU status and, unless ``sgemm=False``,
+    NumPy's float32 GEMM rate (about 0.1 s to measure)."""
+    for key, value in _info(sgemm).items():
         print("%22s: %s" % (key, value))

@@ -38,8 +38,9 @@ def _check_real(transform, what, minimum=None, positive=False):
 class Transform(HyperParams):
     """Base class of activation functions.
 
-    ``kernel`` is ``(code, param)`` for transforms that the compiled kernels fuse
-    with a bias, or ``None``.
+    ``kernel`` is ``(name, param)`` for transforms that the compiled kernels fuse
+    with a bias, or ``None``; the backend turns the name into the kernels' code
+    (``neonlearn._kernels._dense.ACTIVATION_CODES``, defined once in C).
     """
 
     kernel = None
@@ -60,7 +61,7 @@ class Transform(HyperParams):
 class Identity(Transform):
     """``f(x) = x``."""
 
-    kernel = (0, 0.0)
+    kernel = ("identity", 0.0)
 
     def __call__(self, x):
         return x
@@ -80,7 +81,7 @@ class Rectlin(Transform):
 
     @property
     def kernel(self):
-        return (1, float(self.slope))
+        return ("rectlin", float(self.slope))
 
     def _check(self):
         _check_real(self, "slope", minimum=0)
@@ -120,7 +121,7 @@ class Explin(Transform):
 
     @property
     def kernel(self):
-        return (4, float(self.alpha))
+        return ("explin", float(self.alpha))
 
     def _check(self):
         _check_real(self, "alpha", minimum=0)
@@ -216,7 +217,7 @@ class PixelwiseSoftmax(Softmax):
 class Tanh(Transform):
     """Hyperbolic tangent; derivative ``1 - y**2``."""
 
-    kernel = (2, 0.0)
+    kernel = ("tanh", 0.0)
 
     def __call__(self, x):
         return np.tanh(x)
@@ -237,7 +238,7 @@ class Logistic(Transform):
         the flag is kept for compatibility.
     """
 
-    kernel = (3, 0.0)
+    kernel = ("logistic", 0.0)
 
     def __init__(self, shortcut=False):
         self.shortcut = shortcut

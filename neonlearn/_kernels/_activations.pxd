@@ -1,6 +1,6 @@
 # Element-wise activations shared by the dense and recurrent kernels.
 #
-# The activation codes are the enum ``nl_activation`` of ``include/nl_activations.h``
+# The activation codes are the enum ``nl_activation`` of ``include/nl_activation_codes.h``
 # (``NL_ACT_IDENTITY``, ``NL_ACT_RECTLIN`` (``p`` = slope), ``NL_ACT_TANH``,
 # ``NL_ACT_LOGISTIC``, ``NL_ACT_EXPLIN`` (``p`` = alpha)); Python reads them from
 # ``_dense.ACTIVATION_CODES``.  Derivatives are computed from the outputs.
@@ -12,13 +12,15 @@
 from cython cimport floating
 from libc.math cimport exp, tanh
 
-cdef extern from "nl_activations.h":
+cdef extern from "nl_activation_codes.h":
     cdef enum nl_activation:
         NL_ACT_IDENTITY
         NL_ACT_RECTLIN
         NL_ACT_TANH
         NL_ACT_LOGISTIC
         NL_ACT_EXPLIN
+
+cdef extern from "nl_activations.h":
     float nl_expf(float x) noexcept nogil
     float nl_logisticf(float x) noexcept nogil
     float nl_tanhf(float x) noexcept nogil

@@ -17,7 +17,8 @@ convolution with unit stride and no padding skips im2col (the image is already t
 column matrix).
 
 The GEMMs that form the output (forward) or the columns (backward-data) run, in
-float32 on CPUs with AVX2 and FMA, in ``nl_sgemm_panels`` (``include/nl_conv.h``)
+float32 on the AVX2 and AVX-512 paths (``_isa``: AVX2 + FMA or AVX-512F, chosen at
+run time, the same bits), in ``nl_sgemm_panels`` (``include/nl_conv.h``)
 rather than BLAS: it reads the filters in place and packs only 16-column panels,
 where BLAS packs the whole (large) column or error matrix, which dominated for
 images with few channels.  The filter gradient runs in ``nl_sgemm_nt`` (both
@@ -26,10 +27,10 @@ stride and output rows a multiple of 8 (LeNet's first layer), the forward and
 filter-gradient GEMMs read the taps from the image in place (eight output pixels
 lie in one image row), without im2col.  Measured on the shapes of
 ``benchmarks/bench_conv.py``, these are faster than BLAS except the backward passes
-of layers with more than 64 filters, which keep BLAS; float64 and other CPUs use
-BLAS throughout.
+of layers with more than 64 filters, which keep BLAS; float64 and the generic path
+use BLAS throughout.
 
-With AVX2, the unit-stride rows of float32 im2col/col2im are copied (added) by
+On those paths, the unit-stride rows of float32 im2col/col2im are copied (added) by
 ``nl_copy_rows``/``nl_add_rows``, one call per filter tap: the rows are often 8 to
 32 values long, too short for the compiler's vectorized loops (SSE2 only in this
 build, with alias checks and scalar tails) to pay.
@@ -61,10 +62,10 @@ from ._conv_rows cimport (
     _add_row, _add_scalar, _copy_row, _fill, _sum, _valid_range, _zero,
 )
 
-cdef extern from "nl_dispatch.h":
-    int nl_have_avx2_fma() noexcept nogil
+# the instruction-set path, bound to the one level of _isa (set_isa, NEONLEARN_ISA)
+from ._isa cimport NL_ISA_AVX2, isa_level, nl_isa, nl_isa_bind
 
-# include/nl_conv.h: the float32 AVX2 + FMA kernels (call only where PANELS)
+# include/nl_conv.h: the float32 AVX2 / AVX-512 kernels (call only where _panels())
 cdef extern from "nl_conv.h":
     void nl_sgemm_panels(int M, int N, int L, const float *A, Py_ssize_t a_row,
                          Py_ssize_t a_col, const float *B, Py_ssize_t ldb, float *C,
@@ -79,10 +80,14 @@ cdef extern from "nl_conv.h":
                      int rows) noexcept nogil
 
 cnp.import_array()
+nl_isa_bind(isa_level())
 
-# float32 GEMMs use nl_sgemm_panels / nl_sgemm_nt where the CPU has AVX2 and FMA
-# (fixed at import)
-cdef bint PANELS = nl_have_avx2_fma()
+
+cdef inline bint _panels() noexcept nogil:
+    """Whether float32 GEMMs may use nl_sgemm_panels / nl_sgemm_nt (the AVX2 or
+    AVX-512 path; read once per kernel call)."""
+    return nl_isa() >= NL_ISA_AVX2
+
 
 DEF MAX_CHUNKS = 16
 # measured: with more than this many filters BLAS runs the backward passes faster
@@ -94,7 +99,7 @@ def uses_blas(bint float32, int K, bint forward=False):
     ``K`` filters (in float32 or else float64): the caller limits BLAS's threads only
     then (a threadpoolctl limit and restore costs about 20 us, 8% of a LeNet conv1
     forward + backward on 2 threads)."""
-    return not (PANELS and float32 and (forward or K <= PANEL_MAX_FILTERS))
+    return not (_panels() and float32 and (forward or K <= PANEL_MAX_FILTERS))
 
 
 cdef inline void _gemm_panels(bint trans_a, int M, int N, int L, const floating *A,
@@ -104,7 +109,7 @@ cdef inline void _gemm_panels(bint trans_a, int M, int N, int L, const floating 
     """Row-major ``C (M x N) = op(A) @ B (+ init[i] on row i)``, ``op(A)`` being
     ``A`` (``M x L``) or, with ``trans_a``, the transpose of ``A`` (``L x M``); ``lda``
     is the row stride of ``A`` and ``init`` may be NULL.  With ``panels`` (float32
-    on a CPU with AVX2 and FMA) ``nl_sgemm_panels`` runs (``panel`` holds
+    on the AVX2 or AVX-512 path) ``nl_sgemm_panels`` runs (``panel`` holds
     ``64 * L`` values), else BLAS."""
     cdef int i
     if floating is float:
@@ -134,6 +139,7 @@ cdef void _im2col(const floating *x, floating *col, Py_ssize_t ld, int C, int H,
     """
     cdef int c, r, s, p, p0, p1, q0, q1
     cdef floating *row
+    cdef bint rows = floating is float and sw == 1 and _panels()
     for c in range(C):
         for r in range(R):
             _valid_range(P, H, sh, r * dh - ph, &p0, &p1)
@@ -141,7 +147,7 @@ cdef void _im2col(const floating *x, floating *col, Py_ssize_t ld, int C, int H,
                 _valid_range(Q, W, sw, s * dw - pw, &q0, &q1)
                 row = col + ((c * R + r) * S + s) * ld + q0
                 if floating is float:
-                    if PANELS and sw == 1:
+                    if rows:
                         if p1 > p0:
                             nl_copy_rows(row + <Py_ssize_t> p0 * Q, Q,
                                          x + (<Py_ssize_t> c * H + p0 * sh - ph + r * dh) * W
@@ -160,6 +166,7 @@ cdef void _col2im(const floating *col, Py_ssize_t ld, floating *x, int C, int H,
     """Adjoint of :func:`_im2col`: ``x`` is zeroed, then columns are scattered-added."""
     cdef int c, r, s, p, p0, p1, q0, q1
     cdef const floating *row
+    cdef bint rows = floating is float and sw == 1 and _panels()
     _zero(x, <Py_ssize_t> C * H * W)
     for c in range(C):
         for r in range(R):
@@ -168,7 +175,7 @@ cdef void _col2im(const floating *col, Py_ssize_t ld, floating *x, int C, int H,
                 _valid_range(Q, W, sw, s * dw - pw, &q0, &q1)
                 row = col + ((c * R + r) * S + s) * ld + q0
                 if floating is float:
-                    if PANELS and sw == 1:
+                    if rows:
                         if p1 > p0:
                             nl_add_rows(x + (<Py_ssize_t> c * H + p0 * sh - ph + r * dh) * W
                                         + q0 - pw + s * dw, <Py_ssize_t> sh * W,
@@ -255,10 +262,10 @@ cdef void *_scratch(int n_threads, size_t per_thread, size_t itemsize,
 
 cdef bint _taps_in_place(int G, bint direct, int ph, int pw, int sw,
                          int Q) noexcept nogil:
-    """Whether the float32 AVX2 kernels read the taps of the image in place (no
+    """Whether the float32 AVX2 / AVX-512 kernels read the taps of the image in place (no
     im2col): single images (``G == 1``), no padding, unit column stride, output rows
     a multiple of 8 values (LeNet's first layer)."""
-    return PANELS and G == 1 and not direct and ph == 0 and pw == 0 and sw == 1 \
+    return _panels() and G == 1 and not direct and ph == 0 and pw == 0 and sw == 1 \
         and Q % 8 == 0
 
 
@@ -294,6 +301,7 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
     cdef bint has_bias = bias.shape[0] > 0
     cdef const floating *bp = NULL
     cdef bint in_place = floating is float and _taps_in_place(G, direct, ph, pw, sw, Q)
+    cdef bint panels = _panels()
     cdef Py_ssize_t *taps = NULL
     cdef Py_ssize_t *cols8 = NULL
     # per thread: the columns (zeroed once: im2col leaves the padding entries
@@ -352,10 +360,10 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
                 colp = col
             if G == 1:
                 _gemm_panels(False, K, PQ, CRS, &w[0, 0, 0, 0], CRS, colp, PQ, bp,
-                             &y[n0, 0, 0, 0], PQ, PANELS, panel)
+                             &y[n0, 0, 0, 0], PQ, panels, panel)
             else:
                 _gemm_panels(False, K, nc, CRS, &w[0, 0, 0, 0], CRS, colp, ld, NULL,
-                             ybuf, ld, PANELS, panel)
+                             ybuf, ld, panels, panel)
                 for j in range(gs):
                     for k in range(K):
                         _add_scalar(&y[n0 + j, k, 0, 0], ybuf + k * ld + j * PQ,
@@ -388,7 +396,7 @@ def conv_bprop_data(const floating[:, :, :, ::1] dy not None,
     cdef floating *panel
     cdef const floating *dyp
     # measured: with more filters BLAS forms the columns faster
-    cdef bint panels = PANELS and K <= PANEL_MAX_FILTERS
+    cdef bint panels = _panels() and K <= PANEL_MAX_FILTERS
     if N == 0:
         return
     # the GEMM writes every column, _gather every error
@@ -435,7 +443,7 @@ def conv_bprop_filter(const floating[:, :, :, ::1] x not None,
     cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
     cdef bint has_bias = dbias.shape[0] > 0
     # measured: with more filters BLAS is faster
-    cdef bint nt_kernel = PANELS and K <= PANEL_MAX_FILTERS
+    cdef bint nt_kernel = _panels() and K <= PANEL_MAX_FILTERS
     cdef int n_chunks = n_groups if n_groups < MAX_CHUNKS else MAX_CHUNKS
     cdef int ch, g, g0, g1, n0, gs, nc, k, i, j
     cdef Py_ssize_t ld = <Py_ssize_t> G * PQ

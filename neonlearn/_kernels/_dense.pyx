@@ -7,7 +7,7 @@ Reductions over rows (bias gradient, batch-norm statistics) are computed per fix
 chunk of ``CHUNK`` rows and the chunk partials are summed in chunk order, so the result
 is bitwise identical for any number of threads.
 
-Activation codes (``act``): the enum of ``include/nl_activations.h``, shared with
+Activation codes (``act``): the enum of ``include/nl_activation_codes.h``, shared with
 the recurrent kernels through ``_activations.pxd`` and given to Python as
 ``ACTIVATION_CODES`` (name -> code): identity, rectlin (``param`` = slope), tanh,
 logistic, explin (``param`` = alpha).  Derivatives are computed from the output.
@@ -20,14 +20,17 @@ cimport numpy as cnp
 import numpy as np
 from cython cimport floating
 
+from ._isa cimport isa_level, nl_isa_bind
 from ._activations cimport (_act, _dact, NL_ACT_IDENTITY, NL_ACT_RECTLIN, NL_ACT_TANH,
                             NL_ACT_LOGISTIC, NL_ACT_EXPLIN)
 
 cnp.import_array()
+# the instruction-set path of the float32 activations (_isa: set_isa, NEONLEARN_ISA)
+nl_isa_bind(isa_level())
 
 DEF CHUNK = 64
 
-# the activation codes of nl_activations.h, for the backends and transforms
+# the activation codes of nl_activation_codes.h, for the backends and transforms
 ACT_IDENTITY = NL_ACT_IDENTITY
 ACT_RECTLIN = NL_ACT_RECTLIN
 ACT_TANH = NL_ACT_TANH

@@ -41,16 +41,23 @@ cdef void _gather(const index_t[::1] ids, const floating[:, ::1] W,
 
 
 cdef void _scatter_add(const index_t[::1] ids, const floating[:, ::1] err,
-                       long pad_idx, floating[:, ::1] dW, int n_threads) noexcept nogil:
+                       long pad_idx, floating[:, ::1] dW, const Py_ssize_t[::1] clear,
+                       bint clear_all, int n_threads) noexcept nogil:
+    # dW = 0 (every row, or only the rows ``clear`` when the others are known to be
+    # zero), then the rows of ``err`` added by id, in input order
     cdef Py_ssize_t M = ids.shape[0], D = dW.shape[1], V = dW.shape[0]
     cdef Py_ssize_t r, j, k, blk, j0, j1, n_blocks = (D + BLOCK - 1) // BLOCK
-    if V > 0 and D > 0:
+    if clear_all and V > 0 and D > 0:
         memset(&dW[0, 0], 0, V * D * sizeof(floating))
     for blk in prange(n_blocks, num_threads=n_threads, schedule="static"):
         j0 = blk * BLOCK
         j1 = j0 + BLOCK
         if j1 > D:
             j1 = D
+        if not clear_all:
+            for r in range(clear.shape[0]):
+                for j in range(j0, j1):
+                    dW[clear[r], j] = 0
         for r in range(M):
             k = <Py_ssize_t>ids[r]
             if k == pad_idx:
@@ -87,21 +94,42 @@ def lookup_fprop_ids(const Py_ssize_t[::1] ids not None, const floating[:, ::1] 
         _gather(ids, W, out, n_threads)
 
 
+_NO_ROWS = np.empty(0, dtype=np.intp)
+
+
+def _clear_rows(clear, V):
+    """``(rows, clear_all)`` for the kernels from the ``clear`` argument."""
+    if clear is None:
+        return _NO_ROWS, True
+    rows = np.ascontiguousarray(clear, dtype=np.intp)
+    if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= V)):
+        raise ValueError("clear must list rows of the table in [0, %d)" % V)
+    return rows, False
+
+
 def lookup_bprop(const floating[::1] ids not None, const floating[:, ::1] err not None,
-                 long pad_idx, floating[:, ::1] dW not None, int n_threads=1):
+                 long pad_idx, floating[:, ::1] dW not None, int n_threads=1,
+                 clear=None):
     """``dW = 0``, then ``dW[ids[r]] += err[r]`` (rows with ``pad_idx`` skipped;
-    ``pad_idx < 0`` means none; ids are floats)."""
+    ``pad_idx < 0`` means none; ids are floats).  With ``clear`` (distinct row
+    indices), only those rows are zeroed: the caller knows the others are zero."""
     _check_scatter(ids.shape[0], dW.shape[1], err)
     _check_ids(ids, dW.shape[0])
+    cdef const Py_ssize_t[::1] rows
+    cdef bint clear_all
+    rows, clear_all = _clear_rows(clear, dW.shape[0])
     with nogil:
-        _scatter_add(ids, err, pad_idx, dW, n_threads)
+        _scatter_add(ids, err, pad_idx, dW, rows, clear_all, n_threads)
 
 
 def lookup_bprop_ids(const Py_ssize_t[::1] ids not None,
                      const floating[:, ::1] err not None, long pad_idx,
-                     floating[:, ::1] dW not None, int n_threads=1):
+                     floating[:, ::1] dW not None, int n_threads=1, clear=None):
     """:func:`lookup_bprop` for integer ids (``intp``)."""
     _check_scatter(ids.shape[0], dW.shape[1], err)
     _check_ids(ids, dW.shape[0])
+    cdef const Py_ssize_t[::1] rows
+    cdef bint clear_all
+    rows, clear_all = _clear_rows(clear, dW.shape[0])
     with nogil:
-        _scatter_add(ids, err, pad_idx, dW, n_threads)
+        _scatter_add(ids, err, pad_idx, dW, rows, clear_all, n_threads)

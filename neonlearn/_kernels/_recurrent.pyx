@@ -1,36 +1,36 @@
-"""Recurrent kernels: whole-sequence loops for Recurrent, LSTM and GRU.  The rows of
-one step are in ``_recurrent_cells.pxd``; the time-axis helpers of the summary and
+"""Recurrent kernels: whole-sequence loops for Recurrent, LSTM and GRU. The rows of one
+step are in ``_recurrent_cells.pxd``; the time-axis helpers of the summary and
 bidirectional layers in ``_sequence_ops.pyx`` (re-exported here).
 
-Layout (batch-first, C-contiguous): ``N`` samples, ``T`` time steps, ``H`` hidden
-units, ``G`` gates (Recurrent 1, LSTM 4 in the order i, f, o, g, GRU 3 in the order
-r, z, candidate).  ``Z`` of shape ``(N, T, G*H)`` is the input projection of all time
-steps, computed by the layer with one GEMM before the kernel runs.  The batch is cut
-into fixed chunks of ``CHUNK`` rows, processed in parallel (``prange`` over batch
-chunks; never over time): rows of a batch do not interact through time, so each
-thread runs the whole time loop for its rows, with one single-threaded GEMM for the
-recurrent projection and one fused gate kernel per step (GRU needs two GEMMs because
-the candidate's recurrent input is ``r * h``).  The GEMMs are BLAS calls
-(``scipy.linalg.cython_blas``), except for float32 LSTM and GRU on CPUs with AVX2 + FMA:
-there the recurrent weights are packed once per call for ``nl_gemm_packed``, as
-BLAS would pack them again at every step (as long as the products themselves for
-32-64 rows).  Backpropagation through time is the same loop reversed; it produces the
-gradients with respect to the pre-activations ``dZ (N, T, G*H)``, from which the
-layer gets every weight gradient with one GEMM each (over all steps at once).  The
-backend limits BLAS to one thread while these kernels run.  Nothing is reduced
-across threads, so results are bitwise identical for any thread count.
+Layout (batch-first, C-contiguous): ``N`` samples, ``T`` time steps, ``H`` hidden units,
+``G`` gates (Recurrent 1, LSTM 4 in the order i, f, o, g, GRU 3 in the order r, z,
+candidate). ``Z`` of shape ``(N, T, G*H)`` is the input projection of all time steps,
+computed by the layer with one GEMM before the kernel runs. The batch is cut into fixed
+chunks of ``CHUNK`` rows, processed in parallel (``prange`` over batch chunks; never
+over time): rows of a batch do not interact through time, so each thread runs the whole
+time loop for its rows, with one single-threaded GEMM for the recurrent projection and
+one fused gate kernel per step (GRU needs two GEMMs because the candidate's recurrent
+input is ``r * h``). The GEMMs are BLAS calls (``scipy.linalg.cython_blas``), except for
+float32 LSTM and GRU on the AVX2 and AVX-512 paths (``_isa``): there the recurrent
+weights are packed once per call for ``nl_gemm_packed``, as BLAS would pack them again
+at every step (as long as the products themselves for 32-64 rows). Backpropagation
+through time is the same loop reversed; it produces the gradients with respect to the
+pre-activations ``dZ (N, T, G*H)``, from which the layer gets every weight gradient with
+one GEMM each (over all steps at once). The backend limits BLAS to one thread while
+these kernels run. Nothing is reduced across threads, so results are bitwise identical
+for any thread count.
 
-``lengths`` (int32, shape ``(N,)``, or empty for "all sequences have T steps")
-masks right-padded steps: a padded step outputs zeros and receives no gradient, so
-padding never changes the outputs or gradients of the valid steps.
+``lengths`` (int32, shape ``(N,)``, or empty for "all sequences have T steps") masks
+right-padded steps: a padded step outputs zeros and receives no gradient, so padding
+never changes the outputs or gradients of the valid steps.
 
-Activation codes are the ``NL_ACT_*`` of ``include/nl_activations.h`` (declared in
+Activation codes are the ``NL_ACT_*`` of ``include/nl_activation_codes.h`` (declared in
 ``_activations.pxd``, shared with ``_dense.pyx``); derivatives are computed from
-outputs.  Each row's pre-activations are summed into a contiguous buffer (the row of
+outputs. Each row's pre-activations are summed into a contiguous buffer (the row of
 ``gates``) and activated block by block with ``_act_row``, whose float32 tanh and
-logistic are vectorized.  The usual float32 cell (``NL_ACT_LOGISTIC`` gates,
-``NL_ACT_TANH``) runs fused C loops per row (LSTM forward and backward, GRU
-backward; ``include/nl_recurrent.h``), vectorized and compiled for AVX2 + FMA too;
+logistic are vectorized. The usual float32 cell (``NL_ACT_LOGISTIC`` gates,
+``NL_ACT_TANH``) runs fused C loops per row (LSTM forward and backward, GRU backward;
+``include/nl_recurrent.h``), vectorized and compiled for AVX-512F and AVX2 + FMA too;
 float64 and other activations run generic loops of the same equations.
 """
 from cython.parallel cimport prange
@@ -41,6 +41,7 @@ cimport numpy as cnp
 import numpy as np
 
 from ._activations cimport _act_row, NL_ACT_LOGISTIC, NL_ACT_TANH
+from ._isa cimport isa_level, nl_isa_bind
 # the rows of one step: generic loops, and the fused float32 C of nl_recurrent.h
 from ._recurrent_cells cimport (
     _gru_r_bprop, _gru_zc_bprop, _lstm_cell_bprop, _rnn_delta, nl_gemm_packed,
@@ -54,6 +55,8 @@ from ._sequence_ops import (  # noqa: F401
 )
 
 cnp.import_array()
+# the instruction-set path of the cells and GEMMs (_isa: set_isa, NEONLEARN_ISA)
+nl_isa_bind(isa_level())
 
 # Batch rows per task.  The chunks do not depend on the thread count, so every GEMM
 # sees the same shapes and results are bitwise identical for any thread count.  With
@@ -67,7 +70,7 @@ DEF PACKED_CHUNK = 16
 
 def _packed_buffer(W, shapes):
     """Buffer for blocks of ``W`` packed for ``nl_gemm_packed`` (one ``(K, N)`` per
-    block), or None when the kernels use BLAS (float64, or no AVX2 + FMA)."""
+    block), or None when the kernels use BLAS (float64, or the generic path)."""
     W = np.asarray(W)
     if W.dtype != np.float32 or not nl_use_packed_gemm() or W.size == 0:
         return None

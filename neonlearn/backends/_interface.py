@@ -16,8 +16,9 @@ Conventions
   otherwise; ``out``/``dx``/``dW``-style arguments are preallocated by the caller
   and overwritten (never accumulated into), and are also returned.
 - ``transform`` arguments are :mod:`neonlearn.transforms` objects or ``None``
-  (identity).  Element-wise transforms carry ``kernel = (code, param)``, the
-  activation codes of the compiled kernels.
+  (identity).  Element-wise transforms carry ``kernel = (name, param)``; the
+  dispatch here passes the devices the compiled kernels' code of the name
+  (``_dense.ACTIVATION_CODES``, the enum of ``nl_activation_codes.h``).
 - ``lengths`` is ``None`` (every sequence fills its ``T`` steps) or an int32 host
   array of shape ``(N,)`` with values in ``[1, T]``; padded steps are after them.
 - ``geom`` of a convolution is ``(str_h, str_w, pad_h, pad_w, dil_h, dil_w)``, of a
@@ -33,12 +34,18 @@ import math
 
 import numpy as np
 
-from ..transforms import Identity, Softmax
+from .._kernels._dense import ACTIVATION_CODES
+from ..transforms import Softmax
 
 __all__ = ["Backend", "kernel_code", "as_float_dtype"]
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
-_IDENTITY_CODE, _IDENTITY_PARAM = Identity.kernel
+_IDENTITY_CODE, _IDENTITY_PARAM = ACTIVATION_CODES["identity"], 0.0
+
+
+def _code_of(kernel):
+    """``(code, param)`` of a transform's ``kernel = (name, param)``."""
+    return ACTIVATION_CODES[kernel[0]], kernel[1]
 
 
 def as_float_dtype(dtype):
@@ -56,7 +63,7 @@ def kernel_code(transform, what):
         raise ValueError(
             "recurrent %s must be one of Identity, Rectlin, Tanh, Logistic or Explin, "
             "got %r" % (what, transform))
-    return transform.kernel
+    return _code_of(transform.kernel)
 
 
 class Backend(abc.ABC):
@@ -127,7 +134,7 @@ class Backend(abc.ABC):
             return self._bias_act(x, bias, _IDENTITY_CODE, _IDENTITY_PARAM, out)
         kernel = transform.kernel
         if kernel is not None:
-            return self._bias_act(x, bias, kernel[0], kernel[1], out)
+            return self._bias_act(x, bias, *_code_of(kernel), out)
         if isinstance(transform, Softmax):
             if bias is not None:
                 self.xp.add(x, bias, out=out)
@@ -144,7 +151,7 @@ class Backend(abc.ABC):
                                    dbias)
         kernel = transform.kernel
         if kernel is not None:
-            return self._act_bprop(y, error, kernel[0], kernel[1], delta, dbias)
+            return self._act_bprop(y, error, *_code_of(kernel), delta, dbias)
         delta[...] = transform.bprop_error(y, error)
         if dbias is not None:
             self.colsum(delta, dbias)

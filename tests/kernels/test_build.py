@@ -5,7 +5,8 @@ The kernels' C code is in real header files, included with
 blocks (STYLE.md, "Native sources in native files").  The headers ship as package
 data next to the ``.pyx``/``.pxd`` sources, so that a build from an sdist (or a
 ``cimport`` of ``_activations.pxd``) finds them.  The activation codes are defined
-once, in ``nl_activations.h``, and reach Python through ``_dense.ACTIVATION_CODES``.
+once, in ``nl_activation_codes.h`` (nothing but the enum, so that the CUDA sources
+use it too), and reach Python through ``_dense.ACTIVATION_CODES``.
 """
 import re
 import shutil
@@ -17,6 +18,7 @@ import pytest
 from conftest import PACKAGE_DIR
 from neonlearn import transforms
 from neonlearn._kernels import _dense
+from neonlearn.backends._interface import kernel_code
 
 KERNELS_DIR = PACKAGE_DIR / "_kernels"
 INCLUDE_DIR = KERNELS_DIR / "include"
@@ -91,8 +93,32 @@ def test_activation_codes_defined_once():
                      "tanh": _dense.ACT_TANH, "logistic": _dense.ACT_LOGISTIC,
                      "explin": _dense.ACT_EXPLIN}
     assert sorted(codes.values()) == list(range(len(codes)))
-    # the transforms hand the kernels these codes
+    # the transforms name their kernels, the backends pass these codes
     fused = {"identity": transforms.Identity(), "rectlin": transforms.Rectlin(),
              "tanh": transforms.Tanh(), "logistic": transforms.Logistic(),
              "explin": transforms.Explin()}
-    assert {name: t.kernel[0] for name, t in fused.items()} == codes
+    assert {name: t.kernel[0] for name, t in fused.items()} == {n: n for n in codes}
+    assert {name: kernel_code(t, "activation")[0] for name, t in fused.items()} == codes
+
+
+_ENUM_VALUE = re.compile(r"\bNL_ACT_(\w+)\s*=\s*(\d+)")
+
+
+def test_activation_codes_have_one_definition():
+    """The enum's values appear in ``nl_activation_codes.h`` only: no other header,
+    CUDA source or Python module spells them out (transforms name them, the
+    backends map the names through ``ACTIVATION_CODES``, the CUDA preamble starts
+    with the header's text)."""
+    header = (INCLUDE_DIR / "nl_activation_codes.h").read_text()
+    assert {name.lower(): int(v) for name, v in _ENUM_VALUE.findall(header)} == \
+        _dense.ACTIVATION_CODES
+    cuda_dir = PACKAGE_DIR / "backends" / "cuda"
+    others = [p for p in INCLUDE_DIR.glob("*.h") if p.name != "nl_activation_codes.h"]
+    others += sorted(cuda_dir.glob("*.cu*")) + sorted(cuda_dir.glob("*.py"))
+    redefined = sorted(p.name for p in others if _ENUM_VALUE.search(p.read_text()))
+    assert not redefined, "activation codes defined again in %s" % redefined
+    source = (PACKAGE_DIR / "transforms.py").read_text()
+    assert not re.search(r"kernel\s*=\s*\(\s*\d|return\s*\(\s*\d+\s*,", source), (
+        "transforms.py spells an activation code as a number (name it instead)")
+    device = (cuda_dir / "_device.py").read_text()
+    assert '"nl_activation_codes.h"' in device

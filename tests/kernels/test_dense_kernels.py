@@ -9,7 +9,16 @@ package's own transforms.
 import numpy as np
 import pytest
 
-from neonlearn._kernels import _dense
+from neonlearn._kernels import _dense, _isa
+
+
+@pytest.fixture(params=_isa.available())
+def isa(request):
+    """Each instruction-set path this CPU runs (``_isa``), restored afterwards."""
+    previous = _isa.set_isa(request.param)
+    yield request.param
+    _isa.set_isa(previous)
+
 
 SHAPES = [(1, 1), (1, 7), (5, 1), (63, 3), (64, 5), (65, 4), (130, 9)]
 TOL = {"float32": dict(rtol=2e-5, atol=2e-6), "float64": dict(rtol=1e-12, atol=1e-13)}
@@ -103,7 +112,7 @@ def _threads_equal(fn, shape):
 # ---- bias + activation ----------------------------------------------------------
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("code,param", ACTS)
-def test_bias_act_fprop(shape, code, param, dtype):
+def test_bias_act_fprop(shape, code, param, dtype, isa):
     x = _data(shape, dtype)
     b = _data(shape[1], dtype, seed=1)
 

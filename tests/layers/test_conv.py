@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import check_layer_grads
+from neonlearn._kernels import _conv, _isa
 from neonlearn.backends import cpu, get_backend
 from neonlearn.initializers import Constant, Gaussian
 from neonlearn.layers import (Activation, BatchNorm, Bias, Conv, Convolution, Deconv,
@@ -10,6 +11,14 @@ from neonlearn.layers import (Activation, BatchNorm, Bias, Conv, Convolution, De
 from neonlearn.layers._fusion import ConvBias, InPlaceActivation, plan_fusion
 from neonlearn.transforms import Rectlin, Softmax, Tanh
 
+
+
+@pytest.fixture(params=_isa.available())
+def isa(request):
+    """Each instruction-set path this CPU runs (``_isa``), restored afterwards."""
+    previous = _isa.set_isa(request.param)
+    yield request.param
+    _isa.set_isa(previous)
 
 def naive_conv(x, w, stride=(1, 1), pad=(0, 0), dil=(1, 1)):
     """Cross-correlation with explicit loops over outputs and filter taps."""
@@ -218,6 +227,22 @@ def test_convolution_input_gradient_matches_naive(case, dtype):
     np.testing.assert_allclose(dx, ref, rtol=tol, atol=tol)
 
 
+def naive_input_grad(dy, w, x_shape, stride, pad, dil):
+    """dx[n, c, h, v] = sum of dy[n, k, p, q] * w[k, c, r, s] over the taps that
+    read (h, v) (explicit loops; zero where no output reads)."""
+    dx = np.zeros(x_shape)
+    _, _, R, S = w.shape
+    for p in range(dy.shape[2]):
+        for q in range(dy.shape[3]):
+            for r in range(R):
+                for s in range(S):
+                    h = p * stride[0] - pad[0] + r * dil[0]
+                    v = q * stride[1] - pad[1] + s * dil[1]
+                    if 0 <= h < x_shape[2] and 0 <= v < x_shape[3]:
+                        dx[:, :, h, v] += dy[:, :, p, q] @ w[:, :, r, s]
+    return dx
+
+
 def naive_filter_grad(x, dy, R, S, stride, pad, dil):
     """dW[k, c, r, s] = sum over n, p, q of dy[n, k, p, q] * x_padded[n, c, tap]."""
     N, K, P, Q = dy.shape
@@ -247,6 +272,39 @@ def test_filter_gradient_matches_naive(case, dtype):
                             _pair(case[8], "pad", 0), _pair(case[9], "dil", 1))
     tol = 1e-4 if dtype == "float32" else 1e-12
     np.testing.assert_allclose(layer.dW, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_float32_kernels_match_naive_on_every_path(case, isa):
+    """The three float32 kernels on each instruction-set path, 1 and 2 threads:
+    forward from the bias, input gradient (the adjoint, zero where no output
+    reads), filter and bias gradients, against the naive loops."""
+    N, C, H, W, R, S, K, st, pad, dil = case
+    geom = (_pair(st, "str", 1), _pair(pad, "pad", 0), _pair(dil, "dil", 1))
+    flat = [v for pair in geom for v in pair]
+    rng = np.random.default_rng(11)
+    x, w = rng.standard_normal((N, C, H, W)), rng.standard_normal((K, C, R, S))
+    b = rng.standard_normal(K)
+    y_ref = naive_conv(x, w, *geom) + b[:, None, None]
+    dy = rng.standard_normal(y_ref.shape)
+    dx_ref = naive_input_grad(dy, w, x.shape, *geom)
+    dw_ref = naive_filter_grad(x, dy, R, S, *geom)
+    f = np.float32
+    x32, w32, dy32 = x.astype(f), w.astype(f), dy.astype(f)
+    results = []
+    for n_threads in (1, 2):
+        y, dx = np.empty(y_ref.shape, f), np.empty(x.shape, f)
+        dw, db = np.empty(w.shape, f), np.empty(K, f)
+        _conv.conv_fprop(x32, w32, b.astype(f), y, *flat, n_threads=n_threads)
+        _conv.conv_bprop_data(dy32, w32, dx, *flat, n_threads=n_threads)
+        _conv.conv_bprop_filter(x32, dy32, dw, db, *flat, n_threads=n_threads)
+        results.append((y, dx, dw, db))
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+    y, dx, dw, db = results[0]
+    for got, ref in ((y, y_ref), (dx, dx_ref), (dw, dw_ref), (db, dy.sum(axis=(0, 2, 3)))):
+        scale = max(1.0, np.abs(ref).max())
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=2e-5 * scale)
 
 
 @pytest.mark.parametrize("case", CASES)

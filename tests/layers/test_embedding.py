@@ -113,3 +113,43 @@ def test_model_passes_integer_ids_through():
     out = model.predict(np.array([[2**24, 2**24 + 1], [2**24 + 3, 2**24 + 2]]),
                         batch_size=2)
     np.testing.assert_array_equal(out[:, 0], [3, 12])
+
+
+@pytest.mark.parametrize("pad_idx", [None, 3])
+def test_gradient_of_successive_batches_clears_the_rows_of_the_last(pad_idx, dtype):
+    """The backend clears only the rows the previous batch wrote: after batches
+    with different ids the gradient equals a fresh scatter of the last batch,
+    for integer and float ids, 1 and 2 threads."""
+    rng = np.random.default_rng(5)
+    for n_threads in (1, 2):
+        layer = make(dtype, n_threads=n_threads, pad_idx=pad_idx)
+        for batch in range(4):
+            ids = rng.integers(0, V, size=(3, T))
+            if batch % 2:
+                ids = ids.astype(dtype)
+            layer.fprop(ids)
+            err = rng.standard_normal((3, T, D)).astype(dtype)
+            layer.bprop(err)
+            ref = np.zeros((V, D))
+            flat = np.asarray(ids, dtype=int).reshape(-1)
+            keep = flat != (-1 if pad_idx is None else pad_idx)
+            np.add.at(ref, flat[keep], err.reshape(-1, D)[keep].astype(float))
+            np.testing.assert_allclose(layer.dW, ref,
+                                       rtol=1e-5 if dtype == "float32" else 1e-12)
+
+
+def test_gradient_kernel_clears_only_the_listed_rows():
+    """``clear`` lists the rows to zero; the others keep their values (the caller
+    knows them to be zero), then the batch is added."""
+    from neonlearn._kernels import _embedding
+
+    dW = np.full((V, D), 7.0)
+    ids = np.array([1, 4, 1], dtype=np.intp)
+    err = np.arange(3 * D, dtype=float).reshape(3, D)
+    _embedding.lookup_bprop_ids(ids, err, -1, dW, 2, np.array([1, 2]))
+    np.testing.assert_array_equal(dW[1], err[0] + err[2])
+    np.testing.assert_array_equal(dW[2], 0)
+    np.testing.assert_array_equal(dW[4], 7.0 + err[1])
+    np.testing.assert_array_equal(dW[[0, 3, 5]], 7.0)
+    with pytest.raises(ValueError, match="clear"):
+        _embedding.lookup_bprop_ids(ids, err, -1, dW, 1, np.array([V]))

@@ -4,17 +4,26 @@ import numpy as np
 import pytest
 
 from neonlearn.backends import get_backend
+from neonlearn.backends._interface import kernel_code
 from neonlearn.initializers import GlorotUniform, Uniform
 from neonlearn.layers import (
     GRU, LSTM, Affine, BiLSTM, BiRNN, DeepBiLSTM, DeepBiRNN, Recurrent, RecurrentLast,
     RecurrentMean, RecurrentSum,
 )
-from neonlearn._kernels import _recurrent
+from neonlearn._kernels import _isa, _recurrent
 from neonlearn.transforms import Explin, Identity, Logistic, Rectlin, Softmax, Tanh
 
 from conftest import check_layer_grads
 
 N, T, F, H = 3, 5, 4, 6
+
+
+@pytest.fixture(params=_isa.available())
+def isa(request):
+    """Each instruction-set path this CPU runs (``_isa``), restored afterwards."""
+    previous = _isa.set_isa(request.param)
+    yield request.param
+    _isa.set_isa(previous)
 
 
 def sigmoid(x):
@@ -81,7 +90,7 @@ def make(cls, dtype="float64", n_threads=None, seed=0, hidden=H, in_shape=(T, F)
 
 
 @pytest.mark.parametrize("cls", [Recurrent, LSTM, GRU])
-def test_matches_numpy_reference(cls, dtype):
+def test_matches_numpy_reference(cls, dtype, isa):
     layer = make(cls, dtype)
     x = np.random.default_rng(1).standard_normal((N, T, F))
     out = layer.fprop(layer.be.array(x))
@@ -109,7 +118,7 @@ def _explin(z, alpha=1.0):
     (Tanh(), Identity(), np.tanh, lambda z: z),
 ])
 def test_other_activations_match_numpy_reference(cls, act, gate, ref_act, ref_gate,
-                                                  dtype):
+                                                  dtype, isa):
     """Activations other than tanh/logistic run the generic gate loops."""
     layer = make(cls, dtype, activation=act, gate_activation=gate)
     x = np.random.default_rng(11).standard_normal((N, T, F))
@@ -127,10 +136,15 @@ def test_other_activations_finite_difference_gradients(cls):
     check_layer_grads(layer, (4, 3), layer.be, n=2, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("cls", [LSTM, GRU])
-def test_other_activations_float32_gradients_close_to_float64(cls):
-    """float32 generic gradient loops against the float64 ones."""
-    kw = dict(activation=Explin(), gate_activation=Logistic())
+@pytest.mark.parametrize("cls", [Recurrent, LSTM, GRU])
+@pytest.mark.parametrize("kw", [{}, dict(activation=Explin(), gate_activation=Logistic())],
+                         ids=["usual", "other"])
+def test_float32_gradients_close_to_float64(cls, kw, isa):
+    """float32 gradients (the fused cells and packed GEMMs of the usual cells, the
+    generic loops of other activations) on each path, against the float64 ones that
+    the finite-difference tests check."""
+    if cls is Recurrent and kw:
+        kw = dict(activation=Explin())
     l64, l32 = make(cls, "float64", **kw), make(cls, "float32", **kw)
     for (p64, _), (p32, _) in zip(l64.param_grads(), l32.param_grads()):
         p32[...] = p64
@@ -164,7 +178,7 @@ def _ulp_error(got, ref):
 
 
 @pytest.mark.parametrize("dtype_", [np.float32, np.float64])
-def test_gate_activations_accuracy_and_special_values(dtype_):
+def test_gate_activations_accuracy_and_special_values(dtype_, isa):
     """The LSTM kernel with zero recurrent weights applies logistic to the i, f, o
     pre-activations and tanh to g: a few ulp from float64 NumPy over the whole float
     range in float32 (vectorized functions), libm's accuracy in float64, and NaN and
@@ -205,11 +219,11 @@ def test_gate_activations_accuracy_and_special_values(dtype_):
     (Tanh(), np.tanh), (Logistic(), sigmoid), (Explin(0.7), lambda z: _explin(z, 0.7)),
     (Rectlin(slope=0.1), lambda z: np.where(z > 0, z, 0.1 * z)),
 ])
-def test_recurrent_activations_accuracy_float32(transform, ref):
+def test_recurrent_activations_accuracy_float32(transform, ref, isa):
     """Every activation code of the float32 row functions, one step of Recurrent's
     kernel with zero recurrent weights: ``h = act(Z + b)``."""
     z = _special_inputs(np.random.default_rng(15), 16 * 96).reshape(16, 1, 96)
-    code, param = transform.kernel
+    code, param = kernel_code(transform, "activation")
     h = np.empty_like(z)
     _recurrent.rnn_fprop(z, np.zeros((96, 96), np.float32), np.zeros(96, np.float32),
                          np.zeros((16, 96), np.float32), np.empty(0, np.int32), code,
@@ -312,7 +326,7 @@ def test_one_and_two_threads_bitwise_equal_several_chunks(cls, act):
 
 @pytest.mark.parametrize("kind, ngates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
 @pytest.mark.parametrize("codes", [(2, 3), (1, 1)])
-def test_kernels_one_and_two_threads_bitwise_equal_float32(kind, ngates, codes):
+def test_kernels_one_and_two_threads_bitwise_equal_float32(kind, ngates, codes, isa):
     """The float32 kernels themselves (fused and generic gate loops), several chunks
     of rows, ragged lengths: identical bits on 1 and 2 threads."""
     rng = np.random.default_rng(17)

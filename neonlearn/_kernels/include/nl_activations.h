@@ -1,14 +1,12 @@
 /* Element-wise activations in float32, shared by the dense and recurrent kernels
    (declared for Cython in ../_activations.pxd).
 
-   Activation codes, the one definition for C and Python (Python reads them from
-   neonlearn._kernels._dense.ACTIVATION_CODES): derivatives are computed from the
-   outputs; rectlin's parameter is its negative slope, explin's its alpha.
+   The activation codes are the enum of nl_activation_codes.h.
 
    The functions here are branch-free, so that GCC vectorizes the loops calling
    them (a libm call per value cannot be vectorized).  The row functions
-   (nl_*f_row) are compiled for AVX2 + FMA and for the baseline, and pick one at
-   run time (nl_dispatch.h). */
+   (nl_*f_row) are compiled for AVX-512F, for AVX2 + FMA and for the baseline, and
+   pick one at run time (nl_dispatch.h). */
 #ifndef NL_ACTIVATIONS_H
 #define NL_ACTIVATIONS_H
 
@@ -17,15 +15,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "nl_activation_codes.h"
 #include "nl_dispatch.h"
-
-enum nl_activation {
-    NL_ACT_IDENTITY = 0,
-    NL_ACT_RECTLIN = 1,
-    NL_ACT_TANH = 2,
-    NL_ACT_LOGISTIC = 3,
-    NL_ACT_EXPLIN = 4
-};
 
 /* c ? a : b without a branch: with the default -ftrapping-math GCC will not
    if-convert a float ?: whose arms do arithmetic, and a branch in a loop stops
@@ -111,34 +102,17 @@ NL_INLINE static void nl_explinf_loop(float *x, ptrdiff_t n, float p) {
     }
 }
 
-#if NL_DISPATCH
-NL_AVX2 static inline void nl_tanhf_avx2(float *x, ptrdiff_t n) { nl_tanhf_loop(x, n); }
-NL_AVX2 static inline void nl_logisticf_avx2(float *x, ptrdiff_t n) { nl_logisticf_loop(x, n); }
-NL_AVX2 static inline void nl_explinf_avx2(float *x, ptrdiff_t n, float p) {
-    nl_explinf_loop(x, n, p);
-}
-#endif
+/* the loops compiled for each path, and the row functions that pick one: the
+   paths differ in vector width only (every value is computed by the same
+   operations, FMA contracted alike), so they give the same bits */
+#define NL_CLONES(name, params, args)                                           \
+    NL_TARGET_CLONES(name, params, args)                                        \
+    NL_STATIC_INLINE void name##_row params { NL_PICK(name, args); }
 
-/* x[:n] = tanh(x[:n]), logistic(x[:n]) or explin(x[:n]) (alpha p) in place */
-NL_STATIC_INLINE void nl_tanhf_row(float *x, ptrdiff_t n) {
-#if NL_DISPATCH
-    if (nl_have_avx2_fma()) { nl_tanhf_avx2(x, n); return; }
-#endif
-    nl_tanhf_loop(x, n);
-}
-
-NL_STATIC_INLINE void nl_logisticf_row(float *x, ptrdiff_t n) {
-#if NL_DISPATCH
-    if (nl_have_avx2_fma()) { nl_logisticf_avx2(x, n); return; }
-#endif
-    nl_logisticf_loop(x, n);
-}
-
-NL_STATIC_INLINE void nl_explinf_row(float *x, ptrdiff_t n, float p) {
-#if NL_DISPATCH
-    if (nl_have_avx2_fma()) { nl_explinf_avx2(x, n, p); return; }
-#endif
-    nl_explinf_loop(x, n, p);
-}
+/* x[:n] = tanh(x[:n]), logistic(x[:n]) or explin(x[:n]) (alpha p) in place:
+   nl_tanhf_row, nl_logisticf_row, nl_explinf_row */
+NL_CLONES(nl_tanhf, (float *x, ptrdiff_t n), (x, n))
+NL_CLONES(nl_logisticf, (float *x, ptrdiff_t n), (x, n))
+NL_CLONES(nl_explinf, (float *x, ptrdiff_t n, float p), (x, n, p))
 
 #endif /* NL_ACTIVATIONS_H */

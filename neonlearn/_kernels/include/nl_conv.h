@@ -1,8 +1,10 @@
 /* Float32 kernels of the convolutions (declared for Cython in ../_conv.pyx): GEMMs
-   shaped for convolutions and the unit-stride row copies of im2col/col2im, all
-   compiled for AVX2 + FMA.  They exist where NL_DISPATCH is 1 and may be called
-   only when nl_have_avx2_fma() (nl_dispatch.h); elsewhere they are empty stubs
-   that the callers never reach. */
+   shaped for convolutions and the unit-stride row copies of im2col/col2im,
+   compiled for AVX2 + FMA here and for AVX-512F in nl_conv_avx512.h (the same
+   bits); nl_sgemm_panels, nl_sgemm_nt, nl_copy_rows and nl_add_rows run the path
+   of nl_isa().  They exist where NL_DISPATCH is 1 and may be called only when
+   nl_have_avx2_fma() (nl_dispatch.h); elsewhere they are empty stubs that the
+   callers never reach. */
 #ifndef NL_CONV_H
 #define NL_CONV_H
 
@@ -41,6 +43,59 @@ static inline void nl_panel_block(const int MR, int L, const float *a, ptrdiff_t
     }
 }
 
+/* B[l, j] of nl_sgemm_panels: at B + l * ldb + j, or with b_row (N a multiple of
+   8) at B + b_row[l] + b_col8[j / 8] + j % 8: the taps of an unpadded image read
+   in place (each 8 columns lie in one row of the image) */
+NL_INLINE static const float *nl_b_at(const float *B, ptrdiff_t ldb,
+                                      const ptrdiff_t *b_row, const ptrdiff_t *b_col8,
+                                      int l, int j)
+{
+    return b_row ? B + b_row[l] + b_col8[j / 8] + j % 8 : B + (ptrdiff_t)l * ldb + j;
+}
+
+/* copy up to four 16-column panels of B from column jb (< n16) to ``panel``, each
+   L x 16 contiguous (rows of B a page apart would share a few L1 sets and evict
+   each other; four at a time read 256 contiguous bytes of each row of B); returns
+   how many */
+NL_AVX2 NL_INLINE static int nl_copy_panels(int jb, int n16, int L, const float *B,
+                                            ptrdiff_t ldb, float *panel,
+                                            const ptrdiff_t *b_row,
+                                            const ptrdiff_t *b_col8)
+{
+    int l, t, n_pan = (n16 - jb) / 16 < 4 ? (n16 - jb) / 16 : 4;
+    for (l = 0; l < L; l++) {
+        for (t = 0; t < n_pan; t++) {
+            const float *src = nl_b_at(B, ldb, b_row, b_col8, l, jb + 16 * t);
+            _mm256_storeu_ps(panel + 16 * (t * L + l), _mm256_loadu_ps(src));
+            _mm256_storeu_ps(panel + 16 * (t * L + l) + 8,
+                             _mm256_loadu_ps(nl_b_at(B, ldb, b_row, b_col8, l,
+                                                     jb + 16 * t + 8)));
+        }
+    }
+    return n_pan;
+}
+
+/* the columns past the last multiple of 16: scalar FMAs in the same order (l
+   ascending) */
+NL_AVX2 NL_INLINE static void nl_panels_rest(int M, int N, int L, const float *A,
+                                             ptrdiff_t a_row, ptrdiff_t a_col,
+                                             const float *B, ptrdiff_t ldb, float *C,
+                                             ptrdiff_t ldc, const float *init,
+                                             const ptrdiff_t *b_row,
+                                             const ptrdiff_t *b_col8)
+{
+    int i0, r, l;
+    for (i0 = 0; i0 < M; i0++) {
+        for (r = N - N % 16; r < N; r++) {
+            float acc = init ? init[i0] : 0.0f;
+            for (l = 0; l < L; l++)
+                acc = __builtin_fmaf(A[(ptrdiff_t)i0 * a_row + (ptrdiff_t)l * a_col],
+                                     *nl_b_at(B, ldb, b_row, b_col8, l, r), acc);
+            C[(ptrdiff_t)i0 * ldc + r] = acc;
+        }
+    }
+}
+
 /* Row-major C (M x N) = A (M x L) @ B (L x N) in float32 with AVX2 + FMA, for the
    convolution GEMMs.  A is read by broadcasting single values at any strides
    (a_row, a_col), so W and its transpose need no copy; B is read in 16-column
@@ -49,31 +104,17 @@ static inline void nl_panel_block(const int MR, int L, const float *a, ptrdiff_t
    Unlike BLAS it packs nothing but the panels, which pays for the shapes of
    convolutions (an inner or outer dimension of C*R*S or K, often small).  Each
    C value is summed over l in order: results do not depend on the blocking of
-   the caller (threads). */
+   the caller (threads), nor on the path (AVX2 or AVX-512).  B is addressed as
+   nl_b_at says. */
 NL_AVX2
-static void nl_sgemm_panels(int M, int N, int L, const float *A, ptrdiff_t a_row,
-                            ptrdiff_t a_col, const float *B, ptrdiff_t ldb,
-                            float *C, ptrdiff_t ldc, const float *init, float *panel,
-                            const ptrdiff_t *b_row, const ptrdiff_t *b_col8)
+static void nl_sgemm_panels_avx2(int M, int N, int L, const float *A, ptrdiff_t a_row,
+                                 ptrdiff_t a_col, const float *B, ptrdiff_t ldb,
+                                 float *C, ptrdiff_t ldc, const float *init, float *panel,
+                                 const ptrdiff_t *b_row, const ptrdiff_t *b_col8)
 {
-    /* B[l, j] is at B + l * ldb + j, or with b_row (N a multiple of 8) at
-       B + b_row[l] + b_col8[j / 8] + j % 8: the taps of an unpadded image read
-       in place (each 8 columns lie in one row of the image) */
-    #define NL_B(l, j) (b_row ? B + b_row[l] + b_col8[(j) / 8] + (j) % 8 \
-                              : B + (ptrdiff_t)(l) * ldb + (j))
-    int i0, j0, l, r, n16 = N - N % 16, jb, t, n_pan;
+    int i0, j0, l, n16 = N - N % 16, jb, t, n_pan;
     for (jb = 0; jb < n16; jb += 64) {
-        /* copy up to four 16-column panels of B: their rows are contiguous then
-           (rows of B a page apart would share a few L1 sets and evict each
-           other); four at a time read 256 contiguous bytes of each row of B */
-        n_pan = (n16 - jb) / 16 < 4 ? (n16 - jb) / 16 : 4;
-        for (l = 0; l < L; l++) {
-            for (t = 0; t < n_pan; t++) {
-                _mm256_storeu_ps(panel + 16 * (t * L + l), _mm256_loadu_ps(NL_B(l, jb + 16 * t)));
-                _mm256_storeu_ps(panel + 16 * (t * L + l) + 8,
-                                 _mm256_loadu_ps(NL_B(l, jb + 16 * t + 8)));
-            }
-        }
+        n_pan = nl_copy_panels(jb, n16, L, B, ldb, panel, b_row, b_col8);
         for (t = 0; t < n_pan; t++) {
             const float *pan = panel + 16 * (ptrdiff_t)t * L;
             j0 = jb + 16 * t;
@@ -121,17 +162,7 @@ static void nl_sgemm_panels(int M, int N, int L, const float *A, ptrdiff_t a_row
             }
         }
     }
-    /* remaining columns: scalar FMAs in the same order (l ascending) */
-    for (i0 = 0; i0 < M; i0++) {
-        for (r = n16; r < N; r++) {
-            float acc = init ? init[i0] : 0.0f;
-            for (l = 0; l < L; l++)
-                acc = __builtin_fmaf(A[(ptrdiff_t)i0 * a_row + (ptrdiff_t)l * a_col],
-                                     *NL_B(l, r), acc);
-            C[(ptrdiff_t)i0 * ldc + r] = acc;
-        }
-    }
-    #undef NL_B
+    nl_panels_rest(M, N, L, A, a_row, a_col, B, ldb, C, ldc, init, b_row, b_col8);
 }
 
 NL_AVX2
@@ -142,6 +173,42 @@ static inline float nl_hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* the values of nl_sgemm_nt outside its 4 x 3 blocks (the last rows and columns),
+   one at a time */
+NL_AVX2 NL_INLINE static void nl_nt_rest(int M, int N, int L, const float *A,
+                                         ptrdiff_t lda, const float *B, ptrdiff_t ldb,
+                                         float *C, ptrdiff_t ldc, int nseg,
+                                         ptrdiff_t b_seg, const ptrdiff_t *b_row)
+{
+    int i, j, l, g, L8 = L - L % 8, M4 = M - M % 4, N2 = N - N % 3;
+    for (i = 0; i < M; i++) {
+        for (j = (i < M4 ? N2 : 0); j < N; j++) {
+            const float *a0 = A + (ptrdiff_t)i * lda, *b0 = (B + (b_row ? b_row[j] : (ptrdiff_t)j * ldb));
+            /* four partial sums: one would wait on the FMA latency */
+            __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+            float out;
+            for (g = 0; g < nseg; g++) {
+                const float *ag = a0 + (ptrdiff_t)g * L, *bg = b0 + g * b_seg;
+                for (l = 0; l + 32 <= L8; l += 32) {
+                    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l), _mm256_loadu_ps(bg + l), acc0);
+                    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l + 8),
+                                           _mm256_loadu_ps(bg + l + 8), acc1);
+                    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l + 16),
+                                           _mm256_loadu_ps(bg + l + 16), acc2);
+                    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l + 24),
+                                           _mm256_loadu_ps(bg + l + 24), acc3);
+                }
+                for (; l < L8; l += 8)
+                    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l), _mm256_loadu_ps(bg + l), acc0);
+            }
+            out = nl_hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+            for (l = L8; l < L; l++)
+                out = __builtin_fmaf(a0[l], b0[l], out);
+            C[(ptrdiff_t)i * ldc + j] += out;
+        }
+    }
+}
+
 /* Row-major C (M x N) += A (M x L) @ B (N x L)^T, both read along their rows (the
    filter gradient dy @ col^T, whose inner dimension is long): 4 x 3 blocks of C
    are summed in eight-lane registers, then across lanes, then the L % 8 tail.
@@ -149,9 +216,9 @@ static inline float nl_hsum(__m256 v) {
    of 8) at B + b_row[j] + s * b_seg, and those of A are nseg * L contiguous
    values: the taps of an unpadded image read in place (no im2col). */
 NL_AVX2
-static void nl_sgemm_nt(int M, int N, int L, const float *A, ptrdiff_t lda,
-                        const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc,
-                        int nseg, ptrdiff_t b_seg, const ptrdiff_t *b_row)
+static void nl_sgemm_nt_avx2(int M, int N, int L, const float *A, ptrdiff_t lda,
+                             const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc,
+                             int nseg, ptrdiff_t b_seg, const ptrdiff_t *b_row)
 {
     int i, j, l, r, g, L8 = L - L % 8, M4 = M - M % 4, N2 = N - N % 3;
     int blk, nbi = M4 / 4, nbj = N2 / 3;
@@ -200,33 +267,7 @@ static void nl_sgemm_nt(int M, int N, int L, const float *A, ptrdiff_t lda,
             }
         }
     }
-    /* the rest of C (the last rows and columns), one value at a time */
-    for (i = 0; i < M; i++) {
-        for (j = (i < M4 ? N2 : 0); j < N; j++) {
-            const float *a0 = A + (ptrdiff_t)i * lda, *b0 = NL_BROW(j);
-            /* four partial sums: one would wait on the FMA latency */
-            __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-            float out;
-            for (g = 0; g < nseg; g++) {
-                const float *ag = a0 + (ptrdiff_t)g * L, *bg = b0 + g * b_seg;
-                for (l = 0; l + 32 <= L8; l += 32) {
-                    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l), _mm256_loadu_ps(bg + l), acc0);
-                    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l + 8),
-                                           _mm256_loadu_ps(bg + l + 8), acc1);
-                    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l + 16),
-                                           _mm256_loadu_ps(bg + l + 16), acc2);
-                    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l + 24),
-                                           _mm256_loadu_ps(bg + l + 24), acc3);
-                }
-                for (; l < L8; l += 8)
-                    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(ag + l), _mm256_loadu_ps(bg + l), acc0);
-            }
-            out = nl_hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
-            for (l = L8; l < L; l++)
-                out = __builtin_fmaf(a0[l], b0[l], out);
-            C[(ptrdiff_t)i * ldc + j] += out;
-        }
-    }
+    nl_nt_rest(M, N, L, A, lda, B, ldb, C, ldc, nseg, b_seg, b_row);
     #undef NL_BROW
 }
 
@@ -234,7 +275,7 @@ static void nl_sgemm_nt(int M, int N, int L, const float *A, ptrdiff_t lda,
    (nl_add_rows) for i < n, p < rows: the unit-stride rows of im2col and col2im,
    often only 8 or 24 long (too short for the compiler's loops to pay). */
 NL_AVX2
-static void nl_copy_rows(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds,
+static void nl_copy_rows_avx2(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds,
                          int n, int rows)
 {
     int i, p;
@@ -251,7 +292,7 @@ static void nl_copy_rows(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t 
 }
 
 NL_AVX2
-static void nl_add_rows(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds,
+static void nl_add_rows_avx2(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds,
                         int n, int rows)
 {
     int i, p;
@@ -266,6 +307,51 @@ static void nl_add_rows(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t l
         for (; i < n; i++)
             dst[i] += src[i];
     }
+}
+
+#include "nl_conv_avx512.h"
+
+/* the kernels of the path in use (nl_isa() >= NL_ISA_AVX2) */
+NL_STATIC_INLINE void nl_sgemm_panels(int M, int N, int L, const float *A,
+                                      ptrdiff_t a_row, ptrdiff_t a_col, const float *B,
+                                      ptrdiff_t ldb, float *C, ptrdiff_t ldc,
+                                      const float *init, float *panel,
+                                      const ptrdiff_t *b_row, const ptrdiff_t *b_col8)
+{
+    if (nl_isa() >= NL_ISA_AVX512)
+        nl_sgemm_panels_avx512(M, N, L, A, a_row, a_col, B, ldb, C, ldc, init, panel,
+                               b_row, b_col8);
+    else
+        nl_sgemm_panels_avx2(M, N, L, A, a_row, a_col, B, ldb, C, ldc, init, panel,
+                             b_row, b_col8);
+}
+
+NL_STATIC_INLINE void nl_sgemm_nt(int M, int N, int L, const float *A, ptrdiff_t lda,
+                                  const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc,
+                                  int nseg, ptrdiff_t b_seg, const ptrdiff_t *b_row)
+{
+    if (nl_isa() >= NL_ISA_AVX512)
+        nl_sgemm_nt_avx512(M, N, L, A, lda, B, ldb, C, ldc, nseg, b_seg, b_row);
+    else
+        nl_sgemm_nt_avx2(M, N, L, A, lda, B, ldb, C, ldc, nseg, b_seg, b_row);
+}
+
+NL_STATIC_INLINE void nl_copy_rows(float *dst, ptrdiff_t ldd, const float *src,
+                                   ptrdiff_t lds, int n, int rows)
+{
+    if (nl_isa() >= NL_ISA_AVX512)
+        nl_copy_rows_avx512(dst, ldd, src, lds, n, rows);
+    else
+        nl_copy_rows_avx2(dst, ldd, src, lds, n, rows);
+}
+
+NL_STATIC_INLINE void nl_add_rows(float *dst, ptrdiff_t ldd, const float *src,
+                                  ptrdiff_t lds, int n, int rows)
+{
+    if (nl_isa() >= NL_ISA_AVX512)
+        nl_add_rows_avx512(dst, ldd, src, lds, n, rows);
+    else
+        nl_add_rows_avx2(dst, ldd, src, lds, n, rows);
 }
 
 #else

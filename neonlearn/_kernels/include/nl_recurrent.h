@@ -3,8 +3,8 @@
    recurrent projections.
 
    The rows (logistic gates, tanh activation) run in single C loops: activations
-   and cell update fused, vectorized, and compiled for AVX2 + FMA as well as the
-   baseline (nl_dispatch.h picks at run time).  The gate blocks of a row share one
+   and cell update fused, vectorized, and compiled for AVX-512F and AVX2 + FMA as
+   well as the baseline (nl_dispatch.h picks at run time).  The gate blocks of a row share one
    base pointer at offsets unknown at compile time, which stops GCC vectorizing the
    same loops written in Cython; as separate restrict pointers they vectorize. */
 #ifndef NL_RECURRENT_H
@@ -66,57 +66,37 @@ NL_INLINE static void nl_gru_zc_bprop_row_loop(
     }
 }
 
-#if NL_DISPATCH
-NL_AVX2 static inline void nl_lstm_fprop_row_avx2(
-        const float *z, const float *r, const float *b, const float *cp, float *g,
-        float *c, float *h, ptrdiff_t H) {
-    nl_lstm_fprop_row_loop(z, r, b, cp, g, c, h, H);
-}
-NL_AVX2 static inline void nl_lstm_bprop_row_avx2(
-        const float *g, const float *c, const float *cp, const float *e,
-        const float *dhn, float *dcn, float *dzi, float *dzf, float *dzo, float *dzg,
-        ptrdiff_t H) {
-    nl_lstm_bprop_row_loop(g, c, cp, e, dhn, dcn, dzi, dzf, dzo, dzg, H);
-}
-NL_AVX2 static inline void nl_gru_zc_bprop_row_avx2(
-        const float *gz, const float *cand, const float *hp, const float *e,
-        float *dhn, float *dzz, float *dzc, ptrdiff_t H) {
-    nl_gru_zc_bprop_row_loop(gz, cand, hp, e, dhn, dzz, dzc, H);
-}
-#endif
+NL_TARGET_CLONES(nl_lstm_fprop_row,
+                 (const float *z, const float *r, const float *b, const float *cp,
+                  float *g, float *c, float *h, ptrdiff_t H),
+                 (z, r, b, cp, g, c, h, H))
+NL_TARGET_CLONES(nl_lstm_bprop_row,
+                 (const float *g, const float *c, const float *cp, const float *e,
+                  const float *dhn, float *dcn, float *dzi, float *dzf, float *dzo,
+                  float *dzg, ptrdiff_t H),
+                 (g, c, cp, e, dhn, dcn, dzi, dzf, dzo, dzg, H))
+NL_TARGET_CLONES(nl_gru_zc_bprop_row,
+                 (const float *gz, const float *cand, const float *hp, const float *e,
+                  float *dhn, float *dzz, float *dzc, ptrdiff_t H),
+                 (gz, cand, hp, e, dhn, dzz, dzc, H))
 
 NL_STATIC_INLINE void nl_lstm_fprop_row(
         const float *z, const float *r, const float *b, const float *cp, float *g,
         float *c, float *h, ptrdiff_t H) {
-#if NL_DISPATCH
-    if (nl_have_avx2_fma()) { nl_lstm_fprop_row_avx2(z, r, b, cp, g, c, h, H); return; }
-#endif
-    nl_lstm_fprop_row_loop(z, r, b, cp, g, c, h, H);
+    NL_PICK(nl_lstm_fprop_row, (z, r, b, cp, g, c, h, H));
 }
 
 NL_STATIC_INLINE void nl_lstm_bprop_row(
         const float *g, const float *c, const float *cp, const float *e,
         const float *dhn, float *dcn, float *dz, ptrdiff_t H) {
-#if NL_DISPATCH
-    if (nl_have_avx2_fma()) {
-        nl_lstm_bprop_row_avx2(g, c, cp, e, dhn, dcn, dz, dz + H, dz + 2 * H,
-                               dz + 3 * H, H);
-        return;
-    }
-#endif
-    nl_lstm_bprop_row_loop(g, c, cp, e, dhn, dcn, dz, dz + H, dz + 2 * H, dz + 3 * H, H);
+    NL_PICK(nl_lstm_bprop_row,
+            (g, c, cp, e, dhn, dcn, dz, dz + H, dz + 2 * H, dz + 3 * H, H));
 }
 
 NL_STATIC_INLINE void nl_gru_zc_bprop_row(
         const float *g, const float *hp, const float *e, float *dhn, float *dz,
         ptrdiff_t H) {
-#if NL_DISPATCH
-    if (nl_have_avx2_fma()) {
-        nl_gru_zc_bprop_row_avx2(g + H, g + 2 * H, hp, e, dhn, dz + H, dz + 2 * H, H);
-        return;
-    }
-#endif
-    nl_gru_zc_bprop_row_loop(g + H, g + 2 * H, hp, e, dhn, dz + H, dz + 2 * H, H);
+    NL_PICK(nl_gru_zc_bprop_row, (g + H, g + 2 * H, hp, e, dhn, dz + H, dz + 2 * H, H));
 }
 
 /* C (M x N, row stride ldc) = A (M x K, row stride lda) @ B, with B packed by
@@ -125,9 +105,11 @@ NL_STATIC_INLINE void nl_gru_zc_bprop_row(
    chain over k in order, so a row's result does not depend on which rows are
    computed with it.  The recurrent kernels pack the recurrent weights once per
    call instead of BLAS packing them again at every time step (as much time as
-   the multiplications themselves for 32-64 rows).  nl_gemm_packed exists where
-   NL_DISPATCH is 1 and may be called only when nl_use_packed_gemm(); elsewhere it
-   is an empty stub that the callers never reach. */
+   the multiplications themselves for 32-64 rows).  With AVX-512F the micro-kernel
+   is 8 x 32 (nl_recurrent_avx512.h), over the same packing and with the same FMA
+   chains: the same bits.  nl_gemm_packed exists where NL_DISPATCH is 1 and may be
+   called only when nl_use_packed_gemm(); elsewhere it is an empty stub that the
+   callers never reach. */
 #define NL_NR 16
 static void nl_pack_b(const float *B, ptrdiff_t sk, ptrdiff_t sn, ptrdiff_t K,
                       ptrdiff_t N, float *Bp) {
@@ -199,15 +181,26 @@ NL_AVX2 NL_INLINE static void nl_gemm_packed_acc(
 }
 
 /* C = A @ B, or C += A @ B with accumulate (BLAS's beta = 1) */
-NL_AVX2 static void nl_gemm_packed(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                                   const float *A, ptrdiff_t lda, const float *Bp,
-                                   float *C, ptrdiff_t ldc, int accumulate) {
+NL_AVX2 static void nl_gemm_packed_avx2(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                                        const float *A, ptrdiff_t lda, const float *Bp,
+                                        float *C, ptrdiff_t ldc, int accumulate) {
     if (accumulate)
         nl_gemm_packed_acc(1, M, N, K, A, lda, Bp, C, ldc);
     else
         nl_gemm_packed_acc(0, M, N, K, A, lda, Bp, C, ldc);
 }
-static inline int nl_use_packed_gemm(void) { return nl_have_avx2_fma(); }
+
+#include "nl_recurrent_avx512.h"
+
+NL_STATIC_INLINE void nl_gemm_packed(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                                     const float *A, ptrdiff_t lda, const float *Bp,
+                                     float *C, ptrdiff_t ldc, int accumulate) {
+    if (nl_isa() >= NL_ISA_AVX512)
+        nl_gemm_packed_avx512(M, N, K, A, lda, Bp, C, ldc, accumulate);
+    else
+        nl_gemm_packed_avx2(M, N, K, A, lda, Bp, C, ldc, accumulate);
+}
+NL_STATIC_INLINE int nl_use_packed_gemm(void) { return nl_isa() >= NL_ISA_AVX2; }
 #else
 /* no AVX2 build: nl_use_packed_gemm() is 0 and the callers use BLAS */
 NL_STATIC_INLINE int nl_use_packed_gemm(void) { return 0; }

@@ -15,7 +15,7 @@ team costs more than it saves.
 import numpy as np
 
 from ..._kernels import _recurrent
-from .._interface import kernel_code as _code
+from .._recurrent_common import RecurrentWeightGrads, cell_codes
 from .._threads import blas_single_thread
 
 _NO_LENGTHS = np.empty(0, dtype=np.int32)
@@ -27,87 +27,66 @@ def _lengths(lengths):
     return _NO_LENGTHS if lengths is None else lengths
 
 
-class CPURecurrentOps:
-    """Mixin of :class:`~neonlearn.backends.CPUBackend`: recurrent kernels."""
+class CPURecurrentOps(RecurrentWeightGrads):
+    """Mixin of :class:`~neonlearn.backends.CPUBackend`: recurrent kernels (the
+    weight gradients are the shared GEMMs of :class:`RecurrentWeightGrads`)."""
+
+    def _shift_steps(self, h, h0, h_prev):
+        _recurrent.shift_steps(h, h0, h_prev, self._threads_for(h.size))
+
+    def _run(self, kernel, *args):
+        """``kernel(*args, threads)`` with BLAS limited to one thread."""
+        with blas_single_thread():
+            kernel(*args, self.threads)
 
     # ---- Recurrent ---------------------------------------------------------------
     def rnn_fprop(self, Z, W_recur, b, h0, lengths, activation, h, scratch):
         """``h_t = act(Z_t + W_recur h_{t-1} + b)`` for all steps; fills ``h``."""
-        code, param = _code(activation, "activation")
-        with blas_single_thread():
-            _recurrent.rnn_fprop(Z, W_recur, b, h0, _lengths(lengths), code, param, h,
-                                 scratch, self.threads)
+        code, param = cell_codes(activation)
+        self._run(_recurrent.rnn_fprop, Z, W_recur, b, h0, _lengths(lengths), code,
+                  param, h, scratch)
         return h
 
     def rnn_bprop(self, err, h, W_recur, lengths, activation, dZ, dh):
         """BPTT: fills ``dZ`` (pre-activation grads) and ``dh`` (gradient of ``h0``)."""
-        code, param = _code(activation, "activation")
-        with blas_single_thread():
-            _recurrent.rnn_bprop(err, h, W_recur, _lengths(lengths), code, param, dZ, dh,
-                                 self.threads)
+        code, param = cell_codes(activation)
+        self._run(_recurrent.rnn_bprop, err, h, W_recur, _lengths(lengths), code, param,
+                  dZ, dh)
         return dZ
-
-    def recurrent_weight_grad(self, dZ, h, h0, h_prev, dW_recur):
-        """``dW_recur = sum_t dZ_t.T @ h_{t-1}`` as one GEMM over all steps.
-
-        ``h_prev (N, T, H)`` is scratch that receives the previous states.
-        """
-        _recurrent.shift_steps(h, h0, h_prev, self._threads_for(h.size))
-        G, H = dZ.shape[-1], h.shape[-1]
-        self.matmul(dZ.reshape(-1, G).T, h_prev.reshape(-1, H), out=dW_recur)
-        return dW_recur
 
     # ---- LSTM ----------------------------------------------------------------------
     def lstm_fprop(self, Z, W_recur, b, h0, c0, lengths, activation, gate_activation,
                    gates, c, h, scratch):
         """LSTM over all steps (gates i, f, o, g); fills ``gates``, ``c`` and ``h``."""
-        code, param = _code(activation, "activation")
-        gcode, gparam = _code(gate_activation, "gate_activation")
-        with blas_single_thread():
-            _recurrent.lstm_fprop(Z, W_recur, b, h0, c0, _lengths(lengths), code, param,
-                                  gcode, gparam, gates, c, h, scratch, self.threads)
+        code, param, gcode, gparam = cell_codes(activation, gate_activation)
+        self._run(_recurrent.lstm_fprop, Z, W_recur, b, h0, c0, _lengths(lengths), code,
+                  param, gcode, gparam, gates, c, h, scratch)
         return h
 
     def lstm_bprop(self, err, gates, c, c0, W_recur, lengths, activation,
                    gate_activation, dZ, dh, dc):
         """LSTM BPTT: fills ``dZ`` and the ``h0``/``c0`` gradients ``dh``, ``dc``."""
-        code, param = _code(activation, "activation")
-        gcode, gparam = _code(gate_activation, "gate_activation")
-        with blas_single_thread():
-            _recurrent.lstm_bprop(err, gates, c, c0, W_recur, _lengths(lengths), code,
-                                  param, gcode, gparam, dZ, dh, dc, self.threads)
+        code, param, gcode, gparam = cell_codes(activation, gate_activation)
+        self._run(_recurrent.lstm_bprop, err, gates, c, c0, W_recur, _lengths(lengths),
+                  code, param, gcode, gparam, dZ, dh, dc)
         return dZ
 
     # ---- GRU -----------------------------------------------------------------------
     def gru_fprop(self, Z, W_recur, b, h0, lengths, activation, gate_activation,
                   gates, rh, h, scratch):
         """GRU over all steps (gates r, z, candidate); fills ``gates``, ``rh``, ``h``."""
-        code, param = _code(activation, "activation")
-        gcode, gparam = _code(gate_activation, "gate_activation")
-        with blas_single_thread():
-            _recurrent.gru_fprop(Z, W_recur, b, h0, _lengths(lengths), code, param, gcode,
-                                 gparam, gates, rh, h, scratch, self.threads)
+        code, param, gcode, gparam = cell_codes(activation, gate_activation)
+        self._run(_recurrent.gru_fprop, Z, W_recur, b, h0, _lengths(lengths), code,
+                  param, gcode, gparam, gates, rh, h, scratch)
         return h
 
     def gru_bprop(self, err, gates, h, h0, W_recur, lengths, activation,
                   gate_activation, dZ, dh, scratch):
         """GRU BPTT: fills ``dZ`` and ``dh`` (gradient of ``h0``)."""
-        code, param = _code(activation, "activation")
-        gcode, gparam = _code(gate_activation, "gate_activation")
-        with blas_single_thread():
-            _recurrent.gru_bprop(err, gates, h, h0, W_recur, _lengths(lengths), code,
-                                 param, gcode, gparam, dZ, dh, scratch, self.threads)
+        code, param, gcode, gparam = cell_codes(activation, gate_activation)
+        self._run(_recurrent.gru_bprop, err, gates, h, h0, W_recur, _lengths(lengths),
+                  code, param, gcode, gparam, dZ, dh, scratch)
         return dZ
-
-    def gru_weight_grad(self, dZ, h, h0, rh, h_prev, dW_recur):
-        """GRU recurrent weight gradient, one GEMM per weight block over all steps:
-        ``dW_rz = dZ_rz.T @ h_prev``, ``dW_c = dZ_c.T @ (r * h_prev)``."""
-        _recurrent.shift_steps(h, h0, h_prev, self._threads_for(h.size))
-        H = h.shape[-1]
-        dZ2 = dZ.reshape(-1, 3 * H)
-        self.matmul(dZ2[:, :2 * H].T, h_prev.reshape(-1, H), out=dW_recur[:2 * H])
-        self.matmul(dZ2[:, 2 * H:].T, rh.reshape(-1, H), out=dW_recur[2 * H:])
-        return dW_recur
 
     # ---- time-axis helpers -----------------------------------------------------------
     def reverse_sequences(self, x, lengths, out):

@@ -10,12 +10,10 @@ CUDA backend take ``cupy`` from here.  The kernel sources are package data:
   one-line calls.
 
 The activation codes are defined once, as the enum ``nl_activation`` of
-``_kernels/include/nl_activations.h``; the compiled kernels give them to Python as
-``_dense.ACTIVATION_CODES``, from which the same enum is written in front of the
-preamble here.  (That header cannot be included as it is: it also holds host code,
-libc includes and CPU dispatch, that NVRTC does not compile.  Once the enum has a
-header of its own there, the preamble should ``#include`` it, with
-``ElementwiseKernel``'s ``options=("-I", include_dir)``.)
+``_kernels/include/nl_activation_codes.h`` (package data of ``neonlearn._kernels``,
+a header of nothing but the enum); its text starts every preamble here, as an
+``#include`` would, and the compiled CPU kernels give the same codes to Python as
+``_dense.ACTIVATION_CODES``.
 """
 import os
 
@@ -28,29 +26,27 @@ except ImportError as exc:  # pragma: no cover - exercised without CuPy
         "the GPU backend needs CuPy: pip install 'neonlearn[gpu]' (or the "
         "cupy-cudaXXx wheel matching your CUDA version)") from exc
 
-from ..._kernels import _dense
-
 __all__ = ["cupy", "SOURCE_DIR", "RAW_SOURCES", "source", "elementwise", "raw_module",
            "launch", "ints", "contiguous_out"]
 
 SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 RAW_SOURCES = ("conv.cu", "normalization.cu", "embedding.cu")
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
-_ACTIVATION_ENUM = "enum nl_activation { %s };\n" % ", ".join(
-    "NL_ACT_%s = %d" % (name.upper(), code)
-    for name, code in sorted(_dense.ACTIVATION_CODES.items(), key=lambda item: item[1]))
+_KERNEL_INCLUDE = os.path.normpath(os.path.join(SOURCE_DIR, os.pardir, os.pardir,
+                                                "_kernels", "include"))
 
 
-def source(name):
-    """Text of the kernel source file ``name`` of this package."""
-    with open(os.path.join(SOURCE_DIR, name)) as f:
+def source(name, directory=SOURCE_DIR):
+    """Text of the kernel source file ``name`` of this package (or of ``directory``)."""
+    with open(os.path.join(directory, name)) as f:
         return f.read()
 
 
 def elementwise(in_params, out_params, body, name, headers=("activations.cuh",)):
     """A ``cupy.ElementwiseKernel`` named ``neonlearn_<name>`` whose preamble is the
     activation enum and the ``headers`` (``__device__`` functions for ``body``)."""
-    preamble = _ACTIVATION_ENUM + "".join(source(h) for h in headers)
+    preamble = source("nl_activation_codes.h", _KERNEL_INCLUDE) + "".join(
+        source(h) for h in headers)
     return cupy.ElementwiseKernel(in_params, out_params, body, "neonlearn_" + name,
                                   preamble=preamble)
 

@@ -1,7 +1,7 @@
 // Element-wise activations of the CUDA element-wise kernels, and their derivatives
-// computed from the outputs.  The codes NL_ACT_* are those of the CPU kernels (the
-// enum of neonlearn/_kernels/include/nl_activations.h): the loader (_device.py)
-// writes that enum in front of this file from _dense.ACTIVATION_CODES.
+// computed from the outputs.  The codes NL_ACT_* are those of the CPU kernels: the
+// loader (_device.py) puts neonlearn/_kernels/include/nl_activation_codes.h in
+// front of this file.
 // rectlin's parameter p is its negative slope, explin's its alpha.
 template <typename F>
 __device__ __forceinline__ F nl_act(F x, int a, F p) {

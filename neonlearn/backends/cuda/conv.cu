@@ -9,18 +9,28 @@
 // R x S window, P x Q output, strides sh/sw, padding ph/pw, dilation dh/dw.
 typedef NL_REAL T;
 
+// for (i = this thread's first element; i < total; i += all threads): the
+// grid-stride loop of every kernel here
+#define NL_GRID_STRIDE(i, total) \
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (total); \
+         i += (long long)blockDim.x * gridDim.x)
+
+__device__ __forceinline__ int nl_next_index(long long* k, int n) {
+    // the last index of a flat index *k over a dimension of n, which it removes
+    int r = (int)(*k % n);
+    *k /= n;
+    return r;
+}
+
 extern "C" __global__ void nl_im2col(
         const T* __restrict__ x, T* __restrict__ cols, long long total,
         int C, int H, int W, int R, int S, int P, int Q,
         int sh, int sw, int ph, int pw, int dh, int dw) {
     // cols (N, C, R, S, P, Q) = x[n, c, p*sh - ph + r*dh, q*sw - pw + s*dw] (0 outside)
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)blockDim.x * gridDim.x) {
+    NL_GRID_STRIDE(i, total) {
         long long k = i;
-        int q = (int)(k % Q); k /= Q;
-        int p = (int)(k % P); k /= P;
-        int s = (int)(k % S); k /= S;
-        int r = (int)(k % R); k /= R;            // k = n*C + c
+        int q = nl_next_index(&k, Q), p = nl_next_index(&k, P);
+        int s = nl_next_index(&k, S), r = nl_next_index(&k, R);  // k = n*C + c
         int h = p * sh - ph + r * dh, w = q * sw - pw + s * dw;
         cols[i] = (h >= 0 && h < H && w >= 0 && w < W)
             ? x[(k * H + h) * W + w] : (T)0;
@@ -33,11 +43,9 @@ extern "C" __global__ void nl_col2im(
         int sh, int sw, int ph, int pw, int dh, int dw) {
     // adjoint of im2col as a gather: dx[n, c, h, w] sums, in (r, s) order, the
     // columns whose window offset lands on (h, w)
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)blockDim.x * gridDim.x) {
+    NL_GRID_STRIDE(i, total) {
         long long k = i;
-        int w = (int)(k % W); k /= W;
-        int h = (int)(k % H); k /= H;            // k = n*C + c
+        int w = nl_next_index(&k, W), h = nl_next_index(&k, H);  // k = n*C + c
         const T* col = cols + k * R * S * P * Q;
         T acc = 0;
         for (int r = 0; r < R; ++r) {
@@ -70,18 +78,40 @@ __device__ __forceinline__ void nl_covering(int h, int stride, int pad, int size
     *hi = b > P ? P : b;
 }
 
+__device__ __forceinline__ long long nl_output_window(
+        long long i, int H, int W, int R, int S, int P, int Q, int sh, int sw, int ph,
+        int pw, int* h0, int* h1, int* w0, int* w1) {
+    // output element i of (planes, P, Q): its window [h0, h1) x [w0, w1) in the
+    // image, and the offset of its input plane
+    long long k = i;
+    int q = nl_next_index(&k, Q), p = nl_next_index(&k, P);
+    nl_window(p, sh, ph, R, H, h0, h1);
+    nl_window(q, sw, pw, S, W, w0, w1);
+    return k * H * W;
+}
+
+__device__ __forceinline__ long long nl_input_cover(
+        long long i, int H, int W, int R, int S, int P, int Q, int sh, int sw, int ph,
+        int pw, int* h, int* w, int* p0, int* p1, int* q0, int* q1) {
+    // input element i of (planes, H, W): its row and column, the outputs
+    // [p0, p1) x [q0, q1) whose windows cover it, and the offset of its output plane
+    long long k = i;
+    *w = nl_next_index(&k, W);
+    *h = nl_next_index(&k, H);
+    nl_covering(*h, sh, ph, R, P, p0, p1);
+    nl_covering(*w, sw, pw, S, Q, q0, q1);
+    return k * P * Q;
+}
+
 extern "C" __global__ void nl_max_pool_fprop(
         const T* __restrict__ x, T* __restrict__ y, int* __restrict__ argmax,
         long long total, int H, int W, int R, int S, int P, int Q,
         int sh, int sw, int ph, int pw) {
     // y = window maximum, argmax = its flat index h*W + w in the plane (first wins)
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)blockDim.x * gridDim.x) {
-        int q = (int)(i % Q), p = (int)((i / Q) % P);
-        const T* xp = x + (i / ((long long)P * Q)) * H * W;
+    NL_GRID_STRIDE(i, total) {
         int h0, h1, w0, w1;
-        nl_window(p, sh, ph, R, H, &h0, &h1);
-        nl_window(q, sw, pw, S, W, &w0, &w1);
+        const T* xp = x + nl_output_window(i, H, W, R, S, P, Q, sh, sw, ph, pw,
+                                           &h0, &h1, &w0, &w1);
         int best = h0 * W + w0;
         T m = xp[best];
         for (int h = h0; h < h1; ++h)
@@ -97,13 +127,11 @@ extern "C" __global__ void nl_max_pool_bprop(
         long long total, int H, int W, int R, int S, int P, int Q,
         int sh, int sw, int ph, int pw) {
     // dx[h, w] = sum of dy over the windows covering (h, w) whose maximum it is
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)blockDim.x * gridDim.x) {
-        int w = (int)(i % W), h = (int)((i / W) % H);
-        long long off = (i / ((long long)H * W)) * P * Q;
-        int p0, p1, q0, q1, here = h * W + w;
-        nl_covering(h, sh, ph, R, P, &p0, &p1);
-        nl_covering(w, sw, pw, S, Q, &q0, &q1);
+    NL_GRID_STRIDE(i, total) {
+        int h, w, p0, p1, q0, q1;
+        long long off = nl_input_cover(i, H, W, R, S, P, Q, sh, sw, ph, pw, &h, &w,
+                                       &p0, &p1, &q0, &q1);
+        int here = h * W + w;
         T acc = 0;
         for (int p = p0; p < p1; ++p)
             for (int q = q0; q < q1; ++q)
@@ -117,13 +145,10 @@ extern "C" __global__ void nl_avg_pool_fprop(
         long long total, int H, int W, int R, int S, int P, int Q,
         int sh, int sw, int ph, int pw) {
     // y = mean over the window's cells inside the image (neon: padding not counted)
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)blockDim.x * gridDim.x) {
-        int q = (int)(i % Q), p = (int)((i / Q) % P);
-        const T* xp = x + (i / ((long long)P * Q)) * H * W;
+    NL_GRID_STRIDE(i, total) {
         int h0, h1, w0, w1;
-        nl_window(p, sh, ph, R, H, &h0, &h1);
-        nl_window(q, sw, pw, S, W, &w0, &w1);
+        const T* xp = x + nl_output_window(i, H, W, R, S, P, Q, sh, sw, ph, pw,
+                                           &h0, &h1, &w0, &w1);
         T acc = 0;
         for (int h = h0; h < h1; ++h)
             for (int w = w0; w < w1; ++w)
@@ -137,13 +162,10 @@ extern "C" __global__ void nl_avg_pool_bprop(
         long long total, int H, int W, int R, int S, int P, int Q,
         int sh, int sw, int ph, int pw) {
     // dx[h, w] = sum over the windows covering (h, w) of dy / (valid cells of window)
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)blockDim.x * gridDim.x) {
-        int w = (int)(i % W), h = (int)((i / W) % H);
-        const T* dyp = dy + (i / ((long long)H * W)) * P * Q;
-        int p0, p1, q0, q1, h0, h1, w0, w1;
-        nl_covering(h, sh, ph, R, P, &p0, &p1);
-        nl_covering(w, sw, pw, S, Q, &q0, &q1);
+    NL_GRID_STRIDE(i, total) {
+        int h, w, p0, p1, q0, q1, h0, h1, w0, w1;
+        const T* dyp = dy + nl_input_cover(i, H, W, R, S, P, Q, sh, sw, ph, pw, &h, &w,
+                                           &p0, &p1, &q0, &q1);
         T acc = 0;
         for (int p = p0; p < p1; ++p) {
             nl_window(p, sh, ph, R, H, &h0, &h1);

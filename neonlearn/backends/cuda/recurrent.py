@@ -3,7 +3,7 @@
 expressions."""
 import numpy as np
 
-from .._interface import kernel_code
+from .._recurrent_common import RecurrentWeightGrads, cell_codes
 from ._device import cupy, elementwise
 
 _SUMMARY_MODES = ("sum", "mean", "last")
@@ -40,13 +40,9 @@ _gru_back2 = elementwise(
     "nl_gru_back2<T>(drh, gr, hp, m, ga, gp, dr, dh)", "gru_back2", _GATES)
 
 
-def _code(transform, what):
-    code, param = kernel_code(transform, what)
-    return int(code), float(param)
-
-
-class CudaRecurrentOps:
-    """Mixin of :class:`~neonlearn.backends.cuda.CupyBackend`: recurrent kernels."""
+class CudaRecurrentOps(RecurrentWeightGrads):
+    """Mixin of :class:`~neonlearn.backends.cuda.CupyBackend`: recurrent kernels (the
+    weight gradients are the shared GEMMs of :class:`RecurrentWeightGrads`)."""
 
     def _step_mask(self, lengths, N, T):
         """``(N, T)`` float mask: 1 on valid steps, 0 on padding."""
@@ -65,7 +61,7 @@ class CudaRecurrentOps:
 
     def rnn_fprop(self, Z, W_recur, b, h0, lengths, activation, h, scratch):
         """``h_t = act(Z_t + W_recur h_{t-1} + b)`` for all steps; fills ``h``."""
-        a, p = _code(activation, "activation")
+        a, p = cell_codes(activation)
         N, T = Z.shape[:2]
         mask = self._step_mask(lengths, N, T)
         for t in range(T):
@@ -76,7 +72,7 @@ class CudaRecurrentOps:
 
     def rnn_bprop(self, err, h, W_recur, lengths, activation, dZ, dh):
         """BPTT: fills ``dZ`` (pre-activation grads) and ``dh`` (gradient of ``h0``)."""
-        a, p = _code(activation, "activation")
+        a, p = cell_codes(activation)
         N, T = err.shape[:2]
         mask = self._step_mask(lengths, N, T)
         dh.fill(0)
@@ -94,18 +90,10 @@ class CudaRecurrentOps:
         h_prev[:, 1:] = h[:, :-1]
         return h_prev
 
-    def recurrent_weight_grad(self, dZ, h, h0, h_prev, dW_recur):
-        """``dW_recur = sum_t dZ_t.T @ h_{t-1}`` as one GEMM over all steps."""
-        self._shift_steps(h, h0, h_prev)
-        G, H = dZ.shape[-1], h.shape[-1]
-        cupy.matmul(dZ.reshape(-1, G).T, h_prev.reshape(-1, H), out=dW_recur)
-        return dW_recur
-
     def lstm_fprop(self, Z, W_recur, b, h0, c0, lengths, activation, gate_activation,
                    gates, c, h, scratch):
         """LSTM over all steps (gates i, f, o, g); fills ``gates``, ``c`` and ``h``."""
-        a, p = _code(activation, "activation")
-        ga, gp = _code(gate_activation, "gate_activation")
+        a, p, ga, gp = cell_codes(activation, gate_activation)
         N, T = Z.shape[:2]
         H = h.shape[2]
         mask = self._step_mask(lengths, N, T)
@@ -123,8 +111,7 @@ class CudaRecurrentOps:
     def lstm_bprop(self, err, gates, c, c0, W_recur, lengths, activation,
                    gate_activation, dZ, dh, dc):
         """LSTM BPTT: fills ``dZ`` and the ``h0``/``c0`` gradients ``dh``, ``dc``."""
-        a, p = _code(activation, "activation")
-        ga, gp = _code(gate_activation, "gate_activation")
+        a, p, ga, gp = cell_codes(activation, gate_activation)
         N, T = err.shape[:2]
         H = c.shape[2]
         mask = self._step_mask(lengths, N, T)
@@ -139,15 +126,17 @@ class CudaRecurrentOps:
             cupy.matmul(d, W_recur, out=dh)
         return dZ
 
+    def _gru_parts(self, h, W_recur, lengths):
+        """``T``, ``H``, the step mask and the ``r, z`` and candidate blocks of
+        ``W_recur``."""
+        N, T, H = h.shape
+        return T, H, self._step_mask(lengths, N, T), W_recur[:2 * H], W_recur[2 * H:]
+
     def gru_fprop(self, Z, W_recur, b, h0, lengths, activation, gate_activation,
                   gates, rh, h, scratch):
         """GRU over all steps (gates r, z, candidate); fills ``gates``, ``rh``, ``h``."""
-        a, p = _code(activation, "activation")
-        ga, gp = _code(gate_activation, "gate_activation")
-        N, T = Z.shape[:2]
-        H = h.shape[2]
-        mask = self._step_mask(lengths, N, T)
-        W_rz, W_c = W_recur[:2 * H], W_recur[2 * H:]
+        a, p, ga, gp = cell_codes(activation, gate_activation)
+        T, H, mask, W_rz, W_c = self._gru_parts(h, W_recur, lengths)
         for t in range(T):
             hp = self._prev(h, h0, t)
             m = mask[:, t:t + 1]
@@ -163,12 +152,8 @@ class CudaRecurrentOps:
     def gru_bprop(self, err, gates, h, h0, W_recur, lengths, activation,
                   gate_activation, dZ, dh, scratch):
         """GRU BPTT: fills ``dZ`` and ``dh`` (gradient of ``h0``)."""
-        a, p = _code(activation, "activation")
-        ga, gp = _code(gate_activation, "gate_activation")
-        N, T = err.shape[:2]
-        H = h.shape[2]
-        mask = self._step_mask(lengths, N, T)
-        W_rz, W_c = W_recur[:2 * H], W_recur[2 * H:]
+        a, p, ga, gp = cell_codes(activation, gate_activation)
+        T, H, mask, W_rz, W_c = self._gru_parts(h, W_recur, lengths)
         dh.fill(0)
         for t in range(T - 1, -1, -1):
             hp = self._prev(h, h0, t)
@@ -182,16 +167,6 @@ class CudaRecurrentOps:
                        d[:, :H], dh)
             dh += cupy.matmul(d[:, :2 * H], W_rz)
         return dZ
-
-    def gru_weight_grad(self, dZ, h, h0, rh, h_prev, dW_recur):
-        """GRU recurrent weight gradient, one GEMM per weight block over all steps:
-        ``dW_rz = dZ_rz.T @ h_prev``, ``dW_c = dZ_c.T @ (r * h_prev)``."""
-        self._shift_steps(h, h0, h_prev)
-        H = h.shape[-1]
-        dZ2 = dZ.reshape(-1, 3 * H)
-        cupy.matmul(dZ2[:, :2 * H].T, h_prev.reshape(-1, H), out=dW_recur[:2 * H])
-        cupy.matmul(dZ2[:, 2 * H:].T, rh.reshape(-1, H), out=dW_recur[2 * H:])
-        return dW_recur
 
     # ---- time-axis helpers -----------------------------------------------------------
     def _lengths(self, lengths, N, T):
