@@ -45,8 +45,9 @@ def _model_of(estimator):
         return estimator
     if not isinstance(estimator, (NeonClassifier, NeonRegressor, NeonSequenceModel)):
         raise ValueError("to_onnx exports neonlearn's estimators (NeonClassifier, "
-                         "NeonRegressor, NeonSequenceModel) and Models, got %r"
-                         % type(estimator).__name__)
+                         "NeonRegressor, NeonSequenceModel) and Models, got %r; export "
+                         "a Pipeline with skl2onnx.to_onnx (import neonlearn.onnx "
+                         "first)" % type(estimator).__name__)
     check_is_fitted(estimator, "model_")
     model = estimator.model_
     if isinstance(model.in_shape, dict):

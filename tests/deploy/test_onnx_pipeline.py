@@ -135,3 +135,9 @@ def test_zipmap_columns():
     np.testing.assert_array_equal(out[0], pipe.predict(X[:20]))
     np.testing.assert_allclose(np.stack(out[1:], axis=1), pipe.predict_proba(X[:20]),
                                rtol=0, atol=ATOL)
+
+
+def test_neonlearn_to_onnx_points_pipelines_to_skl2onnx():
+    pipe = make_pipeline(StandardScaler(), _dense()).fit(X[:100], Y[:100])
+    with pytest.raises(ValueError, match="skl2onnx.to_onnx"):
+        neonlearn.onnx.to_onnx(pipe, X[:1])
