@@ -21,6 +21,7 @@ __all__ = ["to_onnx", "network_output", "estimator_outputs", "label_classes",
 
 
 def check_opset(target_opset):
+    """The opset to write for (an int, or skl2onnx's ``{domain: version}``)."""
     if target_opset is None:
         return DEFAULT_OPSET
     if isinstance(target_opset, dict):  # skl2onnx's form: {domain: version}
@@ -38,22 +39,21 @@ def _model_of(estimator):
         if not hasattr(estimator, "out_shape"):
             raise ValueError("The Model is not configured: call model.configure(shape) "
                              "(or fit it) before exporting")
-        if isinstance(estimator.in_shape, dict):
-            raise NotExportableError(
-                "The Model takes named inputs (MergeMultistream): networks with several "
-                "inputs are not exported to ONNX yet")
-        return estimator
+        return _single_input(estimator, "The Model")
     if not isinstance(estimator, (NeonClassifier, NeonRegressor, NeonSequenceModel)):
         raise ValueError("to_onnx exports neonlearn's estimators (NeonClassifier, "
                          "NeonRegressor, NeonSequenceModel) and Models, got %r; export "
                          "a Pipeline with skl2onnx.to_onnx (import neonlearn.onnx "
                          "first)" % type(estimator).__name__)
     check_is_fitted(estimator, "model_")
-    model = estimator.model_
+    return _single_input(estimator.model_, type(estimator).__name__)
+
+
+def _single_input(model, what):
     if isinstance(model.in_shape, dict):
         raise NotExportableError(
             "%s takes named inputs (MergeMultistream): networks with several inputs "
-            "are not exported to ONNX yet" % type(estimator).__name__)
+            "are not exported to ONNX yet" % what)
     return model
 
 
