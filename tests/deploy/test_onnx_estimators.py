@@ -32,6 +32,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 def session(proto):
     onnx.checker.check_model(proto)
+    onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True,
+                                      data_prop=True)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     return ort.InferenceSession(proto.SerializeToString(), options,
