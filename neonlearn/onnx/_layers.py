@@ -15,16 +15,15 @@ import numpy as np
 
 from ..layers import (
     LRN, Activation, BatchNorm, Bias, BranchNode, CompoundLayer, Convolution,
-    Deconvolution, Dropout, Linear, LookupTable, MergeBroadcast, MergeSum, Pooling,
-    SingleOutputTree, SkipNode, Tree,
+    Convolution3D, DataTransform, Deconvolution, Dropout, Linear, LookupTable,
+    MergeBroadcast, MergeSum, Pooling, Pooling3D, Reshape, SingleOutputTree, SkipNode,
+    Tree,
 )
 from ..layers._base import CompoundList
 from ..layers._containers import Sequential
 from ..layers._sequence_layers import SequenceMask, StepMask
-from .. import layers as nl_layers
-from .. import transforms
-from ..transforms import (Explin, Identity, Logistic, Normalizer, Rectlin, Rectlinclip,
-                          Softmax, Tanh)
+from ..transforms import (Explin, Identity, Logistic, Normalizer, PixelwiseSoftmax,
+                          Rectlin, Rectlinclip, Softmax, Tanh)
 from ._graph import NotExportableError, owner
 
 __all__ = ["convert", "host", "CONVERTERS", "transform"]
@@ -32,23 +31,15 @@ __all__ = ["convert", "host", "CONVERTERS", "transform"]
 CONVERTERS = {}
 
 # neon's PixelwiseSoftmax is Softmax over the feature (channel) axis in a layer
-_SOFTMAXES = tuple(cls for cls in (Softmax, getattr(transforms, "PixelwiseSoftmax", None))
-                   if cls is not None)
+_SOFTMAXES = (Softmax, PixelwiseSoftmax)
 
 
 def converts(*classes):
     def register(fn):
         for cls in classes:
-            if cls is not None:
-                CONVERTERS[cls] = fn
+            CONVERTERS[cls] = fn
         return fn
     return register
-
-
-def optional(name):
-    """The layer class ``neonlearn.layers.<name>``, or None where this version has
-    none (a converter registered for None is never looked up)."""
-    return getattr(nl_layers, name, None)
 
 
 def host(layer, attr):
@@ -149,12 +140,12 @@ def _batch_norm(layer, graph, x):
     return y
 
 
-@converts(optional("DataTransform"))
+@converts(DataTransform)
 def _data_transform(layer, graph, x):
     return transform(layer.transform, graph, x, what=owner(layer))
 
 
-@converts(optional("Reshape"))
+@converts(Reshape)
 def _reshape(layer, graph, x):
     # the configured shape: the time axis of a sequence is fixed by it
     return graph.op("Reshape", [x, graph.ints((-1,) + tuple(layer.out_shape))],
@@ -205,7 +196,7 @@ def _pooling(layer, graph, x):
     return graph.op("LpPool", [x], hint="l2pool", p=2, **attrs)
 
 
-@converts(optional("Convolution3D"))
+@converts(Convolution3D)
 def _convolution3d(layer, graph, x):
     strides, pads, dilations = layer.geom[:3], layer.geom[3:6], layer.geom[6:]
     return graph.op("Conv", [x, graph.const(host(layer, "W"), "conv3d_W")],
@@ -214,7 +205,7 @@ def _convolution3d(layer, graph, x):
                     dilations=list(dilations))
 
 
-@converts(optional("Pooling3D"))
+@converts(Pooling3D)
 def _pooling3d(layer, graph, x):
     attrs = dict(kernel_shape=list(layer.window), strides=list(layer.geom[:3]),
                  pads=list(layer.geom[3:]) * 2)

@@ -26,11 +26,11 @@ others.
 import numpy as np
 from onnx import TensorProto
 
-from ..layers import (GRU, LSTM, BiLSTM, BiRNN, Recurrent, RecurrentLast,
+from ..layers import (GRU, LSTM, BiLSTM, BiRNN, BiSum, Recurrent, RecurrentLast,
                       RecurrentMean, RecurrentSum)
 from ..transforms import Explin, Identity, Logistic, Rectlin, Tanh
 from ._graph import NotExportableError, owner
-from ._layers import converts, host, optional
+from ._layers import converts, host
 from ._scan import gru_scan
 
 __all__ = []
@@ -145,7 +145,7 @@ def _bidirectional(layer, graph, x):
     return _run_cells(layer, [layer.fwd_, layer.bwd_], graph, x, columns)
 
 
-@converts(optional("BiSum"))
+@converts(BiSum)
 def _bi_sum(layer, graph, x):
     H = layer.out_shape[1]
     forward, backward = graph.op("Split", [x, graph.ints([H, H], "halves")], n_out=2,
