@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import workloads as W
-from targets import get, targets
+from targets import get, goal, targets
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -283,13 +283,18 @@ def chart(doc, path):
             if r is not None:
                 ys.append(i + k * height)
                 xs.append(r["speed_ratio"])
+                g = goal(w, peer)
+                if g is not None:  # the goal: a black tick across the bar
+                    ax.plot([g, g], [ys[-1] - height / 2, ys[-1] + height / 2],
+                            color="black", linewidth=2)
         ax.barh(ys, xs, height=height, label="vs %s, %d thread%s" % (
             peer, n, "s" if n > 1 else ""))
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_yticks([i + 0.4 - height / 2 for i in range(len(names))])
     ax.set_yticklabels(names)
     ax.invert_yaxis()
-    ax.set_xlabel("speed ratio: peer time / neonlearn time (above 1: neonlearn faster)")
+    ax.set_xlabel("speed ratio: peer time / neonlearn time (above 1: neonlearn faster; "
+                  "black ticks: the issue's goals)")
     ax.set_title("neonlearn vs peers, %s" % doc["machine"].get("cpu", ""), fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()

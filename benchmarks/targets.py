@@ -13,6 +13,21 @@ TRAINING = ("w1_mlp_train", "w2_lenet_train", "w3_lstm_train", "w3_gru_train",
 INFERENCE = ("w1_mlp_infer", "lenet_infer", "lstm_infer")
 
 
+def goal(workload, peer):
+    """The issue's speed-ratio goal for ``workload`` against ``peer`` (or None)."""
+    if peer == "torch":
+        if workload in TRAINING:
+            return 1.3
+        if workload in INFERENCE:
+            return 1.2
+        return {"digits_fit": 1.5, "ragged_train": 1.5}.get(workload)
+    if peer == "onnxruntime" and workload in INFERENCE:
+        return 1.0
+    if peer == "sklearn" and workload in ("digits_fit", "digits_grid"):
+        return 1.5
+    return None
+
+
 def get(rows, workload, fw, n):
     for r in rows:
         if (r.get("workload") == workload and r.get("framework") == fw
