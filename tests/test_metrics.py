@@ -153,3 +153,28 @@ def test_scorer_on_a_neon_classifier():
     assert Misclassification()(clf, X, y) == pytest.approx(-(1 - clf.score(X, y)))
     proba = clf.predict_proba(X)
     assert LogLoss()(clf, X, y) == pytest.approx(-skm.log_loss(y, proba))
+
+
+def test_scorers_score_tagged_steps():
+    """A sequence tagger's per-step probabilities (a list of (L_i, K) arrays for
+    ragged input) are scored step by step against the per-step labels."""
+    rng = np.random.default_rng(2)
+    proba = [rng.dirichlet(np.ones(3), size=n) for n in (4, 2, 5)]
+    labels = [rng.integers(0, 3, n) for n in (4, 2, 5)]
+
+    class Tagger:
+        classes_ = np.arange(3)
+
+        def predict_proba(self, X):
+            return proba
+
+    flat_p, flat_y = np.concatenate(proba), np.concatenate(labels)
+    assert LogLoss()(Tagger(), None, labels) == pytest.approx(
+        -skm.log_loss(flat_y, flat_p, labels=[0, 1, 2]))
+    assert Misclassification()(Tagger(), None, labels) == pytest.approx(
+        -np.mean(flat_p.argmax(1) != flat_y))
+    steps = np.stack([p[:2] for p in proba])  # (n, T, K): equal lengths, no padding
+    steps_y = np.stack([y[:2] for y in labels])
+    Tagger.predict_proba = lambda self, X: steps
+    assert Accuracy()(Tagger(), None, steps_y) == pytest.approx(
+        np.mean(steps.argmax(-1) == steps_y))
