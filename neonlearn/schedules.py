@@ -59,12 +59,14 @@ class Schedule(HyperParams):
     is None.
 
     ``Schedule(step_config=[2, 6], change=0.5)`` with ``learning_rate=1`` gives 1, 1,
-    0.5, 0.5, 0.5, 0.5, 0.25, ... at epochs 0, 1, 2, ...
+    0.5, 0.5, 0.5, 0.5, 0.25, ... at epochs 0, 1, 2, ...  As in neon, a list
+    ``change`` of the same length as a list ``step_config`` gives absolute rates
+    (:class:`StepSchedule`'s behaviour).
 
     Parameters
     ----------
     step_config : int or list of int or None
-    change : float > 0, default=1.0
+    change : float > 0 or list of float, default=1.0
     per : {"epoch", "minibatch"}, default="epoch"
         How often the rate is updated (see the module's documentation).
     """
@@ -84,6 +86,9 @@ class Schedule(HyperParams):
         self._check_own(owner)
 
     def _check_own(self, owner):
+        if isinstance(self.change, (list, tuple)):
+            StepSchedule._check_own(self, owner)
+            return
         _check_real(self.change, "change", owner)
         if self.step_config is not None:
             _check_epochs(self.step_config, owner)
@@ -99,6 +104,8 @@ class Schedule(HyperParams):
 
     def get_learning_rate(self, learning_rate, epoch):
         """The rate at time ``epoch`` (a whole or fractional epoch)."""
+        if isinstance(self.change, (list, tuple)):
+            return StepSchedule.get_learning_rate(self, learning_rate, epoch)
         if self.step_config is None:
             return learning_rate
         if isinstance(self.step_config, numbers.Integral):
@@ -122,9 +129,9 @@ class StepSchedule(Schedule):
         if (not isinstance(self.step_config, (list, tuple))
                 or not isinstance(self.change, (list, tuple))
                 or len(self.step_config) != len(self.change)):
-            raise ValueError("StepSchedule needs lists step_config and change of equal "
+            raise ValueError("%s needs lists step_config and change of equal "
                              "length (an epoch and its rate), got %r and %r"
-                             % (self.step_config, self.change))
+                             % (owner, self.step_config, self.change))
         for rate in self.change:
             _check_real(rate, "change (a rate)", owner)
 

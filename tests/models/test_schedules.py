@@ -24,6 +24,8 @@ LR = 0.5
     # neon's test_schedule: lr * change ** floor(epoch / step_config)
     (Schedule(step_config=2, change=0.5), [0.5, 0.5, 0.25, 0.25, 0.125, 0.125]),
     (Schedule(step_config=[2, 3], change=0.1), [0.5, 0.5, 0.05, 0.005, 0.005, 0.005]),
+    # neon's Schedule with a list of rates: absolute rates, as StepSchedule
+    (Schedule(step_config=[1, 4], change=[0.1, 0.3]), [0.5, 0.1, 0.1, 0.1, 0.3, 0.3]),
     # neon's test_step_schedule (rates [0.1, 0.3, 0.4] at epochs [1, 4, 5])
     (StepSchedule(step_config=[1, 4, 5], change=[0.1, 0.3, 0.4]),
      [0.5, 0.1, 0.1, 0.1, 0.3, 0.4]),
@@ -80,6 +82,8 @@ def test_time_per_epoch_and_per_minibatch():
     (Schedule([1, "a"]), "step_config"),
     (Schedule(per="batch"), "per"),
     (StepSchedule([1, 2], [0.1]), "equal"),
+    (Schedule([1, 2], [0.1]), "equal"),
+    (Schedule(3, [0.1]), "equal"),
     (PowerSchedule(0, 0.5), "step_config"),
     (ExpSchedule(-1.0), "decay"),
     (PolySchedule(0, 1.0), "total_epochs"),
