@@ -50,12 +50,18 @@ def make_model(random_state=0, epochs=200, cell="gru", learning_rate=0.003):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--stride", type=int, default=5)
-    parser.add_argument("--cell", choices=["gru", "lstm"], default="gru")
-    parser.add_argument("--lr", type=float, default=0.003)
+    parser.add_argument("--epochs", type=int, default=200, help="training epochs")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--stride", type=int, default=5,
+                        help="average-pool the time axis by this factor")
+    parser.add_argument("--cell", choices=["gru", "lstm"], default="gru",
+                        help="recurrent cell")
+    parser.add_argument("--lr", type=float, default=0.003, help="Adam's learning rate")
+    parser.add_argument("--quick", action="store_true",
+                        help="5 epochs: checks that the script runs")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs = 5
     X_train, y_train, X_test, y_test = load(args.stride)
     clf = make_model(args.seed, args.epochs, args.cell, args.lr)
     start = time.perf_counter()

@@ -96,11 +96,15 @@ def main(argv=None):
     from sklearn.model_selection import train_test_split
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs")
     parser.add_argument("--limit", type=int, default=None,
-                        help="use only this many reviews (quick runs)")
-    parser.add_argument("--seed", type=int, default=0)
+                        help="use only this many reviews (half of each label)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--quick", action="store_true",
+                        help="one epoch on 300 reviews: checks that the script runs")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.limit = 1, 300
 
     texts, labels = load_reviews()
     if args.limit:
