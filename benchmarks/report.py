@@ -259,7 +259,9 @@ def markdown(doc, extras, chart=None, others=()):
 
 def chart(doc, path):
     """A PNG of the speed ratios (peer time / neonlearn time) per workload, one bar
-    per peer and thread count, with the 1.0 line; False when matplotlib is missing."""
+    per peer and thread count measured, on a log scale with the 1.0 line and the
+    issue's goals as black ticks; False when matplotlib is missing or nothing to
+    draw."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -273,30 +275,44 @@ def chart(doc, path):
     names = [w for w in W.WORKLOADS if any(r["workload"] == w for r in rat)]
     if not names or not series:
         return False
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) * max(len(series), 2) / 2 + 1.5))
-    height = 0.8 / len(series)
-    for k, (peer, n) in enumerate(series):
-        ys, xs = [], []
-        for i, w in enumerate(names):
+    colors = dict(zip(series, plt.get_cmap("tab10").colors))
+    height, gap = 0.22, 0.35
+    bars, ticks, y = [], [], 0.0
+    for w in names:
+        first = y
+        for peer, n in series:
             r = next((r for r in rat if r["workload"] == w and r["peer"] == peer
                       and r["threads"] == n), None)
             if r is not None:
-                ys.append(i + k * height)
-                xs.append(r["speed_ratio"])
-                g = goal(w, peer)
-                if g is not None:  # the goal: a black tick across the bar
-                    ax.plot([g, g], [ys[-1] - height / 2, ys[-1] + height / 2],
-                            color="black", linewidth=2)
-        ax.barh(ys, xs, height=height, label="vs %s, %d thread%s" % (
-            peer, n, "s" if n > 1 else ""))
+                bars.append((y, r["speed_ratio"], (peer, n), goal(w, peer)))
+                y += height
+        ticks.append((first + y - height) / 2)
+        y += gap
+    fig, ax = plt.subplots(figsize=(8, 1.2 + y))
+    labelled = set()
+    for yy, ratio, key, g in bars:
+        peer, n = key
+        label = None if key in labelled else "vs %s, %d thread%s" % (
+            peer, n, "s" if n > 1 else "")
+        labelled.add(key)
+        ax.barh(yy, ratio, height=height * 0.9, color=colors[key], label=label)
+        if g is not None:
+            ax.plot([g, g], [yy - height / 2, yy + height / 2], color="black",
+                    linewidth=2)
+    ax.set_xscale("log", base=2)
+    lo = min(0.25, min(b[1] for b in bars) / 1.2)
+    hi = max(4.0, max(b[1] for b in bars) * 1.2)
+    ax.set_xlim(lo, hi)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: "%gx" % v))
     ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(names))])
+    ax.set_yticks(ticks)
     ax.set_yticklabels(names)
-    ax.invert_yaxis()
-    ax.set_xlabel("speed ratio: peer time / neonlearn time (above 1: neonlearn faster; "
-                  "black ticks: the issue's goals)")
-    ax.set_title("neonlearn vs peers, %s" % doc["machine"].get("cpu", ""), fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_ylim(y - gap + height / 2, -height)
+    ax.set_xlabel("peer time / neonlearn time (right of 1x: neonlearn faster; black "
+                  "ticks: the issue's goals)")
+    ax.set_title("neonlearn vs peers: %s, %s" % (doc["machine"].get("cpu", ""),
+                                                  doc["date"]), fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

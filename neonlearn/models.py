@@ -400,3 +400,78 @@ class Model:
                     layer.name, [a.shape for a in arrays], [s.shape for s in saved]))
             for a, s in zip(arrays, saved):
                 a[...] = self.be.array(s)
+
+    # ---- feature extraction -------------------------------------------------------
+    def predict_until(self, X, layer_name, batch_size=1024):
+        """Outputs of the layer named ``layer_name`` for any number of samples.
+
+        The network runs up to that layer (a top-level layer of the model, or a
+        leaf layer by its name; inside a fused run of parts, the parts up to it run
+        one by one), in blocks of exactly ``batch_size`` rows as in
+        :meth:`predict`, so a sample's features do not depend on the other samples
+        of the call.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, ...)
+        layer_name : str
+        batch_size : int, default=1024
+
+        Returns
+        -------
+        outputs : ndarray of shape (n_samples,) + the layer's ``out_shape``
+        """
+        from .layers._base import fprop_layer
+
+        root = self.layers
+        steps = root.__dict__.get("steps_")
+        if steps is None:
+            raise ValueError("predict_until needs a model configured from a layer list")
+        target = next((l for l in root.layers_ if l.name == layer_name), None)
+        if target is None:
+            target = next((l for l in root.sublayers() if l.name == layer_name), None)
+        if target is None:
+            raise ValueError("The network has no layer named %r; its layers are %s"
+                             % (layer_name, [l.name for l in root.layers_]))
+        last = (target.sublayers() or [target])[-1]
+        plan = []
+        for step in steps:
+            leaves = step.sublayers() or [step]
+            if not any(leaf is last for leaf in leaves):
+                plan.append(step)
+                continue
+            k = next(i for i, leaf in enumerate(leaves) if leaf is last)
+            if k == len(leaves) - 1:
+                plan.append(step)
+            elif isinstance(getattr(step, "layers", None), tuple):  # a fused run
+                plan.extend(step.layers[:k + 1])
+            else:
+                raise ValueError(
+                    "Layer %r is inside %r, whose parts run together: name that layer "
+                    "or one outside it" % (layer_name, step.name or type(step).__name__))
+            break
+        else:
+            raise ValueError("Layer %r is not on the network's main path" % layer_name)
+
+        def forward(x):
+            lengths = None
+            for step in plan:
+                if getattr(step, "gives_lengths", False):
+                    lengths = step.lengths_of(x)
+                x = fprop_layer(step, x, True, lengths)
+            return x
+
+        be = self.be
+        outs = []
+        with be.compute_scope():
+            for s in range(0, X.shape[0], batch_size):
+                block = X[s:s + batch_size]
+                rows = block.shape[0]
+                if rows < batch_size:
+                    xp = np if isinstance(block, np.ndarray) else be.xp
+                    pad = xp.repeat(block[-1:], batch_size - rows, axis=0)
+                    block = xp.concatenate([block, pad], axis=0)
+                outs.append(be.to_numpy(forward(self._batch(block)))[:rows])
+        if not outs:
+            return np.empty((0,) + tuple(target.out_shape), dtype=be.dtype)
+        return np.concatenate(outs, axis=0)
