@@ -402,7 +402,7 @@ class Model:
                 a[...] = self.be.array(s)
 
     # ---- feature extraction -------------------------------------------------------
-    def predict_until(self, X, layer_name, batch_size=1024):
+    def predict_until(self, X, layer_name, batch_size=None):
         """Outputs of the layer named ``layer_name`` for any number of samples.
 
         The network runs up to that layer (a top-level layer of the model, or a
@@ -415,7 +415,8 @@ class Model:
         ----------
         X : ndarray of shape (n_samples, ...)
         layer_name : str
-        batch_size : int, default=1024
+        batch_size : int or None, default=None
+            Rows per block; None: :meth:`predict_block_rows`.
 
         Returns
         -------
@@ -462,6 +463,8 @@ class Model:
             return x
 
         be = self.be
+        if batch_size is None:
+            batch_size = self.predict_block_rows()
         outs = []
         with be.compute_scope():
             for s in range(0, X.shape[0], batch_size):
