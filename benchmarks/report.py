@@ -29,13 +29,12 @@ for name in ('torch', 'onnxruntime'):
 v['blas'] = ['%s %s %s' % (i.get('internal_api'), i.get('version'), i.get('architecture'))
              for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas'][:1]
 try:
-    import neonlearn._kernels as k
-    isa = None
-    for name in ('isa', 'selected_isa', 'ISA', 'isa_path'):
-        isa = getattr(k, name, None)
-        if isa is not None:
-            break
-    v['isa'] = str(isa() if callable(isa) else isa) if isa is not None else None
+    from neonlearn._kernels import _isa
+    get_isa, supported = getattr(_isa, 'get_isa', None), getattr(_isa, 'supported', None)
+    v['isa'] = get_isa() if get_isa else None
+    v['isa_supported'] = supported() if supported else None
+except ImportError:
+    v['isa'] = None
 except Exception as exc:
     v['isa'] = 'unknown (%s)' % type(exc).__name__
 v['isa_forced'] = os.environ.get('NEONLEARN_ISA')
@@ -100,7 +99,8 @@ def machine_kind(info):
 def _isa_text(info):
     isa = info.get("isa") or "n/a (no run-time ISA dispatch in this build)"
     if info.get("isa_forced"):
-        isa += " (NEONLEARN_ISA=%s)" % info["isa_forced"]
+        isa += " (NEONLEARN_ISA=%s; the CPU supports %s)" % (
+            info["isa_forced"], info.get("isa_supported") or "?")
     return isa
 
 
