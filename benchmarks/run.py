@@ -366,8 +366,9 @@ def _other_kinds(doc, out_dir):
 
 def _write_report(doc, path, out_dir):
     """The Markdown report at ``path`` and the chart beside it (or in ``out_dir``)."""
-    png = os.path.join(os.path.dirname(os.path.abspath(path)) if path else out_dir,
-                       "benchmarks_ratios.png")
+    folder = os.path.dirname(os.path.abspath(path)) if path else out_dir
+    os.makedirs(folder, exist_ok=True)
+    png = os.path.join(folder, "benchmarks_ratios.png")
     made = report.chart(doc, png)
     if made:
         print("wrote %s" % png)
