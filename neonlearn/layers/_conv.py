@@ -143,9 +143,9 @@ class Convolution(TemporalLayer, _ConvBase):
         owner = self.name or type(self).__name__
         self.in_shape = T, F = in_shape_of(in_obj)
         if not isinstance(self.fshape, (tuple, list)) or len(self.fshape) != 2:
-            raise ValueError("%s: on sequences (T, F) fshape must be (k, K): the filter "
-                             "length in steps and the number of filters, got %r"
-                             % (owner, self.fshape))
+            raise ValueError("%s: on sequences (T, F) fshape must be (k, K): the "
+                             "filter length in steps and the number of filters, got "
+                             "%r" % (owner, self.fshape))
         k, K = (_int(v, "fshape", owner, 1) for v in self.fshape)
         s = steps_int(self.strides, "strides", owner, 1)
         p = steps_int(self.padding, "padding", owner, 0)

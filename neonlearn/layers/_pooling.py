@@ -133,10 +133,11 @@ class Pooling(TemporalLayer, Layer):
         """Valid (unpadded) cells of each window, ``(P, Q)``, on the backend."""
         (C, H, W), (R, S), (sh, sw, ph, pw) = self.image_in_, self.window, self.geom
         P, Q = self.image_out_[1:]
-        cells = np.outer(_window_counts(P, sh, ph, R, H), _window_counts(Q, sw, pw, S, W))
+        cells = np.outer(_window_counts(P, sh, ph, R, H),
+                         _window_counts(Q, sw, pw, S, W))
         return self.be.array(cells)
 
-    # ---- images (and sequences in the image layout) -----------------------------------
+    # ---- images (and sequences in the image layout) ----------------------------------
     def _pool(self, x, inference):
         """Pool the images ``x (N, C, H, W)``."""
         shape = (x.shape[0],) + self.image_out_

@@ -95,7 +95,7 @@ def test_global_pooling_over_time():
         np.testing.assert_allclose(model.fprop(x.copy())[:, 0], want, rtol=1e-12)
 
 
-# ---- ragged batches --------------------------------------------------------------------
+# ---- ragged batches ------------------------------------------------------------------
 def _chain(summary=None):
     """A chain whose every layer changes the lengths, ending per step or summarized."""
     layers = [Conv((3, 4), g, strides=2, padding=1, dilation=2, bias=b,
@@ -227,7 +227,7 @@ def test_merge_sum_of_temporal_branches():
         bad.fprop(x, lengths=np.array([10, 9]))
 
 
-# ---- estimators ------------------------------------------------------------------------
+# ---- estimators ----------------------------------------------------------------------
 def _fcn(strides=1):
     return [Conv((5, 6), GlorotUniform(), padding=2, strides=strides, batch_norm=True,
                  activation=Rectlin(), name="c1"),
@@ -304,7 +304,7 @@ def test_classifier_with_input_shape_T_F():
     assert clf.score(X[150:].reshape(50, -1), y[150:]) > 0.85
 
 
-# ---- errors --------------------------------------------------------------------------------
+# ---- errors --------------------------------------------------------------------------
 @pytest.mark.parametrize("layer, in_shape, match", [
     (lambda: Convolution((3, 3, 2), init=g), (8, 2), r"fshape must be \(k, K\)"),
     (lambda: Convolution((3, 2), init=g), (2, 8, 8), r"fshape must be \(R, S, K\)"),
