@@ -301,7 +301,14 @@ def test_classifier_with_input_shape_T_F():
         warnings.simplefilter("ignore")
         clf.fit(X[:150].reshape(150, -1), y[:150])
     assert clf.model_.layers.sublayers()[0].temporal
-    assert clf.score(X[150:].reshape(50, -1), y[150:]) > 0.85
+    X_test = X[150:].reshape(50, -1)
+    assert clf.score(X_test, y[150:]) > 0.85
+    # a sample's output does not depend on the batch (bitwise, as for images)
+    full = clf.predict_proba(X_test)
+    for i in (0, 17, 49):
+        np.testing.assert_array_equal(clf.predict_proba(X_test[i:i + 1])[0], full[i])
+    idx = np.random.default_rng(4).permutation(50)[:20]
+    np.testing.assert_array_equal(clf.predict_proba(X_test[idx]), full[idx])
 
 
 # ---- errors --------------------------------------------------------------------------
