@@ -37,7 +37,7 @@ def main(argv=None):
                         help="address of a running Dask scheduler (default: start a "
                              "local cluster of 2 worker processes)")
     parser.add_argument("--quick", action="store_true",
-                        help="2 candidates of 2 epochs, 2 folds, one local worker: "
+                        help="2 candidates of 2 epochs, 2 folds, one worker thread: "
                              "checks that the script runs")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*without converging")
@@ -45,8 +45,9 @@ def main(argv=None):
     if args.scheduler:
         client = Client(args.scheduler)
     else:
+        # --quick: one worker thread in this process (no worker processes to start)
         cluster = LocalCluster(n_workers=1 if args.quick else 2, threads_per_worker=1,
-                               processes=True, dashboard_address=None)
+                               processes=not args.quick, dashboard_address=None)
         client = Client(cluster)
     print(client)
 
