@@ -335,5 +335,5 @@ def print_table(rows, rat):
         print("%-20s %3d %-11s %10.4g %10.4g-%-10.4g %12.5g %8s %9.1f" % (
             r["workload"], r["threads"], r["framework"], r["median_s"], r["min_s"],
             r["max_s"], r.get("gflops", r["throughput"]),
-            "%.2fx" % rr[0]["speed_ratio"] if rr else "", r.get("peak_mem_mb", 0.0)))
+            "%.2fx" % rr[0]["speed_ratio"] if rr else "", r.get("peak_mem_mb") or 0.0))
 

@@ -115,8 +115,9 @@ def _reply(out, obj):
 
 def serve(framework, workload, args, out):
     """In a forked child: build one workload's unit, then answer the orchestrator's
-    requests, one JSON line each: ``run N`` (one run at N threads: the warm-up or a
-    timed run), ``close`` (what the rows need besides the times; then exit).
+    requests, one JSON line each: the answer to ``open`` (the unit's items, unit,
+    FLOPs and notes), then ``run N`` (one run at N threads: the warm-up or a timed
+    run) and ``close`` (the peak memory; then exit).
 
     Each thread count has ``timeout / len(threads)`` seconds for its warm-up and
     repeats; a run that goes over is answered ``timeout``.
@@ -130,7 +131,8 @@ def serve(framework, workload, args, out):
         traceback.print_exc()
         return _reply(out, {"status": "error", "note": "%s: %s" % (type(exc).__name__,
                                                                     exc)})
-    _reply(out, {"status": "ok"})
+    _reply(out, dict(status="ok", items=unit.items, unit=unit.unit, flops=unit.flops,
+                     notes=unit.notes))
     budget = max(args.timeout // max(len(args.threads), 1), 1)
     spent = {}
     signal.signal(signal.SIGALRM, _on_alarm)
@@ -138,8 +140,7 @@ def serve(framework, workload, args, out):
         request, *rest = line.split()
         if request == "close":
             peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
-            return _reply(out, dict(items=unit.items, unit=unit.unit, flops=unit.flops,
-                                    notes=unit.notes, peak_mem_mb=max(peak_kb / 1024.0, 0.0),
+            return _reply(out, dict(peak_mem_mb=max(peak_kb / 1024.0, 0.0),
                                     budget_s=budget))
         n = int(rest[0])
         left = budget - spent.get(n, 0.0)
@@ -281,12 +282,13 @@ def group_of(framework):
 
 def run_workload(workload, frameworks, threads, repeats, ask):
     """Rows of one workload: every framework open at once, runs alternated."""
-    rows, live = [], {}
+    rows, live, info = [], {}, {}
     for fw in frameworks:
         r = ask(group_of(fw), "open %s %s" % (workload, fw), {"status": "error",
                                                                "note": "worker failed"})
         if r.get("status") == "ok":
             live[fw] = {n: dict(times=[], cpu=[], status=None) for n in threads}
+            info[fw] = r
         else:
             rows += [dict(workload=workload, framework=fw, threads=n,
                           status=r.get("status", "error"),
@@ -322,24 +324,26 @@ def run_workload(workload, frameworks, threads, repeats, ask):
                        and not s[n]["status"] else s[n]["status"])
             for fw, s in live.items())))
     for fw, per_n in live.items():
-        info = ({} if fw in dead else
-                ask(group_of(fw), "close", {}))
+        # a child that died reports no peak memory (None)
+        if fw not in dead:
+            info[fw].update(ask(group_of(fw), "close", {}))
+        unit = info[fw]
         for n, s in per_n.items():
             row = dict(workload=workload, framework=fw, threads=n, times_s=s["times"],
-                       peak_mem_mb=info.get("peak_mem_mb", 0.0))
+                       peak_mem_mb=unit.get("peak_mem_mb"))
             if s["status"] or not s["times"]:
                 note = s.get("note") or ("did not finish warm-up + %d repeats in %ss (%d "
-                                         "done)" % (repeats, info.get("budget_s", "?"),
+                                         "done)" % (repeats, unit.get("budget_s", "?"),
                                                     len(s["times"])))
                 rows.append(dict(row, status=s["status"] or "error", note=note))
                 continue
             med = statistics.median(s["times"])
             row.update(status="ok", median_s=med, min_s=min(s["times"]),
-                       max_s=max(s["times"]), items=info["items"], unit=info["unit"],
-                       throughput=info["items"] / med, cpu_s=statistics.median(s["cpu"]),
-                       note="; ".join(info.get("notes") or []))
-            if info.get("flops"):
-                row["gflops"] = info["flops"] / med / 1e9
+                       max_s=max(s["times"]), items=unit["items"], unit=unit["unit"],
+                       throughput=unit["items"] / med, cpu_s=statistics.median(s["cpu"]),
+                       note="; ".join(unit.get("notes") or []))
+            if unit.get("flops"):
+                row["gflops"] = unit["flops"] / med / 1e9
             rows.append(row)
     return rows
 

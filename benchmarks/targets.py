@@ -55,8 +55,8 @@ def ratios(rows):
                 out.append(dict(workload=workload, threads=n, peer=peer,
                                 speed_ratio=p["median_s"] / nl["median_s"],
                                 cpu_ratio=cpu_ratio,
-                                mem_ratio=(nl["peak_mem_mb"] / p["peak_mem_mb"]
-                                           if p.get("peak_mem_mb", 0) > 0 else None)))
+                                mem_ratio=((nl.get("peak_mem_mb") or 0) / p["peak_mem_mb"]
+                                           if (p.get("peak_mem_mb") or 0) > 0 else None)))
     return out
 
 

@@ -96,3 +96,55 @@ def test_targets_marked_from_rows(bench_modules):
     for name, (_, frameworks) in workloads.WORKLOADS.items():
         for fw in frameworks:
             assert callable(workloads.builder(fw, name)), (fw, name)
+
+
+def test_runs_alternate_between_frameworks(bench_modules, monkeypatch):
+    """``run_workload`` opens every framework, warms each up, then asks for one timed
+    run per framework in turn (the first one rotating), and builds the rows from
+    the answers: a timeout stops that framework at that thread count only, a dead
+    child stops it for good."""
+    monkeypatch.syspath_prepend(BENCH)
+    import run
+
+    monkeypatch.setattr(run, "SETTLE_S", 0.0)
+    log = []
+    wall = {"neonlearn": 1.0, "torch": 2.0, "onnxruntime": 3.0}
+
+    def ask(group, request, fallback):
+        log.append((group, request))
+        if request.startswith("open"):
+            return dict(status="ok", items=10, unit="samples", flops=0.0, notes=["n"])
+        if request == "close":
+            return dict(peak_mem_mb=5.0, budget_s=60)
+        n = int(request.split()[1])
+        if group == "onnxruntime" and n == 2:
+            return {"timeout": True}
+        if group == "torch" and n == 2 and sum(1 for g, r in log if g == "torch"
+                                                and r == "run 2") == 2:
+            return {"error": "child died (status 11)", "died": True}
+        return {"wall": wall[group], "cpu": wall[group] / 2}
+
+    rows = run.run_workload("w1_mlp_infer", ["neonlearn", "torch", "onnxruntime"],
+                            [1, 2], 3, ask)
+    runs_1 = [g for g, r in log if r == "run 1"]
+    # warm-ups in order, then three rounds, each starting one framework later
+    assert runs_1 == ["neonlearn", "torch", "onnxruntime",
+                      "neonlearn", "torch", "onnxruntime",
+                      "torch", "onnxruntime", "neonlearn",
+                      "onnxruntime", "neonlearn", "torch"]
+    runs_2 = [g for g, r in log if r == "run 2"]
+    assert runs_2.count("onnxruntime") == 1 and runs_2.count("torch") == 2
+    closed = [g for g, r in log if r == "close"]
+    assert closed == ["neonlearn", "onnxruntime"]  # not the dead child
+    by = {(r["framework"], r["threads"]): r for r in rows}
+    assert by[("neonlearn", 1)]["status"] == "ok"
+    assert by[("neonlearn", 1)]["times_s"] == [1.0, 1.0, 1.0]
+    assert by[("neonlearn", 2)]["median_s"] == 1.0 and by[("neonlearn", 2)]["cpu_s"] == 0.5
+    assert by[("neonlearn", 1)]["throughput"] == 10.0
+    assert by[("onnxruntime", 1)]["status"] == "ok"
+    assert by[("onnxruntime", 2)]["status"] == "timeout"
+    assert by[("torch", 1)]["status"] == "ok" and by[("torch", 1)]["median_s"] == 2.0
+    assert by[("torch", 1)]["peak_mem_mb"] is None  # it died before close
+    assert by[("neonlearn", 1)]["peak_mem_mb"] == 5.0
+    assert by[("torch", 2)]["status"] == "error"
+    assert "died" in by[("torch", 2)]["note"]
