@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["InputDict", "as_input_dict"]
+__all__ = ["InputDict", "as_input_dict", "sample_shape"]
 
 
 class InputDict(dict):
@@ -101,3 +101,10 @@ def as_input_dict(X):
     if isinstance(X, Mapping):
         return InputDict(X)
     return None
+
+
+def sample_shape(X):
+    """The shape of one sample of ``X``: a dict of them for an ``InputDict``."""
+    if isinstance(X, InputDict):
+        return {name: tuple(value.shape[1:]) for name, value in X.items()}
+    return tuple(X.shape[1:])

@@ -143,7 +143,10 @@ def summary(model, title=None):
     lines += [fmt % r for r in cells]
     lines += [rule] + ["{}: {:,}".format(what, n) for what, n in _count_lines(model)]
     in_shape = getattr(_model(model), "in_shape", None)
-    if in_shape is not None:
+    if isinstance(in_shape, dict):  # named inputs: one line each
+        lines += ["Input %r: (None, %s)" % (name, ", ".join(str(int(s)) for s in shape))
+                  for name, shape in in_shape.items()]
+    elif in_shape is not None:
         lines.append("Input shape: (None, %s)" % ", ".join(str(int(s)) for s in in_shape))
     return "\n".join(lines)
 

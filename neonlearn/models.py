@@ -328,6 +328,12 @@ class Model:
         block.  Large blocks keep the GEMMs efficient and the per-block overhead
         small; the byte budget bounds the working set of a block.
         """
+        return self._in_blocks(
+            X, batch_size, lambda x: self.fprop(x, inference=True), self.out_shape)
+
+    def _in_blocks(self, X, batch_size, forward, out_shape):
+        """``forward`` over ``X`` in blocks of exactly ``batch_size`` rows (None:
+        :meth:`predict_block_rows`), the last one padded; the outputs on the host."""
         be = self.be
         if batch_size is None:
             batch_size = self.predict_block_rows()
@@ -339,12 +345,11 @@ class Model:
                 rows = block.shape[0]
                 if rows < batch_size:
                     block = self._padded(block, batch_size)
-                y = self.fprop(self._batch(block), inference=True)
-                outs.append(be.to_numpy(y)[:rows])
+                outs.append(be.to_numpy(forward(self._batch(block)))[:rows])
         if not outs:
-            return np.empty((0,) + tuple(self.out_shape), dtype=be.dtype)
-        if len(outs) == 1 and n == batch_size:
-            return outs[0]
+            return np.empty((0,) + tuple(out_shape), dtype=be.dtype)
+        if len(outs) == 1:  # a copy: on the CPU, the outputs are the layer's buffer
+            return outs[0].copy()
         return np.concatenate(outs, axis=0)
 
     def get_cost(self, X, T, batch_size=1024):
@@ -462,19 +467,4 @@ class Model:
                 x = fprop_layer(step, x, True, lengths)
             return x
 
-        be = self.be
-        if batch_size is None:
-            batch_size = self.predict_block_rows()
-        outs = []
-        with be.compute_scope():
-            for s in range(0, X.shape[0], batch_size):
-                block = X[s:s + batch_size]
-                rows = block.shape[0]
-                if rows < batch_size:
-                    xp = np if isinstance(block, np.ndarray) else be.xp
-                    pad = xp.repeat(block[-1:], batch_size - rows, axis=0)
-                    block = xp.concatenate([block, pad], axis=0)
-                outs.append(be.to_numpy(forward(self._batch(block)))[:rows])
-        if not outs:
-            return np.empty((0,) + tuple(target.out_shape), dtype=be.dtype)
-        return np.concatenate(outs, axis=0)
+        return self._in_blocks(X, batch_size, forward, target.out_shape)

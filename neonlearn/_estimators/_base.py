@@ -87,7 +87,7 @@ class BaseNeonEstimator(CallbackSupportMixin, TrainingMixin, ValidationMixin,
         "callbacks": [list, tuple, None],
         "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64})],
         "device": [str, None],
-        "input_shape": [tuple, list, None],
+        "input_shape": [tuple, list, dict, None],
         "scoring": [str, callable, None],
         "predict_batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "feature_layer": [str, None],
@@ -199,7 +199,7 @@ class BaseNeonEstimator(CallbackSupportMixin, TrainingMixin, ValidationMixin,
         found by configuring copies (nothing is allocated)."""
         probe = Model(clone(layers), get_backend("cpu", dtype="float64", seed=0))
         probe.layers.set_backend(probe.be)
-        probe.layers.configure(tuple(in_shape))
+        probe.layers.configure(in_shape if isinstance(in_shape, dict) else tuple(in_shape))
         return tuple(probe.layers.out_shape), probe.layers.sublayers()[-1]
 
     def _complete_output(self, layers, out_shape, last, task):

@@ -72,6 +72,10 @@ class PersistenceMixin:
     def _weights_arrays(self, model, task, n_iter):
         """The members of a weights file for ``model`` (trained for ``task``,
         ``n_iter`` epochs) on the data this estimator was validated with."""
+        if isinstance(model.in_shape, dict):
+            raise ValueError("The weights file does not hold networks with named inputs "
+                             "(MergeMultistream) yet: save this estimator with joblib or "
+                             "skops (doc/persistence.md)")
         saved = model.get_weights()
         target_fields, has_classes = task_fields(self)
         names = getattr(self, "feature_names_in_", None)
@@ -238,6 +242,7 @@ class PersistenceMixin:
         work.cost_ = model.cost
         work.n_iter_ = meta["n_iter"]
         work.loss_curve_ = []
+        work.history_ = []
         work.loss_ = work.best_loss_ = None
         work.validation_scores_ = work.best_validation_score_ = None
         return {k: v for k, v in work.__dict__.items() if _is_fitted_attr(k, params)}

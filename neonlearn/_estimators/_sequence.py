@@ -21,6 +21,7 @@ Base hooks used
 """
 import copy
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 from sklearn.metrics import accuracy_score, r2_score
@@ -381,6 +382,10 @@ class NeonSequenceModel(BaseNeonEstimator):
     def _prepare(self, X, reset, min_T=1):
         """``(network input with the mask channel, lengths, ragged)``, right-padded
         to at least ``min_T`` steps (masking makes the extra steps inert)."""
+        if isinstance(X, Mapping):
+            raise ValueError("%s takes one input (a list of sequences or an array); named "
+                             "inputs (a dict) go to NeonClassifier/NeonRegressor with "
+                             "MergeMultistream" % type(self).__name__)
         values, lengths, ragged = self._sequences(X, reset)
         if not self._uses_ids():
             self._check_dtype_range(values)
@@ -507,6 +512,11 @@ class NeonSequenceModel(BaseNeonEstimator):
         elif self.task == "tagging" and len(out_shape) != 2:
             raise ValueError("task='tagging' needs per-step outputs (T, H); the network "
                              "outputs %r (remove the summary layer)" % (out_shape,))
+        elif self.task == "tagging" and out_shape[0] != T:
+            raise ValueError("task='tagging' needs one output step per input step; the "
+                             "network turns %d steps into %d (temporal convolution and "
+                             "pooling keep the length with strides=1 and padding="
+                             "dilation*(k - 1)/2)" % (T, out_shape[0]))
         layers = self._complete_output(layers, out_shape, last, task)
         if self.task == "tagging":
             layers.append(StepMask(name="step_mask"))

@@ -22,6 +22,7 @@ from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils.validation import _check_sample_weight
 
+from .._input_dict import InputDict, sample_shape
 from ..backends import get_backend
 from ..callbacks import EarlyStopping, EpochSnapshot, History, LossPlateau, ProgressCallback
 from ..exceptions import TrainingDivergedError
@@ -59,6 +60,14 @@ class ValidationSet:
     def __init__(self, X, T, weights, X_raw, y_raw):
         self.X, self.T, self.weights = X, T, weights
         self.X_raw, self.y_raw = X_raw, y_raw
+
+
+def _on_device(model, X):
+    """The training inputs on the model's device (named inputs one by one; token ids
+    stay integers, the model moves them per minibatch)."""
+    if isinstance(X, InputDict):
+        return X.map(lambda a: a if a.dtype.kind in "iu" else model.be.array(a))
+    return model.be.array(X)
 
 
 class TrainingMixin:
@@ -113,8 +122,9 @@ class TrainingMixin:
         """A new network for samples like ``X``: ``(model, optimizer, past record)``."""
         rng = check_random_state(self.random_state)
         be = self._make_backend(int(rng.randint(np.iinfo(np.int32).max)))
-        model = Model(self._build_layers(X.shape[1:], task), be).configure(X.shape[1:])
-        self._check_network(model, X.shape[1:], task)
+        shape = sample_shape(X)
+        model = Model(self._build_layers(shape, task), be).configure(shape)
+        self._check_network(model, shape, task)
         model.set_cost(clone(self.cost) if self.cost is not None
                        else self._default_cost(model, task))
         optimizer = (clone(self.optimizer) if self.optimizer is not None
@@ -224,7 +234,7 @@ class TrainingMixin:
                     "The checkpoint already holds %d epochs, epochs=%d: nothing left to "
                     "train (raise epochs to continue)" % (run.resumed_epochs,
                                                          epochs + run.resumed_epochs))
-            model.fit(model.be.array(X), model.be.array(T), optimizer, epochs,
+            model.fit(_on_device(model, X), model.be.array(T), optimizer, epochs,
                       min(self.batch_size, X.shape[0]), callbacks=flat,
                       shuffle=self.shuffle, sample_weight=weights,
                       start_epoch=start_epoch + run.resumed_epochs)

@@ -13,8 +13,10 @@ from sklearn.base import is_classifier
 from sklearn.metrics import check_scoring
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
+from .._input_dict import as_input_dict
 from ..callbacks import Callback
 from ..layers._containers import flatten_layers
+from ._named_inputs import validate_named_X, validate_named_Xy
 
 __all__ = ["ValidationMixin"]
 
@@ -55,7 +57,10 @@ class ValidationMixin:
                              % (scoring, exc)) from None
 
     def _check_input_shape(self, shape):
-        """Validate the ``input_shape`` hyperparameter (hook)."""
+        """Validate the ``input_shape`` hyperparameter (hook); a dict gives the shapes
+        of named inputs (checked with them)."""
+        if isinstance(shape, dict):
+            return
         if (not isinstance(shape, (tuple, list)) or not shape or not all(
                 isinstance(s, Integral) and s > 0 for s in shape)):
             raise ValueError("input_shape must be a tuple of positive ints, got %r"
@@ -63,11 +68,17 @@ class ValidationMixin:
 
     def _validate_X(self, X, reset):
         """Check X; return it batch-first in the sample shape the network expects."""
+        named = as_input_dict(X)
+        if named is not None:
+            return validate_named_X(self, named, reset), len(named)
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
                           allow_nd=True)
         return self._reshape_X(X, reset), X.shape[0]
 
     def _validate_Xy(self, X, y, reset):
+        named = as_input_dict(X)
+        if named is not None:
+            return validate_named_Xy(self, named, y, reset)
         X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32],
                              allow_nd=True, multi_output=True,
                              y_numeric=not self._is_classifier())
