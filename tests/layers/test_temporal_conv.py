@@ -334,6 +334,15 @@ def test_too_short_sequence_raises():
         model.fprop(np.zeros((2, 10, 1)), lengths=np.array([10, 3]))
 
 
+def test_tagging_refuses_a_network_that_changes_lengths():
+    X, _ = _ragged_data(n=10)
+    y = [np.arange(len(x)) % 2 for x in X]
+    est = NeonSequenceModel([Conv((3, 4), GlorotUniform(), strides=2)], task="tagging",
+                            epochs=1)
+    with pytest.raises(ValueError, match="one output step per input step"):
+        est.fit(X, y)
+
+
 def test_tree_refuses_length_changing_layers():
     node = BranchNode(name="b")
     with pytest.raises(ValueError, match="cannot be part of a Tree"):
