@@ -12,14 +12,23 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, "benchmarks")
 
 
+BENCH_MODULES = ("run", "report", "targets", "workloads", "workloads_infer",
+                 "workloads_train")
+
+
 @pytest.fixture
 def bench_modules(monkeypatch):
+    """The benchmark modules, imported from ``benchmarks/`` and forgotten afterwards
+    (their names are generic; ``run`` also extends ``sys.path``)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.syspath_prepend(BENCH)
     import report
     import targets
     import workloads
 
-    return report, targets, workloads
+    yield report, targets, workloads
+    for name in BENCH_MODULES:
+        sys.modules.pop(name, None)
 
 
 def test_smoke_run_writes_results(tmp_path):
@@ -103,7 +112,6 @@ def test_runs_alternate_between_frameworks(bench_modules, monkeypatch):
     run per framework in turn (the first one rotating), and builds the rows from
     the answers: a timeout stops that framework at that thread count only, a dead
     child stops it for good."""
-    monkeypatch.syspath_prepend(BENCH)
     import run
 
     monkeypatch.setattr(run, "SETTLE_S", 0.0)
