@@ -92,8 +92,13 @@ def _fmt(x, digits=3):
 
 
 def machine_kind(info):
-    """``avx512``, ``avx2`` or ``generic``: the CPU kind a result file is kept under."""
-    return "avx512" if info.get("avx512") else "avx2" if info.get("avx2_fma") else "generic"
+    """``avx512``, ``avx2`` or ``generic``: the CPU kind a result file is kept under.
+    Results from before the AVX2 flag was recorded tell it by OpenBLAS's kernels."""
+    if info.get("avx512"):
+        return "avx512"
+    blas = " ".join(info.get("blas") or [])
+    avx2 = info.get("avx2_fma", "Haswell" in blas or "Zen" in blas)
+    return "avx2" if avx2 else "generic"
 
 
 def _isa_text(info):
@@ -237,7 +242,9 @@ def markdown(doc, extras, chart=None, others=()):
         L += ["", "### The same targets on %s (`run.py%s`, %s, commit %s)" % (
             _machine_line(o_info, other["rows"], o_threads),
             " --quick" if other["args"].get("quick") else "", other["date"],
-            o_info.get("neonlearn_commit")), ""]
+            o_info.get("neonlearn_commit")), "",
+            "Kept from `benchmarks/results/`: workloads and method as of that commit "
+            "(see the notes below); a target it did not measure is n/a.", ""]
         L += _targets_table(other)
     L += ["", "## Workloads", ""]
     L += _workload_table(rows, rat, threads)
