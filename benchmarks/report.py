@@ -210,7 +210,8 @@ def markdown(doc, extras, chart=None, others=()):
     L.append("Machine: %s.  Python %s, numpy %s (BLAS: %s), torch %s, ONNX Runtime %s, "
              "scikit-learn %s; neonlearn commit %s%s.  Load average %s at the start and "
              "%s at the end of the run." % (
-                 _machine_line(info, rows, threads), info.get("python"), info.get("numpy"), ", ".join(info.get("blas", [])),
+                 _machine_line(info, rows, threads), info.get("python"), info.get("numpy"),
+                 ", ".join(info.get("blas", [])),
                  info.get("torch"), info.get("onnxruntime"), info.get("sklearn"),
                  info.get("neonlearn_commit"),
                  " (with uncommitted changes)" if info.get("worktree_dirty") else "",
