@@ -205,7 +205,7 @@ def test_progress_plain_lines_when_not_a_terminal():
     assert "\r" not in out
     lines = out.splitlines()
     assert len(lines) == 3  # one line per epoch
-    for epoch, line in enumerate(lines):
+    for epoch, line in enumerate(lines, start=1):  # counted from 1, as history_
         assert line.startswith("Epoch %-3d" % epoch)
         assert "4/4 batches" in line and "cost" in line
 

@@ -313,6 +313,8 @@ def test_checkpoint_refuses_a_file_of_another_network(iris, tmp_path):
     with pytest.raises(ValueError, match="checkpoint"):
         other.fit(X, y)
     assert not hasattr(other, "model_")
+    with pytest.raises(ValueError, match="valid_loss.*validation data"):
+        NeonClassifier(epochs=2, callbacks=[Checkpoint(path)]).fit(X, y)
 
 
 # ---- frozen layers on a warm start ------------------------------------------------------
