@@ -1,4 +1,5 @@
-"""The workloads of the side-by-side benchmark (issue 5), one builder per framework.
+"""The workloads of the side-by-side benchmark (issues 5 and 15), one builder per
+framework.
 
 Every builder takes ``quick`` and returns a :class:`Unit`: a callable that runs one
 timed unit of work (one training epoch, one inference pass, one ``fit``) and the
@@ -12,7 +13,13 @@ Frameworks:
   minibatches), or the estimators for the digits workloads;
 - ``torch``: PyTorch on the CPU, the usual ``zero_grad/forward/backward/step`` loop;
 - ``sklearn``: ``MLPClassifier`` on float32 data (``partial_fit`` = one epoch);
-- ``numpy``: float32 GEMM, the machine's BLAS rate that the convolutions are held to.
+- ``numpy``: float32 GEMM, the machine's BLAS rate that the convolutions are held to;
+- ``onnxruntime``: ONNX Runtime's CPU provider running the PyTorch models exported by
+  ``torch.onnx.export`` (inference workloads only, :mod:`workloads_infer`).
+
+The inference workloads (LeNet, LSTM, ONNX Runtime) are in :mod:`workloads_infer`,
+W5 and the ragged review workloads in :mod:`workloads_train`; :func:`builder` finds
+a builder in any of the three.
 """
 import warnings
 from dataclasses import dataclass, field
@@ -22,7 +29,7 @@ import numpy as np
 # ---- sizes -----------------------------------------------------------------------------
 MLP_SIZES = (784, 256, 128, 10)
 MLP_BATCH = 128
-INFER_BATCH = 1024
+INFER_BATCH = 1024                # W1 inference: rows per predict_proba call
 LR, MOMENTUM = 0.01, 0.9          # SGD with momentum, every training workload but digits
 DIGITS_HIDDEN = 100               # digits: 64 -> 100 (ReLU) -> 10 (softmax), Adam
 DIGITS_BATCH = 32
@@ -40,6 +47,9 @@ def n_samples(workload, quick):
         "w3_lstm_train": 256 if quick else 1024,
         "w3_gru_train": 256 if quick else 1024,
         "w4_embed_lstm_train": 128 if quick else 1024,
+        "w5_fashion_train": 384 if quick else 2048,
+        "lenet_infer": 2000 if quick else 10000,
+        "lstm_infer": 1024 if quick else 4096,
     }[workload]
 
 
@@ -54,6 +64,7 @@ class Unit:
     unit: str = "samples"
     flops: float = 0.0            # per unit, when meaningful (GEMM)
     notes: list = field(default_factory=list)
+    set_threads: callable = None  # called with the thread count before its runs
 
 
 # ---- data ------------------------------------------------------------------------------
@@ -64,10 +75,10 @@ def make_data(workload, quick):
         n = n_samples(workload, quick)
         X = rng.random((n, MLP_SIZES[0]), dtype=np.float32)
         return X, rng.integers(0, 10, n)
-    if workload.startswith("w2"):
+    if workload.startswith(("w2", "w5", "lenet")):
         n = n_samples(workload, quick)
         return rng.random((n, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, n)
-    if workload.startswith("w3"):
+    if workload.startswith(("w3", "lstm")):
         n = n_samples(workload, quick)
         X = rng.standard_normal((n, 50, 64), dtype=np.float32)
         return X, rng.integers(0, 10, n)
@@ -137,9 +148,24 @@ def neonlearn_w1_mlp_train(quick):
 
 
 def neonlearn_w1_mlp_infer(quick):
+    """``NeonClassifier.predict_proba`` on 1024-row calls, input validation included."""
+    from neonlearn import NeonClassifier
+    from neonlearn.initializers import Constant, GlorotUniform
+    from neonlearn.layers import Affine
+    from neonlearn.transforms import Rectlin
+
     X, y = make_data("w1_mlp_infer", quick)
-    model = _nl_model(_nl_mlp_layers(), X.shape[1:])
-    return Unit(lambda: model.predict(X, batch_size=INFER_BATCH), len(X))
+    g, z = GlorotUniform(), Constant(0)
+    clf = NeonClassifier([Affine(MLP_SIZES[1], g, bias=z, activation=Rectlin()),
+                          Affine(MLP_SIZES[2], g, bias=z, activation=Rectlin())],
+                         epochs=1, batch_size=MLP_BATCH, random_state=0)
+    _quiet_fit(clf, X[:1024], y[:1024])  # weights do not matter for the timing
+    calls = [X[s:s + INFER_BATCH] for s in range(0, len(X), INFER_BATCH)]
+
+    def run():
+        for c in calls:
+            clf.predict_proba(c)
+    return Unit(run, len(X), notes=["predict_proba per %d-row call" % INFER_BATCH])
 
 
 def neonlearn_w2_lenet_train(quick):
@@ -388,8 +414,12 @@ def sklearn_w1_mlp_infer(quick):
     X, y = make_data("w1_mlp_infer", quick)
     clf = _sk_mlp(MLP_SIZES[1:3], solver="sgd", batch_size=MLP_BATCH)
     clf.partial_fit(X[:MLP_BATCH], y[:MLP_BATCH], classes=np.arange(10))
-    return Unit(lambda: clf.predict_proba(X), len(X),
-                notes=["predict_proba on all samples at once (no batching in sklearn)"])
+    calls = [X[s:s + INFER_BATCH] for s in range(0, len(X), INFER_BATCH)]
+
+    def run():
+        for c in calls:
+            clf.predict_proba(c)
+    return Unit(run, len(X))
 
 
 def sklearn_digits_fit(quick):
@@ -424,9 +454,9 @@ WORKLOADS = {
     "w1_mlp_train": ("W1 MLP 784-256-128-10, batch 128, training epoch (10k samples; "
                      "5k with --quick)",
                      ["neonlearn", "torch", "sklearn"]),
-    "w1_mlp_infer": ("W1 MLP 784-256-128-10, inference at batch 1024 (10 batches; 5 "
-                     "with --quick)",
-                     ["neonlearn", "torch", "sklearn"]),
+    "w1_mlp_infer": ("W1 MLP 784-256-128-10, inference as users call predict_proba: "
+                     "calls of 1024 rows (10 calls; 5 with --quick)",
+                     ["neonlearn", "torch", "onnxruntime", "sklearn"]),
     "w2_lenet_train": ("W2 LeNet 1x28x28, batch 128, training epoch",
                        ["neonlearn", "torch"]),
     "w3_lstm_train": ("W3 LSTM T=50 N=64 F=64 H=128 -> RecurrentLast -> Affine(10)",
@@ -435,6 +465,21 @@ WORKLOADS = {
                      ["neonlearn", "torch"]),
     "w4_embed_lstm_train": ("W4 LookupTable(20000,128) -> LSTM(128) -> RecurrentMean -> "
                             "Affine(2), T=100 N=32", ["neonlearn", "torch"]),
+    "w5_fashion_train": ("W5 Fashion-MNIST-sized convnet 1x28x28 -> Conv 5x5x32 -> Pool 2 "
+                         "-> Conv 5x5x64 -> Pool 2 -> Affine 128 -> Dropout 0.5 -> "
+                         "Affine 10, Adam, batch 128, training epoch",
+                         ["neonlearn", "torch"]),
+    "lenet_infer": ("W2 LeNet inference, calls of 1000 images (block 1000 for neonlearn)",
+                    ["neonlearn", "torch", "onnxruntime"]),
+    "lstm_infer": ("W3 LSTM classifier inference, calls of 64 sequences T=50 F=64 "
+                   "(block 64 for neonlearn)", ["neonlearn", "torch", "onnxruntime"]),
+    "ragged_train": ("ragged reviews: LookupTable(20000,128) -> LSTM(128) -> "
+                     "RecurrentMean -> Affine(2), batch 32, training epoch; items = real "
+                     "tokens (PyTorch: pack_padded_sequence)", ["neonlearn", "torch"]),
+    "ragged_infer": ("the ragged review model's predict_proba on the reviews; items = "
+                     "real tokens", ["neonlearn", "torch"]),
+    "ragged_infer_equal": ("the same model on equal-length sequences with the same "
+                           "number of tokens", ["neonlearn", "torch"]),
     "digits_fit": ("digits MLP 64-100-10 fit, Adam, batch 32, same epochs",
                    ["neonlearn", "sklearn", "torch"]),
     "digits_grid": ("digits 4-point GridSearchCV (cv=3) of the same MLP",
@@ -443,4 +488,11 @@ WORKLOADS = {
 
 
 def builder(framework, workload):
-    return globals()["%s_%s" % (framework, workload)]
+    import workloads_infer
+    import workloads_train
+
+    name = "%s_%s" % (framework, workload)
+    for module in (workloads_infer, workloads_train):
+        if hasattr(module, name):
+            return getattr(module, name)
+    return globals()[name]

@@ -1,30 +1,27 @@
 #!/usr/bin/env python
 """Inception-style blocks (``MergeBroadcast(merge="depth")``) on scikit-learn's digits.
 
-    python examples/digits_inception.py
+    python examples/digits_inception.py [--epochs 15] [--quick]
 
 Each block runs four branches on the same input and concatenates their channels:
 a 1x1 convolution, 1x1 -> 3x3, 1x1 -> 5x5, and 3x3 max pooling (stride 1) -> 1x1, as
 in GoogLeNet.  The network is trained with neon's Model and training loop.
+``--quick`` trains one epoch on 200 images (a smoke test, a few seconds).
 """
-import os
-import sys
+import argparse
 import time
 
 import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
-
-from neonlearn.backends import get_backend  # noqa: E402
-from neonlearn.costs import CrossEntropyMulti  # noqa: E402
-from neonlearn.initializers import Constant, GlorotUniform, Kaiming  # noqa: E402
-from neonlearn.layers import Affine, Conv, MergeBroadcast, Pooling  # noqa: E402
-from neonlearn.models import Model  # noqa: E402
-from neonlearn.optimizers import Adam  # noqa: E402
-from neonlearn.transforms import Rectlin, Softmax  # noqa: E402
+from neonlearn.backends import get_backend
+from neonlearn.costs import CrossEntropyMulti
+from neonlearn.initializers import Constant, GlorotUniform, Kaiming
+from neonlearn.layers import Affine, Conv, MergeBroadcast, Pooling
+from neonlearn.models import Model
+from neonlearn.optimizers import Adam
+from neonlearn.transforms import Rectlin, Softmax
 
 
 def conv(fshape, padding=0):
@@ -49,8 +46,16 @@ def network():
             Affine(10, GlorotUniform(), bias=Constant(0), activation=Softmax())]
 
 
-def main(epochs=15):
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=15, help="training epochs")
+    parser.add_argument("--quick", action="store_true",
+                        help="one epoch on 200 images: checks that the script runs")
+    args = parser.parse_args(argv)
+    epochs = 1 if args.quick else args.epochs
     X, y = load_digits(return_X_y=True)
+    if args.quick:
+        X, y = X[:200], y[:200]
     X = (X / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0,
                                           stratify=y)

@@ -18,8 +18,10 @@ shorter (NeonSequenceModel pads and masks them).  neon's network and training se
     gradient_clip_value=15), batch size 128
 
 Run ``python examples/imdb_lstm.py [--epochs 2] [--limit N]``; it trains one epoch at
-a time (``partial_fit``) and prints the held-out accuracy after each.  Measured
-(seed 0, on a heavily shared 2-core machine, about 22 minutes per epoch):
+a time (``partial_fit``) and prints the held-out accuracy after each (``--quick``: one
+epoch on 300 reviews, a smoke test).  An epoch costs about 2 ms of one core per
+training review (measured with ``--limit 2500``: 2,000 reviews in about 4 s of CPU
+time), so under a minute for the full 20,000.  Measured accuracies (seed 0):
 
     epoch 1: training cost 0.6998 bits, held-out accuracy 0.8358
     epoch 2: training cost 0.3091 bits, held-out accuracy 0.8510
@@ -96,11 +98,15 @@ def main(argv=None):
     from sklearn.model_selection import train_test_split
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs")
     parser.add_argument("--limit", type=int, default=None,
-                        help="use only this many reviews (quick runs)")
-    parser.add_argument("--seed", type=int, default=0)
+                        help="use only this many reviews (half of each label)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--quick", action="store_true",
+                        help="one epoch on 300 reviews: checks that the script runs")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.limit = 1, 300
 
     texts, labels = load_reviews()
     if args.limit:

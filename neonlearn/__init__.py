@@ -6,8 +6,9 @@ activation functions in :mod:`neonlearn.transforms`, costs in :mod:`neonlearn.co
 metrics in :mod:`neonlearn.metrics`, optimizers in :mod:`neonlearn.optimizers`.
 """
 from ._estimators import NeonClassifier, NeonRegressor, NeonSequenceModel
+from ._input_dict import InputDict
 from ._show_versions import show_versions
 from ._version import __version__
 
-__all__ = ["NeonClassifier", "NeonRegressor", "NeonSequenceModel", "show_versions",
-           "__version__"]
+__all__ = ["NeonClassifier", "NeonRegressor", "NeonSequenceModel", "InputDict",
+           "show_versions", "__version__"]

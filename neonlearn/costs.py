@@ -6,13 +6,15 @@ each sample's cost with respect to ``y``.  When the cost follows its paired outp
 transform (``shortcut_transform``), the model uses ``bprop_shortcut``, the derivative
 with respect to the transform's input, ``y - t`` (neon's shortcut).
 """
+import numbers
+
 import numpy as np
 
 from ._params import HyperParams
 from .transforms import Logistic, Softmax
 
 __all__ = ["Cost", "CrossEntropyMulti", "CrossEntropyBinary", "SumSquared",
-           "MeanSquared", "SmoothL1Loss", "Multicost"]
+           "MeanSquared", "SmoothL1Loss", "SquareHingeLoss", "Multicost"]
 
 _EPS = 2.0 ** -23  # neon's epsilon inside the logarithms
 
@@ -114,6 +116,42 @@ class SmoothL1Loss(Cost):
         s2 = self.sigma ** 2
         d = y - t
         return np.where(np.abs(d) < 1.0 / s2, s2 * d, np.sign(d)).astype(y.dtype)
+
+
+class SquareHingeLoss(Cost):
+    """neon's squared hinge loss for targets in ``{0, 1}``, averaged over the outputs.
+
+    With ``s = 2 * t - 1`` (targets as -1 / +1), the cost of a sample of ``K``
+    outputs is ``sum_k max(margin - s_k * y_k, 0)**2 / K`` and its gradient
+    ``-2 * s_k * max(margin - s_k * y_k, 0) / K`` (neon's ``squarehinge`` and
+    ``squarehingegrad``).  It expects raw scores (an identity output), as a linear
+    SVM does.
+
+    Parameters
+    ----------
+    margin : float, default=1
+    """
+
+    def __init__(self, margin=1.0):
+        self.margin = margin
+
+    def _hinge(self, y, t):
+        if (not isinstance(self.margin, numbers.Real) or isinstance(self.margin, bool)
+                or not np.isfinite(self.margin)):
+            raise ValueError("SquareHingeLoss margin must be a finite number, got %r"
+                             % (self.margin,))
+        s = 2 * t - 1
+        return s, np.maximum(self.margin - s * y, 0)
+
+    def __call__(self, y, t):
+        _, h = self._hinge(y, t)
+        h = h.reshape(y.shape[0], -1)
+        return (h * h).mean(axis=1)
+
+    def bprop(self, y, t):
+        s, h = self._hinge(y, t)
+        k = y[0].size if y.shape[0] else 1
+        return (-2.0 / k * s * h).astype(y.dtype, copy=False)
 
 
 class Multicost(Cost):

@@ -3,6 +3,7 @@
 import numpy as np
 
 from .backends import get_backend
+from ._input_dict import InputDict
 from .exceptions import TrainingDivergedError
 from .layers._base import Layer, in_shape_of
 from .layers._containers import Sequential
@@ -10,6 +11,48 @@ from .layers._dense import Activation
 from .layers._fusion import plan_network
 
 __all__ = ["Model"]
+
+#: ``predict``'s default block: the most rows whose largest layer input + output
+#: stays under this many bytes, at most ``PREDICT_MAX_ROWS``.
+PREDICT_BLOCK_BYTES = 128 * 2 ** 20
+PREDICT_MAX_ROWS = 1024
+#: blocks above this many rows are a multiple of it (the GEMM split's row alignment)
+PREDICT_ROW_ALIGN = 16
+
+
+def _size(shape):
+    """Values per sample of a shape (a dict of shapes for named inputs: their sum)."""
+    if shape is None:
+        return 0
+    if isinstance(shape, dict):
+        return sum(_size(s) for s in shape.values())
+    return int(np.prod(shape))
+
+
+def _shape_key(shape):
+    return shape if shape is None or isinstance(shape, dict) else tuple(shape)
+
+
+def activation_row_bytes(layers, itemsize):
+    """Bytes per sample of the largest layer input + output of ``layers``: the
+    activations that coexist while a layer runs in an inference pass.  A layer that
+    keeps the shape (bias, activation, normalization) counts once: the planner runs
+    it in place on its input.  A recurrent layer (one with a ``recur_shape``) adds
+    its gate pre-activations, ``recur_shape[0]`` values per step; other kernel
+    scratch (per-thread buffers, an LSTM's cell states) is not counted."""
+    largest = 0
+    for leaf in layers.sublayers():
+        in_shape = getattr(leaf, "in_shape", None)
+        out_shape = getattr(leaf, "out_shape", None)
+        if in_shape is not None and _shape_key(in_shape) == _shape_key(out_shape):
+            size = _size(in_shape)
+        else:
+            size = _size(in_shape) + _size(out_shape)
+        recur = getattr(leaf, "recur_shape", None)
+        if recur is not None and out_shape is not None and len(out_shape) > 1:
+            size += _size(tuple(out_shape)[:-1]) * int(recur[0])
+        largest = max(largest, size)
+    return largest * itemsize
 
 
 def _last_leaf(layer):
@@ -74,6 +117,9 @@ class Model:
         plan_network(self.layers, self.be)
         first = self.layers.sublayers()[0]
         self.integer_inputs_ = bool(getattr(first, "integer_inputs", False))
+        if isinstance(self.in_shape, dict):  # named inputs: the names read as token ids
+            self.integer_inputs_ = set(getattr(self.layers.layers_[0], "integer_inputs",
+                                               ()))
         self.out_shape = self.layers.out_shape
         # listed once: the walk through the containers costs as much as a small
         # layer's update, and the layers do not change after configure
@@ -121,10 +167,24 @@ class Model:
 
     def _batch(self, x):
         """``x`` on the backend in its dtype; integer arrays stay integers (int64) for
-        a first layer that takes token ids, so every id is exact."""
-        if self.__dict__.get("integer_inputs_") and x.dtype.kind in "iu":
+        a first layer that takes token ids, so every id is exact.  Named inputs (an
+        ``InputDict``) move input by input."""
+        ints = self.__dict__.get("integer_inputs_")
+        if isinstance(ints, set):
+            return InputDict({name: self.be.array(v, dtype=np.int64)
+                              if name in ints and v.dtype.kind in "iu" else self.be.array(v)
+                              for name, v in x.items()})
+        if ints and x.dtype.kind in "iu":
             return self.be.array(x, dtype=np.int64)
         return self.be.array(x)
+
+    def _padded(self, block, rows):
+        """``block`` padded to ``rows`` rows with copies of its last row."""
+        if isinstance(block, InputDict):
+            return block.map(lambda a: self._padded(a, rows))
+        xp = np if isinstance(block, np.ndarray) else self.be.xp
+        pad = xp.repeat(block[-1:], rows - block.shape[0], axis=0)
+        return xp.concatenate([block, pad], axis=0)
 
     # ---- forward and backward -------------------------------------------------
     def fprop(self, x, inference=False, lengths=None):
@@ -137,8 +197,11 @@ class Model:
     def bprop(self, delta):
         return self.layers.bprop(delta)
 
-    def train_batch(self, x, t, weights, optimizer, epoch):
-        """One minibatch step; returns the batch's weighted mean cost."""
+    def train_batch(self, x, t, weights, optimizer, epoch, epoch_fraction=0.0):
+        """One minibatch step; returns the batch's weighted mean cost.
+
+        ``epoch_fraction``: the share of the epoch's minibatches done before this one
+        (what a per-minibatch learning-rate schedule reads)."""
         y = self.fprop(x)
         costs = self.be.to_numpy(self.cost(y, t))
         n = x.shape[0]
@@ -152,7 +215,7 @@ class Model:
         scale = self.be.array(weights / n, dtype=grad.dtype)
         grad = grad * scale.reshape((n,) + (1,) * (grad.ndim - 1))
         self.bprop(self.be.array(grad))
-        optimizer.optimize(self.layers_to_optimize, epoch)
+        optimizer.optimize(self.layers_to_optimize, epoch, epoch_fraction)
         return batch_cost
 
     def fit(self, X, T, optimizer, num_epochs, batch_size, callbacks=(), shuffle=True,
@@ -208,7 +271,8 @@ class Model:
                 for cb in callbacks:
                     cb.on_minibatch_begin(self, epoch, mb)
                 self.batch_cost = self.train_batch(
-                    self._batch(X[rows]), be.array(T[rows]), w[idx], optimizer, epoch)
+                    self._batch(X[rows]), be.array(T[rows]), w[idx], optimizer, epoch,
+                    mb / self.nbatches)
                 total += self.batch_cost * len(idx)
                 for cb in callbacks:
                     cb.on_minibatch_end(self, epoch, mb)
@@ -219,8 +283,40 @@ class Model:
             if self.finished:
                 break
 
-    def predict(self, X, batch_size=1024):
+    def predict_block_rows(self):
+        """Rows per block of :meth:`predict` when no ``batch_size`` is given.
+
+        The most rows whose largest layer input + output
+        (:func:`activation_row_bytes`) fits in ``PREDICT_BLOCK_BYTES`` (128 MiB),
+        at most ``PREDICT_MAX_ROWS`` (1024) and at least 1; above 16 rows, a
+        multiple of 16.  It depends only on the configured network and its dtype,
+        so it is the same for every call.  In float32 a 784-256-128-10 MLP and
+        LeNet on 28x28 images (75 KiB per sample for the first convolution) get
+        1024 rows; an LSTM of 128 units over 400 steps of 128 features (input,
+        output and gates: 1.2 MB per sample) 96 rows.
+        """
+        itemsize = np.dtype(self.be.dtype).itemsize
+        row_bytes = max(activation_row_bytes(self.layers, itemsize), 1)
+        rows = min(PREDICT_MAX_ROWS, PREDICT_BLOCK_BYTES // row_bytes)
+        if rows > PREDICT_ROW_ALIGN:
+            rows -= rows % PREDICT_ROW_ALIGN
+        return max(int(rows), 1)
+
+    def predict(self, X, batch_size=None):
         """Network outputs for any number of samples.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, ...)
+            Inputs, batch first.
+        batch_size : int or None, default=None
+            Rows per block; None: :meth:`predict_block_rows`, fixed for the
+            configured network.  Callers that pass it should pass the same value
+            on every call (an estimator's hyperparameter, not the call's size).
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) + out_shape
 
         Every block runs at exactly ``batch_size`` rows: the last, partial block is
         padded with copies of its last sample and the padding's outputs dropped.
@@ -228,9 +324,19 @@ class Model:
         product (a 1-row product runs as GEMV, small ones on other kernels), so a
         fixed shape is what makes a sample's output independent of the other
         samples passed with it and of the number of samples (at a fixed thread
-        count).
+        count).  The price is latency on small calls: one sample costs a whole
+        block.  Large blocks keep the GEMMs efficient and the per-block overhead
+        small; the byte budget bounds the working set of a block.
         """
+        return self._in_blocks(
+            X, batch_size, lambda x: self.fprop(x, inference=True), self.out_shape)
+
+    def _in_blocks(self, X, batch_size, forward, out_shape):
+        """``forward`` over ``X`` in blocks of exactly ``batch_size`` rows (None:
+        :meth:`predict_block_rows`), the last one padded; the outputs on the host."""
         be = self.be
+        if batch_size is None:
+            batch_size = self.predict_block_rows()
         n = X.shape[0]
         outs = []
         with be.compute_scope():
@@ -238,13 +344,12 @@ class Model:
                 block = X[s:s + batch_size]
                 rows = block.shape[0]
                 if rows < batch_size:
-                    xp = np if isinstance(block, np.ndarray) else be.xp
-                    pad = xp.repeat(block[-1:], batch_size - rows, axis=0)
-                    block = xp.concatenate([block, pad], axis=0)
-                y = self.fprop(self._batch(block), inference=True)
-                outs.append(be.to_numpy(y)[:rows])
+                    block = self._padded(block, batch_size)
+                outs.append(be.to_numpy(forward(self._batch(block)))[:rows])
         if not outs:
-            return np.empty((0,) + tuple(self.out_shape), dtype=be.dtype)
+            return np.empty((0,) + tuple(out_shape), dtype=be.dtype)
+        if len(outs) == 1:  # a copy: on the CPU, the outputs are the layer's buffer
+            return outs[0].copy()
         return np.concatenate(outs, axis=0)
 
     def get_cost(self, X, T, batch_size=1024):
@@ -300,3 +405,66 @@ class Model:
                     layer.name, [a.shape for a in arrays], [s.shape for s in saved]))
             for a, s in zip(arrays, saved):
                 a[...] = self.be.array(s)
+
+    # ---- feature extraction -------------------------------------------------------
+    def predict_until(self, X, layer_name, batch_size=None):
+        """Outputs of the layer named ``layer_name`` for any number of samples.
+
+        The network runs up to that layer (a top-level layer of the model, or a
+        leaf layer by its name; inside a fused run of parts, the parts up to it run
+        one by one), in blocks of exactly ``batch_size`` rows as in
+        :meth:`predict`, so a sample's features do not depend on the other samples
+        of the call.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, ...)
+        layer_name : str
+        batch_size : int or None, default=None
+            Rows per block; None: :meth:`predict_block_rows`.
+
+        Returns
+        -------
+        outputs : ndarray of shape (n_samples,) + the layer's ``out_shape``
+        """
+        from .layers._base import fprop_layer
+
+        root = self.layers
+        steps = root.__dict__.get("steps_")
+        if steps is None:
+            raise ValueError("predict_until needs a model configured from a layer list")
+        target = next((l for l in root.layers_ if l.name == layer_name), None)
+        if target is None:
+            target = next((l for l in root.sublayers() if l.name == layer_name), None)
+        if target is None:
+            raise ValueError("The network has no layer named %r; its layers are %s"
+                             % (layer_name, [l.name for l in root.layers_]))
+        last = (target.sublayers() or [target])[-1]
+        plan = []
+        for step in steps:
+            leaves = step.sublayers() or [step]
+            if not any(leaf is last for leaf in leaves):
+                plan.append(step)
+                continue
+            k = next(i for i, leaf in enumerate(leaves) if leaf is last)
+            if k == len(leaves) - 1:
+                plan.append(step)
+            elif isinstance(getattr(step, "layers", None), tuple):  # a fused run
+                plan.extend(step.layers[:k + 1])
+            else:
+                raise ValueError(
+                    "Layer %r is inside %r, whose parts run together: name that layer "
+                    "or one outside it" % (layer_name, step.name or type(step).__name__))
+            break
+        else:
+            raise ValueError("Layer %r is not on the network's main path" % layer_name)
+
+        def forward(x):
+            lengths = None
+            for step in plan:
+                if getattr(step, "gives_lengths", False):
+                    lengths = step.lengths_of(x)
+                x = fprop_layer(step, x, True, lengths)
+            return x
+
+        return self._in_blocks(X, batch_size, forward, target.out_shape)

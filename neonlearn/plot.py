@@ -48,7 +48,7 @@ def plot_learning_curves(estimator, ax=None, title=None):
     check_is_fitted(estimator, "loss_curve_")
     plt = _pyplot()
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
+        _, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     loss = list(estimator.loss_curve_)
     epochs = range(1, len(loss) + 1)
     lines = ax.plot(epochs, loss, color="C0", marker="o", markersize=3,
@@ -63,7 +63,12 @@ def plot_learning_curves(estimator, ax=None, title=None):
                             markersize=3, label="validation score")
         right.set_ylabel("validation score")
         ax.right_ax = right
-    ax.legend(lines, [line.get_label() for line in lines], loc="best")
-    ax.set_title(type(estimator).__name__ if title is None else title)
+    # the legend goes above the plot, outside both axes: inside, the twin axis
+    # (drawn over this one) would cover it, and "best" sees only this axis' line
+    ax.legend(lines, [line.get_label() for line in lines], loc="lower left",
+              bbox_to_anchor=(0.0, 1.01), ncol=len(lines), frameon=False,
+              borderaxespad=0.0)
+    # the title sits above the legend
+    ax.set_title(type(estimator).__name__ if title is None else title, pad=24)
     ax.grid(True, alpha=0.3)
     return ax

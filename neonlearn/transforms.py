@@ -18,7 +18,7 @@ from ._params import HyperParams
 
 __all__ = [
     "Transform", "Identity", "Rectlin", "Rectlinclip", "Explin", "Normalizer",
-    "Softmax", "Tanh", "Logistic", "get_transform",
+    "Softmax", "PixelwiseSoftmax", "Tanh", "Logistic", "get_transform",
 ]
 
 
@@ -164,6 +164,54 @@ class Softmax(Transform):
 
     def bprop_error(self, y, error):
         return y * (error - (error * y).sum(axis=-1, keepdims=True))
+
+
+class PixelwiseSoftmax(Softmax):
+    """Softmax over the channels of every pixel (neon's ``PixelwiseSoftmax``).
+
+    neon reshaped its flat ``(C*H*W, N)`` tensors to ``(c, -1)`` and took the
+    softmax over the ``c`` channels of each position: ``y[k, p] = exp(x[k, p]) /
+    sum_j exp(x[j, p])``.  In neonlearn's batch-first arrays the channel axis is
+    axis 1: ``transform(x)`` on ``x (N, C, ...)`` normalizes over it for every
+    sample and position.  In a layer (``Activation(PixelwiseSoftmax())`` or a
+    ``Conv``'s activation) it is the channel axis of images ``(C, H, W)`` and the
+    feature axis of dense ``(F,)`` and sequence ``(T, F)`` inputs, as for
+    :class:`Softmax`; with :class:`~neonlearn.costs.CrossEntropyMulti` the model
+    uses the ``y - t`` shortcut (a classification of every pixel).
+
+    Parameters
+    ----------
+    c : int or None, default=None
+        Number of channels (neon's required argument).  neonlearn reads it from the
+        input; when given, an input with another number of channels is a
+        ValueError (checked in ``transform(x)`` and in the backward pass).
+    """
+
+    def __init__(self, c=None):
+        self.c = c
+
+    def _check(self):
+        if self.c is not None and (not isinstance(self.c, numbers.Integral)
+                                   or isinstance(self.c, bool) or self.c < 1):
+            raise ValueError("PixelwiseSoftmax c must be a positive integer or None, "
+                             "got %r" % (self.c,))
+
+    def _channels(self, x):
+        """``x (N, C, ...)`` as ``(N, C, positions)``."""
+        self._check()
+        if x.ndim < 2 or (self.c is not None and x.shape[1] != self.c):
+            raise ValueError("PixelwiseSoftmax(c=%r) got an input of shape %r (channels "
+                             "on axis 1)" % (self.c, x.shape))
+        return x.reshape(x.shape[0], x.shape[1], -1)
+
+    def __call__(self, x):
+        z = self._channels(x)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).reshape(x.shape)
+
+    def bprop_error(self, y, error):
+        yc, ec = self._channels(y), self._channels(error)
+        return (yc * (ec - (ec * yc).sum(axis=1, keepdims=True))).reshape(y.shape)
 
 
 class Tanh(Transform):

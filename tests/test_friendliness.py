@@ -134,6 +134,34 @@ def test_plot_learning_curves(digits, tmp_path):
     plt.close("all")
 
 
+def test_plot_legend_is_not_covered_by_the_curves(digits):
+    """Both lines are named in a legend that lies outside the plotting area, where
+    neither axis draws (the twin axis of the validation score is drawn over the
+    first one, so a legend inside it would be covered)."""
+    mpl = pytest.importorskip("matplotlib", reason="matplotlib is not installed")
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from neonlearn.plot import plot_learning_curves
+
+    X, y = digits
+    est = NeonClassifier(epochs=3, early_stopping=True, n_iter_no_change=50,
+                         random_state=0).fit(X[:300], y[:300])
+    ax = plot_learning_curves(est)
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["training cost",
+                                                          "validation score"]
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    box, area = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert box.y0 >= area.y1 - 1  # above the axes, not over the lines
+    fig_box = ax.figure.bbox
+    assert box.y1 <= fig_box.y1 + 1 and box.x0 >= fig_box.x0 - 1  # inside the figure
+    title = ax.title.get_window_extent(renderer)
+    assert title.y0 >= box.y1 - 1 or title.x0 >= box.x1  # not over the title
+    plt.close("all")
+
+
 def test_plot_needs_fit():
     pytest.importorskip("matplotlib", reason="matplotlib is not installed")
     from neonlearn.plot import plot_learning_curves
@@ -177,7 +205,7 @@ def test_progress_plain_lines_when_not_a_terminal():
     assert "\r" not in out
     lines = out.splitlines()
     assert len(lines) == 3  # one line per epoch
-    for epoch, line in enumerate(lines):
+    for epoch, line in enumerate(lines, start=1):  # counted from 1, as history_
         assert line.startswith("Epoch %-3d" % epoch)
         assert "4/4 batches" in line and "cost" in line
 
@@ -242,3 +270,40 @@ def test_custom_layer_guide(digits):
                          epochs=5, random_state=0).fit(X, y)
     assert clf.score(X, y) > 0.5
     assert "diag" in summary(clf)
+
+
+# ---- the command line --------------------------------------------------------------------
+def test_digits_cli_help_is_whole_and_every_option_explained(capsys):
+    from neonlearn.__main__ import _parser
+
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    description = text.split("\n\n")[1]
+    assert description.rstrip().endswith("."), description  # not cut mid-sentence
+    assert "digits" in description
+    lines = text.splitlines() + [""]
+    for option in ("--epochs", "--batch-size", "--seed", "--verbose"):
+        i = next(i for i, line in enumerate(lines) if line.strip().startswith(option))
+        assert "default" in lines[i] + lines[i + 1], option  # the option has a help text
+
+
+def test_unbuilt_checkout_says_how_to_build(tmp_path):
+    """``python -m neonlearn`` in a source checkout without compiled kernels names the
+    build step instead of a raw "cannot import name" error."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import PACKAGE_DIR
+
+    shutil.copytree(PACKAGE_DIR, tmp_path / "neonlearn",
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "*.c", "__pycache__"))
+    proc = subprocess.run([sys.executable, "-m", "neonlearn", "--epochs", "1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()
+    assert any("python setup.py build_ext --inplace" in line for line in last[-3:]), \
+        proc.stderr[-2000:]
+    assert "pip install ." in proc.stderr

@@ -12,28 +12,24 @@ handling through two hooks:
 - ``_validate_X(X, reset)`` / ``_validate_Xy(X, y, reset)`` -> X as a batch-first
   array in the network's sample shape (and y).
 
-``fit`` reads as a few steps: validate, encode the targets, initialize (or resume) a
-model, train it with callbacks (``callbacks.py``), store the fitted attributes.
+The parts live in their own modules, as bases of :class:`BaseNeonEstimator`:
+checking inputs (``_validation.py``), the fit loop (``_training.py``: validate,
+encode the targets, initialize or resume a model, train it with callbacks, store
+the fitted attributes), feature extraction (``_features.py``), persistence
+(``_persistence.py``) and scikit-learn's callbacks (``_sklearn_callbacks.py``).
+This module builds the network and handles devices.
 """
-import copy
 import threading
-import time
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone, is_classifier
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ..backends import backend_device, get_backend, parse_device
-from ..callbacks import (
-    Callback, EarlyStopping, EpochSnapshot, LossHistory, LossPlateau, ProgressCallback,
-)
 from ..costs import Cost
-from ..exceptions import TrainingDivergedError
 from ..initializers import Constant, GlorotUniform
 from ..layers import Activation, Affine
 from ..layers._containers import flatten_layers
@@ -42,8 +38,12 @@ from ..models import Model
 from ..optimizers import Adam, Optimizer
 from .._summary import summary, summary_html
 from ..transforms import Identity, Logistic, Rectlin, Softmax, Transform
-from ._finite import check_diverged, check_finite_outputs
+from ._features import FeatureExtractionMixin
+from ._finite import check_finite_outputs
 from ._persistence import PersistenceMixin
+from ._sklearn_callbacks import CallbackSupportMixin
+from ._training import TrainingMixin
+from ._validation import ValidationMixin
 
 __all__ = ["BaseNeonEstimator"]
 
@@ -66,7 +66,8 @@ def _default_names(layers):
     return names
 
 
-class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
+class BaseNeonEstimator(CallbackSupportMixin, TrainingMixin, ValidationMixin,
+                        FeatureExtractionMixin, PersistenceMixin, BaseEstimator):
     """Shared parameters and training logic; see NeonClassifier for the docs."""
 
     _parameter_constraints = {
@@ -86,14 +87,18 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         "callbacks": [list, tuple, None],
         "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64})],
         "device": [str, None],
-        "input_shape": [tuple, list, None],
+        "input_shape": [tuple, list, dict, None],
+        "scoring": [str, callable, None],
+        "predict_batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "feature_layer": [str, None],
     }
 
     def __init__(self, layers=None, optimizer=None, cost=None, epochs=200, batch_size=128,
                  shuffle=True, random_state=None, verbose=0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
                  warm_start=False, callbacks=None, dtype="float32", device="cpu",
-                 input_shape=None):
+                 input_shape=None, scoring=None, predict_batch_size=None,
+                 feature_layer=None):
         self.layers = layers
         self.optimizer = optimizer
         self.cost = cost
@@ -111,6 +116,9 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         self.dtype = dtype
         self.device = device
         self.input_shape = input_shape
+        self.scoring = scoring
+        self.predict_batch_size = predict_batch_size
+        self.feature_layer = feature_layer
 
     # ---- layer hyperparameters by name -------------------------------------------
     def get_params(self, deep=True):
@@ -167,75 +175,6 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         self.layers = layers
         return self
 
-    # ---- validation --------------------------------------------------------------
-    def _validate_hyperparams(self):
-        """Check the hyperparameters: types and ranges through scikit-learn's
-        ``_parameter_constraints``, then what they cannot say (the layer list, the
-        optimizer's own values, ``input_shape``)."""
-        self._validate_params()
-        if self.layers is not None:
-            if not self.layers:
-                raise ValueError("layers must be a non-empty list of neonlearn layers or "
-                                 "None, got %r" % (self.layers,))
-            flatten_layers(self.layers)
-        if self.optimizer is not None:
-            self.optimizer._check()
-        if self.callbacks is not None and not all(
-                isinstance(cb, Callback) for cb in self.callbacks):
-            raise ValueError("callbacks must be a list of neonlearn.callbacks.Callback")
-        if self.input_shape is not None:
-            self._check_input_shape(self.input_shape)
-
-    def _check_input_shape(self, shape):
-        """Validate the ``input_shape`` hyperparameter (hook)."""
-        if (not isinstance(shape, (tuple, list)) or not shape or not all(
-                isinstance(s, Integral) and s > 0 for s in shape)):
-            raise ValueError("input_shape must be a tuple of positive ints, got %r"
-                             % (shape,))
-
-    def _validate_X(self, X, reset):
-        """Check X; return it batch-first in the sample shape the network expects."""
-        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
-                          allow_nd=True)
-        return self._reshape_X(X, reset), X.shape[0]
-
-    def _validate_Xy(self, X, y, reset):
-        X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32],
-                             allow_nd=True, multi_output=True,
-                             y_numeric=not self._is_classifier())
-        return self._reshape_X(X, reset), y
-
-    def _check_dtype_range(self, X):
-        """float64 values beyond the network dtype's range would become inf."""
-        limit = np.finfo(np.dtype(self.dtype)).max
-        if X.dtype.itemsize > np.dtype(self.dtype).itemsize and X.size and (
-                np.abs(X).max() > limit):
-            raise ValueError("X has values beyond the range of dtype=%r (|x| > %.3g): "
-                             "scale the inputs (e.g. StandardScaler) or use "
-                             "dtype='float64'" % (np.dtype(self.dtype).name, limit))
-
-    def _is_classifier(self):
-        return is_classifier(self)
-
-    def _reshape_X(self, X, reset):
-        self._check_dtype_range(X)
-        shape = tuple(self.input_shape) if self.input_shape is not None else None
-        if X.ndim == 2 and shape is not None and len(shape) > 1:
-            if X.shape[1] != int(np.prod(shape)):
-                raise ValueError("X has %d features, which cannot be reshaped to "
-                                 "input_shape=%r" % (X.shape[1], shape))
-            X = X.reshape((X.shape[0],) + shape)
-        elif shape is not None and X.shape[1:] != shape:
-            raise ValueError("X has samples of shape %r but input_shape is %r"
-                             % (X.shape[1:], shape))
-        if reset:
-            self.sample_shape_ = X.shape[1:]
-        elif X.shape[1:] != self.sample_shape_:
-            raise ValueError("X has samples of shape %r, but %s was fitted on samples of "
-                             "shape %r" % (X.shape[1:], type(self).__name__,
-                                           self.sample_shape_))
-        return X
-
     # ---- building the network ------------------------------------------------------
     def _default_layers(self):
         return [Affine(100, init=GlorotUniform(), bias=Constant(0.0),
@@ -260,7 +199,7 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         found by configuring copies (nothing is allocated)."""
         probe = Model(clone(layers), get_backend("cpu", dtype="float64", seed=0))
         probe.layers.set_backend(probe.be)
-        probe.layers.configure(tuple(in_shape))
+        probe.layers.configure(in_shape if isinstance(in_shape, dict) else tuple(in_shape))
         return tuple(probe.layers.out_shape), probe.layers.sublayers()[-1]
 
     def _complete_output(self, layers, out_shape, last, task):
@@ -329,138 +268,6 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
         last = model.layers.sublayers()[-1]
         return task.default_cost(getattr(last, "transform", None))
 
-    # ---- fitting ---------------------------------------------------------------------
-    def _make_backend(self, seed):
-        return get_backend(self.device, dtype=np.dtype(self.dtype).name, seed=seed)
-
-    def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
-        """fit, partial_fit (``incremental``) and warm starts: prepare the data, build
-        or resume the network, train it with callbacks, store the fitted state."""
-        self._validate_hyperparams()
-        first = not hasattr(self, "model_") or not (incremental or self.warm_start)
-        X, y = self._validate_Xy(X, y, reset=first)
-        if X.shape[0] == 0:
-            raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
-        # a copy on later calls: a failed partial_fit leaves the fitted task as it was
-        task = self._new_task() if first else copy.deepcopy(self.task_)
-        T = task.encode(y, classes)
-        weights = self._sample_weights(X, y, sample_weight)
-        model, optimizer, past = self._initialize(X, task) if first else self._resume()
-        T = task.adapt(T)
-        Xv = Tv = None
-        if self.early_stopping and not incremental:
-            X, T, weights, Xv, Tv = self._split_validation(X, T, weights, model.be.rng)
-        callbacks = self._training_callbacks(Xv, Tv, incremental, task)
-        start = time.perf_counter()
-        self._train(model, optimizer, X, T, weights, callbacks,
-                    epochs=1 if incremental else self.epochs, start_epoch=past["n_iter"])
-        self._store(model, optimizer, past, callbacks, incremental, task)
-        self.fit_time_ = time.perf_counter() - start
-        return self
-
-    def _initialize(self, X, task):
-        """A new network for samples like ``X``: ``(model, optimizer, past record)``."""
-        rng = check_random_state(self.random_state)
-        be = self._make_backend(int(rng.randint(np.iinfo(np.int32).max)))
-        model = Model(self._build_layers(X.shape[1:], task), be).configure(X.shape[1:])
-        self._check_network(model, X.shape[1:], task)
-        model.set_cost(clone(self.cost) if self.cost is not None
-                       else self._default_cost(model, task))
-        optimizer = (clone(self.optimizer) if self.optimizer is not None
-                     else self._default_optimizer())
-        return model, optimizer, {"loss_curve": [], "validation_scores": [], "n_iter": 0,
-                                  "best_loss": np.inf}
-
-    def _resume(self):
-        """A copy of the fitted network to train on (an error, such as divergence,
-        leaves the fitted model intact): ``(model, optimizer, past record)``."""
-        model = self._model_on_device(copy.deepcopy(self.model_))
-        past = {"loss_curve": list(self.loss_curve_),
-                "validation_scores": list(self.validation_scores_ or []),
-                "n_iter": self.n_iter_,
-                "best_loss": self.best_loss_ if self.best_loss_ is not None else np.inf}
-        return model, copy.deepcopy(self.optimizer_), past
-
-    def _training_callbacks(self, Xv, Tv, incremental, task):
-        """The built-in callbacks (record, stopping rule, snapshot), then the user's."""
-        callbacks = {"record": LossHistory()}
-        if Xv is not None:
-            def score(model):
-                check_diverged(model, Xv, self.batch_size)
-                return task.score(model.predict(Xv), Tv)
-
-            callbacks["stopper"] = EarlyStopping(score, patience=self.n_iter_no_change,
-                                                 tol=self.tol)
-        elif not incremental:
-            callbacks["plateau"] = LossPlateau(self.n_iter_no_change, self.tol)
-        callbacks["user"] = list(self.callbacks or [])
-        if self.verbose:
-            callbacks["progress"] = ProgressCallback()
-        callbacks["snapshot"] = EpochSnapshot()
-        return callbacks
-
-    def _train(self, model, optimizer, X, T, weights, callbacks, epochs, start_epoch):
-        """``Model.fit`` with the callbacks; interruptions and divergence handled as
-        documented (keep the last finished or best epoch, or raise)."""
-        stopper = callbacks.get("stopper")
-        flat = [cb for cb in callbacks.values() for cb in
-                (cb if isinstance(cb, list) else [cb])]
-        try:
-            model.fit(model.be.array(X), model.be.array(T), optimizer, epochs,
-                      min(self.batch_size, X.shape[0]), callbacks=flat,
-                      shuffle=self.shuffle, sample_weight=weights, start_epoch=start_epoch)
-            check_diverged(model, X, self.batch_size)
-        except KeyboardInterrupt:
-            # keep a usable estimator: the weights of the last finished epoch (or, with
-            # early stopping, of the best one, which EarlyStopping already restored)
-            snapshot = callbacks["snapshot"].weights
-            if (stopper is None or stopper.best_weights is None) and snapshot:
-                model.set_weights(snapshot)
-            warnings.warn("%s.fit interrupted: keeping the weights of the %s epoch."
-                          % (type(self).__name__, "last finished" if stopper is None
-                             else "best"), UserWarning)
-            model.finished = True
-        except TrainingDivergedError as exc:
-            if stopper is None or stopper.best_weights is None:
-                raise
-            # EarlyStopping restored the best weights: keep them
-            warnings.warn("%s; stopped and restored the weights of the best epoch (%d)."
-                          % (exc, stopper.best_epoch), UserWarning)
-            model.finished = True
-        if not callbacks["record"].losses:
-            raise ValueError("%s.fit was interrupted before finishing one epoch"
-                             % type(self).__name__)
-
-    def _store(self, model, optimizer, past, callbacks, incremental, task):
-        """The fitted attributes, from the trained model and the callbacks' records."""
-        run = callbacks["record"].losses
-        stopper = callbacks.get("stopper")
-        self.task_ = task
-        self.n_outputs_ = task.n_outputs
-        if getattr(task, "classes", None) is not None:
-            self.classes_ = task.classes
-        self.model_ = model
-        self.__dict__.pop("_loaded_on_host", None)  # fitted here: no silent fallback
-        self.layers_ = model.layers.layers_
-        self.optimizer_ = optimizer
-        self.cost_ = model.cost
-        self.n_iter_ = past["n_iter"] + len(run)
-        self.loss_curve_ = past["loss_curve"] + run
-        self.loss_ = self.loss_curve_[-1]
-        if stopper is not None:
-            self.validation_scores_ = past["validation_scores"] + stopper.scores
-            self.best_validation_score_ = stopper.best_score
-            self.best_loss_ = None
-        else:
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
-            self.best_loss_ = min([past["best_loss"]] + run)
-        if (not incremental and not model.finished and stopper is None
-                and len(run) == self.epochs and self.epochs > 1):
-            warnings.warn("%s: training stopped after epochs=%d without converging "
-                          "(tol=%g); increase epochs." % (type(self).__name__, self.epochs,
-                                                          self.tol), ConvergenceWarning)
-
     # ---- devices -----------------------------------------------------------------------
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -517,36 +324,22 @@ class BaseNeonEstimator(PersistenceMixin, BaseEstimator):
             model.to_backend(backend)
         return model
 
-    def _sample_weights(self, X, y, sample_weight):
-        if sample_weight is None:
-            return None
-        sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        if np.any(sw < 0):
-            raise ValueError("sample_weight must be non-negative")
-        total = sw.sum()
-        if total <= 0:
-            raise ValueError("sample_weight must have a positive sum")
-        return sw * (len(sw) / total)  # mean 1: the learning rate keeps its meaning
-
-    def _split_validation(self, X, T, weights, rng):
-        n = X.shape[0]
-        n_val = int(round(self.validation_fraction * n))
-        if n_val < 1 or n - n_val < 1:
-            raise ValueError("early_stopping needs at least 2 samples with "
-                             "validation_fraction=%r; got %d samples"
-                             % (self.validation_fraction, n))
-        perm = rng.permutation(n)
-        val, train = perm[:n_val], perm[n_val:]
-        w = None if weights is None else weights[train]
-        return X[train], T[train], w, X[val], T[val]
-
     def _predict_raw(self, X):
         check_is_fitted(self, "model_")
         X, n = self._validate_X(X, reset=False)
         model = self._model_on_device(self.model_, fallback=True)
-        y = model.predict(X, batch_size=max(self.batch_size, 256))
+        y = model.predict(X, batch_size=self._predict_block())
         check_finite_outputs(y)
         return y.astype(np.float64)
+
+    def _predict_block(self):
+        """Rows per block of ``Model.predict``: ``predict_batch_size``, or
+        ``max(batch_size, 256)`` (the block the golden outputs were recorded with).
+        Fixed for the estimator, so that a sample's outputs do not depend on the
+        other samples of the call."""
+        if self.predict_batch_size is not None:
+            return self.predict_batch_size
+        return max(self.batch_size, 256)
 
     # ---- display -----------------------------------------------------------------
     def summary(self, file=None):

@@ -66,7 +66,10 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the cost (multiplied with ``sample_weight``).
     callbacks : list of Callback, default=None
-        Extra neon-style callbacks fired by the training loop.
+        Extra neon-style callbacks fired by the training loop, after the epoch record
+        and the stopping rule (e.g. :class:`~neonlearn.callbacks.Checkpoint`,
+        :class:`~neonlearn.callbacks.ReduceLROnPlateau`).  scikit-learn's callbacks
+        are set with ``set_callbacks`` (scikit-learn >= 1.9).
     dtype : {"float32", "float64"}, default="float32"
     device : {"cpu", "gpu"} or "cuda:N", default="cpu"
         Where the network runs (``"gpu"`` is ``"cuda:0"``; needs CuPy, see
@@ -77,6 +80,21 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
         Shape of one sample without the batch axis, e.g. ``(1, 8, 8)`` for images or
         ``(T, F)`` for sequences; flat 2-D ``X`` is reshaped to it, so the estimator
         works in Pipelines.  ``X`` may also be passed with that shape directly.
+    scoring : str, callable or None, default=None
+        What the validation data (``X_val`` or the ``early_stopping`` split) are
+        scored by every epoch, for ``history_``, ``validation_scores_`` and early
+        stopping: ``None`` is the accuracy (R^2 for regressors), ``"loss"`` the
+        validation cost (its negative, so that higher is better), any other string a
+        scikit-learn scorer name (``"f1_macro"``, ``"neg_log_loss"``), a callable
+        ``scorer(estimator, X, y)``.
+    predict_batch_size : int or None, default=None
+        Rows per block of the network's forward pass in ``predict``,
+        ``predict_proba``, ``transform`` and validation; None means
+        ``max(batch_size, 256)``.  Outputs do not depend on it beyond float
+        rounding; small values cut the latency of small calls.
+    feature_layer : str or None, default=None
+        The layer whose outputs :meth:`transform` returns; None means the input of
+        the output layer (the layer before the last layer with weights).
 
     Attributes
     ----------
@@ -95,10 +113,14 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
     best_loss_ : float or None
         Lowest training cost (None with early stopping).
     validation_scores_ : list of float or None
-        Validation accuracy per epoch (early stopping only).
+        Validation score per epoch (see ``scoring``), with validation data only.
     best_validation_score_ : float or None
     n_iter_ : int
         Number of epochs run.
+    history_ : list of dict
+        One record per epoch: ``epoch`` (from 1), ``train_loss``, ``valid_loss`` and
+        ``valid_score`` (with validation data), ``learning_rate`` and ``duration``
+        (seconds).
 
     Examples
     --------
@@ -125,17 +147,20 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
                  shuffle=True, random_state=None, verbose=0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
                  warm_start=False, class_weight=None, callbacks=None, dtype="float32",
-                 device="cpu", input_shape=None):
+                 device="cpu", input_shape=None, scoring=None,
+                 predict_batch_size=None, feature_layer=None):
         super().__init__(
             layers=layers, optimizer=optimizer, cost=cost, epochs=epochs,
             batch_size=batch_size, shuffle=shuffle, random_state=random_state,
             verbose=verbose, early_stopping=early_stopping,
             validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
             tol=tol, warm_start=warm_start, callbacks=callbacks, dtype=dtype,
-            device=device, input_shape=input_shape)
+            device=device, input_shape=input_shape, scoring=scoring,
+            predict_batch_size=predict_batch_size, feature_layer=feature_layer)
         self.class_weight = class_weight
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None,
+            sample_weight_val=None):
         """Train the network.
 
         Parameters
@@ -145,12 +170,20 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
             Class labels (any hashable type), or a binary indicator matrix for
             multilabel classification.
         sample_weight : array-like of shape (n_samples,), default=None
+        X_val, y_val : validation data like ``X`` and ``y``, default=None
+            Used instead of a ``validation_fraction`` split: scored every epoch
+            (``history_``, ``validation_scores_``) and, with ``early_stopping=True``,
+            watched by the stopping rule.  Labels that the training data does not
+            have are a ValueError.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation samples in ``valid_loss`` and the score.
 
         Returns
         -------
         self : NeonClassifier
         """
-        return self._fit(X, y, sample_weight)
+        return self._fit(X, y, sample_weight, X_val=X_val, y_val=y_val,
+                         sample_weight_val=sample_weight_val)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for one epoch on (X, y), starting from the current weights.

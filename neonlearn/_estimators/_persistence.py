@@ -67,7 +67,15 @@ class PersistenceMixin:
             As for :func:`numpy.savez` (``.npz`` is appended when missing).
         """
         check_is_fitted(self, "model_")
-        model = self.model_
+        np.savez(path, **self._weights_arrays(self.model_, self.task_, self.n_iter_))
+
+    def _weights_arrays(self, model, task, n_iter):
+        """The members of a weights file for ``model`` (trained for ``task``,
+        ``n_iter`` epochs) on the data this estimator was validated with."""
+        if isinstance(model.in_shape, dict):
+            raise ValueError("The weights file does not hold networks with named inputs "
+                             "(MergeMultistream) yet: save this estimator with joblib or "
+                             "skops (doc/persistence.md)")
         saved = model.get_weights()
         target_fields, has_classes = task_fields(self)
         names = getattr(self, "feature_names_in_", None)
@@ -78,27 +86,27 @@ class PersistenceMixin:
             "sample_shape": [int(s) for s in model.in_shape],
             "n_features_in": int(self.n_features_in_),
             "feature_names_in": None if names is None else [str(n) for n in names],
-            "n_iter": int(self.n_iter_),
+            "n_iter": int(n_iter),
             "layers": [layer.name for layer in model.layers_to_optimize],
             "n_arrays": [len(arrays) for arrays in saved],
             "network": describe_network(model),
         }
         if "task" in target_fields:
             meta["task"] = self.task
-        meta.update(self.task_.fields())
+        meta.update(task.fields())
         arrays = {META_KEY: np.array(json.dumps(meta, allow_nan=False))}
         if has_classes:
-            classes = np.asarray(self.classes_)
+            classes = np.asarray(task.classes)
             if classes.dtype == object:  # labels as numbers or strings, never pickled
                 classes = np.array(classes.tolist())
                 if classes.dtype == object:
                     raise ValueError("save_weights stores class labels that are all "
-                                     "numbers or all strings, got %r" % (self.classes_,))
+                                     "numbers or all strings, got %r" % (task.classes,))
             arrays[CLASSES_KEY] = classes
         for i, layer in enumerate(saved):
             for j, a in enumerate(layer):
                 arrays["w%d_%d" % (i, j)] = a
-        np.savez(path, **arrays)
+        return arrays
 
     def load_weights(self, path):
         """Load weights written by :meth:`save_weights` into this estimator.
@@ -234,6 +242,7 @@ class PersistenceMixin:
         work.cost_ = model.cost
         work.n_iter_ = meta["n_iter"]
         work.loss_curve_ = []
+        work.history_ = []
         work.loss_ = work.best_loss_ = None
         work.validation_scores_ = work.best_validation_score_ = None
         return {k: v for k, v in work.__dict__.items() if _is_fitted_attr(k, params)}

@@ -43,7 +43,8 @@ class NeonRegressor(RegressorMixin, BaseNeonEstimator):
     (3,)
     """
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None,
+            sample_weight_val=None):
         """Train the network.
 
         Parameters
@@ -51,12 +52,20 @@ class NeonRegressor(RegressorMixin, BaseNeonEstimator):
         X : array-like of shape (n_samples, n_features) or ``(n_samples, *input_shape)``
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
         sample_weight : array-like of shape (n_samples,), default=None
+        X_val, y_val : validation data like ``X`` and ``y``, default=None
+            Used instead of a ``validation_fraction`` split: scored every epoch
+            (``history_``, ``validation_scores_``) and, with ``early_stopping=True``,
+            watched by the stopping rule.  Labels that the training data does not
+            have are a ValueError.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation samples in ``valid_loss`` and the score.
 
         Returns
         -------
         self : NeonRegressor
         """
-        return self._fit(X, y, sample_weight)
+        return self._fit(X, y, sample_weight, X_val=X_val, y_val=y_val,
+                         sample_weight_val=sample_weight_val)
 
     def partial_fit(self, X, y, sample_weight=None):
         """Train for one epoch on (X, y), starting from the current weights."""

@@ -21,6 +21,7 @@ Base hooks used
 """
 import copy
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 from sklearn.metrics import accuracy_score, r2_score
@@ -85,7 +86,7 @@ class NeonSequenceModel(BaseNeonEstimator):
         for regression (cross-validation splits and default scoring follow).
     optimizer, cost, epochs, batch_size, shuffle, random_state, verbose,
     early_stopping, validation_fraction, n_iter_no_change, tol, warm_start,
-    callbacks, dtype, device
+    callbacks, dtype, device, scoring, predict_batch_size, feature_layer
         As in :class:`~neonlearn.NeonClassifier`.  The default cost is
         CrossEntropyMulti (classification, tagging) or SumSquared (regression).
     input_shape : tuple (T, F), default=None
@@ -152,18 +153,21 @@ class NeonSequenceModel(BaseNeonEstimator):
                  epochs=200, batch_size=128, shuffle=True, random_state=None, verbose=0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
                  tol=1e-4, warm_start=False, callbacks=None, dtype="float32",
-                 device="cpu", input_shape=None):
+                 device="cpu", input_shape=None, scoring=None,
+                 predict_batch_size=None, feature_layer=None):
         super().__init__(
             layers=layers, optimizer=optimizer, cost=cost, epochs=epochs,
             batch_size=batch_size, shuffle=shuffle, random_state=random_state,
             verbose=verbose, early_stopping=early_stopping,
             validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
             tol=tol, warm_start=warm_start, callbacks=callbacks, dtype=dtype,
-            device=device, input_shape=input_shape)
+            device=device, input_shape=input_shape, scoring=scoring,
+            predict_batch_size=predict_batch_size, feature_layer=feature_layer)
         self.task = task
 
     # ---- public API ----------------------------------------------------------------
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None,
+            sample_weight_val=None):
         """Train the network.
 
         Parameters
@@ -173,12 +177,20 @@ class NeonSequenceModel(BaseNeonEstimator):
         y : array-like of shape (n,) or (n, n_targets); for tagging (n, T) or a list
             of n arrays of shape (L_i,)
         sample_weight : array-like of shape (n,), default=None
+        X_val, y_val : validation data like ``X`` and ``y``, default=None
+            Used instead of a ``validation_fraction`` split: scored every epoch
+            (``history_``, ``validation_scores_``) and, with ``early_stopping=True``,
+            watched by the stopping rule.  Labels that the training data does not
+            have are a ValueError.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation samples in ``valid_loss`` and the score.
 
         Returns
         -------
         self : NeonSequenceModel
         """
-        return self._fit(X, y, sample_weight)
+        return self._fit(X, y, sample_weight, X_val=X_val, y_val=y_val,
+                         sample_weight_val=sample_weight_val)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for one epoch on (X, y), starting from the current weights.
@@ -370,6 +382,10 @@ class NeonSequenceModel(BaseNeonEstimator):
     def _prepare(self, X, reset, min_T=1):
         """``(network input with the mask channel, lengths, ragged)``, right-padded
         to at least ``min_T`` steps (masking makes the extra steps inert)."""
+        if isinstance(X, Mapping):
+            raise ValueError("%s takes one input (a list of sequences or an array); named "
+                             "inputs (a dict) go to NeonClassifier/NeonRegressor with "
+                             "MergeMultistream" % type(self).__name__)
         values, lengths, ragged = self._sequences(X, reset)
         if not self._uses_ids():
             self._check_dtype_range(values)
@@ -408,6 +424,37 @@ class NeonSequenceModel(BaseNeonEstimator):
         elif Xm.shape[1] > self._fit_T:
             self._lengthen(Xm.shape[1])
         return Xm, y
+
+    def _validate_validation_set(self, X, y, X_val, y_val):
+        """The validation sequences, padded to the training length; longer ones
+        pad the training data to theirs (masked steps change nothing)."""
+        if y_val is None:
+            raise ValueError("X_val was given without y_val: pass both, or neither")
+        Xv, lengths, _ = self._prepare(X_val, reset=False, min_T=X.shape[1])
+        T = Xv.shape[1]
+        if T > X.shape[1]:
+            extra = T - X.shape[1]
+            X = np.concatenate([X, np.zeros((X.shape[0], extra) + X.shape[2:],
+                                            dtype=X.dtype)], axis=1)
+            if self.task == "tagging":
+                y = np.concatenate([y, np.full((y.shape[0], extra), None, dtype=object)],
+                                   axis=1)
+            if "model_" not in self.__dict__ or not self.warm_start:
+                self._fit_T = T  # a new network is built for the padded data
+            elif T > self._fit_T:
+                self._lengthen(T)
+        if self.task == "tagging":
+            yv = self._pad_tags(y_val, lengths, T)
+        else:
+            yv = np.asarray(y_val)
+            if yv.dtype == object and self.task == "regression":
+                yv = yv.astype(np.float64)
+            if yv.shape[0] != Xv.shape[0]:
+                raise ValueError("X_val and y_val have inconsistent numbers of samples: "
+                                 "[%d, %d]" % (Xv.shape[0], yv.shape[0]))
+            if self.task == "regression":
+                yv = check_array(yv, ensure_2d=False, dtype=np.float64, input_name="y_val")
+        return X, y, Xv, yv
 
     def _lengthen(self, T):
         """Before a later fit on longer sequences: the fitted network, reconfigured
@@ -465,25 +512,44 @@ class NeonSequenceModel(BaseNeonEstimator):
         elif self.task == "tagging" and len(out_shape) != 2:
             raise ValueError("task='tagging' needs per-step outputs (T, H); the network "
                              "outputs %r (remove the summary layer)" % (out_shape,))
+        elif self.task == "tagging" and out_shape[0] != T:
+            raise ValueError("task='tagging' needs one output step per input step; the "
+                             "network turns %d steps into %d (temporal convolution and "
+                             "pooling keep the length with strides=1 and padding="
+                             "dilation*(k - 1)/2)" % (T, out_shape[0]))
         layers = self._complete_output(layers, out_shape, last, task)
         if self.task == "tagging":
             layers.append(StepMask(name="step_mask"))
         return [SequenceMask(ids=ids, name="sequence_input")] + layers
 
     # ---- prediction ------------------------------------------------------------------------------
+    def _network_input(self, X):
+        """``(network input, lengths, model)``: shorter batches are padded to the
+        fitted length; longer sequences get a copy of the network reconfigured for
+        them, with the fitted weights (reconfigure, not configure: compound layers
+        rebuild their leaves, which would otherwise start from fresh random
+        weights)."""
+        Xm, lengths, _ = self._prepare(X, reset=False, min_T=self._fit_T)
+        model = self._model_on_device(self.model_, fallback=True)
+        if Xm.shape[1] > self._fit_T:
+            model = copy.deepcopy(model)
+            model.reconfigure(Xm.shape[1:])
+        return Xm, lengths, model
+
+    def _per_step(self, model, layer):
+        shape = tuple(layer.out_shape)
+        return len(shape) == 2 and shape[0] == model.in_shape[0]
+
     def _predict_raw(self, X):
         check_is_fitted(self, "model_")
-        # shorter batches are padded to the fitted length
         Xm, lengths, ragged = self._prepare(X, reset=False, min_T=self._fit_T)
         model = self._model_on_device(self.model_, fallback=True)
         if Xm.shape[1] > self._fit_T:
-            # longer sequences: a copy of the network reconfigured for them, with the
-            # fitted weights (reconfigure, not configure: compound layers rebuild
-            # their leaves, which would otherwise start from fresh random weights)
+            # see _network_input
             model = copy.deepcopy(model)
             model.reconfigure(Xm.shape[1:])
         # no lock: each pass reads its batch's lengths from the data
-        y = model.predict(Xm, batch_size=max(self.batch_size, 256))
+        y = model.predict(Xm, batch_size=self._predict_block())
         check_finite_outputs(y)
         y = y.astype(np.float64)
         if self.task == "tagging":

@@ -61,9 +61,10 @@ class Task:
     def default_cost(self, output_transform):
         raise NotImplementedError
 
-    def score(self, y, T, valid=None):
+    def score(self, y, T, valid=None, sample_weight=None):
         """Validation score of network outputs ``y`` against targets ``T`` (higher is
-        better); ``valid`` marks the steps that count (tagging)."""
+        better); ``valid`` marks the steps that count (tagging), ``sample_weight``
+        weighs the samples."""
         raise NotImplementedError
 
     def fields(self):
@@ -162,12 +163,14 @@ class Classification(Task):
             return CrossEntropyBinary()
         return CrossEntropyMulti()
 
-    def score(self, y, T, valid=None):
+    def score(self, y, T, valid=None, sample_weight=None):
         if self.binary_units == 1:
-            return float(np.mean((y[:, 0] > 0.5) == (T[:, 0] > 0.5)))
-        if self.multilabel:
-            return float(np.mean(np.all((y > 0.5) == (T > 0.5), axis=1)))
-        return float(np.mean(np.argmax(y, axis=1) == np.argmax(T, axis=1)))
+            correct = (y[:, 0] > 0.5) == (T[:, 0] > 0.5)
+        elif self.multilabel:
+            correct = np.all((y > 0.5) == (T > 0.5), axis=1)
+        else:
+            correct = np.argmax(y, axis=1) == np.argmax(T, axis=1)
+        return float(np.average(correct, weights=sample_weight))
 
     def probabilities(self, y):
         """Class probabilities from the network outputs ``y`` (float64, in place)."""
@@ -216,8 +219,13 @@ class Tagging(Classification):
     def default_cost(self, output_transform):
         return CrossEntropyMulti()
 
-    def score(self, y, T, valid=None):
-        return float(np.mean((np.argmax(y, -1) == np.argmax(T, -1))[valid]))
+    def score(self, y, T, valid=None, sample_weight=None):
+        if valid is None:
+            valid = T.any(axis=-1)
+        correct = np.argmax(y, -1) == np.argmax(T, -1)
+        weights = np.ones(correct.shape) if sample_weight is None else np.broadcast_to(
+            np.asarray(sample_weight, dtype=float)[:, None], correct.shape)
+        return float(np.average(correct[valid], weights=weights[valid]))
 
 
 class Regression(Task):
@@ -246,8 +254,8 @@ class Regression(Task):
     def default_cost(self, output_transform):
         return SumSquared()
 
-    def score(self, y, T, valid=None):
-        return float(r2_score(T, y))
+    def score(self, y, T, valid=None, sample_weight=None):
+        return float(r2_score(T, y, sample_weight=sample_weight))
 
     def targets(self, y):
         """Predictions in the shape of the fitted ``y``."""

@@ -7,7 +7,14 @@ An uncompressed ``.npz`` (a zip of ``.npy`` arrays) holding
 - ``__meta__``: a 0-d unicode array, the JSON metadata (fields below);
 - ``w<i>_<j>``: array ``j`` of parameter layer ``i`` (``Model.get_weights`` order),
   real floats;
-- ``classes_``: the class labels (classifiers, sequence classification and tagging).
+- ``classes_``: the class labels (classifiers, sequence classification and tagging);
+- optionally, the training state of a :class:`~neonlearn.callbacks.Checkpoint`:
+  ``__training__`` (a 0-d unicode array, JSON: the epoch records, the optimizer's
+  step counts and learning rates, the random generator's state, the callbacks'
+  counters) and ``s<i>_<j>_<k>``, state ``k`` of the optimizer for parameter ``j``
+  of parameter layer ``i``.  ``load_weights`` checks that these members are only
+  those and ignores them (it loads the weights); resuming reads them
+  (``_checkpoint.py``).
 
 Metadata: ``format``, ``neonlearn_version``, ``estimator`` (class name),
 ``sample_shape`` (the network's input shape), ``n_features_in``,
@@ -28,6 +35,7 @@ whose shapes are checked against the arrays in the file first.
 import json
 import math
 import os
+import re
 import struct
 import tokenize
 import zipfile
@@ -52,6 +60,8 @@ _MAX_NPY_HEADER = 10_000
 
 META_KEY = "__meta__"
 CLASSES_KEY = "classes_"
+TRAINING_KEY = "__training__"
+_STATE_MEMBER = re.compile(r"s[0-9]{1,5}_[0-9]{1,3}_[0-9]{1,2}")
 
 
 # what a damaged zip or .npy container raises while being read
@@ -454,6 +464,8 @@ def read_arrays(container, meta):
     if meta["has_classes"]:
         expected.add(CLASSES_KEY)
     present = set(container.members)
+    if TRAINING_KEY in present:  # a checkpoint: its optimizer states may follow
+        expected |= {TRAINING_KEY} | {k for k in present if _STATE_MEMBER.fullmatch(k)}
     if present != expected:
         raise InvalidWeightsFile(
             "the arrays do not match the metadata: missing %s, unexpected %s"

@@ -7,7 +7,7 @@ each operation once, with its documentation, and implements what is the same on
 every device (the activation dispatch, and the optimizer steps as array expressions
 that a device may replace by fused kernels); ``backends/cpu/`` and ``backends/cuda/``
 implement the rest, in modules of the same names (``dense``, ``normalization``,
-``conv``, ``recurrent``, ``embedding``, ``optimizers``).
+``conv``, ``conv3d``, ``recurrent``, ``embedding``, ``optimizers``).
 ``tests/test_backend_contract.py`` checks that both implement every abstract method.
 
 Conventions
@@ -22,12 +22,15 @@ Conventions
 - ``lengths`` is ``None`` (every sequence fills its ``T`` steps) or an int32 host
   array of shape ``(N,)`` with values in ``[1, T]``; padded steps are after them.
 - ``geom`` of a convolution is ``(str_h, str_w, pad_h, pad_w, dil_h, dil_w)``, of a
-  pooling ``(str_h, str_w, pad_h, pad_w)``.
+  pooling ``(str_h, str_w, pad_h, pad_w)``; of a 3-D convolution ``(str_d, str_h,
+  str_w, pad_d, pad_h, pad_w, dil_d, dil_h, dil_w)``, of a 3-D pooling ``(str_d,
+  str_h, str_w, pad_d, pad_h, pad_w)``.
 - Results are deterministic: the same inputs give the same bits on every call, and
   on the CPU for any thread count (up to the float32 GEMM note in
   ``doc/performance.rst``).
 """
 import abc
+import math
 
 import numpy as np
 
@@ -236,6 +239,36 @@ class Backend(abc.ABC):
     def pool_bprop(self, op, error, dx, argmax, window, geom):
         """Gradient of :meth:`pool_fprop` with respect to its input."""
 
+    # ---- 3-D convolution and pooling -------------------------------------------------
+    # Volumes ``(N, C, D, H, W)``, filters ``W (K, C, T, R, S)``, outputs ``(N, K, M,
+    # P, Q)`` with ``M = floor((D + 2*pad_d - (dil_d*(T-1) + 1)) / str_d) + 1`` (likewise
+    # for ``P`` and ``Q``).
+    @abc.abstractmethod
+    def conv3d_fprop(self, x, W, out, geom):
+        """``out[n, k, m, p, q] = sum_{c,t,r,s} W[k, c, t, r, s] * x[n, c, m*sd - pd +
+        t*dd, p*sh - ph + r*dh, q*sw - pw + s*dw]`` (zero padding)."""
+
+    @abc.abstractmethod
+    def conv3d_bprop_data(self, error, W, dx, geom):
+        """Gradient of :meth:`conv3d_fprop` with respect to its input (overwrites
+        ``dx``)."""
+
+    @abc.abstractmethod
+    def conv3d_bprop_filter(self, x, error, dW, geom):
+        """Filter gradient of :meth:`conv3d_fprop`, summed over the batch (overwrites
+        ``dW``)."""
+
+    @abc.abstractmethod
+    def pool3d_fprop(self, op, x, out, argmax, window, geom):
+        """``op`` ``"max"`` (fills ``argmax``, int32: the window cell of the maximum,
+        ``(t*R + r)*S + s``, the first on ties) or ``"avg"`` (over the valid cells)
+        pooling over windows ``window = (T, R, S)`` of volumes."""
+
+    @abc.abstractmethod
+    def pool3d_bprop(self, op, error, dx, argmax, window, geom):
+        """Gradient of :meth:`pool3d_fprop` with respect to its input (overwrites
+        ``dx``)."""
+
     # ---- recurrent -------------------------------------------------------------------
     @staticmethod
     def check_recurrent_transform(transform, what="activation"):
@@ -336,15 +369,18 @@ class Backend(abc.ABC):
         s += grad * grad
         param -= learning_rate * grad / self.xp.sqrt(s + epsilon)
 
-    def adadelta_update(self, param, grad, eg2, edx2, decay, epsilon):
+    def adadelta_update(self, param, grad, eg2, edx2, decay, epsilon, learning_rate=1.0):
         """Zeiler's Adadelta: ``E[g2]`` and ``E[dx2]`` running averages, ``dx =
-        -sqrt(E[dx2] + eps) / sqrt(E[g2] + eps) * g``; ``W += dx``."""
+        -sqrt(E[dx2] + eps) / sqrt(E[g2] + eps) * g``; ``W += learning_rate * dx``
+        (``E[dx2]`` accumulates the unscaled ``dx``)."""
         xp = self.xp
         eg2 *= decay
         eg2 += (1 - decay) * grad * grad
         dx = -xp.sqrt(edx2 + epsilon) / xp.sqrt(eg2 + epsilon) * grad
         edx2 *= decay
         edx2 += (1 - decay) * dx * dx
+        if learning_rate != 1:
+            dx *= learning_rate
         param += dx
 
     def adam_update(self, param, grad, m, v, rate, beta_1, beta_2, epsilon):
@@ -355,3 +391,20 @@ class Backend(abc.ABC):
         v *= beta_2
         v += (1 - beta_2) * grad * grad
         param -= rate * m / (self.xp.sqrt(v) + epsilon)
+
+    def shift_adamax_update(self, param, grad, m, v, rate, beta_1, beta_2, epsilon):
+        """neon's ShiftAdaMax: ``m = b1*m + (1-b1)*g``, ``v = max(b2*v, |g|)``;
+        ``W -= m * p2(1 / (v + epsilon)) * rate``, where ``p2(x) = 2**rint(log(x) /
+        log(2))`` rounds to a power of two (``x`` floored at ``exp(-50)``, neon's
+        ``safelog``) and ``rate`` is already one."""
+        xp = self.xp
+        m *= beta_1
+        m += (1 - beta_1) * grad
+        xp.maximum(v * beta_2, xp.abs(grad), out=v)
+        inv_v = 1.0 / (v + epsilon)
+        p2 = xp.exp2(xp.rint(xp.log(xp.maximum(inv_v, math.exp(-50))) / math.log(2)))
+        param -= m * p2 * rate
+
+    def clip_params(self, param, bound):
+        """Clip ``param`` to ``[-bound, bound]`` in place (``param_clip_value``)."""
+        self.xp.clip(param, -bound, bound, out=param)

@@ -6,7 +6,10 @@
 - ``_conv``: Convolution, Deconvolution, Conv, Deconv
 - ``_pooling``: Pooling
 - ``_normalization``: BatchNorm, LRN
-- ``_recurrent``: Recurrent, LSTM, GRU, BiRNN, BiLSTM, DeepBiRNN, DeepBiLSTM
+- ``_recurrent``: Recurrent, LSTM, GRU, BiRNN, BiLSTM
+- ``_bidirectional``: BiSum, DeepBiRNN, DeepBiLSTM
+- ``_reshape``: Reshape, DataTransform
+- ``_conv3d``: Convolution3D, Pooling3D (volumes ``(C, D, H, W)``)
 - ``_sequence_layers``: RecurrentSum, RecurrentMean, RecurrentLast and the masks of
   the sequence estimator (SequenceMask, StepMask)
 - ``_containers``: Sequential, SkipNode, BranchNode, MergeSum, MergeBroadcast, Tree,
@@ -24,9 +27,8 @@ __all__ = [
     "Dropout", "Affine", "BatchNorm", "Sequential", "SkipNode",
 ]
 from ._embedding import LookupTable  # noqa: E402
-from ._recurrent import (  # noqa: E402
-    GRU, LSTM, BiLSTM, BiRNN, DeepBiLSTM, DeepBiRNN, Recurrent,
-)
+from ._bidirectional import BiSum, DeepBiLSTM, DeepBiRNN  # noqa: E402
+from ._recurrent import GRU, LSTM, BiLSTM, BiRNN, Recurrent  # noqa: E402
 from ._sequence_layers import RecurrentLast, RecurrentMean, RecurrentSum  # noqa: E402
 
 __all__ += [
@@ -43,3 +45,10 @@ from ._containers import (  # noqa: E402
 )
 
 __all__ += ["BranchNode", "MergeBroadcast", "MergeSum", "Tree", "SingleOutputTree"]
+from ._conv3d import Convolution3D, Pooling3D  # noqa: E402
+from ._reshape import DataTransform, Reshape  # noqa: E402
+
+__all__ += ["BiSum", "Reshape", "DataTransform", "Convolution3D", "Pooling3D"]
+from ._multistream import MergeMultistream  # noqa: E402
+
+__all__ += ["MergeMultistream"]

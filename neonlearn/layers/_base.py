@@ -10,13 +10,20 @@ branch on the device.
 Per-batch facts travel as arguments, never as attributes written by another object:
 a layer whose class sets ``uses_lengths = True`` takes the sequence lengths of the
 batch as ``fprop(inputs, inference=False, lengths=None)``, and containers pass them
-on to exactly those parts (decided at configure).  Other layers keep the seed's
-signatures ``fprop(inputs, inference=False)`` and ``bprop(error)``.  What the model
+on to exactly those parts (decided at configure).  A layer whose outputs have other
+lengths than its inputs (a strided temporal convolution) also sets
+``changes_lengths``: containers then pass the layers after it the lengths that its
+``out_lengths(lengths)`` gives, an argument of the pass like the others.  Other
+layers keep the seed's signatures ``fprop(inputs, inference=False)`` and
+``bprop(error)``.  What the model
 decides once at configure (which layer's input gradient is never used, the
 cost/softmax shortcut, the fused runs of :mod:`._fusion`) are planning facts.
 """
 import copy
+import functools
+import inspect
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -83,11 +90,14 @@ def _is_device_array(value):
 
 
 def in_shape_of(in_obj):
-    """Shape (without batch axis) described by a layer, an int or a tuple.
+    """Shape (without batch axis) described by a layer, an int or a tuple (a dict
+    of them for a network with named inputs).
 
     Every dimension must be positive: a zero-sized input is a ValueError here, at
     configure time, rather than an empty array deep inside a kernel.
     """
+    if isinstance(in_obj, Mapping):  # named inputs (MergeMultistream)
+        return {name: in_shape_of(shape) for name, shape in in_obj.items()}
     if isinstance(in_obj, Layer):
         shape = tuple(in_obj.out_shape)
     elif isinstance(in_obj, (int, np.integer)):
@@ -114,11 +124,19 @@ class Layer(HyperParams):
     def __init__(self, name=None):
         self.name = name
 
+    trainable = True
+    """Whether the optimizer updates the layer's parameters; a hyperparameter
+    (``trainable=True``) of every parameter layer and compound layer, read by the
+    optimizer at every update (see :class:`ParameterLayer`)."""
+
     # ---- what containers and the model's planning pass read --------------------
     uses_lengths = False
     """True when ``fprop`` takes ``lengths=`` (the batch's sequence lengths)."""
     gives_lengths = False
     """True for a layer that reads the lengths from its input (``lengths_of``)."""
+    changes_lengths = False
+    """True when the sequences of the outputs have other lengths than those of the
+    inputs (``out_lengths``); such a layer takes ``lengths=`` in ``fprop``."""
     uses_error = True
     """False when ``bprop`` ignores its error (an input layer such as the sequence
     mask): the layer after it then computes no input gradient."""
@@ -165,6 +183,12 @@ class Layer(HyperParams):
 
     def bprop(self, error):
         raise NotImplementedError
+
+    def out_lengths(self, lengths):
+        """Sequence lengths of the outputs for a batch of inputs of ``lengths``
+        (host int array ``(N,)``, or None when every sequence is full): the same
+        unless the layer ``changes_lengths``."""
+        return lengths
 
     # ---- helpers ---------------------------------------------------------------
     def param_grads(self):
@@ -242,19 +266,62 @@ class Layer(HyperParams):
             )
 
 
+def _accept_trainable(cls):
+    """Give ``cls.__init__`` the keyword argument ``trainable=True``, stored as
+    ``self.trainable``, unless it takes one already.
+
+    Every parameter layer and compound layer has the hyperparameter (so that
+    ``get_params``, ``clone`` and ``layers__<name>__trainable`` see it) without each
+    constructor repeating it.  A constructor that calls its parent's sets the flag
+    twice; the second assignment is skipped when it changes nothing, so that a
+    container does not re-spread its default over the parts it was given.
+    """
+    init = cls.__dict__.get("__init__")
+    if init is None:
+        return
+    sig = inspect.signature(init)
+    if "trainable" in sig.parameters:
+        return
+
+    @functools.wraps(init)
+    def __init__(self, *args, trainable=True, **kwargs):
+        init(self, *args, **kwargs)
+        if "trainable" not in self.__dict__ or self.__dict__["trainable"] is not trainable:
+            self.trainable = trainable
+
+    params = list(sig.parameters.values())
+    flag = inspect.Parameter("trainable", inspect.Parameter.KEYWORD_ONLY, default=True)
+    at = len(params) - (1 if params and params[-1].kind is params[-1].VAR_KEYWORD else 0)
+    __init__.__signature__ = sig.replace(parameters=params[:at] + [flag] + params[at:])
+    cls.__init__ = __init__
+
+
 class ParameterLayer(Layer):
     """Base class of layers with weights ``W`` and gradients ``dW``.
+
+    Every parameter layer (and every compound layer) takes ``trainable=True``: with
+    False the optimizer leaves its parameters bit for bit as they are (no step, no
+    optimizer state, no clipping, no weight decay).  The flag is read at each
+    update, so freezing a layer of a configured network needs no rebuild; the
+    layer still passes the gradient of its input back (its own weight gradient is
+    computed and ignored).  Subclasses get the argument without declaring it.
 
     Parameters
     ----------
     init : Initializer
         Fills ``W`` at ``allocate``.
     name : str or None
+    trainable : bool, default=True
     """
 
-    def __init__(self, init=None, name=None):
+    def __init__(self, init=None, name=None, trainable=True):
         self.init = init
         self.name = name
+        self.trainable = trainable
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _accept_trainable(cls)
 
     def allocate(self, shared_outputs=None):
         if getattr(self, "W", None) is not None and self.W.shape == self.weight_shape:
@@ -282,9 +349,12 @@ class ParameterLayer(Layer):
 
 def _lengths_role(layer):
     """How a container calls ``layer``: 0 plain, 1 with ``lengths=``, 2 reading the
-    lengths from its input first (decided once, when the steps are set)."""
+    lengths from its input first, 3 with ``lengths=`` and then passing its
+    ``out_lengths`` on (decided once, when the steps are set)."""
     if getattr(layer, "gives_lengths", False):
         return 2
+    if getattr(layer, "changes_lengths", False):
+        return 3
     return 1 if getattr(layer, "uses_lengths", False) else 0
 
 
@@ -304,10 +374,44 @@ class CompoundLayer(Layer):
     of them that a model's planning pass chooses (:func:`._fusion.plan_network`).
     ``fprop`` takes the batch's sequence ``lengths`` and passes them to the steps
     that use them; a step that gives lengths (the sequence mask) sets them for the
-    steps after it.
+    steps after it, and a step that changes them (a strided temporal convolution)
+    passes its ``out_lengths`` to the steps after it.
     """
 
     runs_in_order = True  # False for containers whose fprop is not a chain of steps
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _accept_trainable(cls)
+
+    def __setattr__(self, key, value):
+        """``trainable`` set on a compound layer is set on its parts (Keras' rule): a
+        False freezes every part, now and the parts built later (at configure); a
+        True given after construction unfreezes every part."""
+        if key == "trainable" and isinstance(value, np.bool_):
+            value = bool(value)
+        spread = key == "trainable" and (value is False or "trainable" in self.__dict__)
+        object.__setattr__(self, key, value)
+        if spread or (key == "layers_" and self.__dict__.get("trainable") is False):
+            self._set_parts_trainable(self.trainable)
+
+    def _set_parts_trainable(self, value):
+        seen = set()
+
+        def visit(item):
+            if isinstance(item, (ParameterLayer, CompoundLayer)):
+                if id(item) not in seen:
+                    seen.add(id(item))
+                    item.trainable = value
+            elif isinstance(item, (list, tuple)):
+                for sub in item:
+                    visit(sub)
+
+        # the parts: the configured ones and those given as arguments (containers)
+        visit(list(self.__dict__.get("layers_", ())))
+        visit(self.__dict__.get("layers"))
+        if isinstance(self, list):
+            visit(list(self))
 
     def set_backend(self, backend):
         self.be = backend
@@ -333,7 +437,8 @@ class CompoundLayer(Layer):
         self.steps_ = steps
         self._plan = [(step, _lengths_role(step)) for step in steps]
         self._reversed = steps[::-1]
-        self.uses_lengths = any(role == 1 for _, role in self._plan)
+        self.uses_lengths = any(role in (1, 3) for _, role in self._plan)
+        self.changes_lengths = any(role == 3 for _, role in self._plan)
 
     def plan_input_grad(self, needed):
         self.skip_input_grad = not needed
@@ -352,10 +457,19 @@ class CompoundLayer(Layer):
                 inputs = step.fprop(inputs, inference)
             elif role == 1:
                 inputs = step.fprop(inputs, inference, lengths=lengths)
+            elif role == 3:
+                inputs = step.fprop(inputs, inference, lengths=lengths)
+                lengths = step.out_lengths(lengths)
             else:
                 lengths = step.lengths_of(inputs)
                 inputs = step.fprop(inputs, inference)
         return inputs
+
+    def out_lengths(self, lengths):
+        for step, role in self._plan:
+            if role == 3:
+                lengths = step.out_lengths(lengths)
+        return lengths
 
     def bprop(self, error):
         for step in self._reversed:
@@ -392,10 +506,12 @@ class CompoundList(CompoundLayer, list):
     __hash__ = object.__hash__
 
     def __setattr__(self, key, value):
-        object.__setattr__(self, key, value)
+        CompoundLayer.__setattr__(self, key, value)
         names = self._param_names()
         if key in names and all(n in self.__dict__ for n in names):
             self[:] = self._parts()  # the constructor's last assignment builds them
+            if self.trainable is False:  # new parts of a frozen layer are frozen
+                self._set_parts_trainable(False)
 
     def __repr__(self):
         return HyperParams.__repr__(self)

@@ -127,8 +127,21 @@ class _Branches(CompoundLayer):
             branch.set_backend(self.be)
             branch.configure(in_obj)
         self.in_shape = in_shape_of(in_obj)
-        self.uses_lengths = any(getattr(b, "uses_lengths", False) for b in self.layers_)
+        self.changes_lengths = any(b.changes_lengths for b in self.layers_)
+        self.uses_lengths = self.changes_lengths or any(
+            getattr(b, "uses_lengths", False) for b in self.layers_)
         return owner
+
+    def out_lengths(self, lengths):
+        """The branches' output lengths, which must agree."""
+        outs = [branch.out_lengths(lengths) for branch in self.layers_]
+        for out in outs[1:]:
+            if (out is None) != (outs[0] is None) or (
+                    out is not None and not np.array_equal(out, outs[0])):
+                raise ValueError("%s: the branches give sequences of different lengths; "
+                                 "give their temporal layers the same strides and "
+                                 "output lengths" % (self.name or type(self).__name__))
+        return outs[0]
 
     def plan_input_grad(self, needed):
         self.skip_input_grad = not needed
@@ -316,6 +329,11 @@ class Tree(CompoundLayer):
         if len(shapes) != 1:
             raise ValueError("%s: the trunk and the branches must have the same output "
                              "shape, got %s" % (owner, [l.out_shape for l in self.layers_]))
+        if any(layer.changes_lengths for layer in self.layers_):
+            # the branches get the lengths of the tree's input
+            raise ValueError("%s: layers that change sequence lengths (strided or "
+                             "unpadded temporal convolution and pooling) cannot be "
+                             "part of a Tree" % owner)
         self.in_shape = in_shape_of(in_obj)
         self.out_shape = tuple(trunk.out_shape)
         self.uses_lengths = any(getattr(layer, "uses_lengths", False)

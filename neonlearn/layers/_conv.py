@@ -2,12 +2,14 @@
 
 Images are ``(C, H, W)`` without the batch axis; arrays are batch-first
 ``(N, C, H, W)``.  Filters are ``W (K, C, R, S)`` for Convolution and
-``W (C_in, C_out, R, S)`` for Deconvolution (its transpose).
+``W (C_in, C_out, R, S)`` for Deconvolution (its transpose).  On sequences ``(T,
+F)`` a Convolution with ``fshape=(k, K)`` convolves over time (:mod:`._temporal`).
 """
 import numbers
 
 from ._base import INT_MAX, CompoundList, ParameterLayer, in_shape_of
 from ._dense import check_postfilter, postfilter_parts
+from ._temporal import TemporalLayer, steps_int
 
 __all__ = ["Convolution", "Deconvolution", "Conv", "Deconv"]
 
@@ -85,28 +87,41 @@ class _ConvBase(ParameterLayer):
         return self.be.array(a)
 
 
-class Convolution(_ConvBase):
-    """2-D cross-correlation, as neon and PyTorch compute it.
+class Convolution(TemporalLayer, _ConvBase):
+    """2-D cross-correlation, as neon and PyTorch compute it; 1-D over time on
+    sequences.
 
     ``y[n, k, p, q] = sum_{c,r,s} W[k, c, r, s] * x[n, c, p*sh - ph + r*dh, q*sw - pw + s*dw]``
     with zero padding; the output size is
     ``floor((H + 2*ph - (dh*(R-1) + 1)) / sh) + 1`` (likewise for the width).
 
+    On sequences ``(T, F)``, ``fshape=(k, K)`` is a 1-D convolution over time
+    (PyTorch's ``Conv1d`` on ``(N, F, T)``): ``y[n, t, k] = sum_{f,j} W[k, f, 0, j]
+    * x[n, t*s - p + j*d, f]``, output ``(T', K)`` with ``T' = floor((T + 2p -
+    d(k-1) - 1)/s) + 1``; ``strides``, ``padding`` and ``dilation`` are ints, in
+    steps.  In a padded batch (``lengths``), each sequence gets the outputs it gets
+    alone: its padded steps count as zeros and its output steps beyond its own
+    ``T'`` are zero (:mod:`._temporal`).
+
     Parameters
     ----------
-    fshape : tuple (R, S, K)
-        Filter height, width and number of filters.
+    fshape : tuple (R, S, K), or (k, K) on sequences
+        Filter height, width and number of filters (on sequences: filter length in
+        steps and number of filters).
     strides, padding, dilation : int, (h, w) or dict, default=1, 0, 1
         neon's forms: an int sets height and width; a dict sets ``str_h/str_w``,
-        ``pad_h/pad_w`` or ``dil_h/dil_w``.
+        ``pad_h/pad_w`` or ``dil_h/dil_w``.  On sequences: ints (steps).
     init : Initializer
-        Fills ``W`` of shape ``(K, C, R, S)``.
+        Fills ``W`` of shape ``(K, C, R, S)`` (on sequences ``(K, F, 1, k)``).
     name : str or None
     """
 
     _fshape_third = "K"
 
     def configure(self, in_obj):
+        if len(in_shape_of(in_obj)) == 2:
+            return self._configure_time(in_obj)
+        self._plan_images()
         owner, R, S, K = self._plan(in_obj)
         C, H, W = self.in_shape
         sh, sw, ph, pw, dh, dw = self.geom
@@ -123,10 +138,37 @@ class Convolution(_ConvBase):
         self.out_shape = (K, P, Q)
         return self
 
-    def fprop(self, inputs, inference=False, bias=None):
+    def _configure_time(self, in_obj):
+        """Sequences ``(T, F)``: the image ``(F, 1, T)`` and a ``1 x k`` filter."""
+        owner = self.name or type(self).__name__
+        self.in_shape = T, F = in_shape_of(in_obj)
+        if not isinstance(self.fshape, (tuple, list)) or len(self.fshape) != 2:
+            raise ValueError("%s: on sequences (T, F) fshape must be (k, K): the "
+                             "filter length in steps and the number of filters, got "
+                             "%r" % (owner, self.fshape))
+        k, K = (_int(v, "fshape", owner, 1) for v in self.fshape)
+        s = steps_int(self.strides, "strides", owner, 1)
+        p = steps_int(self.padding, "padding", owner, 0)
+        d = steps_int(self.dilation, "dilation", owner, 1)
+        eff = d * (k - 1) + 1
+        check_extent(owner, "dilated filter", eff)
+        check_extent(owner, "padded input", T + 2 * p)
+        if eff > T + 2 * p:
+            raise ValueError("%s: the (dilated) filter of %d steps is longer than the "
+                             "padded sequence of %d steps" % (owner, eff, T + 2 * p))
+        self.geom = (1, s, 0, p, 1, d)
+        self.weight_shape = (K, F, 1, k)
+        self.out_shape = ((T + 2 * p - eff) // s + 1, K)
+        self._plan_time(k, s, p, d)
+        return self
+
+    def fprop(self, inputs, inference=False, bias=None, lengths=None):
         """Forward pass; ``bias (K,)`` (a following Bias layer's weights, passed by
-        the fused step of :mod:`._fusion`) is added inside the kernel."""
+        the fused step of :mod:`._fusion`) is added inside the kernel; ``lengths``:
+        the valid steps of a padded batch of sequences."""
         self._check_input(inputs)
+        if self.temporal:
+            return self._fprop_time(inputs, inference, bias, lengths)
         x = self._contiguous(inputs)
         out = self._output((x.shape[0],) + self.out_shape, inference)
         self.be.conv_fprop(x, self.W, out, self.geom, bias=bias)
@@ -134,14 +176,40 @@ class Convolution(_ConvBase):
             self.inputs = x
         return out
 
+    def _fprop_time(self, inputs, inference, bias, lengths):
+        N = inputs.shape[0]
+        masks = self._time_masks(N, lengths)
+        keep_in, keep_out = (None, None) if masks is None else masks
+        x = self._to_channels(self.be.array(inputs), inference, "x_img", keep_in)
+        T_out, K = self.out_shape
+        y = self._output((N, K, 1, T_out), inference, key="y_img")
+        self.be.conv_fprop(x, self.W, y, self.geom, bias=bias)
+        if not inference:
+            self.inputs, self.masks_ = x, masks
+        return self._from_channels(y, inference, "out", keep_out)
+
     def bprop(self, error, dbias=None):
         """Backward pass; with ``dbias`` the kernel also writes the bias gradient."""
+        if self.temporal:
+            return self._bprop_time(error, dbias)
         error = self._contiguous(error)
         self.be.conv_bprop_filter(self.inputs, error, self.dW, self.geom, dbias=dbias)
         if self.skip_input_grad:
             return None
         dx = self._output((error.shape[0],) + self.in_shape, False, key="dx")
         return self.be.conv_bprop_data(error, self.W, dx, self.geom)
+
+    def _bprop_time(self, error, dbias):
+        keep_in, keep_out = (None, None) if self.masks_ is None else self.masks_
+        # output steps past a sequence's end are constant zeros: no gradient
+        e = self._to_channels(self.be.array(error), False, "e_img", keep_out)
+        self.be.conv_bprop_filter(self.inputs, e, self.dW, self.geom, dbias=dbias)
+        if self.skip_input_grad:
+            return None
+        N, (T, F) = error.shape[0], self.in_shape
+        dx = self._output((N, F, 1, T), False, key="dx_img")
+        self.be.conv_bprop_data(e, self.W, dx, self.geom)
+        return self._from_channels(dx, False, "dx", keep_in)
 
 
 class Deconvolution(_ConvBase):
@@ -208,11 +276,17 @@ class Conv(CompoundList):
     In a model, the bias runs inside the convolution's kernels and an element-wise
     activation in place on its output, planned at configure (:mod:`._fusion`).
 
+    On sequences ``(T, F)``, ``fshape=(k, K)`` convolves over time (see
+    :class:`Convolution`); ``Conv((8, 128), init, padding=4, batch_norm=True,
+    activation=Rectlin())`` is a block of the fully convolutional network for time
+    series.
+
     Parameters
     ----------
-    fshape : tuple (R, S, K)
+    fshape : tuple (R, S, K), or (k, K) on sequences
     init : Initializer or str
     strides, padding, dilation : int, (h, w) or dict, default=1, 0, 1
+        On sequences: ints (steps).
     bias : Initializer or None
     batch_norm : bool, default=False
     activation : Transform or None

@@ -80,9 +80,15 @@ class ConvBias(_Step):
     def __init__(self, conv, bias):
         self.layers = (conv, bias)
         self.conv, self.bias = conv, bias
+        # over time, the convolution takes (and may change) the sequence lengths
+        self.uses_lengths = conv.uses_lengths
+        self.changes_lengths = conv.changes_lengths
 
-    def fprop(self, inputs, inference=False):
-        return self.conv.fprop(inputs, inference, bias=self.bias.W)
+    def out_lengths(self, lengths):
+        return self.conv.out_lengths(lengths)
+
+    def fprop(self, inputs, inference=False, lengths=None):
+        return self.conv.fprop(inputs, inference, bias=self.bias.W, lengths=lengths)
 
     def bprop(self, error):
         return self.conv.bprop(error, dbias=self.bias.dW)

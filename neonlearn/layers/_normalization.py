@@ -17,7 +17,11 @@ class BatchNorm(ParameterLayer):
     count; padded steps output zeros and pass no gradient.
     Training uses the batch mean and biased variance and updates running averages
     ``g = rho * g + (1 - rho) * batch_stat``; inference uses the running averages
-    (which start at mean 0 and variance 1).
+    (which start at mean 0 and variance 1).  A frozen layer (``trainable=False``)
+    runs in inference mode in training too, as in Keras: it normalizes with the
+    running averages, which it leaves as they are, so that fine-tuning keeps
+    everything it learned bit for bit (its input gradient is then ``error * gamma /
+    sqrt(gvar + eps)``).
 
     Parameters
     ----------
@@ -104,9 +108,15 @@ class BatchNorm(ParameterLayer):
         if not inference:
             self.rows_ = rows
         out = self._output(x.shape, inference)
+        frozen = self.trainable is False
+        if not inference:
+            self.frozen_ = frozen  # what bprop differentiates
         if inference:
             xhat = be.empty(x.shape)
             fprop(x, self.gmean, self.gvar, self.gamma, self.beta, self.eps, xhat, out)
+        elif frozen:
+            self.xhat = self._output(x.shape, False, key="xhat")
+            fprop(x, self.gmean, self.gvar, self.gamma, self.beta, self.eps, self.xhat, out)
         else:
             stats(x, self.mean, self.var)
             self.xhat = self._output(x.shape, False, key="xhat")
@@ -138,7 +148,13 @@ class BatchNorm(ParameterLayer):
             full_shape = e.shape
             e = e[rows]
         dx = self._output(e.shape, False, key="dx")
-        bprop(e, self.xhat, self.var, self.gamma, self.eps, self.dgamma, self.dbeta, dx)
+        if self.__dict__.get("frozen_"):  # inference-mode normalization: a fixed scale
+            scale = self.gamma / self.be.xp.sqrt(self.gvar + self.eps)
+            self.be.xp.multiply(e, scale[None, :, None, None] if self.images else scale,
+                                out=dx)
+        else:
+            bprop(e, self.xhat, self.var, self.gamma, self.eps, self.dgamma, self.dbeta,
+                  dx)
         if rows is not None:
             dx = self._scatter(dx, rows, full_shape, False, "padded_dx")
         return dx if unrows is None else unrows(dx, error.shape)

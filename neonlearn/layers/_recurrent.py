@@ -1,5 +1,6 @@
-"""Recurrent layers: Recurrent, LSTM, GRU and their bidirectional and deep versions
-(the summaries and masks are in ``_sequence_layers``).
+"""Recurrent layers: Recurrent, LSTM, GRU and their bidirectional versions BiRNN and
+BiLSTM (the deep stacks and BiSum are in ``_bidirectional``, the summaries and masks
+in ``_sequence_layers``).
 
 Sequences are batch-first ``(N, T, F)``; a recurrent layer's ``in_shape`` is
 ``(T, F)`` and its ``out_shape`` ``(T, H)`` (every time step is output).
@@ -33,10 +34,9 @@ import numpy as np
 
 from ..initializers import check_initializer
 from ..transforms import Logistic, Tanh, get_transform
-from ._base import CompoundLayer, ParameterLayer, check_lengths, sequence_shape
-from ._normalization import BatchNorm
+from ._base import ParameterLayer, check_lengths, sequence_shape
 
-__all__ = ["Recurrent", "LSTM", "GRU", "BiRNN", "BiLSTM", "DeepBiRNN", "DeepBiLSTM"]
+__all__ = ["Recurrent", "LSTM", "GRU", "BiRNN", "BiLSTM"]
 
 
 class Recurrent(ParameterLayer):
@@ -355,18 +355,24 @@ class BiRNN(ParameterLayer):
         Hidden units per direction.
     init, init_inner, activation, reset_cells, name
         As for :class:`Recurrent`.
+    split_inputs : bool, default=False
+        neon's option for inputs that come from two sources: the ``F`` input
+        features (``F`` even) are split in half, the forward direction reads the
+        first ``F/2`` and the backward direction the last ``F/2`` (after another
+        bidirectional layer: each direction continues its own direction).
     """
 
     uses_lengths = True
     _cell = Recurrent
 
     def __init__(self, output_size, init=None, init_inner=None, activation=None,
-                 reset_cells=True, name=None):
+                 reset_cells=True, split_inputs=False, name=None):
         self.output_size = output_size
         self.init = init
         self.init_inner = init_inner
         self.activation = activation
         self.reset_cells = reset_cells
+        self.split_inputs = split_inputs
         self.name = name
 
     def _cell_params(self):
@@ -386,6 +392,11 @@ class BiRNN(ParameterLayer):
                              "backward direction sees the whole sequence)"
                              % (self.name or type(self).__name__))
         base = self.name or type(self).__name__
+        T, F = sequence_shape(in_obj, base)
+        if self.split_inputs and F % 2:
+            raise ValueError("%s: split_inputs=True needs an even number of input "
+                             "features, got %d" % (base, F))
+        cell_in = (T, F // 2) if self.split_inputs else (T, F)
         params = self._cell_params()
         for key, suffix in (("fwd_", "_fwd"), ("bwd_", "_bwd")):
             cell = self.__dict__.get(key)
@@ -395,8 +406,8 @@ class BiRNN(ParameterLayer):
             else:  # keep the cell (and its weights, for warm starts), refresh params
                 cell.set_params(**params)
             cell.set_backend(self.be)
-            cell.configure(in_obj)
-        self.in_shape = self.fwd_.in_shape
+            cell.configure(cell_in)
+        self.in_shape = (T, F)
         self.H = self.fwd_.H
         self.out_shape = (self.in_shape[0], 2 * self.H)
         self.weight_shape = self.fwd_.weight_shape
@@ -422,9 +433,16 @@ class BiRNN(ParameterLayer):
         be, H = self.be, self.H
         N, T = inputs.shape[0], self.in_shape[0]
         lengths = check_lengths(lengths, N, T, self.name or type(self).__name__)
-        x = be.array(inputs)
-        hf = self.fwd_.fprop(x, inference, lengths=lengths)
-        xr = be.reverse_sequences(x, lengths, self._output(x.shape, inference, key="xr"))
+        x = xf = xb = be.array(inputs)
+        if self.split_inputs:  # contiguous halves, as the cells' GEMMs read them
+            F2 = self.fwd_.nin
+            xf = self._output((N, T, F2), inference, key="xf")
+            xf[...] = x[:, :, :F2]
+            xb = self._output((N, T, F2), inference, key="xb")
+            xb[...] = x[:, :, F2:]
+        hf = self.fwd_.fprop(xf, inference, lengths=lengths)
+        xr = be.reverse_sequences(xb, lengths, self._output(xb.shape, inference,
+                                                            key="xr"))
         hbr = self.bwd_.fprop(xr, inference, lengths=lengths)
         hb = be.reverse_sequences(hbr, lengths, self._output(hbr.shape, inference,
                                                              key="hb"))
@@ -450,6 +468,12 @@ class BiRNN(ParameterLayer):
             return None
         dx = be.reverse_sequences(dxbr, self.lengths_,
                                   self._output(dxbr.shape, False, key="dx"))
+        if self.split_inputs:
+            F2 = self.fwd_.nin
+            both = self._output((N, T, 2 * F2), False, key="dx_both")
+            both[:, :, :F2] = dxf
+            both[:, :, F2:] = dx
+            return both
         dx += dxf
         return dx
 
@@ -462,111 +486,24 @@ class BiLSTM(BiRNN):
     output_size : int
     init, init_inner, activation, gate_activation, reset_cells, name
         As for :class:`LSTM`.
+    split_inputs : bool, default=False
+        As for :class:`BiRNN`.
     """
 
     _cell = LSTM
 
     def __init__(self, output_size, init=None, init_inner=None, activation=None,
-                 gate_activation=None, reset_cells=True, name=None):
+                 gate_activation=None, reset_cells=True, split_inputs=False, name=None):
         self.output_size = output_size
         self.init = init
         self.init_inner = init_inner
         self.activation = activation
         self.gate_activation = gate_activation
         self.reset_cells = reset_cells
+        self.split_inputs = split_inputs
         self.name = name
 
     def _cell_params(self):
         params = super()._cell_params()
-        params["gate_activation"] = self.gate_activation
-        return params
-
-
-class DeepBiRNN(CompoundLayer):
-    """``depth`` stacked :class:`BiRNN` layers (each sees the previous ``2H``
-    outputs), optionally with a :class:`BatchNorm` between them.
-
-    Parameters
-    ----------
-    nout : int
-        Hidden units per direction.
-    init, init_inner, activation, reset_cells
-        As for :class:`Recurrent`.
-    depth : int, default=1
-    batch_norm : bool, default=False
-        Insert BatchNorm after every BiRNN but the last.  (neon normalized the input
-        projection inside the layer; this is the closest layer-level equivalent.)
-    name : str or None
-        The parts are named ``name``, ``name_1``, ... (``name_bnorm0`` ...).
-    """
-
-    _bi = BiRNN
-
-    def __init__(self, nout, init=None, init_inner=None, activation=None,
-                 reset_cells=True, depth=1, batch_norm=False, name=None):
-        self.nout = nout
-        self.init = init
-        self.init_inner = init_inner
-        self.activation = activation
-        self.reset_cells = reset_cells
-        self.depth = depth
-        self.batch_norm = batch_norm
-        self.name = name
-
-    def _bi_params(self):
-        return dict(output_size=self.nout, init=self.init, init_inner=self.init_inner,
-                    activation=self.activation, reset_cells=self.reset_cells)
-
-    def configure(self, in_obj):
-        base = self.name or type(self).__name__
-        if (not isinstance(self.depth, numbers.Integral) or isinstance(self.depth, bool)
-                or self.depth < 1):
-            raise ValueError("%s: depth must be a positive integer, got %r"
-                             % (base, self.depth))
-        old = self.__dict__.get("layers_")
-        if old is not None and len(old) == (2 * self.depth - 1 if self.batch_norm
-                                            else self.depth):
-            layers = old  # warm start: keep the weights
-            for layer in layers:
-                if isinstance(layer, BiRNN):
-                    layer.set_params(**self._bi_params())
-        else:
-            layers = []
-            for k in range(self.depth):
-                layers.append(self._bi(name=base if k == 0 else "%s_%d" % (base, k),
-                                       **self._bi_params()))
-                if self.batch_norm and k < self.depth - 1:
-                    layers.append(BatchNorm(name="%s_bnorm%d" % (base, k)))
-        return self._configure_sublayers(layers, in_obj)
-
-
-class DeepBiLSTM(DeepBiRNN):
-    """``depth`` stacked :class:`BiLSTM` layers.
-
-    Parameters
-    ----------
-    nout : int
-    init, init_inner, activation, gate_activation, reset_cells, depth, batch_norm,
-    name
-        As for :class:`DeepBiRNN` and :class:`LSTM`.
-    """
-
-    _bi = BiLSTM
-
-    def __init__(self, nout, init=None, init_inner=None, activation=None,
-                 gate_activation=None, reset_cells=True, depth=1, batch_norm=False,
-                 name=None):
-        self.nout = nout
-        self.init = init
-        self.init_inner = init_inner
-        self.activation = activation
-        self.gate_activation = gate_activation
-        self.reset_cells = reset_cells
-        self.depth = depth
-        self.batch_norm = batch_norm
-        self.name = name
-
-    def _bi_params(self):
-        params = super()._bi_params()
         params["gate_activation"] = self.gate_activation
         return params

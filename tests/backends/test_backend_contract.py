@@ -36,7 +36,8 @@ def _missing(cls):
 def test_contract_lists_operations_of_every_family():
     names = Backend.__abstractmethods__
     for name in ("matmul", "bn_stats_images", "conv_fprop", "lstm_bprop",
-                 "lookup_bprop", "pool_bprop", "lrn_fprop"):
+                 "lookup_bprop", "pool_bprop", "lrn_fprop", "conv3d_fprop",
+                 "pool3d_bprop"):
         assert name in names
     for name in ("gdm_update", "rmsprop_update", "adagrad_update", "adadelta_update",
                  "adam_update", "bias_act_fprop", "act_bprop"):
@@ -62,7 +63,7 @@ def test_cuda_backend_implements_the_contract(cuda):
 def test_backends_have_the_same_family_modules(cuda):
     cpu_dir = Path(inspect.getfile(CPUBackend)).parent
     cuda_dir = Path(cuda.__file__).parent
-    families = {"dense", "normalization", "conv", "recurrent", "embedding",
+    families = {"dense", "normalization", "conv", "conv3d", "recurrent", "embedding",
                 "optimizers"}
 
     def modules(d):

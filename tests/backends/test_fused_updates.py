@@ -4,7 +4,9 @@ The CPU backend's ``gdm_update`` and ``adam_update`` take the fused kernels for
 NumPy arrays with Python-number hyperparameters, the base class's array expressions
 otherwise; these tests run both paths on the same data and ask for bitwise
 equality, over several steps (so the momentum/moment states are compared too), with
-1 and 2 OpenMP threads.
+1 and 2 OpenMP threads.  The operations added for ShiftAdaMax, ``param_clip_value``
+and Adadelta's rate give the same bits on the CPU and the emulated CUDA backend, and
+the fused updates of both backends leave frozen layers (``trainable=False``) alone.
 """
 import numpy as np
 import pytest
@@ -116,3 +118,91 @@ def test_numpy_float64_hyperparameters_take_the_numpy_path():
     assert not _fused_ok((a, a), (np.float64(0.1), 0.9))
     assert not _fused_ok((a, a.astype(np.float64)), (0.1, 0.9))
     assert not _fused_ok((a, np.zeros((3, 2), np.float32)[:, 0]), (0.1, 0.9))
+
+
+# ---- the operations added for ShiftAdaMax, param_clip_value and Adadelta's rate --------
+@pytest.fixture
+def cuda(monkeypatch):
+    """The CUDA backend package, imported against the emulated CuPy."""
+    import _fake_cupy
+
+    if _fake_cupy.compiler() is None:
+        pytest.skip("no C++ compiler to emulate the CUDA kernels")
+    return _fake_cupy.install(monkeypatch)
+
+
+def _operands(dtype, seed=6):
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((7, 5)).astype(dtype)
+    grads = [(rng.standard_normal((7, 5)) * 10.0 ** rng.integers(-4, 1, (7, 5)))
+             .astype(dtype) for _ in range(3)]
+    return W, grads
+
+
+def _run_op(be, op, W, grads, n_states):
+    """Apply ``op(be, param, grad, states)`` for each gradient; host copies back."""
+    param = be.array(W.copy())
+    states = [be.zeros(W.shape) for _ in range(n_states)]
+    for g in grads:
+        op(be, param, be.array(g), states)
+    return [be.to_numpy(a) for a in [param] + states]
+
+
+NEW_OPS = {
+    "shift_adamax": (lambda be, p, g, s: be.shift_adamax_update(p, g, s[0], s[1], 0.125,
+                                                                0.9, 0.999, 1e-8), 2),
+    "adadelta_rate": (lambda be, p, g, s: be.adadelta_update(p, g, s[0], s[1], 0.95, 1e-6,
+                                                             0.3), 2),
+    "clip_params": (lambda be, p, g, s: (p.__iadd__(g), be.clip_params(p, 0.5)), 0),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(NEW_OPS))
+def test_new_update_operations_match_between_backends(cuda, name, dtype):
+    op, n_states = NEW_OPS[name]
+    W, grads = _operands(dtype)
+    cpu = _run_op(get_backend("cpu", dtype=dtype), op, W, grads, n_states)
+    gpu = _run_op(get_backend("gpu", dtype=dtype), op, W, grads, n_states)
+    for a, b in zip(cpu, gpu):
+        assert a.dtype == b.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(a, b)  # the same array expressions on both
+    assert not np.array_equal(cpu[0], W)
+
+
+def test_clip_params_reference():
+    be = get_backend("cpu", dtype="float64")
+    p = np.array([-2.0, -0.5, 0.1, 0.7])
+    be.clip_params(p, 0.6)
+    np.testing.assert_array_equal(p, [-0.6, -0.5, 0.1, 0.6])
+
+
+class _Frozen(_Layer):
+    trainable = False
+
+
+@pytest.mark.parametrize("make", [
+    lambda: GradientDescentMomentum(0.05, momentum_coef=0.9, wdecay=1e-4),
+    lambda: Adam(learning_rate=0.01),
+])
+@pytest.mark.parametrize("device", ["cpu", "gpu"])
+def test_fused_updates_leave_frozen_layers_alone(request, make, device):
+    """The fused GDM and Adam kernels (CPU, and emulated CUDA) update the trainable
+    layer and leave the frozen one bitwise as it was."""
+    if device == "gpu":
+        request.getfixturevalue("cuda")
+    be = get_backend(device, dtype="float32")
+    rng = np.random.default_rng(7)
+    W = rng.standard_normal((30, 7)).astype(np.float32)
+    live = _Layer(be.array(W.copy()), be.zeros(W.shape))
+    frozen = _Frozen(be.array(W.copy()), be.zeros(W.shape))
+    live.be = frozen.be = be
+    opt = make()
+    for _ in range(3):
+        g = be.array(rng.standard_normal(W.shape).astype(np.float32))
+        live.dW[...] = g
+        frozen.dW[...] = g
+        opt.optimize([live, frozen], epoch=0)
+    np.testing.assert_array_equal(be.to_numpy(frozen.W), W)
+    assert frozen.states == []
+    assert not np.array_equal(be.to_numpy(live.W), W)

@@ -217,7 +217,8 @@ def test_verbose_progress(iris, capsys):
     X, y = iris
     NeonClassifier(epochs=2, verbose=1, random_state=0).fit(X, y)
     err = capsys.readouterr().err
-    assert "Epoch 0" in err and "Epoch 1" in err and "batches" in err and "cost" in err
+    # epochs counted from 1, as in history_
+    assert "Epoch 1" in err and "Epoch 2" in err and "batches" in err and "cost" in err
     NeonClassifier(epochs=2, verbose=0, random_state=0).fit(X, y)
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""

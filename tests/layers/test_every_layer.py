@@ -15,14 +15,14 @@ import neonlearn.layers as nl_layers
 from layer_harness import CHECKS, LayerCase
 from neonlearn.initializers import Gaussian
 from neonlearn.layers import (
-    GRU, LRN, LSTM, Activation, Affine, BatchNorm, Bias, BiLSTM, BiRNN, BranchNode, Conv,
-    Convolution, Deconv, Deconvolution, DeepBiLSTM, DeepBiRNN, Dropout, Layer, Linear,
-    LookupTable, MergeBroadcast, MergeSum, ParameterLayer, Pooling, Recurrent,
-    RecurrentLast, RecurrentMean, RecurrentSum, Sequential, SingleOutputTree, SkipNode,
-    Tree,
+    GRU, LRN, LSTM, Activation, Affine, BatchNorm, Bias, BiLSTM, BiRNN, BiSum,
+    BranchNode, Conv, Convolution, Convolution3D, DataTransform, Deconv, Deconvolution,
+    DeepBiLSTM, DeepBiRNN, Dropout, Layer, Linear, LookupTable, MergeBroadcast,
+    MergeSum, ParameterLayer, Pooling, Pooling3D, Recurrent, RecurrentLast,
+    RecurrentMean, RecurrentSum, Reshape, Sequential, SingleOutputTree, SkipNode, Tree,
 )
-from neonlearn.transforms import (Explin, Identity, Logistic, Normalizer, Rectlin,
-                                  Rectlinclip, Softmax, Tanh)
+from neonlearn.transforms import (Explin, Identity, Logistic, Normalizer,
+                                  PixelwiseSoftmax, Rectlin, Rectlinclip, Softmax, Tanh)
 
 g = Gaussian(scale=0.5)
 b = Gaussian(scale=0.2)  # biases: nonzero, so that their gradients matter
@@ -30,6 +30,8 @@ b = Gaussian(scale=0.2)  # biases: nonzero, so that their gradients matter
 NO_CASE = {
     "CompoundLayer": "base class of Sequential, DeepBiRNN and the containers (their "
                      "cases run it); a subclass needs its private _configure_sublayers",
+    "MergeMultistream": "reads named inputs (a dict), which the harness does not feed; "
+                        "tests/layers/test_multistream.py runs the same checks",
 }
 
 
@@ -176,6 +178,19 @@ CASES = {
     "Pooling-l2": LayerCase(lambda: [Pooling(2, op="l2", strides=1)], (2, 4, 4)),
     "Pooling-all": LayerCase(lambda: [Pooling("all", op="avg")], (3, 3, 4)),
     "LRN": LayerCase(lambda: [LRN(3, ascale=0.5, bpower=0.75)], (4, 3, 3)),
+    # ---- temporal convolution and pooling: sequences (T, F) -----------------------
+    "Convolution-temporal": LayerCase(
+        lambda: [Convolution((3, 4), init=g, strides=2, padding=2, dilation=2)], (9, 3)),
+    "Conv-temporal": LayerCase(lambda: [Conv((3, 4), g, bias=b, padding=1,
+                                             activation=Rectlin(slope=0.1))], (6, 2)),
+    "Conv-temporal-batch_norm": LayerCase(
+        lambda: [Conv((2, 3), g, batch_norm=True, activation=Tanh())], (5, 2)),
+    "Pooling-temporal-max": LayerCase(
+        lambda: [Pooling(3, op="max", strides=2, padding=1)], (7, 3)),
+    "Pooling-temporal-avg": LayerCase(
+        lambda: [Pooling(3, op="avg", strides=2, padding=1)], (7, 3)),
+    "Pooling-temporal-l2": LayerCase(lambda: [Pooling(2, op="l2", strides=1)], (5, 2)),
+    "Pooling-temporal-all": LayerCase(lambda: [Pooling("all", op="avg")], (4, 3)),
     # ---- embedding and sequences ----------------------------------------------------
     "LookupTable": LayerCase(lambda: [LookupTable(7, 3, g)], (5,), ids=7),
     # no pad ids in the inputs: the pad row gets no gradient by design, so its finite
@@ -211,6 +226,40 @@ CASES = {
     "DeepBiLSTM": LayerCase(lambda: [DeepBiLSTM(2, g, activation=Tanh(),
                                                 gate_activation=Logistic(), depth=2)],
                             (3, 2)),
+    # ---- neon's remaining layers: reshapes, data transforms, bidirectional sums ----
+    "Reshape": LayerCase(lambda: [Linear(6, g), Reshape((2, -1)), Recurrent(3, g)],
+                         (4,)),
+    "Reshape-images": LayerCase(lambda: [Reshape((0, -1)), Linear(3, g)], (2, 3, 2)),
+    "DataTransform": LayerCase(lambda: [DataTransform(Normalizer(divisor=4.0)),
+                                        Linear(3, g)], (5,)),
+    "DataTransform-Tanh-images": LayerCase(
+        lambda: [Conv((2, 2, 2), g), DataTransform(Tanh())], (2, 3, 3)),
+    "Activation-PixelwiseSoftmax": LayerCase(
+        lambda: [Conv((1, 1, 3), g), Activation(PixelwiseSoftmax(c=3))], (2, 3, 2)),
+    "BiSum": LayerCase(lambda: [BiRNN(3, g, activation=Tanh()), BiSum()], (3, 2)),
+    "BiRNN-split_inputs": LayerCase(
+        lambda: [BiRNN(3, g, activation=Tanh(), split_inputs=True)], (3, 4)),
+    "DeepBiRNN-bi_sum": LayerCase(
+        lambda: [DeepBiRNN(3, g, activation=Tanh(), depth=2, bi_sum=True,
+                           batch_norm=True)], (3, 2), batch=4),
+    "DeepBiLSTM-bi_sum": LayerCase(
+        lambda: [DeepBiLSTM(2, g, activation=Tanh(), gate_activation=Logistic(),
+                            depth=2, bi_sum=True)], (3, 2)),
+    # ---- volumes (C, D, H, W) ----------------------------------------------------------
+    "Convolution3D": LayerCase(lambda: [Convolution3D((2, 3, 2, 3), init=g, padding=1)],
+                               (2, 3, 4, 3)),
+    "Convolution3D-strided-dilated": LayerCase(
+        lambda: [Convolution3D((2, 2, 2, 2), init=g, strides=(1, 2, 1),
+                               padding={"pad_d": 1, "pad_w": 1}, dilation=(2, 1, 2))],
+        (2, 4, 5, 4)),
+    "Pooling3D-max": LayerCase(lambda: [Pooling3D(2, op="max")], (2, 4, 4, 5)),
+    "Pooling3D-max-padded": LayerCase(
+        lambda: [Pooling3D((3, 2, 3), op="max", strides=(2, 1, 2), padding=(1, 0, 1))],
+        (2, 5, 3, 5)),
+    "Pooling3D-avg-padded": LayerCase(
+        lambda: [Pooling3D(3, op="avg", strides=2, padding=1)], (2, 5, 4, 5)),
+    "Pooling3D-all": LayerCase(lambda: [Convolution3D((1, 2, 2, 2), init=g),
+                                        Pooling3D("all", op="avg")], (2, 2, 3, 3)),
     "RecurrentSum": LayerCase(lambda: [RecurrentSum()], (3, 4)),
     "RecurrentMean": LayerCase(lambda: [RecurrentMean()], (3, 4)),
     "RecurrentLast": LayerCase(lambda: [RecurrentLast()], (3, 4)),

@@ -102,7 +102,7 @@ def test_get_params_and_clone_keep_the_constructor_arguments():
     affine = Affine(8, init, bias=Constant(0), activation=act, name="h")
     params = affine.get_params(deep=False)
     assert params == {"nout": 8, "init": init, "bias": affine.bias, "batch_norm": False,
-                      "activation": act, "name": "h"}
+                      "activation": act, "name": "h", "trainable": True}
     twin = clone(affine)
     assert _names(twin) == _names(affine)
     assert all(a is not b for a, b in zip(twin, affine))

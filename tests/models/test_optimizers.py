@@ -7,7 +7,7 @@ from neonlearn.initializers import Gaussian
 from neonlearn.layers import Bias, Linear
 from neonlearn.optimizers import (Adadelta, Adagrad, Adam, ExpSchedule,
                                   GradientDescentMomentum, MultiOptimizer, PowerSchedule,
-                                  RMSProp, Schedule, StepSchedule)
+                                  RMSProp, Schedule, ShiftAdaMax, StepSchedule)
 
 
 class Param:
@@ -321,3 +321,139 @@ def test_valid_hyperparameters_pass(opt):
 def test_invalid_schedules_are_rejected(schedule):
     with pytest.raises(ValueError, match="step_config|schedule"):
         GradientDescentMomentum(0.1, schedule=schedule)._check()
+
+
+# ---- Adadelta's rate --------------------------------------------------------------------
+def test_adadelta_learning_rate_scales_the_step_not_the_state():
+    W0, _ = _arrays()
+    grads = _grads(4)
+    d, eps, lr = 0.9, 1e-6, 0.3
+    # learning_rate=1.0 is neon's update, bit for bit
+    np.testing.assert_array_equal(_run(Adadelta(decay=d, learning_rate=1.0), W0, grads),
+                                  _run(Adadelta(decay=d), W0, grads))
+    W = _run(Adadelta(decay=d, epsilon=eps, learning_rate=lr), W0, grads)
+    ref, eg2, edx2 = W0.copy(), np.zeros_like(W0), np.zeros_like(W0)
+    for g in grads:
+        eg2 = d * eg2 + (1 - d) * g * g
+        dx = -np.sqrt((edx2 + eps) / (eg2 + eps)) * g
+        edx2 = d * edx2 + (1 - d) * dx * dx  # the unscaled step
+        ref = ref + lr * dx
+    np.testing.assert_allclose(W, ref, rtol=1e-12)
+
+
+# ---- ShiftAdaMax --------------------------------------------------------------------------
+def _neon_shift(ary, shift_ary):
+    """neon's ``be.shift`` (NervanaCPU.shift with value=True), from its tests."""
+    exp = np.rint(np.log(np.maximum(np.absolute(shift_ary), np.exp(-50.0))) / np.log(2))
+    return ary * np.sign(shift_ary) * np.exp2(exp)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("epoch", [0, 1, 4])
+def test_shift_adamax_matches_neons_update(dtype, epoch):
+    """neon's test_shift_adamax: states already filled, one update at ``epoch``."""
+    rng = np.random.default_rng(5)
+    W = rng.random((20, 16)).astype(dtype)
+    grad = (0.01 * rng.random((20, 16))).astype(dtype)
+    m0, v0 = (0.01 * rng.random((2, 20, 16))).astype(dtype)
+    opt = ShiftAdaMax()
+    b1, b2, eps = opt.beta_1, opt.beta_2, opt.epsilon
+    layer = Param(W.copy(), grad.copy())
+    layer.be = get_backend("cpu", dtype=np.dtype(dtype).name)
+    layer.states = [[m0.copy(), v0.copy()]]
+    opt.optimize([layer], epoch)
+    # neon's reference, in float64
+    l = opt.learning_rate / (1 - b1 ** (epoch + 1))
+    m = m0 * b1 + (1.0 - b1) * grad.astype(np.float64)
+    v = np.maximum(v0 * b2, np.absolute(grad.astype(np.float64)))
+    ref = np.clip(W - _neon_shift(_neon_shift(m, 1.0 / (v + eps)), l), -1, 1)
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(layer.states[0][0], m, rtol=tol)
+    np.testing.assert_allclose(layer.states[0][1], v, rtol=tol)
+    np.testing.assert_allclose(layer.W, ref, rtol=tol, atol=tol)
+    assert layer.W.dtype == dtype
+    # the steps are powers of two times m: the update moved every weight
+    assert np.all(layer.W != W)
+
+
+def test_shift_adamax_multiplies_by_powers_of_two_only():
+    W0 = np.zeros((3, 3))
+    g = np.full((3, 3), 0.3)
+    W = _run(ShiftAdaMax(learning_rate=0.01), W0, [g])
+    # m = 0.1 * 0.3 = 0.03; 1/(v + eps) ~ 3.33 -> 4; l = 0.01/0.1 = 0.1 -> 0.125
+    np.testing.assert_allclose(W, -0.03 * 4 * 0.125, rtol=1e-14)
+
+
+def test_shift_adamax_clips_to_one_as_neon():
+    W0 = np.array([0.999, -0.999, 0.0])
+    g = np.array([-1.0, 1.0, 0.5])
+    W = _run(ShiftAdaMax(learning_rate=1.0), W0, [g])
+    assert W[0] == 1.0 and W[1] == -1.0
+    W = _run(ShiftAdaMax(learning_rate=1.0, param_clip_value=None), W0, [g])
+    assert W[0] > 1.0 and W[1] < -1.0
+
+
+# ---- param_clip_value ------------------------------------------------------------------
+PARAM_CLIPPED = [
+    lambda clip: GradientDescentMomentum(0.5, momentum_coef=0.9, param_clip_value=clip),
+    lambda clip: RMSProp(learning_rate=0.5, param_clip_value=clip),
+    lambda clip: Adagrad(learning_rate=0.5, param_clip_value=clip),
+    lambda clip: Adadelta(learning_rate=50.0, param_clip_value=clip),
+    lambda clip: Adam(learning_rate=0.5, param_clip_value=clip),
+    lambda clip: ShiftAdaMax(learning_rate=0.5, param_clip_value=clip),
+]
+
+
+@pytest.mark.parametrize("make", PARAM_CLIPPED)
+def test_param_clip_value_clips_after_the_update(make):
+    """One step: the clipped run ends at the unclipped run's parameters, clipped."""
+    W0, g = _arrays(3)
+    W0, g = 0.8 * np.tanh(W0), 4 * g
+    free = _run(make(None), W0, [g])
+    clipped = _run(make(0.6), W0, [g])
+    assert np.any(np.abs(free) > 0.6)  # the bound matters
+    np.testing.assert_array_equal(clipped, np.clip(free, -0.6, 0.6))
+
+
+def test_param_clip_value_leaves_the_state_alone():
+    """neon: the momentum keeps the unclipped step; only W is clipped."""
+    W0, g = np.array([0.0]), np.array([-1.0])
+    layer = Param(W0.copy(), np.zeros(1))
+    opt = GradientDescentMomentum(1.0, momentum_coef=0.5, param_clip_value=0.25)
+    for expected_v, expected_w in ((1.0, 0.25), (1.5, 0.25)):
+        layer.dW[...] = g
+        opt.optimize([layer], 0)
+        assert layer.states[0][0][0] == expected_v and layer.W[0] == expected_w
+
+
+@pytest.mark.parametrize("opt,match", [
+    (GradientDescentMomentum(0.1, param_clip_value=0.0), "param_clip_value"),
+    (Adam(param_clip_value=-1.0), "param_clip_value"),
+    (ShiftAdaMax(beta_1=1.0), "beta_1"),
+    (ShiftAdaMax(learning_rate=0.0), "learning_rate"),
+    (ShiftAdaMax(epsilon=-1.0), "epsilon"),
+    (Adadelta(learning_rate=-1.0), "learning_rate"),
+    (Adagrad(schedule="step"), "schedule"),
+    (MultiOptimizer({"default": "adam"}), "optimizers"),
+], ids=repr)
+def test_invalid_new_hyperparameters(opt, match):
+    with pytest.raises(ValueError, match=match):
+        opt._check()
+
+
+# ---- training does not change the hyperparameters ---------------------------------------
+@pytest.mark.parametrize("make", PARAM_CLIPPED)
+def test_optimize_leaves_the_hyperparameters_as_given(make):
+    from sklearn.base import clone
+
+    opt = make(0.6)
+    opt.schedule = PowerSchedule(1, 0.5)
+    before = opt.get_params(deep=True)
+    layer = Param(*_arrays())
+    for epoch in range(3):
+        opt.optimize([layer], epoch, 0.5)
+    opt.scale_learning_rate(0.1)
+    assert opt.get_params(deep=True) == before
+    twin = clone(opt)  # a clone is a fresh optimizer: no training state
+    assert twin.current_learning_rate == opt.learning_rate
+    assert not any(k.endswith("_") for k in vars(twin))

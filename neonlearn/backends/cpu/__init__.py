@@ -12,6 +12,7 @@ from ..._kernels._openmp_helpers import effective_n_threads
 from .._interface import Backend, as_float_dtype
 from .._threads import blas_single_thread
 from .conv import CPUConvOps
+from .conv3d import CPUConv3dOps
 from .dense import CPUDenseOps
 from .embedding import CPUEmbeddingOps
 from .normalization import CPUNormalizationOps
@@ -30,8 +31,8 @@ MIN_PARALLEL_WORK = 200_000
 _CHEAP_CODES = (_dense.ACT_IDENTITY, _dense.ACT_RECTLIN)
 
 
-class CPUBackend(CPUDenseOps, CPUNormalizationOps, CPUConvOps, CPURecurrentOps,
-                 CPUEmbeddingOps, CPUOptimizerOps, Backend):
+class CPUBackend(CPUDenseOps, CPUNormalizationOps, CPUConvOps, CPUConv3dOps,
+                 CPURecurrentOps, CPUEmbeddingOps, CPUOptimizerOps, Backend):
     """NumPy + Cython/OpenMP kernels.
 
     Parameters

@@ -37,6 +37,7 @@ from .._interface import Backend, as_float_dtype
 from .._transfer import _host_backend, parse_device
 from ._device import cupy
 from .conv import CudaConvOps
+from .conv3d import CudaConv3dOps
 from .dense import CudaDenseOps
 from .embedding import CudaEmbeddingOps
 from .normalization import CudaNormalizationOps
@@ -54,8 +55,8 @@ def _device_id(device):
     return number
 
 
-class CupyBackend(CudaDenseOps, CudaNormalizationOps, CudaConvOps, CudaRecurrentOps,
-                  CudaEmbeddingOps, CudaOptimizerOps, Backend):
+class CupyBackend(CudaDenseOps, CudaNormalizationOps, CudaConvOps, CudaConv3dOps,
+                  CudaRecurrentOps, CudaEmbeddingOps, CudaOptimizerOps, Backend):
     """CuPy arrays on one NVIDIA GPU.
 
     Parameters

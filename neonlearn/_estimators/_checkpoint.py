@@ -1,0 +1,213 @@
+"""Checkpoint files: a weights file plus the state that resuming a run needs.
+
+:class:`~neonlearn.callbacks.Checkpoint` writes, through the run in progress
+(``_training.TrainingRun``), a weights file (``_weights_file.py``) with two kinds of
+extra members: ``__training__``, JSON with the epoch records of the run, the
+number of epochs done, every optimizer's training state (Adam's ``t_``, the time of
+the latest update, the run-time rate multiplier) and learning rate, the random
+generator's state and the counters of the callbacks; and
+``s<i>_<j>_<k>``, the optimizer states of the parameter layers.  Resuming reads the
+file as untrusted input, like ``load_weights``: the weights through the same checks,
+the training state checked field by field against the network being trained.
+"""
+import json
+import math
+import os
+
+import numpy as np
+
+from ._weights_file import (
+    TRAINING_KEY, InvalidWeightsFile, WeightsContainer, short,
+)
+
+__all__ = ["write_checkpoint", "read_checkpoint"]
+
+_MAX_TRAINING_CHARS = 2 ** 26
+
+
+def _optimizers(optimizer):
+    mapping = getattr(optimizer, "optimizer_mapping", None)
+    return [optimizer] + (list(mapping.values()) if mapping is not None else [])
+
+
+def write_checkpoint(run, path):
+    """Write the weights and training state of ``run`` to ``path`` (atomically: a
+    run interrupted while writing leaves the previous checkpoint)."""
+    est, model = run.estimator, run.model
+    n_done = len(run.history)
+    arrays = est._weights_arrays(model, run.task, run.start_epoch + n_done)
+    states = []
+    for i, layer in enumerate(model.layers_to_optimize):
+        layer_states = list(getattr(layer, "states", []) or [])
+        states.append([len(s) for s in layer_states])
+        for j, state in enumerate(layer_states):
+            for k, a in enumerate(state):
+                arrays["s%d_%d_%d" % (i, j, k)] = model.be.to_numpy(a)
+    training = {
+        "epochs_done": n_done,
+        "history": run.history,
+        "optimizers": [_optimizer_state(opt) for opt in _optimizers(run.optimizer)],
+        "rng": model.be.rng.bit_generator.state,
+        "states": states,
+        "callbacks": {key: {"class": type(cb).__name__, "state": cb.get_state()}
+                      for key, cb in run._stateful()
+                      if cb.get_state() is not None},
+    }
+    arrays[TRAINING_KEY] = np.array(json.dumps(training, default=_json_default))
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+# the training state of an optimizer: Adam's step count, the time of the latest
+# update (epoch, fraction) and the run-time rate multiplier; and the learning rate
+_OPTIMIZER_STATE = ("t_", "time_", "lr_multiplier_", "learning_rate")
+
+
+def _optimizer_state(opt):
+    return {k: opt.__dict__[k] for k in _OPTIMIZER_STATE if k in opt.__dict__}
+
+
+def _check_optimizer_state(state):
+    if not isinstance(state, dict) or not set(state) <= set(_OPTIMIZER_STATE):
+        return False
+    number = (int, float)
+    for key, value in state.items():
+        if key == "t_" and not (type(value) is int and value >= 0):
+            return False
+        if key == "time_" and not (isinstance(value, list) and len(value) == 2 and all(
+                isinstance(v, number) and math.isfinite(v) and v >= 0 for v in value)):
+            return False
+        if key in ("lr_multiplier_", "learning_rate") and not (
+                isinstance(value, number) and math.isfinite(value) and value >= 0):
+            return False
+    return True
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError("cannot write %r to a checkpoint" % (value,))
+
+
+def _infinity(name):
+    if name in ("Infinity", "-Infinity"):
+        return float(name.replace("Infinity", "inf"))
+    raise InvalidWeightsFile("the training state holds %s" % name)
+
+
+def read_checkpoint(run, path):
+    """Load the checkpoint at ``path`` into ``run`` (model weights and optimizer
+    states, optimizer counters, random generator; the records and callback
+    counters are kept for ``run.apply_callback_states``); returns the number of
+    epochs it holds.  A file that does not fit is a ValueError naming the problem,
+    before anything is changed."""
+    est, model = run.estimator, run.model
+    try:
+        fitted = est._weights_state(path)  # the checks of load_weights
+        with WeightsContainer(path) as container:
+            training, states = _read_training(container, model)
+        saved_model = fitted["model_"]
+        if tuple(saved_model.in_shape) != tuple(model.in_shape):
+            raise InvalidWeightsFile("it was written for samples of shape %s, this fit "
+                                     "has %s" % (list(saved_model.in_shape),
+                                                 list(model.in_shape)))
+        classes = getattr(run.task, "classes", None)
+        if classes is not None and not np.array_equal(fitted.get("classes_"), classes):
+            raise InvalidWeightsFile("it was written for the classes %s, this fit has %s"
+                                     % (short(fitted.get("classes_")), short(classes)))
+        weights = saved_model.get_weights()
+        opts = _optimizers(run.optimizer)
+        saved = training["optimizers"]
+        if len(saved) != len(opts):
+            raise InvalidWeightsFile("it holds the state of %d optimizers, this fit "
+                                     "uses %d" % (len(saved), len(opts)))
+        rng_state = training["rng"]
+        rng = np.random.Generator(type(model.be.rng.bit_generator)())
+        try:
+            rng.bit_generator.state = rng_state
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            raise InvalidWeightsFile("the random generator's state is invalid (%s)"
+                                     % short(str(exc))) from None
+    except InvalidWeightsFile as exc:
+        raise ValueError("%s is not a checkpoint this %s can resume from: %s"
+                         % (os.fspath(path), type(est).__name__, exc)) from None
+    model.set_weights(weights)  # same network: checked by _weights_state
+    for layer, layer_states in zip(model.layers_to_optimize, states):
+        layer.states = [[model.be.array(a) for a in s] for s in layer_states]
+    for opt, state in zip(opts, saved):
+        for key, value in state.items():
+            setattr(opt, key, tuple(value) if key == "time_" else value)
+    model.be.rng.bit_generator.state = rng_state
+    run.restored_history = training["history"]
+    run.restored_states = training["callbacks"]
+    return training["epochs_done"]
+
+
+def _read_training(container, model):
+    """The ``__training__`` JSON and the optimizer states, checked."""
+    if TRAINING_KEY not in container.members:
+        raise InvalidWeightsFile("it holds weights but no training state (write it "
+                                 "with neonlearn.callbacks.Checkpoint)")
+
+    def check_text(shape, dtype):
+        if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * _MAX_TRAINING_CHARS:
+            raise InvalidWeightsFile("%r must be a 0-d unicode array" % TRAINING_KEY)
+
+    text = str(container.read(TRAINING_KEY, check_text)[()])
+    try:
+        training = json.loads(text, parse_constant=_infinity)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidWeightsFile("the training state is not valid JSON (%s)"
+                                 % short(str(exc))) from None
+    keys = {"epochs_done", "history", "optimizers", "rng", "states", "callbacks"}
+    if not isinstance(training, dict) or set(training) != keys:
+        raise InvalidWeightsFile("the training state must have the fields %s"
+                                 % sorted(keys))
+    n = training["epochs_done"]
+    history = training["history"]
+    if (type(n) is not int or n < 1 or not isinstance(history, list) or len(history) != n
+            or not all(isinstance(r, dict) for r in history)):
+        raise InvalidWeightsFile("'epochs_done' must be a positive int and 'history' one "
+                                 "record per epoch")
+    if not isinstance(training["optimizers"], list) or not all(
+            _check_optimizer_state(o) for o in training["optimizers"]):
+        raise InvalidWeightsFile("'optimizers' must list records of %s"
+                                 % (_OPTIMIZER_STATE,))
+    if not isinstance(training["rng"], dict) or not isinstance(training["callbacks"], dict):
+        raise InvalidWeightsFile("'rng' and 'callbacks' must be JSON objects")
+    layers = model.layers_to_optimize
+    counts = training["states"]
+    if not isinstance(counts, list) or len(counts) != len(layers) or not all(
+            isinstance(c, list) and all(type(k) is int and 0 <= k <= 8 for k in c)
+            for c in counts):
+        raise InvalidWeightsFile("'states' must give the optimizer state count of each "
+                                 "of the %d parameter layers" % len(layers))
+    states = []
+    for i, (layer, layer_counts) in enumerate(zip(layers, counts)):
+        params = [p for p, _ in layer.param_grads()]
+        if layer_counts and len(layer_counts) != len(params):
+            raise InvalidWeightsFile("layer %r has %d parameters, the checkpoint holds "
+                                     "optimizer states for %d" % (layer.name, len(params),
+                                                                  len(layer_counts)))
+        layer_states = []
+        for j, (param, k_count) in enumerate(zip(params, layer_counts)):
+            shape = tuple(param.shape)
+
+            def check(s, dtype, shape=shape):
+                if tuple(s) != shape or dtype.kind != "f":
+                    raise InvalidWeightsFile("an optimizer state has shape %s of %s; "
+                                             "its parameter %s" % (s, dtype, shape))
+
+            state = []
+            for k in range(k_count):
+                key = "s%d_%d_%d" % (i, j, k)
+                if key not in container.members:
+                    raise InvalidWeightsFile("the optimizer state %r is missing" % key)
+                a = container.read(key, check)
+                if not np.isfinite(a).all():
+                    raise InvalidWeightsFile("the optimizer state %r is not finite" % key)
+                state.append(a)
+            layer_states.append(state)
+        states.append(layer_states)
+    return training, states

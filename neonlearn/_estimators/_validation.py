@@ -1,0 +1,144 @@
+"""Checking what the user passes in: hyperparameters, ``X``/``y``, a validation set,
+``scoring``.
+
+:class:`ValidationMixin` is one of the bases of
+:class:`~neonlearn._estimators._base.BaseNeonEstimator`; subclasses change the
+input handling through ``_validate_X``/``_validate_Xy`` (sequences are padded and
+masked, see ``_sequence.py``) and ``_validate_validation_set``.
+"""
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import is_classifier
+from sklearn.metrics import check_scoring
+from sklearn.utils.validation import _check_sample_weight, validate_data
+
+from .._input_dict import as_input_dict
+from ..callbacks import Callback
+from ..layers._containers import flatten_layers
+from ._named_inputs import validate_named_X, validate_named_Xy
+
+__all__ = ["ValidationMixin"]
+
+
+class ValidationMixin:
+    """Validation of hyperparameters and data (see the module docstring)."""
+
+    def _validate_hyperparams(self):
+        """Check the hyperparameters: types and ranges through scikit-learn's
+        ``_parameter_constraints``, then what they cannot say (the layer list, the
+        optimizer's own values, ``input_shape``, ``scoring``)."""
+        self._validate_params()
+        if self.layers is not None:
+            if not self.layers:
+                raise ValueError("layers must be a non-empty list of neonlearn layers or "
+                                 "None, got %r" % (self.layers,))
+            flatten_layers(self.layers)
+        if self.optimizer is not None:
+            self.optimizer._check()
+        if self.callbacks is not None and not all(
+                isinstance(cb, Callback) for cb in self.callbacks):
+            raise ValueError("callbacks must be a list of neonlearn.callbacks.Callback")
+        if self.input_shape is not None:
+            self._check_input_shape(self.input_shape)
+        self._validation_scorer()  # an unknown scorer name is a ValueError here
+
+    def _validation_scorer(self):
+        """The scikit-learn scorer that ``scoring`` names, or None for the built-in
+        validation score (``scoring=None``) and the validation cost (``"loss"``)."""
+        scoring = getattr(self, "scoring", None)
+        if scoring is None or (isinstance(scoring, str) and scoring == "loss"):
+            return None
+        try:
+            return check_scoring(self, scoring=scoring)
+        except (ValueError, TypeError) as exc:
+            raise ValueError("scoring must be None, 'loss', a scikit-learn scorer name "
+                             "or a callable scorer(estimator, X, y), got %r (%s)"
+                             % (scoring, exc)) from None
+
+    def _check_input_shape(self, shape):
+        """Validate the ``input_shape`` hyperparameter (hook); a dict gives the shapes
+        of named inputs (checked with them)."""
+        if isinstance(shape, dict):
+            return
+        if (not isinstance(shape, (tuple, list)) or not shape or not all(
+                isinstance(s, Integral) and s > 0 for s in shape)):
+            raise ValueError("input_shape must be a tuple of positive ints, got %r"
+                             % (shape,))
+
+    def _validate_X(self, X, reset):
+        """Check X; return it batch-first in the sample shape the network expects."""
+        named = as_input_dict(X)
+        if named is not None:
+            return validate_named_X(self, named, reset), len(named)
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
+                          allow_nd=True)
+        return self._reshape_X(X, reset), X.shape[0]
+
+    def _validate_Xy(self, X, y, reset):
+        named = as_input_dict(X)
+        if named is not None:
+            return validate_named_Xy(self, named, y, reset)
+        X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32],
+                             allow_nd=True, multi_output=True,
+                             y_numeric=not self._is_classifier())
+        return self._reshape_X(X, reset), y
+
+    def _validate_validation_set(self, X, y, X_val, y_val):
+        """``(X, y, X_val, y_val)``: the validation set checked like the training
+        data (same features and sample shape), after ``X, y`` were validated; a
+        subclass may pad the training data to match (sequences)."""
+        if y_val is None:
+            raise ValueError("X_val was given without y_val: pass both, or neither")
+        Xv, yv = self._validate_Xy(X_val, y_val, reset=False)
+        if Xv.shape[0] == 0:
+            raise ValueError("X_val has 0 samples; pass at least one, or X_val=None")
+        return X, y, Xv, yv
+
+    @staticmethod
+    def _encode_validation(task, y_val):
+        """Validation targets in the network's layout; labels the training data does
+        not have are a ValueError that says so."""
+        try:
+            return task.adapt(task.encode(y_val))
+        except ValueError as exc:
+            raise ValueError("y_val does not fit the training targets: %s" % exc) from None
+
+    def _validation_weights(self, X_val, sample_weight_val):
+        if sample_weight_val is None:
+            return None
+        sw = _check_sample_weight(sample_weight_val, X_val, dtype=np.float64)
+        if np.any(sw < 0) or sw.sum() <= 0:
+            raise ValueError("sample_weight_val must be non-negative with a positive sum")
+        return sw
+
+    def _check_dtype_range(self, X):
+        """float64 values beyond the network dtype's range would become inf."""
+        limit = np.finfo(np.dtype(self.dtype)).max
+        if X.dtype.itemsize > np.dtype(self.dtype).itemsize and X.size and (
+                np.abs(X).max() > limit):
+            raise ValueError("X has values beyond the range of dtype=%r (|x| > %.3g): "
+                             "scale the inputs (e.g. StandardScaler) or use "
+                             "dtype='float64'" % (np.dtype(self.dtype).name, limit))
+
+    def _is_classifier(self):
+        return is_classifier(self)
+
+    def _reshape_X(self, X, reset):
+        self._check_dtype_range(X)
+        shape = tuple(self.input_shape) if self.input_shape is not None else None
+        if X.ndim == 2 and shape is not None and len(shape) > 1:
+            if X.shape[1] != int(np.prod(shape)):
+                raise ValueError("X has %d features, which cannot be reshaped to "
+                                 "input_shape=%r" % (X.shape[1], shape))
+            X = X.reshape((X.shape[0],) + shape)
+        elif shape is not None and X.shape[1:] != shape:
+            raise ValueError("X has samples of shape %r but input_shape is %r"
+                             % (X.shape[1:], shape))
+        if reset:
+            self.sample_shape_ = X.shape[1:]
+        elif X.shape[1:] != self.sample_shape_:
+            raise ValueError("X has samples of shape %r, but %s was fitted on samples of "
+                             "shape %r" % (X.shape[1:], type(self).__name__,
+                                           self.sample_shape_))
+        return X

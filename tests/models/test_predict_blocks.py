@@ -1,0 +1,163 @@
+"""``Model.predict`` runs fixed blocks: the default block size depends only on the
+configured network (a byte budget for the largest activation), every GEMM of a pass
+sees exactly that many rows, whatever the call's size, and the outputs are the
+blocked reference's, bit for bit."""
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from neonlearn import models
+from neonlearn.backends import get_backend
+from neonlearn.initializers import GlorotUniform
+from neonlearn.layers import Affine, Conv, Pooling
+from neonlearn.models import Model, activation_row_bytes
+from neonlearn.transforms import Rectlin, Softmax
+
+
+def _mlp(n_in=64, dtype="float32"):
+    g = GlorotUniform()
+    model = Model([Affine(96, g, activation=Rectlin()), Affine(48, g, activation=Rectlin()),
+                   Affine(5, g, activation=Softmax())],
+                  get_backend("cpu", dtype=dtype, seed=0))
+    return model.configure(n_in)
+
+
+def _convnet():
+    g = GlorotUniform()
+    model = Model([Conv((3, 3, 4), g, activation=Rectlin(), padding=1), Pooling(2),
+                   Affine(16, g, activation=Rectlin()), Affine(3, g, activation=Softmax())],
+                  get_backend("cpu", dtype="float32", seed=0))
+    return model.configure((1, 8, 8))
+
+
+def _gemm_rows(model, monkeypatch):
+    """Record ``(rows of a, bytes of a + out)`` of every matmul the backend runs."""
+    calls = []
+    real = model.be.matmul
+
+    def spy(a, b, out=None):
+        res = real(a, b, out=out)
+        calls.append((a.shape[0], a.nbytes + res.nbytes))
+        return res
+    monkeypatch.setattr(model.be, "matmul", spy)
+    return calls
+
+
+def _reference(model, X, rows):
+    """Blocks of exactly ``rows`` rows, the last padded with copies of its last row."""
+    outs = []
+    with model.be.compute_scope():
+        for s in range(0, len(X), rows):
+            block = X[s:s + rows]
+            k = len(block)
+            if k < rows:
+                block = np.concatenate([block, np.repeat(block[-1:], rows - k, axis=0)])
+            outs.append(model.be.to_numpy(model.fprop(model.be.array(block), True))[:k])
+    return np.concatenate(outs)
+
+
+def _row_bytes_by_hand(model):
+    """The largest layer input + output per sample, each layer written out."""
+    sizes = []
+    for leaf in model.layers.sublayers():
+        n_in, n_out = int(np.prod(leaf.in_shape)), int(np.prod(leaf.out_shape))
+        sizes.append(n_in if tuple(leaf.in_shape) == tuple(leaf.out_shape)
+                     else n_in + n_out)
+    return max(sizes) * np.dtype(model.be.dtype).itemsize
+
+
+def test_default_block_is_fixed_per_model(monkeypatch):
+    model = _mlp()
+    rows = model.predict_block_rows()
+    assert rows == models.PREDICT_MAX_ROWS  # a small MLP: the cap, not the budget
+    calls = _gemm_rows(model, monkeypatch)
+    X = np.random.default_rng(0).random((2 * rows + 3, 64), dtype=np.float32)
+    for n in (1, 7, rows - 1, rows, rows + 1, 2 * rows + 3):
+        del calls[:]
+        model.predict(X[:n])
+        blocks = -(-n // rows)
+        assert len(calls) == 3 * blocks  # three Affine layers per block
+        assert {r for r, _ in calls} == {rows}
+
+
+@pytest.mark.parametrize("budget_rows", [1, 5, 40, 300])
+def test_memory_budget_bounds_every_gemm(monkeypatch, budget_rows):
+    model = _mlp()
+    row_bytes = _row_bytes_by_hand(model)
+    assert activation_row_bytes(model.layers, 4) == row_bytes
+    budget = budget_rows * row_bytes + row_bytes // 2
+    monkeypatch.setattr(models, "PREDICT_BLOCK_BYTES", budget)
+    rows = model.predict_block_rows()
+    # the most rows under the budget, a multiple of 16 above 16 rows
+    expected = budget_rows if budget_rows <= 16 else budget_rows - budget_rows % 16
+    assert rows == expected
+    calls = _gemm_rows(model, monkeypatch)
+    X = np.random.default_rng(1).random((700, 64), dtype=np.float32)
+    y = model.predict(X)
+    assert {r for r, _ in calls} == {rows}
+    # no GEMM's input + output goes over the budget
+    assert max(b for _, b in calls) <= budget
+    np.testing.assert_array_equal(y, _reference(model, X, rows))
+
+
+def test_explicit_batch_size_is_used_as_given(monkeypatch):
+    model = _mlp()
+    calls = _gemm_rows(model, monkeypatch)
+    X = np.random.default_rng(2).random((50, 64), dtype=np.float32)
+    y = model.predict(X, batch_size=32)
+    assert {r for r, _ in calls} == {32} and len(calls) == 6
+    np.testing.assert_array_equal(y, _reference(model, X, 32))
+
+
+def test_layers_that_keep_the_shape_count_once():
+    model = _convnet()
+    conv = model.layers.sublayers()[0]
+    # the convolution's input (1x8x8) + output (4x8x8) is the largest; its bias and
+    # activation leaves (4x8x8 -> 4x8x8) run in place
+    assert activation_row_bytes(model.layers, 4) == 4 * (64 + 256) == (
+        _row_bytes_by_hand(model))
+    assert tuple(conv.out_shape) == (4, 8, 8)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("build", [_mlp, _convnet], ids=["mlp", "conv"])
+def test_outputs_equal_blocked_reference_and_batch_free(build, n_threads, monkeypatch):
+    model = build()
+    shape = (1, 8, 8) if build is _convnet else (64,)
+    # a small budget, so that calls span several blocks
+    monkeypatch.setattr(models, "PREDICT_BLOCK_BYTES", 100 * _row_bytes_by_hand(model))
+    rows = model.predict_block_rows()
+    assert rows == 96
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((250,) + shape).astype(np.float32)
+    with threadpool_limits(n_threads, user_api="openmp"):
+        full = model.predict(X)
+        np.testing.assert_array_equal(full, _reference(model, X, rows))
+        for i in (0, 95, 96, 249):
+            np.testing.assert_array_equal(model.predict(X[i:i + 1])[0], full[i])
+        for size in (2, 97, 193):
+            idx = rng.choice(len(X), size, replace=False)
+            np.testing.assert_array_equal(model.predict(X[idx]), full[idx])
+
+
+def test_empty_and_float64():
+    model = _mlp(dtype="float64")
+    assert model.predict(np.empty((0, 64))).shape == (0, 5)
+    rows = model.predict_block_rows()
+    assert rows == models.PREDICT_MAX_ROWS
+    X = np.random.default_rng(4).standard_normal((3, 64))
+    np.testing.assert_array_equal(model.predict(X), _reference(model, X, rows))
+
+
+def test_recurrent_layers_count_their_gates(monkeypatch):
+    from neonlearn.layers import LSTM, RecurrentLast
+
+    g = GlorotUniform()
+    model = Model([LSTM(16, g), RecurrentLast(), Affine(3, g, activation=Softmax())],
+                  get_backend("cpu", dtype="float32", seed=0)).configure((40, 8))
+    lstm = model.layers.sublayers()[0]
+    assert lstm.recur_shape[0] == 4 * 16
+    # input 40x8 + output 40x16 + four gates of 16 units at each of the 40 steps
+    assert activation_row_bytes(model.layers, 4) == 4 * (40 * 8 + 40 * 16 + 40 * 64)
+    monkeypatch.setattr(models, "PREDICT_BLOCK_BYTES", 50 * 4 * 40 * 88)
+    assert model.predict_block_rows() == 48
