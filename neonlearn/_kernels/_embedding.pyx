@@ -47,17 +47,18 @@ cdef void _scatter_add(const index_t[::1] ids, const floating[:, ::1] err,
     # zero), then the rows of ``err`` added by id, in input order
     cdef Py_ssize_t M = ids.shape[0], D = dW.shape[1], V = dW.shape[0]
     cdef Py_ssize_t r, j, k, blk, j0, j1, n_blocks = (D + BLOCK - 1) // BLOCK
-    if clear_all and V > 0 and D > 0:
+    if V == 0 or D == 0:
+        return
+    if clear_all:
         memset(&dW[0, 0], 0, V * D * sizeof(floating))
+    else:  # whole rows, each one contiguous run
+        for r in prange(clear.shape[0], num_threads=n_threads, schedule="static"):
+            memset(&dW[clear[r], 0], 0, D * sizeof(floating))
     for blk in prange(n_blocks, num_threads=n_threads, schedule="static"):
         j0 = blk * BLOCK
         j1 = j0 + BLOCK
         if j1 > D:
             j1 = D
-        if not clear_all:
-            for r in range(clear.shape[0]):
-                for j in range(j0, j1):
-                    dW[clear[r], j] = 0
         for r in range(M):
             k = <Py_ssize_t>ids[r]
             if k == pad_idx:
