@@ -101,6 +101,17 @@ def machine_kind(info):
     return "avx2" if avx2 else "generic"
 
 
+def result_kind(info):
+    """The name a result is kept under: the machine kind, plus the kernels' path
+    when ``NEONLEARN_ISA`` lowered it (``avx512_isa_avx2``), so that runs of the
+    same machine on each path are kept side by side."""
+    kind = machine_kind(info)
+    forced, isa = info.get("isa_forced"), info.get("isa")
+    if forced and isa and isa != info.get("isa_supported"):
+        kind += "_isa_" + isa
+    return kind
+
+
 def _isa_text(info):
     isa = info.get("isa") or "n/a (no run-time ISA dispatch in this build)"
     if info.get("isa_forced"):

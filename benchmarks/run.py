@@ -43,6 +43,7 @@ How it measures
 import argparse
 import contextlib
 import datetime
+import glob
 import json
 import math
 import os
@@ -350,21 +351,26 @@ def run_workload(workload, frameworks, threads, repeats, ask):
 
 def _result_name(doc, kind=None):
     """``benchmarks[_smoke|_quick].json``, or with ``kind`` the copy kept per machine
-    kind (``benchmarks_avx2.json``...), so that the report shows every kind's run."""
+    kind and ISA path (``benchmarks_avx2.json``, ``benchmarks_avx512.json``,
+    ``benchmarks_avx512_isa_avx2.json``...), so that the report shows every kind's
+    run."""
     args = doc["args"]
     suffix = "_smoke" if args.get("smoke") else "_quick" if args.get("quick") else ""
     return "benchmarks%s%s.json" % ("_" + kind if kind else "", suffix)
 
 
 def _other_kinds(doc, out_dir):
-    """Saved results of the same mode from machines of other kinds."""
-    mine = report.machine_kind(doc["machine"])
+    """Saved results of the same mode from other machine kinds or ISA paths."""
+    mine = _result_name(doc, report.result_kind(doc["machine"]))
+    pattern = _result_name(doc, "*")
     others = []
-    for kind in ("avx512", "avx2", "generic"):
-        path = os.path.join(out_dir, _result_name(doc, kind))
-        if kind != mine and os.path.exists(path):
-            with open(path) as f:
-                others.append(json.load(f))
+    for path in sorted(glob.glob(os.path.join(out_dir, pattern))):
+        name = os.path.basename(path)
+        if name == mine or (not doc["args"].get("quick") and name.endswith(
+                ("_quick.json", "_smoke.json"))):
+            continue
+        with open(path) as f:
+            others.append(json.load(f))
     return others
 
 
@@ -507,7 +513,7 @@ def main(argv=None):
                                        avx512=bool(info.get("avx512"))):
         print("  %-7s %s: %s" % (status, label, text))
     os.makedirs(args.out, exist_ok=True)
-    for name in (_result_name(doc), _result_name(doc, report.machine_kind(info))):
+    for name in (_result_name(doc), _result_name(doc, report.result_kind(info))):
         with open(os.path.join(args.out, name), "w") as f:
             json.dump(doc, f, indent=1, default=str)
         print("wrote %s" % os.path.join(args.out, name))
