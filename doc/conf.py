@@ -55,6 +55,7 @@ API_MODULES = [
     ("neonlearn.datasets", "Datasets"),
     ("neonlearn.plot", "Plotting"),
     ("neonlearn.exceptions", "Exceptions"),
+    ("neonlearn.onnx", "ONNX export"),
 ]
 
 

@@ -219,7 +219,7 @@ class NeonSequenceModel(BaseNeonEstimator):
         y, lengths, ragged = self._predict_raw(X)
         if self.task == "tagging":
             return self._unpad(y, lengths, ragged)
-        return y / y.sum(axis=1, keepdims=True)
+        return self.task_.probabilities(y)  # [1 - p, p] for one logistic unit
 
     def predict(self, X):
         """Predicted labels ``(n,)``, targets ``(n,)``/``(n, n_targets)``, or per-step
@@ -227,6 +227,8 @@ class NeonSequenceModel(BaseNeonEstimator):
         y, lengths, ragged = self._predict_raw(X)
         if self.task == "regression":
             return self.task_.targets(y)
+        if self.task == "classification":
+            y = self.task_.probabilities(y)
         labels = self.classes_[np.argmax(y, axis=-1)]
         if self.task == "tagging":
             return self._unpad(labels, lengths, ragged)

@@ -297,3 +297,26 @@ def test_weights_file_round_trip_of_2d_fit(tmp_path):
     clf.save_weights(tmp_path / "w.npz")
     again = small(epochs=2).load_weights(tmp_path / "w.npz")
     np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+
+
+def test_one_logistic_unit_gives_two_class_probabilities_and_both_labels():
+    """A network ending in one logistic unit learns two classes: predict_proba is
+    [1 - p, p] (it was the unit's output divided by itself, all ones) and predict
+    gives both labels."""
+    from neonlearn.initializers import Gaussian
+    from neonlearn.layers import Affine
+    from neonlearn.transforms import Logistic, Tanh
+
+    rng = np.random.default_rng(0)
+    X = [rng.normal(size=(rng.integers(3, 9), 2)) for _ in range(80)]
+    y = np.array(["neg", "pos"])[[int(x[:, 0].sum() > 0) for x in X]]
+    g = Gaussian(scale=0.3)
+    m = NeonSequenceModel([LSTM(8, g, activation=Tanh()), RecurrentMean(),
+                           Affine(1, g, activation=Logistic())],
+                          optimizer=Adam(0.02), epochs=30, random_state=0).fit(X, y)
+    p = m.predict_proba(X)
+    assert p.shape == (80, 2)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    assert 0 < p[:, 1].min() < 0.5 < p[:, 1].max() < 1
+    np.testing.assert_array_equal(m.predict(X), m.classes_[np.argmax(p, axis=1)])
+    assert set(m.predict(X)) == {"neg", "pos"} and m.score(X, y) > 0.8
