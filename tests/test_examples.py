@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 
 import pytest
@@ -42,25 +43,16 @@ DONE = {
 }
 
 
-def _skip_unless_installed(name):
+def _missing(name):
+    """Why ``name`` cannot run here (a distribution it needs is missing), or None."""
     dists, install = NEEDS.get(name, ([], ""))
     for dist in dists:
         try:
             metadata.distribution(dist)
         except metadata.PackageNotFoundError:
-            pytest.skip("examples/%s needs %s, which is not installed (%s)"
-                        % (name, dist, install))
-
-
-def _run(name, cwd, *args):
-    proc = subprocess.run(
-        [sys.executable, os.path.join(os.path.relpath(EXAMPLES, cwd), name), "--quick",
-         *args],
-        cwd=cwd, env=child_env(OMP_NUM_THREADS=1, MPLBACKEND="Agg"),
-        capture_output=True, text=True, timeout=600)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-4000:]
-    return proc.stdout
+            return ("examples/%s needs %s, which is not installed (%s)"
+                    % (name, dist, install))
+    return None
 
 
 # run from the checkout's root (``python examples/NAME.py`` there imports the installed
@@ -68,15 +60,42 @@ def _run(name, cwd, *args):
 FROM_ROOT = {"digits_inception.py", "digits_resnet.py"}
 
 
+def _run(name, outside):
+    """``python examples/NAME.py --quick``: (return code, stdout, stderr)."""
+    cwd = ROOT if name in FROM_ROOT else outside / name[:-3]
+    os.makedirs(cwd, exist_ok=True)
+    args = ["--out", str(outside / "curves.png")] if name == "plot_learning_curves.py" \
+        else []
+    proc = subprocess.run(
+        [sys.executable, os.path.join(os.path.relpath(EXAMPLES, cwd), name), "--quick",
+         *args],
+        cwd=cwd, env=child_env(OMP_NUM_THREADS=1, MPLBACKEND="Agg"),
+        capture_output=True, text=True, timeout=600)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """The quick runs of every runnable example, one per core at a time (each runs
+    on one thread), started on first use."""
+    outside = tmp_path_factory.mktemp("examples")
+    names = [name for name in SCRIPTS if _missing(name) is None]
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        runs = dict(zip(names, pool.map(lambda name: _run(name, outside), names)))
+    return outside, runs
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_example_quick_mode_runs(name, tmp_path):
-    _skip_unless_installed(name)
-    args = ("--out", str(tmp_path / "curves.png")) if name == "plot_learning_curves.py" \
-        else ()
-    out = _run(name, ROOT if name in FROM_ROOT else tmp_path, *args)
+def test_example_quick_mode_runs(name, quick_runs):
+    reason = _missing(name)
+    if reason:
+        pytest.skip(reason)
+    outside, runs = quick_runs
+    returncode, out, err = runs[name]
+    assert returncode == 0, (out + err)[-4000:]
     assert DONE[name] in out, out[-2000:]
     if name == "plot_learning_curves.py":
-        assert (tmp_path / "curves.png").stat().st_size > 1000
+        assert (outside / "curves.png").stat().st_size > 1000
 
 
 def test_every_example_is_in_the_readme_table():
