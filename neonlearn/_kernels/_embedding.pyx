@@ -108,29 +108,28 @@ def _clear_rows(clear, V):
     return rows, False
 
 
+cdef _checked_scatter(const index_t[::1] ids, const floating[:, ::1] err, long pad_idx,
+                      floating[:, ::1] dW, int n_threads, clear):
+    _check_scatter(ids.shape[0], dW.shape[1], err)
+    _check_ids(ids, dW.shape[0])
+    cdef const Py_ssize_t[::1] rows
+    cdef bint clear_all
+    rows, clear_all = _clear_rows(clear, dW.shape[0])
+    with nogil:
+        _scatter_add(ids, err, pad_idx, dW, rows, clear_all, n_threads)
+
+
 def lookup_bprop(const floating[::1] ids not None, const floating[:, ::1] err not None,
                  long pad_idx, floating[:, ::1] dW not None, int n_threads=1,
                  clear=None):
     """``dW = 0``, then ``dW[ids[r]] += err[r]`` (rows with ``pad_idx`` skipped;
     ``pad_idx < 0`` means none; ids are floats).  With ``clear`` (distinct row
     indices), only those rows are zeroed: the caller knows the others are zero."""
-    _check_scatter(ids.shape[0], dW.shape[1], err)
-    _check_ids(ids, dW.shape[0])
-    cdef const Py_ssize_t[::1] rows
-    cdef bint clear_all
-    rows, clear_all = _clear_rows(clear, dW.shape[0])
-    with nogil:
-        _scatter_add(ids, err, pad_idx, dW, rows, clear_all, n_threads)
+    _checked_scatter(ids, err, pad_idx, dW, n_threads, clear)
 
 
 def lookup_bprop_ids(const Py_ssize_t[::1] ids not None,
                      const floating[:, ::1] err not None, long pad_idx,
                      floating[:, ::1] dW not None, int n_threads=1, clear=None):
     """:func:`lookup_bprop` for integer ids (``intp``)."""
-    _check_scatter(ids.shape[0], dW.shape[1], err)
-    _check_ids(ids, dW.shape[0])
-    cdef const Py_ssize_t[::1] rows
-    cdef bint clear_all
-    rows, clear_all = _clear_rows(clear, dW.shape[0])
-    with nogil:
-        _scatter_add(ids, err, pad_idx, dW, rows, clear_all, n_threads)
+    _checked_scatter(ids, err, pad_idx, dW, n_threads, clear)

@@ -50,16 +50,9 @@ NL_AVX512 NL_INLINE static void nl_zpanels(
     A += (ptrdiff_t)i0 * a_row;
     C += (ptrdiff_t)i0 * ldc;
     init = init ? init + i0 : NULL;
-    switch (M - i0) {
-    case 7: nl_zblock(7, NP, L, A, a_row, a_col, pan, C, ldc, init); break;
-    case 6: nl_zblock(6, NP, L, A, a_row, a_col, pan, C, ldc, init); break;
-    case 5: nl_zblock(5, NP, L, A, a_row, a_col, pan, C, ldc, init); break;
-    case 4: nl_zblock(4, NP, L, A, a_row, a_col, pan, C, ldc, init); break;
-    case 3: nl_zblock(3, NP, L, A, a_row, a_col, pan, C, ldc, init); break;
-    case 2: nl_zblock(2, NP, L, A, a_row, a_col, pan, C, ldc, init); break;
-    case 1: nl_zblock(1, NP, L, A, a_row, a_col, pan, C, ldc, init); break;
-    default: break;
-    }
+#define NL_TAIL_BLOCK(MR) nl_zblock(MR, NP, L, A, a_row, a_col, pan, C, ldc, init)
+    NL_ROW_TAIL(M - i0, NL_TAIL_BLOCK)
+#undef NL_TAIL_BLOCK
 }
 
 /* nl_sgemm_panels_avx2 with 8 x 32 blocks (the same panels, copied the same way) */

@@ -96,4 +96,19 @@ NL_STATIC_INLINE int nl_have_avx2_fma(void) { return nl_isa() >= NL_ISA_AVX2; }
 #define NL_PICK(name, args) name##_loop args
 #endif
 
+/* NL_ROW_TAIL(m, BLOCK): BLOCK(m) for m in 1..7 with m a constant, as the
+   micro-kernels need it to keep their accumulators in registers (the last rows of
+   a block of 8) */
+#define NL_ROW_TAIL(m, BLOCK)                                                   \
+    switch (m) {                                                                \
+    case 7: BLOCK(7); break;                                                    \
+    case 6: BLOCK(6); break;                                                    \
+    case 5: BLOCK(5); break;                                                    \
+    case 4: BLOCK(4); break;                                                    \
+    case 3: BLOCK(3); break;                                                    \
+    case 2: BLOCK(2); break;                                                    \
+    case 1: BLOCK(1); break;                                                    \
+    default: break;                                                             \
+    }
+
 #endif /* NL_DISPATCH_H */

@@ -51,16 +51,9 @@ NL_AVX512 NL_INLINE static void nl_rows_avx512(
         nl_kernel_avx512(8, NP, acc, K, A + i * lda, lda, Bp, C + i * ldc, ldc, m);
     A += i * lda;
     C += i * ldc;
-    switch (M - i) {
-    case 7: nl_kernel_avx512(7, NP, acc, K, A, lda, Bp, C, ldc, m); break;
-    case 6: nl_kernel_avx512(6, NP, acc, K, A, lda, Bp, C, ldc, m); break;
-    case 5: nl_kernel_avx512(5, NP, acc, K, A, lda, Bp, C, ldc, m); break;
-    case 4: nl_kernel_avx512(4, NP, acc, K, A, lda, Bp, C, ldc, m); break;
-    case 3: nl_kernel_avx512(3, NP, acc, K, A, lda, Bp, C, ldc, m); break;
-    case 2: nl_kernel_avx512(2, NP, acc, K, A, lda, Bp, C, ldc, m); break;
-    case 1: nl_kernel_avx512(1, NP, acc, K, A, lda, Bp, C, ldc, m); break;
-    default: break;
-    }
+#define NL_TAIL_BLOCK(MR) nl_kernel_avx512(MR, NP, acc, K, A, lda, Bp, C, ldc, m)
+    NL_ROW_TAIL(M - i, NL_TAIL_BLOCK)
+#undef NL_TAIL_BLOCK
 }
 
 NL_AVX512 static void nl_gemm_packed_avx512(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
