@@ -325,9 +325,9 @@ def test_progress_callback_prints_one_line_per_epoch():
               callbacks=[ProgressCallback(stream=stream)])
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2
-    for epoch, line in enumerate(lines):
+    for epoch, line in enumerate(lines, start=1):  # counted from 1
         m = re.fullmatch(r"Epoch (\d+) +\[Train \|#{20}\| 3/3 batches, (\S+) cost, "
-                         r"\d+\.\d\ds\]", line)
+                         r"\d+\.\d\ds, \d+\.\d\ds elapsed\]", line)
         assert m, line
         assert int(m.group(1)) == epoch
     assert float(m.group(2)) == pytest.approx(model.epoch_cost, rel=1e-3)
