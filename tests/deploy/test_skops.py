@@ -182,3 +182,24 @@ def test_skops_round_trip_of_gpu_fitted_model(digits, tmp_path, monkeypatch):
         proba = on_cpu.predict_proba(X)
     np.testing.assert_allclose(proba, expected, rtol=1e-4, atol=1e-6)
     assert on_cpu.model_.be.name == "cpu"
+
+
+def test_gpu_fitted_model_moved_to_cpu_round_trips(digits, tmp_path, monkeypatch):
+    """The documented way until skops saves GPU-fitted models: move the model to the
+    CPU (``set_params(device="cpu")`` and one predict), then dump."""
+    if _fake_cupy.gpu_unavailable_reason() is not None:
+        if _fake_cupy.compiler() is None:
+            pytest.skip("no GPU and no C++ compiler to emulate the CUDA kernels")
+        _fake_cupy.install(monkeypatch)
+    X, y = digits
+    est = _conv_classifier(device="gpu").fit(X, y)
+    expected = est.predict_proba(X)
+    est.set_params(device="cpu").predict(X[:1])
+    assert est.model_.be.name == "cpu"
+    path = tmp_path / "moved.skops"
+    loaded, untrusted = _round_trip(est, path)
+    _assert_only_library_types(untrusted)
+    monkeypatch.setitem(sys.modules, "cupy", None)  # loads where CuPy is missing
+    _fake_cupy.forget_backend_module(monkeypatch)
+    np.testing.assert_allclose(sio.load(path, trusted=untrusted).predict_proba(X),
+                               expected, rtol=1e-4, atol=1e-6)
