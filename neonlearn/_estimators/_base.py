@@ -333,13 +333,11 @@ class BaseNeonEstimator(CallbackSupportMixin, TrainingMixin, ValidationMixin,
         return y.astype(np.float64)
 
     def _predict_block(self):
-        """Rows per block of ``Model.predict``: ``predict_batch_size``, or
-        ``max(batch_size, 256)`` (the block the golden outputs were recorded with).
-        Fixed for the estimator, so that a sample's outputs do not depend on the
-        other samples of the call."""
-        if self.predict_batch_size is not None:
-            return self.predict_batch_size
-        return max(self.batch_size, 256)
+        """Rows per block of ``Model.predict``: ``predict_batch_size``, or None for
+        the network's own block (:meth:`~neonlearn.models.Model.predict_block_rows`:
+        as many rows as a memory budget allows).  Fixed for the estimator, so that a
+        sample's outputs do not depend on the other samples of the call."""
+        return self.predict_batch_size
 
     # ---- display -----------------------------------------------------------------
     def summary(self, file=None):

@@ -89,8 +89,9 @@ class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
         ``scorer(estimator, X, y)``.
     predict_batch_size : int or None, default=None
         Rows per block of the network's forward pass in ``predict``,
-        ``predict_proba``, ``transform`` and validation; None means
-        ``max(batch_size, 256)``.  Outputs do not depend on it beyond float
+        ``predict_proba``, ``transform`` and validation; None means the
+        network's own block (as many rows as a 128 MiB working set allows, at most
+        1024; see the performance guide).  Outputs do not depend on it beyond float
         rounding; small values cut the latency of small calls.
     feature_layer : str or None, default=None
         The layer whose outputs :meth:`transform` returns; None means the input of

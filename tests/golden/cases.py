@@ -139,6 +139,8 @@ CASES = {f.__name__: f for f in (mlp, batchnorm_dropout, regressor, lenet_lrn, d
 def run(name):
     """Fit case ``name`` and return its outputs as one float array."""
     est, X, y, X_pred, method = CASES[name]()
+    # the prediction block the outputs were recorded with (outputs depend on it)
+    est.set_params(predict_batch_size=256)
     out = getattr(est.fit(X, y), method)(X_pred)
     if isinstance(out, list):  # per-step outputs of ragged sequences
         out = np.concatenate([np.asarray(o).reshape(len(o), -1) for o in out])
