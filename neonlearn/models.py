@@ -1,5 +1,7 @@
 """Model: runs a layer list (configure and allocate once, train, infer)."""
 
+import copy
+
 import numpy as np
 
 from .backends import get_backend
@@ -104,6 +106,19 @@ class Model:
         self.layers = layers if isinstance(layers, Layer) else Sequential(layers)
         self.be = backend if backend is not None else get_backend("cpu")
         self.cost = None
+
+    def __getstate__(self):
+        # a saved model holds a host backend (its layers hold host arrays)
+        state = self.__dict__.copy()
+        state["be"] = self.be.for_saving()
+        return state
+
+    def __deepcopy__(self, memo):
+        # copies stay on the model's device
+        new = Model.__new__(Model)
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
 
     # ---- set-up --------------------------------------------------------------
     def configure(self, in_obj):

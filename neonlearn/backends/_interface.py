@@ -117,6 +117,12 @@ class Backend(abc.ABC):
         """Wait until every queued kernel has run (for timings); the CPU runs
         kernels synchronously, so there is nothing to wait for."""
 
+    def for_saving(self):
+        """The backend that a saved copy of a layer or model holds: this one, or for a
+        device backend a CPU backend with the same dtype and random generator (the
+        saved arrays are host arrays, so the file loads without the device)."""
+        return self
+
     # ---- dense -------------------------------------------------------------------
     @abc.abstractmethod
     def matmul(self, a, b, out=None):

@@ -244,7 +244,9 @@ class Layer(HyperParams):
                 return memo[id(value)][1]
             return value
 
-        return host(state)
+        state = host(state)
+        state["_be"] = be.for_saving()
+        return state
 
     def __deepcopy__(self, memo):
         # copies stay on the layer's device (pickling moves arrays to the host)

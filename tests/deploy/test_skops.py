@@ -150,12 +150,6 @@ def test_skops_refuses_untrusted_neonlearn_types(digits, tmp_path):
         sio.load(path)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="known gap: skops saves the CupyBackend object itself (with its "
-           "cupy.cuda.Device) where pickle writes a CPU backend through "
-           "CupyBackend.__reduce__, which skops does not use; Layer.__getstate__ and "
-           "the Model must hand skops a host backend")
 def test_skops_round_trip_of_gpu_fitted_model(digits, tmp_path, monkeypatch):
     """A model fitted on the GPU backend (a real device, or the CPU emulation of CuPy
     in tests/_fake_cupy.py) is saved with host arrays: the file names no CuPy type,

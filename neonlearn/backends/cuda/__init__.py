@@ -109,6 +109,14 @@ class CupyBackend(CudaDenseOps, CudaNormalizationOps, CudaConvOps, CudaConv3dOps
         # pickles as a CPU backend: the layers move their arrays to host memory
         return (_host_backend, (self.dtype.name, self.rng))
 
+    def for_saving(self):
+        # one CPU twin per backend, so that every layer of a saved model shares it
+        # (savers that do not call __reduce__, such as skops, get it from the layers)
+        twin = self.__dict__.get("_saved_twin")
+        if twin is None or twin.rng is not self.rng:
+            twin = self._saved_twin = _host_backend(self.dtype.name, self.rng)
+        return twin
+
     def __deepcopy__(self, memo):
         new = CupyBackend.__new__(CupyBackend)
         new.__dict__.update(self.__dict__)
