@@ -13,8 +13,9 @@ split an array.  A string index returns that input's array, as a dict does.
 from collections.abc import Mapping
 
 import numpy as np
+from scipy.sparse import issparse
 
-__all__ = ["InputDict", "as_input_dict", "sample_shape"]
+__all__ = ["InputDict", "as_input_dict", "is_named_inputs", "sample_shape"]
 
 
 class InputDict(dict):
@@ -94,11 +95,17 @@ class InputDict(dict):
         return InputDict({name: function(value) for name, value in self.items()})
 
 
+def is_named_inputs(X):
+    """Whether ``X`` is a mapping of named inputs (a dok sparse matrix is a dict
+    subclass too, and is not)."""
+    return isinstance(X, Mapping) and not issparse(X)
+
+
 def as_input_dict(X):
-    """``X`` as an :class:`InputDict` when it is a mapping, else ``None``."""
+    """``X`` as an :class:`InputDict` when it holds named inputs, else ``None``."""
     if isinstance(X, InputDict):
         return X
-    if isinstance(X, Mapping):
+    if is_named_inputs(X):
         return InputDict(X)
     return None
 

@@ -21,16 +21,15 @@ Base hooks used
 """
 import copy
 import numbers
-from collections.abc import Mapping
 
 import numpy as np
-from scipy.sparse import issparse
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import check_array
 from sklearn.utils._available_if import available_if
 from sklearn.utils._tags import ClassifierTags, RegressorTags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._input_dict import is_named_inputs
 from ..initializers import GlorotUniform
 from ..layers import LookupTable
 from ..layers._containers import flatten_layers
@@ -385,8 +384,7 @@ class NeonSequenceModel(BaseNeonEstimator):
     def _prepare(self, X, reset, min_T=1):
         """``(network input with the mask channel, lengths, ragged)``, right-padded
         to at least ``min_T`` steps (masking makes the extra steps inert)."""
-        # a dok sparse matrix is a dict too: check_array says sparse is refused
-        if isinstance(X, Mapping) and not issparse(X):
+        if is_named_inputs(X):
             raise ValueError("%s takes one input (a list of sequences or an array); named "
                              "inputs (a dict) go to NeonClassifier/NeonRegressor with "
                              "MergeMultistream" % type(self).__name__)

@@ -9,7 +9,6 @@ masked, see ``_sequence.py``) and ``_validate_validation_set``.
 from numbers import Integral
 
 import numpy as np
-from scipy.sparse import issparse
 from sklearn.base import is_classifier
 from sklearn.metrics import check_scoring
 from sklearn.utils.validation import _check_sample_weight, validate_data
@@ -69,7 +68,7 @@ class ValidationMixin:
 
     def _validate_X(self, X, reset):
         """Check X; return it batch-first in the sample shape the network expects."""
-        named = None if issparse(X) else as_input_dict(X)  # dok: a dict subclass
+        named = as_input_dict(X)
         if named is not None:
             return validate_named_X(self, named, reset), len(named)
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
@@ -77,7 +76,7 @@ class ValidationMixin:
         return self._reshape_X(X, reset), X.shape[0]
 
     def _validate_Xy(self, X, y, reset):
-        named = None if issparse(X) else as_input_dict(X)  # dok: a dict subclass
+        named = as_input_dict(X)
         if named is not None:
             return validate_named_Xy(self, named, y, reset)
         X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32],
