@@ -20,7 +20,10 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))  # benchmark the working tree
+sys.path.insert(0, HERE)
+from _paths import use_working_tree  # noqa: E402
+
+use_working_tree()
 
 from _extras import main, time_pair, torch_with_threads  # noqa: E402
 

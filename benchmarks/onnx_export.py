@@ -20,6 +20,9 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _paths import use_working_tree  # noqa: E402
+
+use_working_tree()
 from workloads import INFER_BATCH, make_data  # noqa: E402
 from workloads_infer import (LENET_BATCH, LSTM_BATCH, _calls, _nl_lstm_layers,  # noqa: E402
                              _torch_rnn_model, nl_convnet_layers, probabilities,

@@ -57,8 +57,10 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-# benchmark the working tree, not an installed copy
-sys.path[:0] = [REPO, HERE]
+sys.path.insert(0, HERE)
+from _paths import use_working_tree  # noqa: E402
+
+use_working_tree()
 
 import report  # noqa: E402
 import workloads as W  # noqa: E402
