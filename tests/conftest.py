@@ -55,9 +55,11 @@ def central_difference(f, x, i, eps=1e-6):
     return (fp - fm) / (2 * eps)
 
 
-def check_layer_grads(layer, in_shape, be, n=3, seed=0, rtol=1e-5, atol=1e-7, x=None):
+def check_layer_grads(layer, in_shape, be, n=3, seed=0, rtol=1e-5, atol=1e-7, x=None,
+                      expect_params=False):
     """Finite-difference check of a configured+allocated layer's input and
-    parameter gradients, with the scalar loss ``sum(fprop(x) * R)``."""
+    parameter gradients (a compound layer's: those of every part), with the scalar
+    loss ``sum(fprop(x) * R)``; ``expect_params``: fail when there are none."""
     rng = np.random.default_rng(seed)
     if x is None:
         x = rng.standard_normal((n,) + tuple(in_shape))
@@ -68,11 +70,14 @@ def check_layer_grads(layer, in_shape, be, n=3, seed=0, rtol=1e-5, atol=1e-7, x=
     def loss():
         return float(np.sum(layer.fprop(x.copy()) * R))
 
+    parts = getattr(layer, "layers_to_optimize", list)() or [layer]  # wrappers: duck-typed
+    pairs = [pg for sub in parts for pg in sub.param_grads()]
+    assert pairs or not expect_params, "no parameters to check"
     layer.fprop(x.copy())
     dx = layer.bprop(R.copy())
     dx = None if dx is None else np.array(dx, copy=True)
-    grads = [np.array(g, copy=True) for _, g in layer.param_grads()]
+    grads = [np.array(g, copy=True) for _, g in pairs]
     if dx is not None:
         np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=rtol, atol=atol)
-    for (p, _), g in zip(layer.param_grads(), grads):
+    for (p, _), g in zip(pairs, grads):
         np.testing.assert_allclose(g, numeric_grad(loss, p), rtol=rtol, atol=atol)

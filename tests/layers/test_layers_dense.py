@@ -39,28 +39,6 @@ def _x(shape, n=3, seed=1, scale=1.0):
     return scale * np.random.default_rng(seed).standard_normal((n,) + tuple(shape))
 
 
-def check_compound_grads(layer, in_shape, n=3, seed=0, rtol=1e-5, atol=1e-7, x=None):
-    """``check_layer_grads`` for compound layers: parameters of every sublayer."""
-    rng = np.random.default_rng(seed)
-    if x is None:
-        x = rng.standard_normal((n,) + tuple(in_shape))
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    out = layer.fprop(x.copy())
-    R = rng.standard_normal(out.shape)
-
-    def loss():
-        return float(np.sum(layer.fprop(x.copy()) * R))
-
-    pairs = [pg for sub in layer.layers_to_optimize() for pg in sub.param_grads()]
-    assert pairs, "no parameters to check"
-    layer.fprop(x.copy())
-    dx = np.array(layer.bprop(R.copy()), copy=True)
-    grads = [np.array(g, copy=True) for _, g in pairs]
-    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=rtol, atol=atol)
-    for (p, _), g in zip(pairs, grads):
-        np.testing.assert_allclose(g, numeric_grad(loss, p), rtol=rtol, atol=atol)
-
-
 # ---- Linear -------------------------------------------------------------------------
 def test_linear_forward_shapes_and_values():
     be = _be()
@@ -177,7 +155,7 @@ def test_activation_rejects_non_transform():
 def test_affine_fused_gradients_on_sequences_and_images(in_shape):
     layer = _make(Affine(4, init=Gaussian(scale=0.7), bias=Gaussian(), activation=Tanh()),
                   in_shape)
-    check_compound_grads(layer, in_shape, n=2)
+    check_layer_grads(layer, in_shape, None, n=2, expect_params=True)
 
 
 def test_affine_fused_matches_unfused_layers():
@@ -206,13 +184,13 @@ def test_affine_batch_norm_gradients(in_shape):
     bn = layer.layers_[1]
     bn.gamma[...] = np.random.default_rng(5).standard_normal(bn.gamma.shape)
     bn.beta[...] = np.random.default_rng(6).standard_normal(bn.beta.shape)
-    check_compound_grads(layer, in_shape, n=4)
+    check_layer_grads(layer, in_shape, None, n=4, expect_params=True)
 
 
 def test_affine_without_bias_or_activation():
     layer = _make(Affine(3, init=Gaussian()), (4,))
     assert [type(s) for s in layer.layers_] == [Linear]
-    check_compound_grads(layer, (4,))
+    check_layer_grads(layer, (4,), None, expect_params=True)
 
 
 def test_affine_naming_rule():
