@@ -108,31 +108,19 @@ def _layer(cls, case, be, init=None):
     return layer
 
 
+@pytest.mark.parametrize("cls, reference", [(Convolution, naive_conv),
+                                             (Deconvolution, naive_deconv)])
 @pytest.mark.parametrize("case", CASES)
-def test_convolution_matches_naive(case, dtype):
+def test_layer_matches_naive(case, cls, reference, dtype):
     be = get_backend("cpu", dtype=dtype, seed=0)
-    layer = _layer(Convolution, case, be)
+    layer = _layer(cls, case, be)
     N, C, H, W = case[:4]
     x = np.random.default_rng(1).standard_normal((N, C, H, W))
     y = layer.fprop(be.array(x))
-    ref = naive_conv(x, layer.W.astype(np.float64), _pair(case[7], "str", 1),
-                     _pair(case[8], "pad", 0), _pair(case[9], "dil", 1))
+    ref = reference(x, layer.W.astype(np.float64), _pair(case[7], "str", 1),
+                    _pair(case[8], "pad", 0), _pair(case[9], "dil", 1))
     assert y.shape == ref.shape == (N,) + layer.out_shape
     assert y.dtype == np.dtype(dtype)
-    tol = 1e-4 if dtype == "float32" else 1e-12
-    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_deconvolution_matches_naive(case, dtype):
-    be = get_backend("cpu", dtype=dtype, seed=0)
-    layer = _layer(Deconvolution, case, be)
-    N, C, H, W = case[:4]
-    x = np.random.default_rng(1).standard_normal((N, C, H, W))
-    y = layer.fprop(be.array(x))
-    ref = naive_deconv(x, layer.W.astype(np.float64), _pair(case[7], "str", 1),
-                       _pair(case[8], "pad", 0), _pair(case[9], "dil", 1))
-    assert y.shape == ref.shape == (N,) + layer.out_shape
     tol = 1e-4 if dtype == "float32" else 1e-12
     np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
 
