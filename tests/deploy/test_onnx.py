@@ -14,6 +14,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from deploy.onnx_sessions import ort_session  # noqa: E402
 from layer_harness import LayerCase, build  # noqa: E402
 from layers.test_every_layer import CASES, Diagonal, Scale  # noqa: E402
 from neonlearn.initializers import Gaussian  # noqa: E402
@@ -97,18 +98,6 @@ REFUSED = {
 
 ALL = {**CASES, **EXTRA}
 EXPORTABLE = sorted(set(ALL) - set(REFUSED))
-
-
-def ort_session(model_proto):
-    """A one-thread CPU session, after the checker and a strict shape inference
-    (declared and inferred shapes must agree)."""
-    onnx.checker.check_model(model_proto)
-    onnx.shape_inference.infer_shapes(model_proto, check_type=True, strict_mode=True,
-                                      data_prop=True)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(model_proto.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
 
 
 def build_float32(case, seed=0):

@@ -15,6 +15,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from sklearn.exceptions import NotFittedError  # noqa: E402
 
+from deploy.onnx_sessions import ort_session as session  # noqa: E402
 from layers.test_every_layer import Scale  # noqa: E402
 from neonlearn import NeonClassifier, NeonRegressor, NeonSequenceModel  # noqa: E402
 from neonlearn.initializers import Constant, Gaussian, GlorotUniform  # noqa: E402
@@ -28,16 +29,6 @@ from neonlearn.transforms import Logistic, Rectlin, Softmax, Tanh  # noqa: E402
 ATOL = 1e-5
 g = GlorotUniform()
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-
-
-def session(proto):
-    onnx.checker.check_model(proto)
-    onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True,
-                                      data_prop=True)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(proto.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
 
 
 def perturb(est, scale=0.2, seed=0):

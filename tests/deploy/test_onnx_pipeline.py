@@ -18,6 +18,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 import neonlearn.onnx  # noqa: E402,F401  (registers the converters)
+from deploy.onnx_sessions import ort_session  # noqa: E402
 from neonlearn import NeonClassifier, NeonRegressor, NeonSequenceModel  # noqa: E402
 from neonlearn.initializers import Constant, GlorotUniform  # noqa: E402
 from neonlearn.layers import GRU, Affine, Conv, Pooling  # noqa: E402
@@ -30,13 +31,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 rng = np.random.default_rng(0)
 X = 3 + 2 * rng.normal(size=(1000, 8))  # off-centre: the scaler matters
 Y = (X[:, 0] > 3).astype(int) + (X[:, 1] > 4)
-
-
-def session(proto):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(proto.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
 
 
 def _dense():
@@ -70,7 +64,7 @@ def test_classifier_pipeline_without_zipmap(name, labels):
     pipe = make_pipeline(StandardScaler(), ESTIMATORS[name]()).fit(X[:300], y[:300])
     proto = skl2onnx.to_onnx(pipe, X[:1].astype(np.float32),
                              options={id(pipe[-1]): {"zipmap": False}})
-    sess = session(proto)
+    sess = ort_session(proto)
     assert [o.name for o in sess.get_outputs()] == ["label", "probabilities"]
     for part in (X[:1], X):
         label, proba = sess.run(None, {"X": part.astype(np.float32)})
@@ -81,7 +75,7 @@ def test_classifier_pipeline_without_zipmap(name, labels):
 def test_classifier_pipeline_default_zipmap():
     y = np.array(["low", "mid", "high"])[Y]
     pipe = make_pipeline(StandardScaler(), _dense()).fit(X[:300], y[:300])
-    sess = session(skl2onnx.to_onnx(pipe, X[:1].astype(np.float32)))
+    sess = ort_session(skl2onnx.to_onnx(pipe, X[:1].astype(np.float32)))
     assert [o.name for o in sess.get_outputs()] == ["output_label",
                                                     "output_probability"]
     label, dicts = sess.run(None, {"X": X[:50].astype(np.float32)})
@@ -96,7 +90,7 @@ def test_float64_pipeline_input():
     """A float64 sample makes the scaler run in double; the network casts to float."""
     pipe = make_pipeline(StandardScaler(), _dense()).fit(X[:300], Y[:300])
     proto = skl2onnx.to_onnx(pipe, X[:1], options={id(pipe[-1]): {"zipmap": False}})
-    label, proba = session(proto).run(None, {"X": X})
+    label, proba = ort_session(proto).run(None, {"X": X})
     np.testing.assert_array_equal(label, pipe.predict(X))
     np.testing.assert_allclose(proba, pipe.predict_proba(X), rtol=0, atol=ATOL)
 
@@ -109,7 +103,7 @@ def test_regressor_pipeline(sequence):
            NeonRegressor([Affine(8, g, bias=Constant(0), activation=Tanh())], epochs=2,
                          random_state=0))
     pipe = make_pipeline(StandardScaler(), est).fit(X[:300], y[:300])
-    sess = session(skl2onnx.to_onnx(pipe, X[:1].astype(np.float32)))
+    sess = ort_session(skl2onnx.to_onnx(pipe, X[:1].astype(np.float32)))
     assert [o.name for o in sess.get_outputs()] == ["variable"]
     (got,) = sess.run(None, {"X": X.astype(np.float32)})
     np.testing.assert_allclose(got.ravel(), pipe.predict(X), rtol=0, atol=ATOL)
@@ -129,7 +123,7 @@ def test_tagging_in_a_pipeline_is_refused():
 def test_zipmap_columns():
     """skl2onnx's third ZipMap form: one probability output per class."""
     pipe = make_pipeline(StandardScaler(), _dense()).fit(X[:300], Y[:300])
-    sess = session(skl2onnx.to_onnx(pipe, X[:1].astype(np.float32),
+    sess = ort_session(skl2onnx.to_onnx(pipe, X[:1].astype(np.float32),
                                     options={id(pipe[-1]): {"zipmap": "columns"}}))
     out = sess.run(None, {"X": X[:20].astype(np.float32)})
     np.testing.assert_array_equal(out[0], pipe.predict(X[:20]))
