@@ -59,6 +59,20 @@ def gpu_unavailable_reason():
     return None
 
 
+def real_gpu_or_emulation(monkeypatch):
+    """Ready the GPU backend: True on a real device; else False after installing the
+    CPU emulation of CuPy (undone by ``monkeypatch``); skips when neither can run."""
+    reason = gpu_unavailable_reason()
+    if reason is None:
+        return True
+    if compiler() is None:
+        import pytest
+
+        pytest.skip("%s, and no C++ compiler to emulate the CUDA kernels" % reason)
+    install(monkeypatch)
+    return False
+
+
 def compiler():
     """Path of a C++ compiler, or None."""
     for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):

@@ -330,15 +330,8 @@ def check_pickle(case, dtype="float32"):
 def gpu_backend():
     """The GPU backend on a real device, or else on the CPU emulation of CuPy
     (undone on exit); skips when neither is available."""
-    reason = _fake_cupy.gpu_unavailable_reason()
-    if reason is None:
-        yield True
-        return
-    if _fake_cupy.compiler() is None:
-        pytest.skip("%s, and no C++ compiler to emulate the CUDA kernels" % reason)
     with pytest.MonkeyPatch.context() as mp:
-        _fake_cupy.install(mp)
-        yield False
+        yield _fake_cupy.real_gpu_or_emulation(mp)
 
 
 def check_cpu_vs_gpu(case, dtype="float64"):

@@ -32,12 +32,7 @@ def gpu(monkeypatch):
     """The GPU backend on a real device, or else on the CPU emulation of CuPy
     (tests/_fake_cupy.py: NumPy + the backend's CUDA kernels compiled for the CPU).
     Returns True on a real GPU."""
-    if _REASON is None:
-        return True
-    if _fake_cupy.compiler() is None:
-        pytest.skip("%s, and no C++ compiler to emulate the CUDA kernels" % _REASON)
-    _fake_cupy.install(monkeypatch)
-    return False
+    return _fake_cupy.real_gpu_or_emulation(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -614,13 +609,8 @@ def test_sequence_model_switches_device(gpu):
 
 
 def test_sequence_model_on_gpu(gpu):
-    import neonlearn
+    from neonlearn import NeonSequenceModel as model_cls
 
-    model_cls = getattr(neonlearn, "NeonSequenceModel", None)
-    if model_cls is None:
-        seq = pytest.importorskip("neonlearn._estimators._sequence",
-                                  reason="NeonSequenceModel is not available")
-        model_cls = seq.NeonSequenceModel
     rng = np.random.default_rng(0)
     X = [rng.standard_normal((int(n), 3)) for n in rng.integers(2, 9, 60)]
     y = np.array([int(s[:, 0].sum() > 0) for s in X])

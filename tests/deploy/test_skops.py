@@ -154,10 +154,7 @@ def test_skops_round_trip_of_gpu_fitted_model(digits, tmp_path, monkeypatch):
     """A model fitted on the GPU backend (a real device, or the CPU emulation of CuPy
     in tests/_fake_cupy.py) is saved with host arrays: the file names no CuPy type,
     and it loads and predicts where CuPy is not installed."""
-    if _fake_cupy.gpu_unavailable_reason() is not None:
-        if _fake_cupy.compiler() is None:
-            pytest.skip("no GPU and no C++ compiler to emulate the CUDA kernels")
-        _fake_cupy.install(monkeypatch)
+    _fake_cupy.real_gpu_or_emulation(monkeypatch)
     X, y = digits
     est = _conv_classifier(device="gpu").fit(X, y)
     assert est.model_.be.name == "gpu"
@@ -179,12 +176,9 @@ def test_skops_round_trip_of_gpu_fitted_model(digits, tmp_path, monkeypatch):
 
 
 def test_gpu_fitted_model_moved_to_cpu_round_trips(digits, tmp_path, monkeypatch):
-    """The documented way until skops saves GPU-fitted models: move the model to the
-    CPU (``set_params(device="cpu")`` and one predict), then dump."""
-    if _fake_cupy.gpu_unavailable_reason() is not None:
-        if _fake_cupy.compiler() is None:
-            pytest.skip("no GPU and no C++ compiler to emulate the CUDA kernels")
-        _fake_cupy.install(monkeypatch)
+    """A GPU-fitted model moved to the CPU (``set_params(device="cpu")`` and one
+    predict) before the dump round-trips too."""
+    _fake_cupy.real_gpu_or_emulation(monkeypatch)
     X, y = digits
     est = _conv_classifier(device="gpu").fit(X, y)
     expected = est.predict_proba(X)

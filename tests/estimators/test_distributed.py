@@ -82,11 +82,7 @@ def test_conv_grid_search_on_dask(client, digits):
 
 
 def test_sequence_grid_search_on_dask(client):
-    model_cls = getattr(neonlearn, "NeonSequenceModel", None)
-    if model_cls is None:
-        seq = pytest.importorskip("neonlearn._estimators._sequence",
-                                  reason="NeonSequenceModel is not available")
-        model_cls = seq.NeonSequenceModel
+    model_cls = neonlearn.NeonSequenceModel
     rng = np.random.default_rng(0)
     X = rng.standard_normal((120, 6, 2)).astype(np.float32)
     y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
