@@ -12,7 +12,7 @@ from .layers._containers import Sequential
 from .layers._dense import Activation
 from .layers._fusion import plan_network
 
-__all__ = ["Model"]
+__all__ = ["Model", "bucket_order"]
 
 #: ``predict``'s default block: the most rows whose largest layer input + output
 #: stays under this many bytes, at most ``PREDICT_MAX_ROWS``.
@@ -55,6 +55,34 @@ def activation_row_bytes(layers, itemsize):
             size += _size(tuple(out_shape)[:-1]) * int(recur[0])
         largest = max(largest, size)
     return largest * itemsize
+
+
+def bucket_order(keys, batch_size, rng, shuffle=True):
+    """An epoch's sample order whose consecutive ``batch_size`` slices are buckets of
+    samples with close ``keys`` (sequence lengths: ``bucket_by_length``).
+
+    The samples are sorted by key, ties broken at random, and cut into buckets of
+    ``batch_size``; the one partial bucket (``n % batch_size`` samples) sits at a
+    random place in the sorted order and goes last, the full ones in random order
+    (sorted order without ``shuffle``).  Every random draw comes from ``rng``, so a
+    seeded backend repeats the same epochs.
+    """
+    keys = np.asarray(keys)
+    n = keys.shape[0]
+    if shuffle:
+        ties = rng.permutation(n)
+        ranked = ties[np.argsort(keys[ties], kind="stable")]
+    else:
+        ranked = np.argsort(keys, kind="stable")
+    full, rest = divmod(n, batch_size)
+    at = full * batch_size  # where the partial bucket starts in the sorted order
+    if rest and shuffle:
+        at = int(rng.integers(0, full + 1)) * batch_size
+    partial = ranked[at:at + rest]
+    buckets = np.concatenate([ranked[:at], ranked[at + rest:]]).reshape(full, batch_size)
+    if shuffle:
+        buckets = buckets[rng.permutation(full)]
+    return np.concatenate([buckets.reshape(-1), partial])
 
 
 def _last_leaf(layer):
@@ -234,7 +262,7 @@ class Model:
         return batch_cost
 
     def fit(self, X, T, optimizer, num_epochs, batch_size, callbacks=(), shuffle=True,
-            sample_weight=None, start_epoch=0):
+            sample_weight=None, start_epoch=0, bucket_keys=None):
         """neon's training loop over minibatches, firing callbacks.
 
         Parameters
@@ -251,6 +279,10 @@ class Model:
         sample_weight : ndarray of shape (n_samples,) or None
         start_epoch : int
             Epoch number of the first epoch (for schedules after a warm start).
+        bucket_keys : ndarray of shape (n_samples,) or None
+            Minibatches group samples with close keys (:func:`bucket_order`), e.g.
+            sequence lengths, so that the recurrent kernels, which stop each row at
+            its own length, run full GEMMs for longer.
         """
         optimizer._check()
         be = self.be
@@ -264,20 +296,23 @@ class Model:
         try:
             with be.compute_scope():
                 self._run_epochs(X, T, w, optimizer, start_epoch, num_epochs,
-                                 batch_size, callbacks, shuffle)
+                                 batch_size, callbacks, shuffle, bucket_keys)
         finally:
             for cb in callbacks:
                 cb.on_train_end(self)
         return self
 
     def _run_epochs(self, X, T, w, optimizer, start_epoch, num_epochs, batch_size,
-                    callbacks, shuffle):
+                    callbacks, shuffle, bucket_keys):
         be = self.be
         n = X.shape[0]
         for epoch in range(start_epoch, start_epoch + num_epochs):
             for cb in callbacks:
                 cb.on_epoch_begin(self, epoch)
-            order = be.rng.permutation(n) if shuffle else np.arange(n)
+            if bucket_keys is not None:
+                order = bucket_order(bucket_keys, batch_size, be.rng, shuffle)
+            else:
+                order = be.rng.permutation(n) if shuffle else np.arange(n)
             total = 0.0
             for mb, start in enumerate(range(0, n, batch_size)):
                 idx = order[start:start + batch_size]

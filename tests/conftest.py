@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import neonlearn
+from neonlearn._kernels import _isa
 from neonlearn.backends import get_backend
 
 # the neonlearn the tests import: installed (CI) or built in place (development)
@@ -27,6 +28,14 @@ def child_env(**extra):
 @pytest.fixture(params=["float32", "float64"])
 def dtype(request):
     return request.param
+
+
+@pytest.fixture(params=_isa.available())
+def isa(request):
+    """Each instruction-set path this CPU runs (``_isa``), restored afterwards."""
+    previous = _isa.set_isa(request.param)
+    yield request.param
+    _isa.set_isa(previous)
 
 
 @pytest.fixture

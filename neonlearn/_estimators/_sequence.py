@@ -38,6 +38,7 @@ from ..layers._sequence_layers import ID_BASE, SequenceMask, StepMask
 from ._base import BaseNeonEstimator
 from ._finite import check_finite_outputs
 from ._tasks import Classification, Regression, Tagging
+from ._validation import check_sequence
 
 __all__ = ["NeonSequenceModel"]
 
@@ -92,6 +93,13 @@ class NeonSequenceModel(BaseNeonEstimator):
     input_shape : tuple (T, F), default=None
         For flat 2-D ``X`` of shape ``(n, T * F)`` (Pipelines); one entry may be
         ``-1`` (inferred from the number of columns).
+    bucket_by_length : bool, default=False
+        Group each epoch's minibatches by sequence length
+        (:func:`~neonlearn.models.bucket_order`: sorted with random ties, buckets in
+        random order, reproducible with ``random_state``).  The recurrent kernels
+        stop each sequence at its length, so a minibatch of similar lengths keeps
+        their GEMMs full; the gradient steps are less random (buckets, not samples,
+        are shuffled).
 
     Notes
     -----
@@ -149,12 +157,15 @@ class NeonSequenceModel(BaseNeonEstimator):
     (3,)
     """
 
+    _parameter_constraints = {**BaseNeonEstimator._parameter_constraints,
+                              "bucket_by_length": ["boolean"]}
+
     def __init__(self, layers=None, task="classification", optimizer=None, cost=None,
                  epochs=200, batch_size=128, shuffle=True, random_state=None, verbose=0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
                  tol=1e-4, warm_start=False, callbacks=None, dtype="float32",
                  device="cpu", input_shape=None, scoring=None,
-                 predict_batch_size=None, feature_layer=None):
+                 predict_batch_size=None, feature_layer=None, bucket_by_length=False):
         super().__init__(
             layers=layers, optimizer=optimizer, cost=cost, epochs=epochs,
             batch_size=batch_size, shuffle=shuffle, random_state=random_state,
@@ -164,6 +175,7 @@ class NeonSequenceModel(BaseNeonEstimator):
             device=device, input_shape=input_shape, scoring=scoring,
             predict_batch_size=predict_batch_size, feature_layer=feature_layer)
         self.task = task
+        self.bucket_by_length = bucket_by_length
 
     # ---- public API ----------------------------------------------------------------
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None,
@@ -248,6 +260,11 @@ class NeonSequenceModel(BaseNeonEstimator):
         return accuracy_score(y, pred, sample_weight=sample_weight)
 
     # ---- input conversion --------------------------------------------------------------
+    def _bucket_keys(self, X):
+        """The sequence lengths (valid steps of the mask channel) with
+        ``bucket_by_length``."""
+        return np.count_nonzero(X[..., -1], axis=1) if self.bucket_by_length else None
+
     def _check_task(self):
         if self.task not in _TASKS:
             raise ValueError("task must be one of %s, got %r" % (_TASKS, self.task))
@@ -306,9 +323,7 @@ class NeonSequenceModel(BaseNeonEstimator):
         if _is_ragged(X) and self.input_shape is None and not flat:
             seqs = []
             for i, x in enumerate(X):
-                x = check_array(np.asarray(x) if not hasattr(x, "shape") else x,
-                                ensure_2d=False, dtype=dtype,
-                                input_name="X[%d]" % i)
+                x = check_sequence(x, ids, dtype, "X[%d]" % i)
                 if x.ndim == 1 and not ids:
                     x = x.reshape(-1, 1)
                 if x.ndim != (1 if ids else 2) or x.shape[0] < 1:

@@ -216,6 +216,11 @@ class TrainingMixin:
         view.__dict__.pop("_loaded_on_host", None)
         return view
 
+    def _bucket_keys(self, X):
+        """Keys that minibatches group by (``Model.fit``'s ``bucket_keys``), or None
+        for random minibatches; NeonSequenceModel's ``bucket_by_length``."""
+        return None
+
     def _train(self, model, optimizer, X, T, weights, callbacks, epochs, start_epoch,
                task=None):
         """``Model.fit`` with the callbacks; interruptions and divergence handled as
@@ -237,7 +242,8 @@ class TrainingMixin:
             model.fit(_on_device(model, X), model.be.array(T), optimizer, epochs,
                       min(self.batch_size, X.shape[0]), callbacks=flat,
                       shuffle=self.shuffle, sample_weight=weights,
-                      start_epoch=start_epoch + run.resumed_epochs)
+                      start_epoch=start_epoch + run.resumed_epochs,
+                      bucket_keys=self._bucket_keys(X))
             check_diverged(model, X, self.batch_size)
         except KeyboardInterrupt:
             # keep a usable estimator: the weights of the last finished epoch (or, with

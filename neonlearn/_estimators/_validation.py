@@ -11,6 +11,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.base import is_classifier
 from sklearn.metrics import check_scoring
+from sklearn.utils import check_array
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from .._input_dict import as_input_dict
@@ -18,7 +19,20 @@ from ..callbacks import Callback
 from ..layers._containers import flatten_layers
 from ._named_inputs import validate_named_X, validate_named_Xy
 
-__all__ = ["ValidationMixin"]
+__all__ = ["ValidationMixin", "check_sequence"]
+
+
+def check_sequence(x, ids, dtype, name):
+    """One sequence of a ragged ``X`` as an array: ``check_array``, or for the usual
+    case (a 1-D or 2-D NumPy array of ids or of float32/float64 values) the same
+    checks without its fixed cost (about 0.2 ms a sequence: most of a ragged
+    ``predict``'s validation)."""
+    if (isinstance(x, np.ndarray) and x.ndim in (1, 2) and x.size
+            and (x.dtype.kind in "iu" if ids else x.dtype in (np.float32, np.float64))
+            and (ids or np.isfinite(x).all())):
+        return x
+    return check_array(np.asarray(x) if not hasattr(x, "shape") else x,
+                       ensure_2d=False, dtype=dtype, input_name=name)
 
 
 class ValidationMixin:

@@ -108,3 +108,47 @@ def matmul(a, b, floating[:, ::1] out not None, int n_threads=1):
             for i in prange(nblk, num_threads=n_threads, schedule="static"):
                 _block(ta, tb, by_rows, i * blk, blk, M, N, K, pa, lda, pb, ldb, pc, ldc)
     return out
+
+
+def matmul_steps(const floating[:, :, ::1] x not None, b, const int[::1] lengths not None,
+                 floating[:, :, ::1] out not None, int n_threads=1):
+    """``out[n, :L] = x[n, :L] @ b`` for each sequence ``n`` of a right-padded batch,
+    ``L = lengths[n]``: the input projection of the recurrent layers at the cost of
+    the real steps.  The padded steps of ``out`` are not written (the recurrent
+    kernels never read them).
+
+    ``x (N, T, K)``, ``b (K, M)`` (a C- or Fortran-ordered view), ``out (N, T, M)``.
+    One single-threaded BLAS call per sequence, sequences in parallel (dynamically
+    scheduled, as their lengths differ): a sequence's product does not depend on
+    the others or on the thread count.  BLAS must be limited to one thread by the
+    caller when ``n_threads > 1``.
+    """
+    cdef int ldb = 1, L
+    cdef bint tb = False
+    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], K = x.shape[2], M, n
+    if b.ndim != 2 or b.shape[0] != K:
+        raise ValueError("matmul_steps: b must be (%d, M), got %r" % (K, b.shape))
+    M = b.shape[1]
+    if out.shape[0] != N or out.shape[1] != T or out.shape[2] != M:
+        raise ValueError("matmul_steps: out must be %r, got %r"
+                         % ((N, T, M), (out.shape[0], out.shape[1], out.shape[2])))
+    if lengths.shape[0] != N:
+        raise ValueError("lengths has %d values for %d sequences" % (lengths.shape[0], N))
+    if N and (np.min(lengths) < 0 or np.max(lengths) > T):
+        raise ValueError("sequence lengths must be in [0, %d]" % T)
+    if not _layout(b, &ldb, &tb):
+        b = np.ascontiguousarray(b)
+        _layout(b, &ldb, &tb)
+    cdef const floating[:, :] B = b
+    if N == 0 or T == 0 or M == 0:
+        return out
+    if K == 0:
+        out[:, :, :] = 0
+        return out
+    cdef const floating *pb = &B[0, 0]
+    with nogil:
+        for n in prange(N, num_threads=max(n_threads, 1), schedule="dynamic"):
+            L = lengths[n]
+            gemm(False, tb, L, <int>M, <int>K, 1, &x[n, 0, 0], <int>K, pb, ldb, 0,
+                 &out[n, 0, 0], <int>M)
+    return out

@@ -36,11 +36,6 @@ cdef inline Py_ssize_t _packed_size(Py_ssize_t k, Py_ssize_t n) noexcept nogil:
     return ((n + 15) // 16) * 16 * k
 
 
-cdef inline bint _padded(const int[::1] lengths, Py_ssize_t n, Py_ssize_t t) noexcept nogil:
-    """Whether step ``t`` of sequence ``n`` is padding."""
-    return lengths.shape[0] > 0 and t >= lengths[n]
-
-
 cdef inline Py_ssize_t _chunk_end(Py_ssize_t ch, Py_ssize_t N,
                                   Py_ssize_t chunk) noexcept nogil:
     cdef Py_ssize_t n1 = (ch + 1) * chunk

@@ -281,6 +281,14 @@ class Backend(abc.ABC):
         """Raise ValueError unless ``transform`` can run inside the gate kernels."""
         kernel_code(transform, what)
 
+    def project_steps(self, x, W, lengths, out):
+        """The input projection of a recurrent layer: ``out (N, T, G) = x (N, T, F)
+        @ W.T`` on the valid steps (``lengths`` (N,) int32, or None: all ``T``).
+        The padded steps of ``out`` are unspecified, as the recurrent kernels never
+        read them; this default computes them too (one GEMM)."""
+        self.matmul(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, out.shape[-1]))
+        return out
+
     @abc.abstractmethod
     def rnn_fprop(self, Z, W_recur, b, h0, lengths, activation, h, scratch):
         """``h_t = act(Z_t + W_recur h_{t-1} + b)`` over all steps into ``h``."""

@@ -157,15 +157,17 @@ class Recurrent(ParameterLayer):
             self._state = tuple(a[:, -1, :].copy() for a in arrays)
 
     # ---- forward and backward ------------------------------------------------------------
-    def _project(self, inputs, inference):
-        """Input projection of every time step as one GEMM: ``(N*T, ngates*H)``."""
+    def _project(self, inputs, inference, lengths):
+        """Input projection of the valid time steps, ``(N, T, ngates*H)``
+        (:meth:`~neonlearn.backends.Backend.project_steps`)."""
         self._check_input(inputs)
-        x = inputs.reshape(-1, self.nin)
-        Z = self._output((x.shape[0], self.recur_shape[0]), inference, key="Z")
-        self.be.matmul(x, self.W_input.T, out=Z)
+        N, T = inputs.shape[0], self.in_shape[0]
+        x = inputs.reshape(N, T, self.nin)
+        Z = self._output((N, T, self.recur_shape[0]), inference, key="Z")
+        self.be.project_steps(x, self.W_input, lengths, Z)
         if not inference:
-            self.inputs = x
-        return Z.reshape(inputs.shape[0], self.in_shape[0], self.recur_shape[0])
+            self.inputs = x.reshape(-1, self.nin)
+        return Z
 
     def _recurrent_grads(self, dZ):
         """``dW_recur`` as one GEMM over all steps."""
@@ -186,8 +188,8 @@ class Recurrent(ParameterLayer):
 
     def fprop(self, inputs, inference=False, lengths=None):
         N, T = inputs.shape[0], self.in_shape[0]
-        Z = self._project(inputs, inference)
         lengths = check_lengths(lengths, N, T, self.name or type(self).__name__)
+        Z = self._project(inputs, inference, lengths)
         (h0,) = self._initial_state(N, inference, 1)
         h = self._output((N, T, self.H), inference)
         R = self._output((N, self.H), inference, key="R")
@@ -253,8 +255,8 @@ class LSTM(Recurrent):
 
     def fprop(self, inputs, inference=False, lengths=None):
         N, T, H = inputs.shape[0], self.in_shape[0], self.H
-        Z = self._project(inputs, inference)
         lengths = check_lengths(lengths, N, T, self.name or type(self).__name__)
+        Z = self._project(inputs, inference, lengths)
         h0, c0 = self._initial_state(N, inference, 2)
         gates = self._output((N, T, 4 * H), inference, key="gates")
         c = self._output((N, T, H), inference, key="c")
@@ -310,8 +312,8 @@ class GRU(LSTM):
 
     def fprop(self, inputs, inference=False, lengths=None):
         N, T, H = inputs.shape[0], self.in_shape[0], self.H
-        Z = self._project(inputs, inference)
         lengths = check_lengths(lengths, N, T, self.name or type(self).__name__)
+        Z = self._project(inputs, inference, lengths)
         (h0,) = self._initial_state(N, inference, 1)
         gates = self._output((N, T, 3 * H), inference, key="gates")
         rh = self._output((N, T, H), inference, key="rh")

@@ -320,3 +320,33 @@ def test_one_logistic_unit_gives_two_class_probabilities_and_both_labels():
     assert 0 < p[:, 1].min() < 0.5 < p[:, 1].max() < 1
     np.testing.assert_array_equal(m.predict(X), m.classes_[np.argmax(p, axis=1)])
     assert set(m.predict(X)) == {"neg", "pos"} and m.score(X, y) > 0.8
+
+
+def test_bucket_by_length_trains_on_buckets_reproducibly(monkeypatch):
+    from neonlearn.models import Model
+
+    rng = np.random.default_rng(3)
+    X = [rng.normal(size=(int(L), 2)) for L in rng.integers(1, 30, 90)]
+    y = [int(x[:, 0].sum() > 0) for x in X]
+    seen = []
+    train_batch = Model.train_batch
+
+    def spy(self, x, *args, **kw):  # the lengths of each minibatch (mask channel)
+        seen.append(np.count_nonzero(np.asarray(x)[..., -1], axis=1))
+        return train_batch(self, x, *args, **kw)
+
+    monkeypatch.setattr(Model, "train_batch", spy)
+    est = small(batch_size=16, epochs=30, bucket_by_length=True).fit(X, y)
+    ranked = np.sort([len(x) for x in X])
+    assert len(seen) == 30 * 6
+    for batch in seen:  # a bucket: a run of the sorted lengths
+        b = np.sort(batch)
+        assert any(np.array_equal(ranked[i:i + len(b)], b)
+                   for i in range(len(ranked) - len(b) + 1)), b
+    again = small(batch_size=16, epochs=30, bucket_by_length=True).fit(X, y)
+    np.testing.assert_array_equal(est.predict_proba(X), again.predict_proba(X))
+    plain = small(batch_size=16, epochs=30).fit(X, y)
+    assert not np.array_equal(est.predict_proba(X), plain.predict_proba(X))
+    assert est.score(X, y) > 0.8 and plain.score(X, y) > 0.8
+    with pytest.raises(ValueError, match="bucket_by_length"):
+        small(bucket_by_length="yes").fit(X, y)

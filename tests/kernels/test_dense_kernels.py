@@ -9,15 +9,7 @@ package's own transforms.
 import numpy as np
 import pytest
 
-from neonlearn._kernels import _dense, _isa
-
-
-@pytest.fixture(params=_isa.available())
-def isa(request):
-    """Each instruction-set path this CPU runs (``_isa``), restored afterwards."""
-    previous = _isa.set_isa(request.param)
-    yield request.param
-    _isa.set_isa(previous)
+from neonlearn._kernels import _dense
 
 
 SHAPES = [(1, 1), (1, 7), (5, 1), (63, 3), (64, 5), (65, 4), (130, 9)]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import check_layer_grads
-from neonlearn._kernels import _conv, _isa
+from neonlearn._kernels import _conv
 from neonlearn.backends import cpu, get_backend
 from neonlearn.initializers import Constant, Gaussian
 from neonlearn.layers import (Activation, BatchNorm, Bias, Conv, Convolution, Deconv,
@@ -12,13 +12,6 @@ from neonlearn.layers._fusion import ConvBias, InPlaceActivation, plan_fusion
 from neonlearn.transforms import Rectlin, Softmax, Tanh
 
 
-
-@pytest.fixture(params=_isa.available())
-def isa(request):
-    """Each instruction-set path this CPU runs (``_isa``), restored afterwards."""
-    previous = _isa.set_isa(request.param)
-    yield request.param
-    _isa.set_isa(previous)
 
 def naive_conv(x, w, stride=(1, 1), pad=(0, 0), dil=(1, 1)):
     """Cross-correlation with explicit loops over outputs and filter taps."""

@@ -10,20 +10,12 @@ from neonlearn.layers import (
     GRU, LSTM, Affine, BiLSTM, BiRNN, DeepBiLSTM, DeepBiRNN, Recurrent, RecurrentLast,
     RecurrentMean, RecurrentSum,
 )
-from neonlearn._kernels import _isa, _recurrent
+from neonlearn._kernels import _recurrent
 from neonlearn.transforms import Explin, Identity, Logistic, Rectlin, Softmax, Tanh
 
 from conftest import check_layer_grads
 
 N, T, F, H = 3, 5, 4, 6
-
-
-@pytest.fixture(params=_isa.available())
-def isa(request):
-    """Each instruction-set path this CPU runs (``_isa``), restored afterwards."""
-    previous = _isa.set_isa(request.param)
-    yield request.param
-    _isa.set_isa(previous)
 
 
 def sigmoid(x):

@@ -11,7 +11,7 @@ from neonlearn.exceptions import TrainingDivergedError
 from neonlearn.initializers import Constant, Gaussian
 from neonlearn.layers import Affine, BatchNorm, Dropout, Linear
 from neonlearn.layers._fusion import InPlaceActivation
-from neonlearn.models import Model
+from neonlearn.models import Model, bucket_order
 from neonlearn.optimizers import GradientDescentMomentum
 from neonlearn.transforms import Identity, Logistic, Rectlin, Softmax, Tanh
 
@@ -356,3 +356,30 @@ def test_early_stopping_stops_and_restores_the_best_weights():
         for a, b in zip(got, best):
             np.testing.assert_array_equal(a, b)
     assert not np.array_equal(snapshots[3][0][0], snapshots[1][0][0])
+
+
+# ---- bucket_order (bucket_by_length) ---------------------------------------------------
+@pytest.mark.parametrize("n, batch_size", [(40, 8), (43, 8), (5, 8), (16, 1)])
+def test_bucket_order_groups_close_keys(n, batch_size):
+    keys = np.random.default_rng(n).integers(1, 12, n)
+    order = bucket_order(keys, batch_size, np.random.default_rng(0))
+    assert sorted(order) == list(range(n))  # a permutation
+    batches = [order[s:s + batch_size] for s in range(0, n, batch_size)]
+    assert all(len(b) == batch_size for b in batches[:-1])
+    # every batch is a run of consecutive ranks: no other sample's key lies
+    # strictly between its smallest and largest key
+    for b in batches:
+        lo, hi = keys[b].min(), keys[b].max()
+        inside = np.flatnonzero((keys > lo) & (keys < hi))
+        assert set(inside) <= set(b)
+    again = bucket_order(keys, batch_size, np.random.default_rng(0))
+    np.testing.assert_array_equal(order, again)
+
+
+def test_bucket_order_is_random_across_epochs_and_sorted_without_shuffle():
+    keys = np.repeat(np.arange(10), 10)
+    rng = np.random.default_rng(1)
+    first, second = (bucket_order(keys, 10, rng) for _ in range(2))
+    assert not np.array_equal(first, second)
+    fixed = bucket_order(keys, 10, rng, shuffle=False)
+    np.testing.assert_array_equal(keys[fixed], np.sort(keys))

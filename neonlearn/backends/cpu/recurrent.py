@@ -14,7 +14,7 @@ team costs more than it saves.
 """
 import numpy as np
 
-from ..._kernels import _recurrent
+from ..._kernels import _matmul, _recurrent
 from .._recurrent_common import RecurrentWeightGrads, cell_codes
 from .._threads import blas_single_thread
 
@@ -38,6 +38,15 @@ class CPURecurrentOps(RecurrentWeightGrads):
         """``kernel(*args, threads)`` with BLAS limited to one thread."""
         with blas_single_thread():
             kernel(*args, self.threads)
+
+    def project_steps(self, x, W, lengths, out):
+        """Input projection of the valid steps only: one GEMM per sequence of a
+        ragged batch (``_matmul.matmul_steps``; padded steps of ``out`` are not
+        written), one GEMM over all steps otherwise."""
+        if lengths is None:
+            return super().project_steps(x, W, None, out)
+        self._run(_matmul.matmul_steps, np.ascontiguousarray(x), W.T, lengths, out)
+        return out
 
     # ---- Recurrent ---------------------------------------------------------------
     def rnn_fprop(self, Z, W_recur, b, h0, lengths, activation, h, scratch):

@@ -1,0 +1,150 @@
+"""Ragged batches in the recurrent kernels: rows stop at their own length.
+
+The kernels visit rows by decreasing length and run each step's GEMM and cells on the
+rows still running (``_recurrent.pyx``), and ``_matmul.matmul_steps`` projects only
+the valid steps.  Every row of a ragged batch must give what it gives alone, run at
+its own length; padded steps must be exact zeros (outputs and gradients), whatever
+the buffers held before; and the bits must not depend on the thread count.  On the
+float32 vector paths the packed GEMM gives a row the same bits whatever rows are
+computed with it, so "alone" is compared bit for bit there; BLAS (float64, the
+generic path) may round a row differently by the shape of the product.
+"""
+import numpy as np
+import pytest
+
+from neonlearn._kernels import _matmul, _recurrent
+from neonlearn.backends._interface import kernel_code
+from neonlearn.transforms import Logistic, Rectlin, Tanh
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+TANH, LOGISTIC, RECTLIN = (int(kernel_code(t(), "activation")[0])
+                           for t in (Tanh, Logistic, Rectlin))
+
+
+def _passes(kind, Z, W, b, h0, c0, err, lengths, threads, act=TANH):
+    """Forward then backward of one kernel; every output buffer starts as NaN."""
+    N, T, GH = Z.shape
+    H = h0.shape[1]
+    f = Z.dtype
+
+    def nan(*shape):
+        return np.full(shape, np.nan, f)
+
+    h, dZ, dh = nan(N, T, H), nan(N, T, GH), nan(N, H)
+    if kind == "rnn":
+        _recurrent.rnn_fprop(Z, W, b, h0, lengths, act, 0.0, h, nan(N, H), threads)
+        _recurrent.rnn_bprop(err, h, W, lengths, act, 0.0, dZ, dh, threads)
+        return {"h": h, "dZ": dZ, "dh": dh}
+    gates = nan(N, T, GH)
+    if kind == "lstm":
+        c, dc = nan(N, T, H), nan(N, H)
+        _recurrent.lstm_fprop(Z, W, b, h0, c0, lengths, act, 0.0, LOGISTIC, 0.0, gates,
+                              c, h, nan(N, GH), threads)
+        _recurrent.lstm_bprop(err, gates, c, c0, W, lengths, act, 0.0, LOGISTIC, 0.0,
+                              dZ, dh, dc, threads)
+        return {"gates": gates, "c": c, "h": h, "dZ": dZ, "dh": dh, "dc": dc}
+    rh = nan(N, T, H)
+    _recurrent.gru_fprop(Z, W, b, h0, lengths, act, 0.0, LOGISTIC, 0.0, gates, rh, h,
+                         nan(N, GH), threads)
+    _recurrent.gru_bprop(err, gates, h, h0, W, lengths, act, 0.0, LOGISTIC, 0.0, dZ, dh,
+                         nan(N, H), threads)
+    return {"gates": gates, "rh": rh, "h": h, "dZ": dZ, "dh": dh}
+
+
+def _inputs(kind, N, T, H, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    G = GATES[kind] * H
+    f = np.dtype(dtype)
+    return (rng.standard_normal((N, T, G)).astype(f),
+            (0.3 * rng.standard_normal((G, H))).astype(f),
+            rng.standard_normal(G).astype(f),
+            rng.standard_normal((N, H)).astype(f),
+            rng.standard_normal((N, H)).astype(f),
+            rng.standard_normal((N, T, H)).astype(f))
+
+
+def _assert_close(a, b, dtype, exact):
+    if exact:
+        np.testing.assert_array_equal(a, b)
+    else:
+        tol = 1e-5 if dtype == "float32" else 1e-12
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+# N spans several chunks of both sizes (16 rows packed, 64 with BLAS)
+@pytest.mark.parametrize("kind", sorted(GATES))
+@pytest.mark.parametrize("N", [5, 37, 70])
+@pytest.mark.parametrize("act", [TANH, RECTLIN])
+def test_rows_of_a_ragged_batch_match_each_row_alone(kind, N, act, dtype, isa):
+    T, H = 9, 20
+    Z, W, b, h0, c0, err = _inputs(kind, N, T, H, dtype, seed=N)
+    lengths = np.random.default_rng(N).integers(1, T + 1, N).astype(np.int32)
+    lengths[0] = T  # one full row, and at least one of length 1
+    lengths[-1] = 1
+    out = _passes(kind, Z, W, b, h0, c0, err, lengths, 1, act)
+    exact = dtype == "float32" and isa != "generic"
+    for n in range(N):
+        L = lengths[n]
+        one = slice(n, n + 1)
+        alone = _passes(kind, Z[one, :L].copy(), W, b, h0[one], c0[one],
+                        err[one, :L].copy(), np.empty(0, np.int32), 1, act)
+        for name, value in alone.items():
+            got = out[name][n, :L] if value.ndim == 3 else out[name][n]
+            _assert_close(got, value[0], dtype, exact)
+            if value.ndim == 3:  # padded steps: exact zeros
+                assert not np.any(out[name][n, L:]), (name, n)
+
+
+@pytest.mark.parametrize("kind", sorted(GATES))
+def test_ragged_batch_same_bits_for_one_and_two_threads(kind, dtype, isa):
+    N, T, H = 70, 8, 24
+    Z, W, b, h0, c0, err = _inputs(kind, N, T, H, dtype, seed=3)
+    lengths = np.random.default_rng(3).integers(1, T + 1, N).astype(np.int32)
+    one = _passes(kind, Z, W, b, h0, c0, err, lengths, 1)
+    two = _passes(kind, Z, W, b, h0, c0, err, lengths, 2)
+    for name in one:
+        np.testing.assert_array_equal(one[name], two[name], err_msg=name)
+
+
+@pytest.mark.parametrize("kind", sorted(GATES))
+def test_full_lengths_same_bits_as_no_lengths(kind, dtype):
+    N, T, H = 21, 6, 10
+    Z, W, b, h0, c0, err = _inputs(kind, N, T, H, dtype, seed=4)
+    full = _passes(kind, Z, W, b, h0, c0, err, np.full(N, T, np.int32), 1)
+    none = _passes(kind, Z, W, b, h0, c0, err, np.empty(0, np.int32), 1)
+    for name in full:
+        np.testing.assert_array_equal(full[name], none[name], err_msg=name)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_matmul_steps_projects_the_valid_steps_only(dtype, threads):
+    rng = np.random.default_rng(5)
+    N, T, K, M = 13, 7, 9, 11
+    x = rng.standard_normal((N, T, K)).astype(dtype)
+    W = rng.standard_normal((M, K)).astype(dtype)
+    lengths = rng.integers(0, T + 1, N).astype(np.int32)
+    out = np.full((N, T, M), 7.0, dtype)
+    _matmul.matmul_steps(x, W.T, lengths, out, threads)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for n, L in enumerate(lengths):
+        np.testing.assert_allclose(out[n, :L], x[n, :L].astype(np.float64) @ W.T.astype(
+            np.float64), rtol=tol, atol=tol)
+        assert np.all(out[n, L:] == 7.0)  # padded steps are not written
+    again = np.full_like(out, 7.0)
+    _matmul.matmul_steps(x, W.T, lengths, again, 3 - threads)
+    np.testing.assert_array_equal(out, again)
+
+
+def test_matmul_steps_rejects_bad_arguments():
+    x = np.zeros((2, 3, 4), np.float32)
+    W = np.zeros((5, 4), np.float32)
+    out = np.zeros((2, 3, 5), np.float32)
+    with pytest.raises(ValueError, match="lengths"):
+        _matmul.matmul_steps(x, W.T, np.array([1, 4], np.int32), out)
+    with pytest.raises(ValueError, match="lengths has 1 values"):
+        _matmul.matmul_steps(x, W.T, np.array([1], np.int32), out)
+    with pytest.raises(ValueError, match="out must be"):
+        _matmul.matmul_steps(x, W.T, np.array([1, 2], np.int32), out[:, :2].copy())
+    with pytest.raises(ValueError, match="b must be"):
+        _matmul.matmul_steps(x, W, np.array([1, 2], np.int32), out)
+
