@@ -7,7 +7,7 @@ import numpy as np
 from .backends import get_backend
 from ._input_dict import InputDict
 from .exceptions import TrainingDivergedError
-from .layers._base import Layer, in_shape_of
+from .layers._base import Layer, in_shape_of, reused_inference_buffers
 from .layers._containers import Sequential
 from .layers._dense import Activation
 from .layers._fusion import plan_network
@@ -376,7 +376,10 @@ class Model:
         samples passed with it and of the number of samples (at a fixed thread
         count).  The price is latency on small calls: one sample costs a whole
         block.  Large blocks keep the GEMMs efficient and the per-block overhead
-        small; the byte budget bounds the working set of a block.
+        small; the byte budget bounds the working set of a block.  The layers keep
+        one block's outputs and scratch per thread from call to call
+        (:func:`~neonlearn.layers._base.reused_inference_buffers`), so repeated
+        calls do not pay page faults on fresh arrays; the returned array is new.
         """
         return self._in_blocks(
             X, batch_size, lambda x: self.fprop(x, inference=True), self.out_shape)
@@ -388,19 +391,20 @@ class Model:
         if batch_size is None:
             batch_size = self.predict_block_rows()
         n = X.shape[0]
-        outs = []
-        with be.compute_scope():
+        out = np.empty((0,) + tuple(out_shape), dtype=be.dtype)
+        # the layers reuse their buffers from block to block and call to call (on
+        # the CPU the network's output is one of them): each block is copied out
+        with be.compute_scope(), reused_inference_buffers():
             for s in range(0, n, batch_size):
                 block = X[s:s + batch_size]
                 rows = block.shape[0]
                 if rows < batch_size:
                     block = self._padded(block, batch_size)
-                outs.append(be.to_numpy(forward(self._batch(block)))[:rows])
-        if not outs:
-            return np.empty((0,) + tuple(out_shape), dtype=be.dtype)
-        if len(outs) == 1:  # a copy: on the CPU, the outputs are the layer's buffer
-            return outs[0].copy()
-        return np.concatenate(outs, axis=0)
+                y = be.to_numpy(forward(self._batch(block)))
+                if s == 0:
+                    out = np.empty((n,) + y.shape[1:], dtype=y.dtype)
+                out[s:s + rows] = y[:rows]
+        return out
 
     def get_cost(self, X, T, batch_size=1024):
         """Mean cost over a data set, without training."""

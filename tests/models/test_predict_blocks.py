@@ -161,3 +161,35 @@ def test_recurrent_layers_count_their_gates(monkeypatch):
     assert activation_row_bytes(model.layers, 4) == 4 * (40 * 8 + 40 * 16 + 40 * 64)
     monkeypatch.setattr(models, "PREDICT_BLOCK_BYTES", 50 * 4 * 40 * 88)
     assert model.predict_block_rows() == 48
+
+
+# ---- buffers reused between inference passes ------------------------------------------
+def test_predict_results_never_alias_the_reused_buffers():
+    model = _mlp()
+    rng = np.random.default_rng(4)
+    A, B = (rng.random((300, 64), dtype=np.float32) for _ in range(2))
+    first = model.predict(A, batch_size=128)  # three blocks, the last one padded
+    kept = first.copy()
+    second = model.predict(B, batch_size=128)
+    np.testing.assert_array_equal(first, kept)
+    assert not np.shares_memory(first, second)
+    for s in range(0, 300, 128):  # each block its own rows
+        np.testing.assert_array_equal(
+            first[s:s + 128], model.predict(A[s:s + 128], batch_size=128))
+
+
+def test_inference_buffers_reused_only_inside_the_scope():
+    from neonlearn.layers._base import reused_inference_buffers
+
+    model = _mlp()
+    x = model.be.array(np.random.default_rng(5).random((16, 64), dtype=np.float32))
+    a = model.fprop(x, inference=True)
+    b = model.fprop(x, inference=True)
+    assert not np.shares_memory(a, b)  # fresh arrays by default
+    with reused_inference_buffers():
+        c = model.fprop(x, inference=True).copy()
+        d = model.fprop(x, inference=True)
+        e = model.fprop(x, inference=True)
+        assert np.shares_memory(d, e)
+        np.testing.assert_array_equal(c, e)
+    assert not np.shares_memory(model.fprop(x, inference=True), e)
