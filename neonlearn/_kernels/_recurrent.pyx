@@ -237,10 +237,11 @@ cdef void _lstm_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W
                            floating gp, floating[:, :, ::1] gates,
                            floating[:, :, ::1] c, floating[:, :, ::1] h,
                            floating[:, ::1] R, floating[:, ::1] S, const floating *Wp,
-                           Py_ssize_t i0, Py_ssize_t i1) noexcept nogil:
+                           bint keep, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil:
     # Each row: pre-activations into the row of ``gates``, then the activations on
     # contiguous blocks (vectorized in float32), then the cell update; one fused C
-    # loop for the usual float32 cell.
+    # loop for the usual float32 cell.  Without ``keep``: one step of gates, two of
+    # cells (alternating).
     cdef Py_ssize_t T = Z.shape[1], H = W_recur.shape[1], G = 4 * H, t, i, k, n, j
     cdef const floating *zn
     cdef const floating *rn
@@ -256,12 +257,12 @@ cdef void _lstm_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W
         _mm(True, k, G, H, &S[i0, 0], H, &W_recur[0, 0], H, Wp, &R[i0, 0], G, False)
         for i in range(i0, i0 + k):
             n = order[i]
-            g = &gates[n, t, 0]
-            cn = &c[n, t, 0]
+            g = &gates[n, t if keep else 0, 0]
+            cn = &c[n, t if keep else t & 1, 0]
             hn = &h[n, t, 0]
             zn = &Z[n, t, 0]
             rn = &R[i, 0]
-            cp = &c0[n, 0] if t == 0 else &c[n, t - 1, 0]
+            cp = &c0[n, 0] if t == 0 else &c[n, t - 1 if keep else (t - 1) & 1, 0]
             if floating is float and act == NL_ACT_TANH and gate_act == NL_ACT_LOGISTIC:
                 nl_lstm_fprop_row(zn, rn, &b[0], cp, g, cn, hn, H)
             else:
@@ -279,8 +280,9 @@ cdef void _lstm_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W
     for i in range(i0, i1):
         n = order[i]
         t = _length(lengths, n, T)
-        _zero_tail(gates, n, t)
-        _zero_tail(c, n, t)
+        if keep:
+            _zero_tail(gates, n, t)
+            _zero_tail(c, n, t)
         _zero_tail(h, n, t)
 
 
@@ -291,16 +293,19 @@ def lstm_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_re
                floating[:, :, ::1] gates not None, floating[:, :, ::1] c not None,
                floating[:, :, ::1] h not None, floating[:, ::1] R not None, int n_threads=1):
     """Forward pass.  Stores the activated gates ``(N, T, 4H)``, the cells and the
-    outputs ``(N, T, H)``; ``R (N, 4H)`` is scratch."""
+    outputs ``(N, T, H)``; ``R (N, 4H)`` is scratch.  Inference, which needs no
+    backward pass, may pass ``gates (N, 1, 4H)`` and ``c (N, 2, H)``: the running
+    step's gates and the last two cells only (less memory and memory traffic)."""
     cdef Py_ssize_t N = Z.shape[0], T = Z.shape[1], H = W_recur.shape[1], G = 4 * H, ch
     cdef floating p = <floating>act_param, gp = <floating>gate_param
+    cdef bint keep = gates.shape[1] == T and c.shape[1] == T
     _check("Z", Z, (N, T, G))
     _check("W_recur", W_recur, (G, H))
     _check("b", b, (G,))
     _check("h0", h0, (N, H))
     _check("c0", c0, (N, H))
-    _check("gates", gates, (N, T, G))
-    _check("c", c, (N, T, H))
+    _check("gates", gates, (N, T if keep else 1, G))
+    _check("c", c, (N, T if keep else 2, H))
     _check("h", h, (N, T, H))
     _check("R", R, (N, G))
     _check_lengths(lengths, N, T)
@@ -317,7 +322,8 @@ def lstm_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_re
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="dynamic"):
             _lstm_fprop_rows(Z, W_recur, b, h0, c0, lengths, order, act, p, gate_act, gp,
-                             gates, c, h, R, S, Wp, ch * chunk, _chunk_end(ch, N, chunk))
+                             gates, c, h, R, S, Wp, keep, ch * chunk,
+                             _chunk_end(ch, N, chunk))
 
 
 cdef void _lstm_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::1] gates,

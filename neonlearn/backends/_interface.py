@@ -304,7 +304,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def lstm_fprop(self, Z, W_recur, b, h0, c0, lengths, activation, gate_activation,
                    gates, c, h, scratch):
-        """LSTM over all steps (gates i, f, o, g): fills ``gates``, ``c``, ``h``."""
+        """LSTM over all steps (gates i, f, o, g): fills ``gates``, ``c``, ``h``.
+
+        For inference ``gates`` may be ``(N, 1, 4H)`` and ``c`` ``(N, 2, H)`` (no
+        backward pass follows): the running step's gates, the last two cells."""
 
     @abc.abstractmethod
     def lstm_bprop(self, err, gates, c, c0, W_recur, lengths, activation,

@@ -258,8 +258,9 @@ class LSTM(Recurrent):
         lengths = check_lengths(lengths, N, T, self.name or type(self).__name__)
         Z = self._project(inputs, inference, lengths)
         h0, c0 = self._initial_state(N, inference, 2)
-        gates = self._output((N, T, 4 * H), inference, key="gates")
-        c = self._output((N, T, H), inference, key="c")
+        # inference keeps the running step's gates and the last two cells only
+        gates = self._output((N, 1 if inference else T, 4 * H), inference, key="gates")
+        c = self._output((N, 2 if inference else T, H), inference, key="c")
         h = self._output((N, T, H), inference)
         R = self._output((N, 4 * H), inference, key="R")
         self.be.lstm_fprop(Z, self.W_recur, self.b, h0, c0, lengths, self.activation_,

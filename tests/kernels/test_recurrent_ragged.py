@@ -148,3 +148,24 @@ def test_matmul_steps_rejects_bad_arguments():
     with pytest.raises(ValueError, match="b must be"):
         _matmul.matmul_steps(x, W, np.array([1, 2], np.int32), out)
 
+
+
+@pytest.mark.parametrize("T", [1, 2, 7])
+@pytest.mark.parametrize("ragged", [False, True])
+def test_lstm_inference_layout_same_outputs(T, ragged, dtype, isa):
+    """Inference passes ``gates (N, 1, 4H)`` and ``c (N, 2, H)``: the same ``h``."""
+    N, H = 19, 12
+    Z, W, b, h0, c0, _ = _inputs("lstm", N, T, H, dtype, seed=T)
+    lengths = (np.random.default_rng(T).integers(1, T + 1, N).astype(np.int32) if ragged
+               else np.empty(0, np.int32))
+    f = Z.dtype
+    full = _passes("lstm", Z, W, b, h0, c0, np.zeros((N, T, H), f), lengths, 1)["h"]
+    h = np.full((N, T, H), np.nan, f)
+    _recurrent.lstm_fprop(Z, W, b, h0, c0, lengths, TANH, 0.0, LOGISTIC, 0.0,
+                          np.empty((N, 1, 4 * H), f), np.empty((N, 2, H), f), h,
+                          np.empty((N, 4 * H), f), 2)
+    np.testing.assert_array_equal(h, full)
+    with pytest.raises(ValueError, match="c"):
+        _recurrent.lstm_fprop(Z, W, b, h0, c0, lengths, TANH, 0.0, LOGISTIC, 0.0,
+                              np.empty((N, 1, 4 * H), f), np.empty((N, 3, H), f), h,
+                              np.empty((N, 4 * H), f), 1)

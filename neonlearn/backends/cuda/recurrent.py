@@ -97,15 +97,17 @@ class CudaRecurrentOps(RecurrentWeightGrads):
         N, T = Z.shape[:2]
         H = h.shape[2]
         mask = self._step_mask(lengths, N, T)
+        keep = gates.shape[1] == T and c.shape[1] == T  # else inference's layout
         for t in range(T):
             cupy.matmul(self._prev(h, h0, t), W_recur.T, out=scratch)
             A = Z[:, t] + scratch + b
-            g = gates[:, t]
+            g = gates[:, t if keep else 0]
+            c_prev = c0 if t == 0 else c[:, t - 1 if keep else (t - 1) % 2]
             _lstm_step(A[:, :H], A[:, H:2 * H], A[:, 2 * H:3 * H], A[:, 3 * H:],
-                       self._prev(c, c0, t), mask[:, t:t + 1], np.int32(a),
+                       c_prev, mask[:, t:t + 1], np.int32(a),
                        self.dtype.type(p), np.int32(ga), self.dtype.type(gp),
                        g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:],
-                       c[:, t], h[:, t])
+                       c[:, t if keep else t % 2], h[:, t])
         return h
 
     def lstm_bprop(self, err, gates, c, c0, W_recur, lengths, activation,
