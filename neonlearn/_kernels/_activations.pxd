@@ -5,7 +5,9 @@
 # ``NL_ACT_LOGISTIC``, ``NL_ACT_EXPLIN`` (``p`` = alpha)); Python reads them from
 # ``_dense.ACTIVATION_CODES``.  Derivatives are computed from the outputs.
 #
-# ``_act`` evaluates one value with libm in double precision (the dense kernels' bits).
+# ``_act`` evaluates one value with libm in double precision (the dense kernels' bits);
+# ``_bias_act_row`` applies it (with a bias) to a row, as the dense kernels and the
+# convolution's epilogue do.
 # ``_act_row`` transforms a contiguous row in place: in float32, tanh, logistic and
 # explin use the branch-free Cephes-style functions of ``nl_activations.h``, which
 # GCC vectorizes (a libm call per value cannot be); in float64 it keeps libm.
@@ -77,3 +79,56 @@ cdef inline void _act_row(floating *x, Py_ssize_t n, int act, floating p) noexce
     else:
         for j in range(n):
             x[j] = _act(x[j], act, p)
+
+
+cdef enum:
+    ROW_BLOCK = 256  # values per block of _rectlin_row
+
+
+cdef inline void _rectlin_row(const floating *x, const floating *b, floating p,
+                              floating *out, Py_ssize_t F) noexcept nogil:
+    """``out = rectlin(x + b)`` for one row (``b`` may be NULL).
+
+    ``z * (1 or p)`` is ``z if z > 0 else p * z`` exactly (``_act``'s bits).  Written
+    as one loop, GCC turns it back into a conditional multiply that it may not
+    vectorize (the multiply could trap); picking the factor into a small block
+    first and multiplying in a second loop keeps both loops branch-free.
+    """
+    cdef Py_ssize_t j, j0 = 0, n
+    cdef floating one = 1
+    cdef floating scale[ROW_BLOCK]
+    if b != NULL:
+        for j in range(F):
+            out[j] = x[j] + b[j]
+        x = out
+    while j0 < F:
+        n = F - j0
+        if n > ROW_BLOCK:
+            n = ROW_BLOCK
+        for j in range(n):
+            scale[j] = one if x[j0 + j] > 0 else p
+        for j in range(n):
+            out[j0 + j] = x[j0 + j] * scale[j]
+        j0 += ROW_BLOCK
+
+
+cdef inline void _bias_act_row(const floating *x, const floating *b, bint has_b,
+                               int act, floating p, floating *out,
+                               Py_ssize_t F) noexcept nogil:
+    """One row of ``out = act(x + b)``; identity and rectlin get vectorized loops."""
+    cdef Py_ssize_t j
+    if act == NL_ACT_RECTLIN:
+        _rectlin_row(x, b if has_b else NULL, p, out, F)
+    elif act == NL_ACT_IDENTITY:
+        if has_b:
+            for j in range(F):
+                out[j] = x[j] + b[j]
+        else:
+            for j in range(F):
+                out[j] = x[j]
+    elif has_b:
+        for j in range(F):
+            out[j] = _act(x[j] + b[j], act, p)
+    else:
+        for j in range(F):
+            out[j] = _act(x[j], act, p)

@@ -52,6 +52,7 @@ of forward and backward-data swapped.
 from cython.parallel cimport prange, parallel, threadid
 from libc.stdlib cimport free, calloc, malloc
 from libc.string cimport memcpy, memset
+from ._activations cimport _bias_act_row, NL_ACT_IDENTITY
 from ._blas cimport gemm as _gemm
 
 cimport numpy as cnp
@@ -100,6 +101,12 @@ def uses_blas(bint float32, int K, bint forward=False):
     then (a threadpoolctl limit and restore costs about 20 us, 8% of a LeNet conv1
     forward + backward on 2 threads)."""
     return not (_panels() and float32 and (forward or K <= PANEL_MAX_FILTERS))
+
+
+cdef inline void _act_in_place(floating *y, Py_ssize_t n, int act,
+                               floating p) noexcept nogil:
+    if act != NL_ACT_IDENTITY:
+        _bias_act_row(y, NULL, False, act, p, y, n)
 
 
 cdef inline void _gemm_panels(bint trans_a, int M, int N, int L, const floating *A,
@@ -288,8 +295,12 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
                const floating[:, :, :, ::1] w not None,
                const floating[::1] bias not None, floating[:, :, :, ::1] y not None,
                int sh=1, int sw=1, int ph=0, int pw=0, int dh=1, int dw=1,
-               int n_threads=1):
-    """``y = conv(x, w) (+ bias per filter)``; ``bias`` of length 0 means none."""
+               int n_threads=1, int act=NL_ACT_IDENTITY, double act_param=0):
+    """``y = act(conv(x, w) (+ bias per filter))``; ``bias`` of length 0 means none.
+
+    The activation (``NL_ACT_*``, the dense kernels' ``_bias_act_row``: the same
+    bits as a separate pass) runs in the epilogue, on each group's output while it is
+    in cache, instead of a pass over the whole output."""
     _check_geometry(_shape4(x), _shape4(y), _shape4(w), sh, sw, ph, pw, dh, dw)
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef int K = w.shape[0], R = w.shape[2], S = w.shape[3]
@@ -315,6 +326,7 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
     cdef floating *panel
     cdef const floating *colp
     cdef floating *yn
+    cdef floating p = <floating>act_param
     if has_bias and bias.shape[0] != K:
         raise ValueError("bias has %d values for %d filters" % (bias.shape[0], K))
     if N == 0:
@@ -350,6 +362,7 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
                 if floating is float:
                     nl_sgemm_panels(K, PQ, CRS, &w[0, 0, 0, 0], CRS, 1, &x[n0, 0, 0, 0], 0,
                                     &y[n0, 0, 0, 0], PQ, bp, panel, taps, cols8)
+                    _act_in_place(&y[n0, 0, 0, 0], K * PQ, act, p)
                 continue
             if direct:
                 colp = &x[n0, 0, 0, 0]
@@ -361,6 +374,7 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
             if G == 1:
                 _gemm_panels(False, K, PQ, CRS, &w[0, 0, 0, 0], CRS, colp, PQ, bp,
                              &y[n0, 0, 0, 0], PQ, panels, panel)
+                _act_in_place(&y[n0, 0, 0, 0], K * PQ, act, p)
             else:
                 _gemm_panels(False, K, nc, CRS, &w[0, 0, 0, 0], CRS, colp, ld, NULL,
                              ybuf, ld, panels, panel)
@@ -368,6 +382,7 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
                     for k in range(K):
                         _add_scalar(&y[n0 + j, k, 0, 0], ybuf + k * ld + j * PQ,
                                     bias[k] if has_bias else 0, PQ)
+                        _act_in_place(&y[n0 + j, k, 0, 0], PQ, act, p)
     free(scratch)
     free(taps)
     free(cols8)

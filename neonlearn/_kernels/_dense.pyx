@@ -21,8 +21,8 @@ import numpy as np
 from cython cimport floating
 
 from ._isa cimport isa_level, nl_isa_bind
-from ._activations cimport (_act, _dact, NL_ACT_IDENTITY, NL_ACT_RECTLIN, NL_ACT_TANH,
-                            NL_ACT_LOGISTIC, NL_ACT_EXPLIN)
+from ._activations cimport (_act, _bias_act_row, _dact, NL_ACT_IDENTITY, NL_ACT_RECTLIN,
+                            NL_ACT_TANH, NL_ACT_LOGISTIC, NL_ACT_EXPLIN)
 
 cnp.import_array()
 # the instruction-set path of the float32 activations (_isa: set_isa, NEONLEARN_ISA)
@@ -54,56 +54,6 @@ def _check_1d(name, a, n):
     if a.shape[0] != n:
         raise ValueError("%s has %d values, expected %d" % (name, a.shape[0], n))
 
-
-DEF ROW_BLOCK = 256
-
-
-cdef inline void _rectlin_row(const floating *x, const floating *b, floating p,
-                              floating *out, Py_ssize_t F) noexcept nogil:
-    """``out = rectlin(x + b)`` for one row (``b`` may be NULL).
-
-    ``z * (1 or p)`` is ``z if z > 0 else p * z`` exactly (``_act``'s bits).  Written
-    as one loop, GCC turns it back into a conditional multiply that it may not
-    vectorize (the multiply could trap); picking the factor into a small block
-    first and multiplying in a second loop keeps both loops branch-free.
-    """
-    cdef Py_ssize_t j, j0, n
-    cdef floating one = 1
-    cdef floating scale[ROW_BLOCK]
-    if b != NULL:
-        for j in range(F):
-            out[j] = x[j] + b[j]
-        x = out
-    for j0 in range(0, F, ROW_BLOCK):
-        n = F - j0
-        if n > ROW_BLOCK:
-            n = ROW_BLOCK
-        for j in range(n):
-            scale[j] = one if x[j0 + j] > 0 else p
-        for j in range(n):
-            out[j0 + j] = x[j0 + j] * scale[j]
-
-
-cdef inline void _bias_act_row(const floating *x, const floating *b, bint has_b,
-                               int act, floating p, floating *out,
-                               Py_ssize_t F) noexcept nogil:
-    """One row of ``out = act(x + b)``; identity and rectlin get vectorized loops."""
-    cdef Py_ssize_t j
-    if act == NL_ACT_RECTLIN:
-        _rectlin_row(x, b if has_b else NULL, p, out, F)
-    elif act == NL_ACT_IDENTITY:
-        if has_b:
-            for j in range(F):
-                out[j] = x[j] + b[j]
-        else:
-            for j in range(F):
-                out[j] = x[j]
-    elif has_b:
-        for j in range(F):
-            out[j] = _act(x[j] + b[j], act, p)
-    else:
-        for j in range(F):
-            out[j] = _act(x[j], act, p)
 
 
 def bias_act_fprop(const floating[:, ::1] x not None, const floating[::1] b not None,

@@ -224,9 +224,11 @@ class Backend(abc.ABC):
 
     # ---- convolution and pooling -------------------------------------------------
     @abc.abstractmethod
-    def conv_fprop(self, x, W, out, geom, bias=None):
+    def conv_fprop(self, x, W, out, geom, bias=None, activation=None):
         """``out (N, K, P, Q) = conv(x (N, C, H, W), W (K, C, R, S))`` plus a bias
-        per filter when ``bias (K,)`` is given."""
+        per filter when ``bias (K,)`` is given, through ``activation`` when given
+        (an element-wise transform with a ``kernel``, applied as
+        :meth:`bias_act_fprop` would)."""
 
     @abc.abstractmethod
     def conv_bprop_data(self, error, W, dx, geom):

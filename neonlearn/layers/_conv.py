@@ -162,16 +162,17 @@ class Convolution(TemporalLayer, _ConvBase):
         self._plan_time(k, s, p, d)
         return self
 
-    def fprop(self, inputs, inference=False, bias=None, lengths=None):
-        """Forward pass; ``bias (K,)`` (a following Bias layer's weights, passed by
-        the fused step of :mod:`._fusion`) is added inside the kernel; ``lengths``:
-        the valid steps of a padded batch of sequences."""
+    def fprop(self, inputs, inference=False, bias=None, lengths=None, activation=None):
+        """Forward pass; ``bias (K,)`` and ``activation`` (a following Bias layer's
+        weights and Activation's transform, passed by the fused steps of
+        :mod:`._fusion`; the activation on images only) run inside the kernel;
+        ``lengths``: the valid steps of a padded batch of sequences."""
         self._check_input(inputs)
         if self.temporal:
             return self._fprop_time(inputs, inference, bias, lengths)
         x = self._contiguous(inputs)
         out = self._output((x.shape[0],) + self.out_shape, inference)
-        self.be.conv_fprop(x, self.W, out, self.geom, bias=bias)
+        self.be.conv_fprop(x, self.W, out, self.geom, bias=bias, activation=activation)
         if not inference:
             self.inputs = x
         return out

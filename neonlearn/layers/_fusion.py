@@ -8,6 +8,9 @@ network (the parts of compound layers, containers and their branches):
 - ``Linear -> Bias -> Activation``: :class:`DenseBiasAct`, the GEMM, then bias and
   activation in one kernel (``be.bias_act_fprop``), in place on the GEMM's output;
   backward ``be.act_bprop`` with the bias gradient in the same pass;
+- ``Convolution [-> Bias] -> Activation`` on images: :class:`ConvBiasAct`, bias and
+  an element-wise activation in the convolution kernel's epilogue, the bias
+  gradient computed by the filter-gradient kernel;
 - ``Convolution -> Bias``: :class:`ConvBias`, the bias added inside the convolution
   kernel and its gradient computed by the filter-gradient kernel;
 - an ``Activation`` right after a layer whose output only it reads (Linear,
@@ -28,7 +31,7 @@ from ._dense import Activation, Bias, Linear
 from ._normalization import BatchNorm
 
 __all__ = ["plan_network", "plan_fusion", "plan_steps", "DenseBiasAct", "ConvBias",
-           "InPlaceActivation"]
+           "ConvBiasAct", "InPlaceActivation"]
 
 
 class _Step(Layer):
@@ -94,6 +97,33 @@ class ConvBias(_Step):
         return self.conv.bprop(error, dbias=self.bias.dW)
 
 
+class ConvBiasAct(_Step):
+    """``Convolution [-> Bias] -> Activation`` on images: bias and activation in the
+    convolution kernel's epilogue (no pass over the output); backward, the
+    activation's gradient from the outputs, then the convolution's with the bias
+    gradient."""
+
+    def __init__(self, conv, bias, act):
+        self.layers = (conv, act) if bias is None else (conv, bias, act)
+        self.conv, self.bias, self.act = conv, bias, act
+
+    def fprop(self, inputs, inference=False):
+        out = self.conv.fprop(inputs, inference, bias=None if self.bias is None
+                              else self.bias.W, activation=self.act.transform)
+        if not inference:
+            self.outputs = out.reshape(out.shape[0] * out.shape[1], -1)
+        return out
+
+    def bprop(self, error):
+        delta = error
+        if not self.act.shortcut_error:
+            e = self.be.array(error).reshape(self.outputs.shape)
+            delta = self._output(e.shape, False, key="delta")
+            self.be.act_bprop(self.outputs, e, self.act.transform, delta)
+            delta = delta.reshape(error.shape)
+        return self.conv.bprop(delta, dbias=None if self.bias is None else self.bias.dW)
+
+
 class InPlaceActivation(_Step):
     """An Activation applied in place on its input, the output of the step before
     (which no bprop reads), on its flat view: ``(N * C, H * W)`` for images (an
@@ -135,6 +165,12 @@ def _in_place_ok(prev, act):
     return len(act.in_shape) != 3 or act.transform.kernel is not None
 
 
+def _image_act(conv, act):
+    """Whether ``act`` can run in the epilogue of the image convolution ``conv``."""
+    return (type(act) is Activation and not conv.temporal
+            and act.transform is not None and act.transform.kernel is not None)
+
+
 def plan_steps(layers, be):
     """The steps that run the chain ``layers``: fused runs and single layers."""
     steps, i, n = [], 0, len(layers)
@@ -142,6 +178,12 @@ def plan_steps(layers, be):
         kinds = tuple(type(layer) for layer in layers[i:i + 3])
         if kinds == (Linear, Bias, Activation):
             step, i = DenseBiasAct(*layers[i:i + 3]), i + 3
+        elif kinds[:2] == (Convolution, Bias) and n > i + 2 and _image_act(
+                layers[i], layers[i + 2]):
+            step, i = ConvBiasAct(*layers[i:i + 3]), i + 3
+        elif kinds[:1] == (Convolution,) and n > i + 1 and _image_act(
+                layers[i], layers[i + 1]):
+            step, i = ConvBiasAct(layers[i], None, layers[i + 1]), i + 2
         elif kinds[:2] == (Convolution, Bias):
             step, i = ConvBias(*layers[i:i + 2]), i + 2
         elif _in_place_ok(steps[-1] if steps else None, layers[i]):

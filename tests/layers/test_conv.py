@@ -3,13 +3,14 @@ import numpy as np
 import pytest
 
 from conftest import check_layer_grads
-from neonlearn._kernels import _conv
+from neonlearn._kernels import _conv, _dense
+from neonlearn.backends._interface import kernel_code
 from neonlearn.backends import cpu, get_backend
 from neonlearn.initializers import Constant, Gaussian
 from neonlearn.layers import (Activation, BatchNorm, Bias, Conv, Convolution, Deconv,
                               Deconvolution, Sequential)
-from neonlearn.layers._fusion import ConvBias, InPlaceActivation, plan_fusion
-from neonlearn.transforms import Rectlin, Softmax, Tanh
+from neonlearn.layers._fusion import ConvBias, ConvBiasAct, InPlaceActivation, plan_fusion
+from neonlearn.transforms import Explin, Logistic, Rectlin, Softmax, Tanh
 
 
 
@@ -291,7 +292,6 @@ def test_float32_kernels_match_naive_on_every_path(case, isa):
 @pytest.mark.parametrize("case", CASES)
 def test_kernel_forward_with_bias_matches_naive(case, dtype):
     """``conv_fprop`` starting from the bias (the float32 kernels' row init)."""
-    from neonlearn._kernels import _conv
 
     N, C, H, W, R, S, K, st, pad, dil = case
     (sh, sw), (ph, pw), (dh, dw) = (_pair(st, "str", 1), _pair(pad, "pad", 0),
@@ -311,7 +311,6 @@ def test_kernel_forward_with_bias_matches_naive(case, dtype):
 @pytest.mark.parametrize("shape", [(3, 4, 5, 7), (9, 2, 8, 8), (1, 3, 1, 1)])
 def test_kernel_bias_gradients_match_naive(shape, dtype):
     """``conv_bprop_filter``'s dbias and ``channel_sum`` against NumPy sums."""
-    from neonlearn._kernels import _conv
 
     N, K, P, Q = shape
     rng = np.random.default_rng(6)
@@ -356,6 +355,8 @@ def test_inference_outputs_are_fresh_arrays(be64):
 
 
 def _compound_vs_parts(compound, parts, in_shape, be, n=3):
+    """The compound layer with the model's fused steps against its parts run one
+    by one (the fused bias starts the GEMM's sums: float rounding differs)."""
     rng = np.random.default_rng(5)
     compound.set_backend(be)
     compound.configure(in_shape)
@@ -368,26 +369,34 @@ def _compound_vs_parts(compound, parts, in_shape, be, n=3):
     for a, b in zip(compound.layers_, parts.layers_):
         for (pa, _), (pb, _) in zip(a.param_grads(), b.param_grads()):
             pb[...] = pa
-    x = rng.standard_normal((n,) + tuple(in_shape))
-    err = rng.standard_normal((n,) + compound.out_shape)
-    np.testing.assert_allclose(compound.fprop(x), parts.fprop(x), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(compound.bprop(err.copy()), parts.bprop(err.copy()),
-                               rtol=1e-12, atol=1e-12)
+    x = be.array(rng.standard_normal((n,) + tuple(in_shape)))
+    err = be.array(rng.standard_normal((n,) + compound.out_shape))
+
+    def same(a, b):
+        tol = 1e-5 if be.dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    same(compound.fprop(x), parts.fprop(x))
+    same(compound.bprop(err.copy()), parts.bprop(err.copy()))
     for a, b in zip(compound.layers_, parts.layers_):
         for (_, ga), (_, gb) in zip(a.param_grads(), b.param_grads()):
-            np.testing.assert_allclose(ga, gb, rtol=1e-12, atol=1e-12)
+            same(ga, gb)
 
 
-@pytest.mark.parametrize("activation", [Rectlin(), Tanh(), None])
-def test_conv_fused_matches_separate_layers(activation, be64):
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("activation", [Rectlin(), Rectlin(slope=0.1), Tanh(), None])
+def test_conv_fused_matches_separate_layers(activation, bias, dtype, isa):
+    be = get_backend("cpu", dtype=dtype, seed=0)
     conv = Conv((3, 2, 4), Gaussian(scale=0.3), strides=2, padding=1,
-                bias=Gaussian(scale=0.3), activation=activation)
-    parts = [Convolution((3, 2, 4), strides=2, padding=1, init=Gaussian()),
-             Bias(init=Constant())]
+                bias=Gaussian(scale=0.3) if bias else None, activation=activation)
+    parts = [Convolution((3, 2, 4), strides=2, padding=1, init=Gaussian())]
+    if bias:
+        parts.append(Bias(init=Constant()))
     if activation is not None:
         parts.append(Activation(activation))
-    _compound_vs_parts(conv, parts, (3, 8, 7), be64)
-    kinds = [ConvBias] + ([InPlaceActivation] if activation is not None else [])
+    _compound_vs_parts(conv, parts, (3, 8, 7), be)
+    # bias and activation in the convolution's epilogue
+    kinds = ([ConvBiasAct] if activation is not None
+             else [ConvBias] if bias else [Convolution])
     assert [type(s) for s in conv.steps_] == kinds
 
 
@@ -456,7 +465,6 @@ def test_invalid_compound_and_deconv_configs():
 
 
 def test_group_size_depends_on_shapes_only():
-    from neonlearn._kernels import _conv
 
     assert _conv._group_size(64, 1024) == 1
     assert _conv._group_size(64, 64) == 8
@@ -465,7 +473,6 @@ def test_group_size_depends_on_shapes_only():
 
 
 def test_kernel_checks_shapes_before_running():
-    from neonlearn._kernels import _conv
 
     x = np.zeros((2, 3, 5, 5))
     w = np.zeros((4, 3, 3, 3))
@@ -564,7 +571,6 @@ def test_regressor_with_conv_layers(one_thread):
 def test_uses_blas_covers_every_blas_path():
     """The backend limits BLAS's threads only where a kernel may call BLAS: float64,
     CPUs without AVX2 and FMA, and float32 backward passes of more than 64 filters."""
-    from neonlearn._kernels import _conv
 
     for K in (1, 64, 65, 200):
         for forward in (False, True):
@@ -608,3 +614,32 @@ def test_concurrent_calls_restore_the_blas_thread_count():
         t.join()
     assert not errors
     assert blas_threads() == before
+
+
+# (filters, input, kernel, strides, padding): the kernel's in-place taps, one sample
+# per GEMM, and groups of samples per GEMM
+EPILOGUE_CASES = [(8, (3, 9, 9), 3, 1, 1), (4, (2, 6, 5), 3, 2, 0), (16, (4, 3, 3), 1, 1, 0),
+                  (32, (1, 28, 28), 5, 1, 0)]
+
+
+@pytest.mark.parametrize("case", EPILOGUE_CASES)
+@pytest.mark.parametrize("activation", [Rectlin(), Rectlin(slope=0.2), Tanh(),
+                                        Logistic(), Explin()])
+def test_conv_epilogue_activation_same_bits_as_separate_pass(case, activation, dtype,
+                                                             isa):
+    K, (C, H, W), k, s, p = case
+    rng = np.random.default_rng(K)
+    x = rng.standard_normal((5, C, H, W)).astype(dtype)
+    w = rng.standard_normal((K, C, k, k)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    P, Q = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+    code, param = kernel_code(activation, "activation")
+    for n_threads in (1, 2):
+        fused = np.full((5, K, P, Q), np.nan, dtype)
+        _conv.conv_fprop(x, w, b, fused, s, s, p, p, n_threads=n_threads, act=code,
+                         act_param=param)
+        plain = np.empty_like(fused)
+        _conv.conv_fprop(x, w, b, plain, s, s, p, p, n_threads=n_threads)
+        flat = plain.reshape(5 * K, -1)
+        _dense.bias_act_fprop(flat, np.empty(0, dtype), code, param, flat)
+        np.testing.assert_array_equal(fused, plain)

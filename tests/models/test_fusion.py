@@ -10,8 +10,8 @@ from neonlearn.initializers import Constant, Gaussian
 from neonlearn.layers import (Activation, Affine, BatchNorm, Bias, Conv, Convolution,
                               Deconv, Linear, MergeBroadcast, MergeSum, Sequential,
                               SkipNode)
-from neonlearn.layers._fusion import (ConvBias, DenseBiasAct, InPlaceActivation,
-                                      plan_fusion)
+from neonlearn.layers._fusion import (ConvBias, ConvBiasAct, DenseBiasAct,
+                                      InPlaceActivation, plan_fusion)
 from neonlearn.models import Model
 from neonlearn.transforms import Logistic, Rectlin, Softmax, Tanh
 
@@ -41,8 +41,9 @@ def test_plain_chains_are_planned_like_compound_layers():
     assert _kinds(net.steps_) == ["DenseBiasAct", "Linear", "InPlaceActivation"]
     conv = _ready([Convolution((3, 3, 2), init=Gaussian()), Bias(init=Constant(0.1)),
                    Activation(Rectlin()), Activation(Softmax())], (1, 5, 5), fuse=True)
-    # a softmax over channels needs the channel axis last: not in place on images
-    assert _kinds(conv.steps_) == ["ConvBias", "InPlaceActivation", "Activation"]
+    # bias and ReLU in the convolution epilogue; a softmax over channels needs the
+    # channel axis last: not in place on images
+    assert _kinds(conv.steps_) == ["ConvBiasAct", "Activation"]
 
 
 def test_compound_layers_and_branches_are_planned():
@@ -73,10 +74,15 @@ CHAINS = {
         [Linear(4, init=Gaussian()), Bias(init=Gaussian()), Activation(Tanh()),
          Activation(Rectlin(slope=0.1)), Linear(3, init=Gaussian()),
          Activation(Logistic())], (5,)),
+    "conv then activation": (  # the fused step's outputs must not be overwritten
+        [Convolution((3, 3, 2), init=Gaussian()), Activation(Tanh()),
+         Activation(Rectlin(slope=0.1)), Convolution((2, 2, 2), init=Gaussian()),
+         Bias(init=Gaussian()), Activation(Logistic())], (2, 6, 5)),
     "batch norm": ([Affine(4, Gaussian(), batch_norm=True, activation=Softmax())], (5,)),
     "sequences": ([Linear(4, init=Gaussian()), Bias(init=Gaussian()), Activation(Tanh())],
                   (3, 5)),
     "conv": ([Conv((3, 3, 3), Gaussian(), padding=1, bias=Gaussian(), activation=Rectlin()),
+              Conv((3, 3, 2), Gaussian(), padding=1, bias=Gaussian()),
               Conv((3, 3, 2), Gaussian(), batch_norm=True, activation=Tanh()),
               Deconv((2, 2, 2), Gaussian(), strides=2, bias=Gaussian(),
                      activation=Rectlin(slope=0.2))], (2, 6, 5)),
@@ -126,6 +132,6 @@ def test_model_plans_at_configure_and_keeps_the_shortcut_on_reconfigure():
 
 def test_fused_step_types_are_what_the_planner_builds():
     # guards the names used in the assertions above
-    assert {DenseBiasAct, ConvBias, InPlaceActivation} <= set(
+    assert {DenseBiasAct, ConvBias, ConvBiasAct, InPlaceActivation} <= set(
         type(s) for net in (_ready(*CHAINS["affine"], True), _ready(*CHAINS["conv"], True))
         for layer in net.layers_ for s in layer.steps_)

@@ -8,6 +8,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from ..._kernels import _conv, _pooling
+from .._interface import _code_of
 from .._threads import blas_single_thread
 
 
@@ -35,12 +36,14 @@ class CPUConvOps:
         return x.shape[0] * W.size * max(x.shape[2] * x.shape[3], 1)
 
     # ---- convolution -----------------------------------------------------------
-    def conv_fprop(self, x, W, out, geom, bias=None):
-        """``out = conv(x, W) (+ bias per filter)``; ``W (K, C, R, S)``."""
+    def conv_fprop(self, x, W, out, geom, bias=None, activation=None):
+        """``out = activation(conv(x, W) (+ bias per filter))``; ``W (K, C, R, S)``;
+        the activation in the kernel's epilogue."""
         n = self._threads_for(self._conv_work(x, W))
         b = _empty_like_vec(x) if bias is None else bias
+        code, param = (0, 0.0) if activation is None else _code_of(activation.kernel)
         with _blas_limit(x, W, forward=True):
-            _conv.conv_fprop(x, W, b, out, *geom, n_threads=n)
+            _conv.conv_fprop(x, W, b, out, *geom, n_threads=n, act=code, act_param=param)
         return out
 
     def conv_bprop_data(self, error, W, dx, geom):

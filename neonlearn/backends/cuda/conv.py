@@ -37,8 +37,8 @@ class CudaConvOps:
 
         return contiguous_out(dx, fill)
 
-    def conv_fprop(self, x, W, out, geom, bias=None):
-        """``out = conv(x, W) (+ bias per filter)``; ``W (K, C, R, S)``."""
+    def conv_fprop(self, x, W, out, geom, bias=None, activation=None):
+        """``out = activation(conv(x, W) (+ bias per filter))``; ``W (K, C, R, S)``."""
         K, C, R, S = W.shape
         N, _, P, Q = out.shape
         cols = self._im2col(x, R, S, P, Q, geom)
@@ -46,6 +46,9 @@ class CudaConvOps:
         if bias is not None:
             res += bias[None, :, None]
         out[...] = res.reshape(out.shape)
+        if activation is not None:
+            flat = out.reshape(N * K, P * Q)
+            self.bias_act_fprop(flat, None, activation, flat)
         return out
 
     def conv_bprop_data(self, error, W, dx, geom):
