@@ -7,7 +7,8 @@ import numpy as np
 from .backends import get_backend
 from ._input_dict import InputDict
 from .exceptions import TrainingDivergedError
-from .layers._base import Layer, in_shape_of, reused_inference_buffers
+from .layers._base import Layer, in_shape_of
+from .layers._buffers import release_training_state, reused_inference_buffers
 from .layers._containers import Sequential
 from .layers._dense import Activation
 from .layers._fusion import plan_network
@@ -300,6 +301,7 @@ class Model:
         finally:
             for cb in callbacks:
                 cb.on_train_end(self)
+            release_training_state(self.layers)
         return self
 
     def _run_epochs(self, X, T, w, optimizer, start_epoch, num_epochs, batch_size,
@@ -378,7 +380,7 @@ class Model:
         block.  Large blocks keep the GEMMs efficient and the per-block overhead
         small; the byte budget bounds the working set of a block.  The layers keep
         one block's outputs and scratch per thread from call to call
-        (:func:`~neonlearn.layers._base.reused_inference_buffers`), so repeated
+        (:func:`~neonlearn.layers._buffers.reused_inference_buffers`), so repeated
         calls do not pay page faults on fresh arrays; the returned array is new.
         """
         return self._in_blocks(

@@ -21,7 +21,6 @@ cost/softmax shortcut, the fused runs of :mod:`._fusion`) are planning facts.
 """
 import copy
 import functools
-import contextlib
 import inspect
 import numbers
 import threading
@@ -30,30 +29,10 @@ from collections.abc import Mapping
 import numpy as np
 
 from .._params import HyperParams
+from ._buffers import _REUSE
 
 __all__ = ["Layer", "ParameterLayer", "CompoundLayer", "CompoundList", "in_shape_of",
            "check_number", "check_lengths", "sequence_shape", "INT_MAX"]
-
-# Whether this thread's inference passes reuse their buffers (reused_inference_buffers)
-_REUSE = threading.local()
-
-
-@contextlib.contextmanager
-def reused_inference_buffers():
-    """Within this block, on this thread, inference passes (``fprop(...,
-    inference=True)``) reuse one set of output and scratch buffers per layer and
-    thread, kept between blocks, instead of fresh arrays: large fresh arrays cost
-    their page faults on every call (an LSTM of 64 x 50 steps spent a third of its
-    inference time there).  A pass's outputs are then overwritten by the next pass
-    on the thread, so the caller copies out what it keeps (``Model.predict`` copies
-    each block's output).  Other threads keep their own buffers: concurrent calls
-    never share memory."""
-    previous = getattr(_REUSE, "on", False)
-    _REUSE.on = True
-    try:
-        yield
-    finally:
-        _REUSE.on = previous
 
 INT_MAX = 2 ** 31 - 1  # sizes, strides and paddings reach the kernels as C ints
 

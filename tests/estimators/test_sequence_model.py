@@ -350,3 +350,15 @@ def test_bucket_by_length_trains_on_buckets_reproducibly(monkeypatch):
     assert est.score(X, y) > 0.8 and plain.score(X, y) > 0.8
     with pytest.raises(ValueError, match="bucket_by_length"):
         small(bucket_by_length="yes").fit(X, y)
+
+
+def test_fitted_model_pickles_without_its_training_activations():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(256, 100, 4)).astype(np.float32)
+    y = rng.integers(0, 2, 256)
+    est = small(layers=[LSTM(16, GlorotUniform()), RecurrentMean()], epochs=1,
+                batch_size=64).fit(X, y)
+    weights = sum(a.nbytes for layer in est.model_.get_weights() for a in layer)
+    # weights, gradients and optimizer states, not the last minibatch's gates
+    # (64 x 100 x 64 floats) and cells
+    assert len(pickle.dumps(est)) < 4 * weights + 50000

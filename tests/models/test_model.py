@@ -1,5 +1,7 @@
 """Model: neon's training loop, callbacks, inference on any number of samples,
 gradients through the cost shortcut, and divergence."""
+import pickle
+
 import numpy as np
 import pytest
 
@@ -383,3 +385,25 @@ def test_bucket_order_is_random_across_epochs_and_sorted_without_shuffle():
     assert not np.array_equal(first, second)
     fixed = bucket_order(keys, 10, rng, shuffle=False)
     np.testing.assert_array_equal(keys[fixed], np.sort(keys))
+
+
+def test_fit_releases_the_training_buffers():
+    from neonlearn.layers._buffers import _layer_objects
+
+    model = Model([Affine(32, Gaussian(), bias=Constant(0), activation=Rectlin()),
+                   Dropout(0.5), Affine(3, Gaussian(), activation=Softmax())],
+                  get_backend("cpu", seed=0)).configure(8)
+    model.set_cost(CrossEntropyMulti())
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 8)).astype(np.float32)
+    T = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 200)]
+    model.fit(X, T, GradientDescentMomentum(0.1), 2, 50)
+    weights = sum(a.nbytes for layer in model.get_weights() for a in layer)
+    for layer in _layer_objects(model.layers):
+        assert not layer.__dict__.get("_buffers")
+        kept = sum(v.nbytes for v in vars(layer).values() if isinstance(v, np.ndarray))
+        assert kept <= 3 * weights  # weights, gradients, states: no activations
+    assert len(pickle.dumps(model)) < 4 * weights + 20000
+    before = model.predict(X)
+    model.fit(X, T, GradientDescentMomentum(0.1), 1, 50)  # trains again
+    assert not np.array_equal(before, model.predict(X))

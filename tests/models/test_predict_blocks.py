@@ -179,7 +179,7 @@ def test_predict_results_never_alias_the_reused_buffers():
 
 
 def test_inference_buffers_reused_only_inside_the_scope():
-    from neonlearn.layers._base import reused_inference_buffers
+    from neonlearn.layers._buffers import reused_inference_buffers
 
     model = _mlp()
     x = model.be.array(np.random.default_rng(5).random((16, 64), dtype=np.float32))
