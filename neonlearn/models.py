@@ -137,7 +137,9 @@ class Model:
         self.cost = None
 
     def __getstate__(self):
-        # a saved model holds a host backend (its layers hold host arrays)
+        # a saved model holds its parameters, not the last minibatch's activations,
+        # and a host backend (its layers hold host arrays)
+        self.release_training_state()
         state = self.__dict__.copy()
         state["be"] = self.be.for_saving()
         return state
@@ -301,7 +303,15 @@ class Model:
         finally:
             for cb in callbacks:
                 cb.on_train_end(self)
-            release_training_state(self.layers)
+        return self
+
+    def release_training_state(self):
+        """Drop the layers' training buffers and the last minibatch's activations
+        (:func:`~neonlearn.layers._buffers.release_training_state`): the network
+        then holds its parameters only; the next training pass allocates them
+        again.  The estimators call it at the end of ``fit`` (not ``partial_fit``,
+        which is called again), and pickling a model does it first."""
+        release_training_state(self.layers)
         return self
 
     def _run_epochs(self, X, T, w, optimizer, start_epoch, num_epochs, batch_size,

@@ -113,6 +113,8 @@ class TrainingMixin:
         self._train(model, optimizer, X, T, weights, callbacks,
                     epochs=1 if incremental else self.epochs, start_epoch=past["n_iter"],
                     task=task)
+        if not incremental:  # partial_fit keeps the buffers for its next call
+            model.release_training_state()
         self._store(model, optimizer, past, callbacks, incremental, task)
         self.fit_time_ = time.perf_counter() - start
         bridge.end()

@@ -1,8 +1,8 @@
 """The buffers of the layers' passes between calls.
 
 Training passes reuse one buffer per layer and key (``Layer._output``) and keep what
-their backward pass reads; :func:`release_training_state` drops both when
-``Model.fit`` ends.  Inference passes allocate fresh arrays, except inside
+their backward pass reads; :func:`release_training_state` drops both at the end of
+an estimator's ``fit`` and before a model is pickled.  Inference passes allocate fresh arrays, except inside
 :func:`reused_inference_buffers` (``Model.predict``), where each layer keeps one set
 per thread between calls.
 """
@@ -39,9 +39,9 @@ def _layer_objects(root):
 def release_training_state(root):
     """Drop what the training passes of the layers under ``root`` keep for their
     backward pass: their training buffers and every attribute that points into one
-    (the last minibatch's activations).  ``Model.fit`` calls it when it ends, so a
-    fitted network holds its parameters only (in memory and in its pickles); the
-    next training pass allocates the buffers again."""
+    (the last minibatch's activations), so that a fitted network holds its
+    parameters only (in memory and in its pickles); the next training pass
+    allocates the buffers again (``Model.release_training_state``)."""
     layers = _layer_objects(root)
     buffers = []
     for layer in layers:

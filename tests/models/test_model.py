@@ -387,7 +387,7 @@ def test_bucket_order_is_random_across_epochs_and_sorted_without_shuffle():
     np.testing.assert_array_equal(keys[fixed], np.sort(keys))
 
 
-def test_fit_releases_the_training_buffers():
+def test_release_training_state_keeps_the_parameters_only():
     from neonlearn.layers._buffers import _layer_objects
 
     model = Model([Affine(32, Gaussian(), bias=Constant(0), activation=Rectlin()),
@@ -398,6 +398,8 @@ def test_fit_releases_the_training_buffers():
     X = rng.standard_normal((200, 8)).astype(np.float32)
     T = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 200)]
     model.fit(X, T, GradientDescentMomentum(0.1), 2, 50)
+    assert any(layer.__dict__.get("_buffers") for layer in _layer_objects(model.layers))
+    model.release_training_state()
     weights = sum(a.nbytes for layer in model.get_weights() for a in layer)
     for layer in _layer_objects(model.layers):
         assert not layer.__dict__.get("_buffers")
