@@ -75,14 +75,30 @@ cnp.import_array()
 # the instruction-set path of the cells and GEMMs (_isa: set_isa, NEONLEARN_ISA)
 nl_isa_bind(isa_level())
 
-# Rows per chunk.  The chunks do not depend on the thread count, so every GEMM sees
-# the same shapes and results are bitwise identical for any thread count.  With BLAS,
+# Rows per chunk.  With BLAS the chunks do not depend on the thread count, so every
+# GEMM sees the same shapes and results are bitwise identical for any thread count;
 # 64 rather than 32: a per-step BLAS GEMM of 32 rows spends much of its time packing
-# the weights (1 thread: LSTM forward 10% faster).  The packed GEMM costs the same per
-# row for 16 rows as for 64, so it takes small chunks: batches of 32-64 rows then run
-# on several threads, and the rows of a ragged batch stop closer to their own length.
+# the weights (1 thread: LSTM forward 10% faster).  The packed GEMM gives a row the
+# same bits whatever rows are computed with it, so its chunks may follow the thread
+# count (_packed_chunk): 16 to 64 rows, one chunk per thread for a full-length batch
+# (each thread then streams the packed weights once per step: 64 rows on 2 threads,
+# 8% faster than chunks of 16), 16 for a ragged one (its sorted chunks differ in
+# length, and more of them balance better over the threads).
 DEF CHUNK = 64
 DEF PACKED_CHUNK = 16
+
+
+cdef Py_ssize_t _chunk_rows(bint packed, Py_ssize_t N, int n_threads,
+                            const int[::1] lengths):
+    """Rows per chunk (see CHUNK and PACKED_CHUNK)."""
+    cdef Py_ssize_t rows
+    if not packed:
+        return CHUNK
+    if lengths.shape[0] > 0:
+        return PACKED_CHUNK
+    rows = (N + n_threads - 1) // max(n_threads, 1)
+    rows = (rows + PACKED_CHUNK - 1) // PACKED_CHUNK * PACKED_CHUNK
+    return min(max(rows, PACKED_CHUNK), 4 * PACKED_CHUNK)
 
 
 def _packed_buffer(W, shapes):
@@ -159,7 +175,7 @@ def rnn_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_rec
     if floating is float and packed is not None:  # B (H x H) = W_recur.T
         nl_pack_b(&W_recur[0, 0], 1, H, H, H, &packed[0])
     cdef const floating *Wp = _packed_ptr(packed, p)
-    cdef Py_ssize_t chunk = CHUNK if Wp == NULL else PACKED_CHUNK
+    cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="dynamic"):
@@ -219,7 +235,7 @@ def rnn_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1] 
     if floating is float and packed is not None:  # B (H x H) = W_recur
         nl_pack_b(&W_recur[0, 0], H, 1, H, H, &packed[0])
     cdef const floating *Wp = _packed_ptr(packed, p)
-    cdef Py_ssize_t chunk = CHUNK if Wp == NULL else PACKED_CHUNK
+    cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="dynamic"):
@@ -317,7 +333,7 @@ def lstm_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_re
     if floating is float and packed is not None:  # B (H x G) = W_recur.T
         nl_pack_b(&W_recur[0, 0], 1, H, H, G, &packed[0])
     cdef const floating *Wp = _packed_ptr(packed, p)
-    cdef Py_ssize_t chunk = CHUNK if Wp == NULL else PACKED_CHUNK
+    cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="dynamic"):
@@ -395,7 +411,7 @@ def lstm_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1]
     if floating is float and packed is not None:  # B (G x H) = W_recur
         nl_pack_b(&W_recur[0, 0], H, 1, G, H, &packed[0])
     cdef const floating *Wp = _packed_ptr(packed, p)
-    cdef Py_ssize_t chunk = CHUNK if Wp == NULL else PACKED_CHUNK
+    cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="dynamic"):
@@ -508,7 +524,7 @@ def gru_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_rec
         nl_pack_b(&W_recur[2 * H, 0], 1, H, H, H,
                   &packed[_packed_size(H, 2 * H)])
     cdef const floating *Wp = _packed_ptr(packed, p)
-    cdef Py_ssize_t chunk = CHUNK if Wp == NULL else PACKED_CHUNK
+    cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="dynamic"):
@@ -591,7 +607,7 @@ def gru_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1] 
         nl_pack_b(&W_recur[2 * H, 0], H, 1, H, H, &packed[0])
         nl_pack_b(&W_recur[0, 0], H, 1, 2 * H, H, &packed[_packed_size(H, H)])
     cdef const floating *Wp = _packed_ptr(packed, p)
-    cdef Py_ssize_t chunk = CHUNK if Wp == NULL else PACKED_CHUNK
+    cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
     with nogil:
         for ch in prange(n_chunks, num_threads=n_threads, schedule="dynamic"):
