@@ -61,8 +61,8 @@ from ._recurrent_cells cimport (
 )
 # the rows of a chunk: who runs at step t, state buffers, the step GEMM
 from ._recurrent_rows cimport (
-    _copy, _length, _load_states, _mm, _packed_ptr, _running, _store_states, _zero_rows,
-    _zero_tail,
+    _chunk_rows, _copy, _length, _load_states, _mm, _packed_ptr, _running, _store_states,
+    _zero_rows, _zero_tail,
 )
 # the time-axis helpers and the argument checks; the helpers are re-exported, as
 # the backends call them from here
@@ -74,35 +74,6 @@ from ._sequence_ops import (  # noqa: F401
 cnp.import_array()
 # the instruction-set path of the cells and GEMMs (_isa: set_isa, NEONLEARN_ISA)
 nl_isa_bind(isa_level())
-
-# Rows per chunk.  With BLAS the chunks do not depend on the thread count, so every
-# GEMM sees the same shapes and results are bitwise identical for any thread count;
-# 64 rather than 32: a per-step BLAS GEMM of 32 rows spends much of its time packing
-# the weights (1 thread: LSTM forward 10% faster).  The packed GEMM gives a row the
-# same bits whatever rows are computed with it, so its chunks may follow the thread
-# count (_packed_chunk): 16 to 64 rows, one chunk per thread for a full-length batch
-# (each thread then streams the packed weights once per step: 64 rows on 2 threads,
-# 8% faster than chunks of 16), 8 for a ragged one (its sorted chunks differ in
-# length, and more of them balance better over the threads: an epoch of the review
-# LSTM at batch 32 on 2 threads took 5.1 s against 6.3 s with chunks of 16, the same
-# on 1 thread; dealing the sorted rows to chunks in turn balanced as well but cost
-# 18% on 1 thread, as its chunks' GEMMs shrink step by step).
-DEF CHUNK = 64
-DEF PACKED_CHUNK = 16
-
-
-cdef Py_ssize_t _chunk_rows(bint packed, Py_ssize_t N, int n_threads,
-                            const int[::1] lengths):
-    """Rows per chunk (see CHUNK and PACKED_CHUNK)."""
-    cdef Py_ssize_t rows
-    if not packed:
-        return CHUNK
-    if lengths.shape[0] > 0:
-        return PACKED_CHUNK // 2
-    rows = (N + n_threads - 1) // max(n_threads, 1)
-    rows = (rows + PACKED_CHUNK - 1) // PACKED_CHUNK * PACKED_CHUNK
-    return min(max(rows, PACKED_CHUNK), 4 * PACKED_CHUNK)
-
 
 def _packed_buffer(W, shapes):
     """Buffer for blocks of ``W`` packed for ``nl_gemm_packed`` (one ``(K, N)`` per

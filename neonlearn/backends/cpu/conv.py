@@ -8,7 +8,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from ..._kernels import _conv, _pooling
-from .._interface import _code_of
+from .._interface import _IDENTITY_CODE, _IDENTITY_PARAM, _code_of
 from .._threads import blas_single_thread
 
 
@@ -41,7 +41,8 @@ class CPUConvOps:
         the activation in the kernel's epilogue."""
         n = self._threads_for(self._conv_work(x, W))
         b = _empty_like_vec(x) if bias is None else bias
-        code, param = (0, 0.0) if activation is None else _code_of(activation.kernel)
+        code, param = ((_IDENTITY_CODE, _IDENTITY_PARAM) if activation is None
+                       else _code_of(activation.kernel))
         with _blas_limit(x, W, forward=True):
             _conv.conv_fprop(x, W, b, out, *geom, n_threads=n, act=code, act_param=param)
         return out
