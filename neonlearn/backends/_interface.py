@@ -283,6 +283,11 @@ class Backend(abc.ABC):
         """Raise ValueError unless ``transform`` can run inside the gate kernels."""
         kernel_code(transform, what)
 
+    #: Whether ``lstm_bprop`` and ``gru_bprop`` may write ``dZ`` over ``gates`` (the
+    #: same array): each step's gates are read before that step's gradients are
+    #: written, and by nothing after.  Saves a ``(N, T, G)`` buffer per layer.
+    gate_grads_over_gates = False
+
     def project_steps(self, x, W, lengths, out):
         """The input projection of a recurrent layer: ``out (N, T, G) = x (N, T, F)
         @ W.T`` on the valid steps (``lengths`` (N,) int32, or None: all ``T``).

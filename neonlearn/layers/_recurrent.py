@@ -271,10 +271,18 @@ class LSTM(Recurrent):
             self.h0, self.c0, self.lengths_ = h0, c0, lengths
         return h
 
+    def _gate_grads(self, shape):
+        """The buffer of the gate pre-activation gradients: the forward pass's gates
+        where the backend's kernels may overwrite them (their last reader), else a
+        buffer of its own; a forward pass's state serves one backward pass."""
+        if self.be.gate_grads_over_gates:
+            return self.gates
+        return self._output(shape, False, key="dZ")
+
     def bprop(self, error):
         N, T, H = error.shape[0], self.in_shape[0], self.H
         err = self.be.array(error)
-        dZ = self._output((N, T, 4 * H), False, key="dZ")
+        dZ = self._gate_grads((N, T, 4 * H))
         dh = self._output((N, H), False, key="dh")
         dc = self._output((N, H), False, key="dc")
         self.be.lstm_bprop(err, self.gates, self.c, self.c0, self.W_recur, self.lengths_,
@@ -331,7 +339,7 @@ class GRU(LSTM):
     def bprop(self, error):
         N, T, H = error.shape[0], self.in_shape[0], self.H
         err = self.be.array(error)
-        dZ = self._output((N, T, 3 * H), False, key="dZ")
+        dZ = self._gate_grads((N, T, 3 * H))
         dh = self._output((N, H), False, key="dh")
         drh = self._output((N, H), False, key="drh")
         self.be.gru_bprop(err, self.gates, self.h, self.h0, self.W_recur, self.lengths_,

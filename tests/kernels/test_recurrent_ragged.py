@@ -172,3 +172,25 @@ def test_lstm_inference_layout_same_outputs(T, ragged, dtype, isa):
         _recurrent.lstm_fprop(Z, W, b, h0, c0, lengths, TANH, 0.0, LOGISTIC, 0.0,
                               np.empty((N, 1, 4 * H), f), np.empty((N, 3, H), f), h,
                               np.empty((N, 4 * H), f), 1)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("ragged", [False, True])
+def test_gate_grads_written_over_the_gates(kind, ragged, dtype, isa):
+    """``Backend.gate_grads_over_gates``: ``dZ`` may be the ``gates`` array."""
+    N, T, H = 21, 6, 10
+    Z, W, b, h0, c0, err = _inputs(kind, N, T, H, dtype, seed=7)
+    lengths = (np.random.default_rng(7).integers(1, T + 1, N).astype(np.int32) if ragged
+               else np.empty(0, np.int32))
+    out = _passes(kind, Z, W, b, h0, c0, err, lengths, 2)
+    gates = out["gates"].copy()
+    f = Z.dtype
+    dh = np.empty((N, H), f)
+    if kind == "lstm":
+        _recurrent.lstm_bprop(err, gates, out["c"], c0, W, lengths, TANH, 0.0, LOGISTIC,
+                              0.0, gates, dh, np.empty((N, H), f), 2)
+    else:
+        _recurrent.gru_bprop(err, gates, out["h"], h0, W, lengths, TANH, 0.0, LOGISTIC,
+                             0.0, gates, dh, np.empty((N, H), f), 2)
+    np.testing.assert_array_equal(gates, out["dZ"])
+    np.testing.assert_array_equal(dh, out["dh"])

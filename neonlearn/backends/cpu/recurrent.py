@@ -31,6 +31,10 @@ class CPURecurrentOps(RecurrentWeightGrads):
     """Mixin of :class:`~neonlearn.backends.CPUBackend`: recurrent kernels (the
     weight gradients are the shared GEMMs of :class:`RecurrentWeightGrads`)."""
 
+    # the kernels copy a step's gradients from a per-chunk buffer once its gates are
+    # read (_recurrent.pyx)
+    gate_grads_over_gates = True
+
     def _shift_steps(self, h, h0, h_prev):
         _recurrent.shift_steps(h, h0, h_prev, self._threads_for(h.size))
 
