@@ -29,7 +29,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .._params import HyperParams
-from ._buffers import _REUSE
+from ._buffers import _REUSE, drop_dead_threads
 
 __all__ = ["Layer", "ParameterLayer", "CompoundLayer", "CompoundList", "in_shape_of",
            "check_number", "check_lengths", "sequence_shape", "INT_MAX"]
@@ -222,6 +222,8 @@ class Layer(HyperParams):
         buf = bufs.get(key)
         n = shape[0]
         if buf is None or buf.shape[1:] != tuple(shape[1:]) or buf.shape[0] < n:
+            if buf is None and inference:
+                drop_dead_threads(bufs)
             buf = bufs[key] = self.be.empty(shape)
         return buf[:n]
 

@@ -11,10 +11,20 @@ import threading
 
 import numpy as np
 
-__all__ = ["reused_inference_buffers", "release_training_state"]
+__all__ = ["reused_inference_buffers", "release_training_state", "drop_dead_threads"]
 
 # Whether this thread's inference passes reuse their buffers (reused_inference_buffers)
 _REUSE = threading.local()
+
+
+def drop_dead_threads(buffers):
+    """Drop from a layer's ``buffers`` the inference buffers of threads that have
+    ended (a service's thread pool may replace its threads); called when a thread
+    adds its first one."""
+    alive = {t.ident for t in threading.enumerate()}
+    for key in [k for k in buffers
+                if isinstance(k, tuple) and k[0] == "inference" and k[2] not in alive]:
+        del buffers[key]
 
 
 def _layer_objects(root):

@@ -193,3 +193,27 @@ def test_inference_buffers_reused_only_inside_the_scope():
         assert np.shares_memory(d, e)
         np.testing.assert_array_equal(c, e)
     assert not np.shares_memory(model.fprop(x, inference=True), e)
+
+
+def test_inference_buffers_of_ended_threads_are_dropped():
+    import threading
+
+    from neonlearn.layers._buffers import _layer_objects
+
+    model = _mlp()
+    X = np.random.default_rng(6).random((40, 64), dtype=np.float32)
+    expected = model.predict(X, batch_size=16)
+
+    def keys():
+        return {k[2] for layer in _layer_objects(model.layers)
+                for k in layer.__dict__.get("_buffers", {}) if k[0] == "inference"}
+    counts = []
+    for _ in range(4):  # threads that predict once and end
+        t = threading.Thread(target=lambda: np.testing.assert_array_equal(
+            model.predict(X, batch_size=16), expected))
+        t.start()
+        t.join()
+        counts.append(len(keys()))
+    # a new thread drops the buffers of the ended ones: this thread's and the last
+    # ended thread's are left, however many threads came and went
+    assert counts == [2, 2, 2, 2]
