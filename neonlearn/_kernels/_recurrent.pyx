@@ -75,13 +75,31 @@ cnp.import_array()
 # the instruction-set path of the cells and GEMMs (_isa: set_isa, NEONLEARN_ISA)
 nl_isa_bind(isa_level())
 
-def _packed_buffer(W, shapes):
-    """Buffer for blocks of ``W`` packed for ``nl_gemm_packed`` (one ``(K, N)`` per
-    block), or None when the kernels use BLAS (float64, or the generic path)."""
-    W = np.asarray(W)
-    if W.dtype != np.float32 or not nl_use_packed_gemm() or W.size == 0:
+
+def _packed_weights(W_recur, blocks):
+    """Blocks of ``W_recur`` packed for ``nl_gemm_packed``, one after another, or None
+    where the kernels use BLAS (float64, or the generic path).  A block is ``(first
+    row, rows, transposed)``: rows ``first:first + rows`` of ``W_recur`` (``H``
+    columns), packed as ``B`` of ``(H, rows)`` (their transpose, for ``h @ W.T``) when
+    ``transposed``, else of ``(rows, H)`` (for ``dZ @ W``)."""
+    cdef const float[:, ::1] W
+    cdef float[::1] out
+    cdef Py_ssize_t H, first, K, N, offset = 0
+    W_recur = np.asarray(W_recur)
+    if W_recur.dtype != np.float32 or not nl_use_packed_gemm() or W_recur.size == 0:
         return None
-    return np.empty(sum(_packed_size(k, n) for k, n in shapes), dtype=np.float32)
+    W = W_recur
+    H = W.shape[1]
+    # B of (K x N) for each block
+    shapes = [(H, rows) if transposed else (rows, H) for _, rows, transposed in blocks]
+    out = np.empty(sum(_packed_size(K, N) for K, N in shapes), dtype=np.float32)
+    for (first, _, transposed), (K, N) in zip(blocks, shapes):
+        if transposed:  # B[k, j] = W[first + j, k]
+            nl_pack_b(&W[first, 0], 1, H, K, N, &out[offset])
+        else:  # B[k, j] = W[first + k, j]
+            nl_pack_b(&W[first, 0], H, 1, K, N, &out[offset])
+        offset += _packed_size(K, N)
+    return np.asarray(out)
 
 
 def _row_order(const int[::1] lengths, Py_ssize_t N):
@@ -145,9 +163,7 @@ def rnn_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_rec
         return
     cdef const int[::1] order = _row_order(lengths, N)
     cdef floating[:, ::1] S = _scratch(h0, N, H)
-    cdef float[::1] packed = _packed_buffer(W_recur, [(H, H)])
-    if floating is float and packed is not None:  # B (H x H) = W_recur.T
-        nl_pack_b(&W_recur[0, 0], 1, H, H, H, &packed[0])
+    cdef float[::1] packed = _packed_weights(W_recur, [(0, H, True)])
     cdef const floating *Wp = _packed_ptr(packed, p)
     cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
@@ -205,9 +221,7 @@ def rnn_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1] 
     cdef const int[::1] order = _row_order(lengths, N)
     cdef floating[:, ::1] D = _scratch(dh, N, H)
     cdef floating[:, ::1] Dh = _scratch(dh, N, H)
-    cdef float[::1] packed = _packed_buffer(W_recur, [(H, H)])
-    if floating is float and packed is not None:  # B (H x H) = W_recur
-        nl_pack_b(&W_recur[0, 0], H, 1, H, H, &packed[0])
+    cdef float[::1] packed = _packed_weights(W_recur, [(0, H, False)])
     cdef const floating *Wp = _packed_ptr(packed, p)
     cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
@@ -303,9 +317,7 @@ def lstm_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_re
         return
     cdef const int[::1] order = _row_order(lengths, N)
     cdef floating[:, ::1] S = _scratch(h0, N, H)
-    cdef float[::1] packed = _packed_buffer(W_recur, [(H, G)])
-    if floating is float and packed is not None:  # B (H x G) = W_recur.T
-        nl_pack_b(&W_recur[0, 0], 1, H, H, G, &packed[0])
+    cdef float[::1] packed = _packed_weights(W_recur, [(0, G, True)])
     cdef const floating *Wp = _packed_ptr(packed, p)
     cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
@@ -381,9 +393,7 @@ def lstm_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1]
     cdef const int[::1] order = _row_order(lengths, N)
     cdef floating[:, ::1] D = _scratch(dh, N, G)
     cdef floating[:, ::1] Dh = _scratch(dh, N, H)
-    cdef float[::1] packed = _packed_buffer(W_recur, [(G, H)])
-    if floating is float and packed is not None:  # B (G x H) = W_recur
-        nl_pack_b(&W_recur[0, 0], H, 1, G, H, &packed[0])
+    cdef float[::1] packed = _packed_weights(W_recur, [(0, G, False)])
     cdef const floating *Wp = _packed_ptr(packed, p)
     cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
@@ -492,11 +502,9 @@ def gru_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_rec
     cdef const int[::1] order = _row_order(lengths, N)
     cdef floating[:, ::1] S = _scratch(h0, N, H)
     cdef floating[:, ::1] RH = _scratch(h0, N, H)
-    cdef float[::1] packed = _packed_buffer(W_recur, [(H, 2 * H), (H, H)])
-    if floating is float and packed is not None:  # W_rz.T (H x 2H), then W_c.T (H x H)
-        nl_pack_b(&W_recur[0, 0], 1, H, H, 2 * H, &packed[0])
-        nl_pack_b(&W_recur[2 * H, 0], 1, H, H, H,
-                  &packed[_packed_size(H, 2 * H)])
+    # W_rz.T (H x 2H), then W_c.T (H x H)
+    cdef float[::1] packed = _packed_weights(W_recur,
+                                             [(0, 2 * H, True), (2 * H, H, True)])
     cdef const floating *Wp = _packed_ptr(packed, p)
     cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
@@ -576,10 +584,9 @@ def gru_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1] 
     cdef const int[::1] order = _row_order(lengths, N)
     cdef floating[:, ::1] D = _scratch(dh, N, G)
     cdef floating[:, ::1] Dh = _scratch(dh, N, H)
-    cdef float[::1] packed = _packed_buffer(W_recur, [(H, H), (2 * H, H)])
-    if floating is float and packed is not None:  # W_c (H x H), then W_rz (2H x H)
-        nl_pack_b(&W_recur[2 * H, 0], H, 1, H, H, &packed[0])
-        nl_pack_b(&W_recur[0, 0], H, 1, 2 * H, H, &packed[_packed_size(H, H)])
+    # W_c (H x H), then W_rz (2H x H)
+    cdef float[::1] packed = _packed_weights(W_recur,
+                                             [(2 * H, H, False), (0, 2 * H, False)])
     cdef const floating *Wp = _packed_ptr(packed, p)
     cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
