@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from conftest import TESTS_DIR, child_env
-from neonlearn._kernels import _conv, _dense, _isa, _recurrent
+from neonlearn._kernels import _conv, _dense, _isa
+from recurrent_passes import inputs, passes
 
 PATHS = _isa.available()
 VECTOR_PATHS = [p for p in PATHS if p != "generic"]
@@ -130,30 +131,8 @@ def test_convolution_paths_give_the_same_bits(case):
 
 
 def _recurrent_passes(kind, N, T, H, lengths):
-    G = {"lstm": 4, "gru": 3}[kind]
-    rng = np.random.default_rng(N + T + H)
-    f = np.float32
-    Z = rng.standard_normal((N, T, G * H)).astype(f)
-    W = (0.3 * rng.standard_normal((G * H, H))).astype(f)
-    b = rng.standard_normal(G * H).astype(f)
-    h0 = rng.standard_normal((N, H)).astype(f)
-    err = rng.standard_normal((N, T, H)).astype(f)
-    gates, h = np.empty((N, T, G * H), f), np.empty((N, T, H), f)
-    dZ, dh = np.empty((N, T, G * H), f), np.empty((N, H), f)
-    if kind == "lstm":
-        c0 = rng.standard_normal((N, H)).astype(f)
-        c, dc = np.empty((N, T, H), f), np.empty((N, H), f)
-        _recurrent.lstm_fprop(Z, W, b, h0, c0, lengths, 2, 0.0, 3, 0.0, gates, c, h,
-                              np.empty((N, G * H), f), 2)
-        _recurrent.lstm_bprop(err, gates, c, c0, W, lengths, 2, 0.0, 3, 0.0, dZ, dh, dc,
-                              2)
-        return gates, c, h, dZ, dh, dc
-    rh = np.empty((N, T, H), f)
-    _recurrent.gru_fprop(Z, W, b, h0, lengths, 2, 0.0, 3, 0.0, gates, rh, h,
-                         np.empty((N, G * H), f), 2)
-    _recurrent.gru_bprop(err, gates, h, h0, W, lengths, 2, 0.0, 3, 0.0, dZ, dh,
-                         np.empty((N, H), f), 2)
-    return gates, rh, h, dZ, dh
+    out = passes(kind, *inputs(kind, N, T, H, "float32", seed=N + T + H), lengths, 2)
+    return [out[name] for name in sorted(out)]
 
 
 @needs_two
