@@ -296,6 +296,10 @@ def run_workload(workload, frameworks, threads, repeats, ask):
             rows += [dict(workload=workload, framework=fw, threads=n,
                           status=r.get("status", "error"),
                           note=r.get("note") or r.get("error", "")) for n in threads]
+    if not live:  # no framework could run it (missing data or package): skip it
+        sys.stderr.write("  skipped: %s\n" % "; ".join(
+            "%s: %s" % (r["framework"], r["note"]) for r in rows[::len(threads) or 1]))
+        return rows
     dead = set()
 
     def one_run(fw, n, timed):

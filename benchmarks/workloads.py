@@ -50,6 +50,9 @@ def n_samples(workload, quick):
         "w5_fashion_train": 384 if quick else 2048,
         "lenet_infer": 2000 if quick else 10000,
         "lstm_infer": 1024 if quick else 4096,
+        "w1_serve1": 500 if quick else 2000,
+        "w1_serve16": 2048 if quick else 8192,
+        "w1_serve64": 5120 if quick else 10240,
     }[workload]
 
 
@@ -457,6 +460,12 @@ WORKLOADS = {
     "w1_mlp_infer": ("W1 MLP 784-256-128-10, inference as users call predict_proba: "
                      "calls of 1024 rows (10 calls; 5 with --quick)",
                      ["neonlearn", "torch", "onnxruntime", "sklearn"]),
+    "w1_serve1": ("W1 serving: predict_proba on calls of 1 row (500 calls; items = rows)",
+                  ["neonlearn", "torch", "onnxruntime", "sklearn"]),
+    "w1_serve16": ("W1 serving: predict_proba on calls of 16 rows (items = rows)",
+                   ["neonlearn", "torch", "onnxruntime", "sklearn"]),
+    "w1_serve64": ("W1 serving: predict_proba on calls of 64 rows (items = rows)",
+                   ["neonlearn", "torch", "onnxruntime", "sklearn"]),
     "w2_lenet_train": ("W2 LeNet 1x28x28, batch 128, training epoch",
                        ["neonlearn", "torch"]),
     "w3_lstm_train": ("W3 LSTM T=50 N=64 F=64 H=128 -> RecurrentLast -> Affine(10)",

@@ -171,3 +171,76 @@ def onnxruntime_lenet_infer(quick):
 def onnxruntime_lstm_infer(quick):
     return _onnx_unit(_torch_rnn_model("LSTM"), "lstm_infer", quick, LSTM_BATCH)
 
+
+
+# ---- serving: W1 predict_proba on small calls (issue 20) ------------------------------------
+#: rows per call of each serving workload
+SERVE_ROWS = {"w1_serve1": 1, "w1_serve16": 16, "w1_serve64": 64}
+
+
+def _fitted_w1(quick):
+    """The W1 classifier of ``w1_mlp_infer``, fitted for one epoch on 1024 rows."""
+    from neonlearn import NeonClassifier
+    from neonlearn.initializers import Constant, GlorotUniform
+    from neonlearn.layers import Affine
+    from neonlearn.transforms import Rectlin
+    from workloads import MLP_BATCH, MLP_SIZES, _quiet_fit
+
+    X, y = make_data("w1_mlp_infer", quick)
+    g, z = GlorotUniform(), Constant(0)
+    clf = NeonClassifier([Affine(MLP_SIZES[1], g, bias=z, activation=Rectlin()),
+                          Affine(MLP_SIZES[2], g, bias=z, activation=Rectlin())],
+                         epochs=1, batch_size=MLP_BATCH, random_state=0)
+    _quiet_fit(clf, X[:1024], y[:1024])
+    return clf
+
+
+def _serve(predict, workload, quick):
+    X, _ = make_data(workload, quick)
+    calls = _calls(X, SERVE_ROWS[workload])
+
+    def run():
+        for c in calls:
+            predict(c)
+    return Unit(run, len(X), notes=["predict_proba per %d-row call (items: rows)"
+                                    % SERVE_ROWS[workload]])
+
+
+def _neonlearn_serve(workload):
+    return lambda quick: _serve(_fitted_w1(quick).predict_proba, workload, quick)
+
+
+def _sklearn_serve(workload):
+    def build(quick):
+        from workloads import MLP_BATCH, MLP_SIZES, _sk_mlp
+
+        X, y = make_data("w1_mlp_infer", quick)
+        clf = _sk_mlp(MLP_SIZES[1:3], solver="sgd", batch_size=MLP_BATCH)
+        clf.partial_fit(X[:MLP_BATCH], y[:MLP_BATCH], classes=list(range(10)))
+        return _serve(clf.predict_proba, workload, quick)
+    return build
+
+
+def _torch_serve(workload):
+    def build(quick):
+        import torch
+
+        net = probabilities(_torch_mlp())
+
+        def predict(c):
+            with torch.inference_mode():
+                return net(torch.from_numpy(c)).numpy()
+        return _serve(predict, workload, quick)
+    return build
+
+
+def _onnx_serve(workload):
+    return lambda quick: _onnx_unit(_torch_mlp(), workload, quick, SERVE_ROWS[workload])
+
+
+for _w in SERVE_ROWS:
+    globals()["neonlearn_" + _w] = _neonlearn_serve(_w)
+    globals()["sklearn_" + _w] = _sklearn_serve(_w)
+    globals()["torch_" + _w] = _torch_serve(_w)
+    globals()["onnxruntime_" + _w] = _onnx_serve(_w)
+del _w

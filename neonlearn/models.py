@@ -8,7 +8,10 @@ from .backends import get_backend
 from ._input_dict import InputDict
 from .exceptions import TrainingDivergedError
 from .layers._base import Layer, in_shape_of
-from .layers._buffers import release_training_state, reused_inference_buffers
+from .layers._buffers import (
+    _layer_objects, release_inference_buffers, release_training_state,
+    reused_inference_buffers,
+)
 from .layers._containers import Sequential
 from .layers._dense import Activation
 from .layers._fusion import plan_network
@@ -161,6 +164,8 @@ class Model:
         # planning, once: fused runs of layers, and no input gradient where nothing
         # uses it (the network's input)
         plan_network(self.layers, self.be)
+        self.weights_changed()
+        self.__dict__.pop("_row_bytes", None)
         first = self.layers.sublayers()[0]
         self.integer_inputs_ = bool(getattr(first, "integer_inputs", False))
         if isinstance(self.in_shape, dict):  # named inputs: the names read as token ids
@@ -224,15 +229,6 @@ class Model:
             return self.be.array(x, dtype=np.int64)
         return self.be.array(x)
 
-    def _padded(self, block, rows):
-        """``block`` padded to ``rows`` rows with copies of its last row."""
-        if isinstance(block, InputDict):
-            return block.map(lambda a: self._padded(a, rows))
-        xp = np if isinstance(block, np.ndarray) else self.be.xp
-        pad = xp.repeat(block[-1:], rows - block.shape[0], axis=0)
-        return xp.concatenate([block, pad], axis=0)
-
-    # ---- forward and backward -------------------------------------------------
     def fprop(self, x, inference=False, lengths=None):
         """Forward pass; ``lengths``: the sequence lengths of a padded batch whose
         network does not read them from the data itself (no sequence mask)."""
@@ -305,6 +301,21 @@ class Model:
                 cb.on_train_end(self)
         return self
 
+    def weights_changed(self):
+        """Drop what the layers derived from their parameters (the packed weights
+        of inference): called by every method that writes the parameters; call it
+        after writing a layer's arrays by hand."""
+        for layer in _layer_objects(self.layers):
+            layer.drop_derived()
+        return self
+
+    def release_inference_buffers(self):
+        """Free the buffers that ``predict`` keeps per layer and thread between
+        calls (:func:`~neonlearn.layers._buffers.release_inference_buffers`); the
+        next call allocates them again.  Call it while no ``predict`` runs."""
+        release_inference_buffers(self.layers)
+        return self
+
     def release_training_state(self):
         """Drop the layers' training buffers and the last minibatch's activations
         (:func:`~neonlearn.layers._buffers.release_training_state`): the network
@@ -358,7 +369,12 @@ class Model:
         output and gates: 1.2 MB per sample) 96 rows.
         """
         itemsize = np.dtype(self.be.dtype).itemsize
-        row_bytes = max(activation_row_bytes(self.layers, itemsize), 1)
+        key = (id(self.layers), self.in_shape, itemsize)
+        cached = self.__dict__.get("_row_bytes")
+        if cached is None or cached[0] != key:  # a walk of every layer: once
+            cached = self._row_bytes = (
+                key, max(activation_row_bytes(self.layers, itemsize), 1))
+        row_bytes = cached[1]
         rows = min(PREDICT_MAX_ROWS, PREDICT_BLOCK_BYTES // row_bytes)
         if rows > PREDICT_ROW_ALIGN:
             rows -= rows % PREDICT_ROW_ALIGN
@@ -380,25 +396,25 @@ class Model:
         -------
         y : ndarray of shape (n_samples,) + out_shape
 
-        Every block runs at exactly ``batch_size`` rows: the last, partial block is
-        padded with copies of its last sample and the padding's outputs dropped.
-        BLAS picks its kernel, and so the rounding of each row, by the shape of the
-        product (a 1-row product runs as GEMV, small ones on other kernels), so a
-        fixed shape is what makes a sample's output independent of the other
-        samples passed with it and of the number of samples (at a fixed thread
-        count).  The price is latency on small calls: one sample costs a whole
-        block.  Large blocks keep the GEMMs efficient and the per-block overhead
-        small; the byte budget bounds the working set of a block.  The layers keep
-        one block's outputs and scratch per thread from call to call
-        (:func:`~neonlearn.layers._buffers.reused_inference_buffers`), so repeated
-        calls do not pay page faults on fresh arrays; the returned array is new.
+        A call of ``n`` rows computes ``n`` rows, in blocks of at most
+        ``batch_size``: no padding.  Every kernel of an inference pass computes a
+        sample's output from that sample alone (the dense layers on the packed,
+        row-invariant GEMM of ``_kernels/_gemm.pyx``, the convolutions on panel
+        GEMMs or one BLAS call per sample), so the output does not depend on the
+        other samples of the call, their order, the block size or the thread count.
+        The byte budget bounds the working set of a block.  The layers keep their
+        outputs and scratch per thread from call to call
+        (:func:`~neonlearn.layers._buffers.reused_inference_buffers`, sized to the
+        largest block a thread ran; :meth:`release_inference_buffers` frees them),
+        so repeated calls do not pay page faults on fresh arrays; the returned
+        array is new.
         """
         return self._in_blocks(
             X, batch_size, lambda x: self.fprop(x, inference=True), self.out_shape)
 
     def _in_blocks(self, X, batch_size, forward, out_shape):
-        """``forward`` over ``X`` in blocks of exactly ``batch_size`` rows (None:
-        :meth:`predict_block_rows`), the last one padded; the outputs on the host."""
+        """``forward`` over ``X`` in blocks of at most ``batch_size`` rows (None:
+        :meth:`predict_block_rows`); the outputs on the host."""
         be = self.be
         if batch_size is None:
             batch_size = self.predict_block_rows()
@@ -410,8 +426,6 @@ class Model:
             for s in range(0, n, batch_size):
                 block = X[s:s + batch_size]
                 rows = block.shape[0]
-                if rows < batch_size:
-                    block = self._padded(block, batch_size)
                 y = be.to_numpy(forward(self._batch(block)))
                 if s == 0:
                     out = np.empty((n,) + y.shape[1:], dtype=y.dtype)
@@ -435,6 +449,7 @@ class Model:
         """
         from .backends import move_to_backend
 
+        self.weights_changed()
         move_to_backend(self.layers, backend)
         self.be = backend
         return self
@@ -471,6 +486,7 @@ class Model:
                     layer.name, [a.shape for a in arrays], [s.shape for s in saved]))
             for a, s in zip(arrays, saved):
                 a[...] = self.be.array(s)
+        self.weights_changed()
 
     # ---- feature extraction -------------------------------------------------------
     def predict_until(self, X, layer_name, batch_size=None):
@@ -478,7 +494,7 @@ class Model:
 
         The network runs up to that layer (a top-level layer of the model, or a
         leaf layer by its name; inside a fused run of parts, the parts up to it run
-        one by one), in blocks of exactly ``batch_size`` rows as in
+        one by one), in blocks of at most ``batch_size`` rows as in
         :meth:`predict`, so a sample's features do not depend on the other samples
         of the call.
 

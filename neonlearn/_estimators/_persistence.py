@@ -20,7 +20,7 @@ from .._version import __version__
 from ._weights_file import (
     CLASSES_KEY, META_KEY, WEIGHTS_FORMAT_VERSION, InvalidWeightsFile, WeightsContainer,
     check_input_meta, check_meta, describe_network, is_sequence_model, read_arrays,
-    read_meta, short, task_fields,
+    read_meta, short, task_fields, write_npz_atomic,
 )
 
 FORMAT_VERSION = 1  # pickles
@@ -65,9 +65,11 @@ class PersistenceMixin:
         ----------
         path : str or path-like
             As for :func:`numpy.savez` (``.npz`` is appended when missing).
+            The file is written whole or not at all: to a temporary file beside
+            it, then renamed over ``path``.
         """
         check_is_fitted(self, "model_")
-        np.savez(path, **self._weights_arrays(self.model_, self.task_, self.n_iter_))
+        write_npz_atomic(path, self._weights_arrays(self.model_, self.task_, self.n_iter_))
 
     def _weights_arrays(self, model, task, n_iter):
         """The members of a weights file for ``model`` (trained for ``task``,

@@ -513,3 +513,42 @@ def read_arrays(container, meta):
 
 
 # ---- the mixin -------------------------------------------------------------------------
+
+
+def write_npz_atomic(path, arrays, add_suffix=True):
+    """``np.savez(path, **arrays)`` that never leaves a partial file at ``path``.
+
+    The members go to a temporary file in the same folder, flushed and fsynced,
+    which then replaces ``path`` (``os.replace``: atomic on POSIX and Windows), and
+    the folder is fsynced: a process killed while writing leaves the old file whole.
+    With ``add_suffix``, ``.npz`` is appended to a ``path`` without it, as
+    ``np.savez`` does.  A file object is written as it is.  Returns the path
+    written."""
+    import tempfile
+
+    if hasattr(path, "write"):  # a file object: the caller owns it
+        np.savez(path, **arrays)
+        return path
+    path = os.fspath(path)
+    if add_suffix and not path.endswith(".npz"):
+        path += ".npz"
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # the rename itself, on POSIX
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return path

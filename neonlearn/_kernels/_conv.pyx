@@ -60,7 +60,7 @@ from cython cimport floating
 
 # the row loops of im2col/col2im, biases and sums
 from ._conv_rows cimport (
-    _add_row, _add_scalar, _copy_row, _fill, _sum, _valid_range, _zero,
+    _add_row, _copy_row, _fill, _sum, _valid_range, _zero,
 )
 
 # the instruction-set path, bound to the one level of _isa (set_isa, NEONLEARN_ISA)
@@ -306,13 +306,17 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
     cdef int K = w.shape[0], R = w.shape[2], S = w.shape[3]
     cdef int P = y.shape[2], Q = y.shape[3]
     cdef int CRS = C * R * S, PQ = P * Q, k, j, g, n0, gs, nc
-    cdef int G = _group_size(N, PQ), n_groups = (N + G - 1) // G
+    cdef bint panels = _panels()
+    # BLAS rounds a column by its place in the call: there, one sample per GEMM, so
+    # that a sample's output never depends on the samples beside it (the panel
+    # GEMM's columns are independent of the group)
+    cdef int G = _group_size(N, PQ) if floating is float and panels else 1
+    cdef int n_groups = (N + G - 1) // G
     cdef Py_ssize_t ld = <Py_ssize_t> G * PQ
     cdef bint direct = G == 1 and _is_plain_1x1(R, S, sh, sw, ph, pw)
     cdef bint has_bias = bias.shape[0] > 0
     cdef const floating *bp = NULL
     cdef bint in_place = floating is float and _taps_in_place(G, direct, ph, pw, sw, Q)
-    cdef bint panels = _panels()
     cdef Py_ssize_t *taps = NULL
     cdef Py_ssize_t *cols8 = NULL
     # per thread: the columns (zeroed once: im2col leaves the padding entries
@@ -376,12 +380,14 @@ def conv_fprop(const floating[:, :, :, ::1] x not None,
                              &y[n0, 0, 0, 0], PQ, panels, panel)
                 _act_in_place(&y[n0, 0, 0, 0], K * PQ, act, p)
             else:
-                _gemm_panels(False, K, nc, CRS, &w[0, 0, 0, 0], CRS, colp, ld, NULL,
+                # the chains start from the bias, as for one sample (G == 1): a
+                # sample's bits do not depend on its group
+                _gemm_panels(False, K, nc, CRS, &w[0, 0, 0, 0], CRS, colp, ld, bp,
                              ybuf, ld, panels, panel)
                 for j in range(gs):
                     for k in range(K):
-                        _add_scalar(&y[n0 + j, k, 0, 0], ybuf + k * ld + j * PQ,
-                                    bias[k] if has_bias else 0, PQ)
+                        memcpy(&y[n0 + j, k, 0, 0], ybuf + k * ld + j * PQ,
+                               PQ * sizeof(floating))
                         _act_in_place(&y[n0 + j, k, 0, 0], PQ, act, p)
     free(scratch)
     free(taps)

@@ -78,7 +78,7 @@ nl_isa_bind(isa_level())
 
 def _packed_weights(W_recur, blocks):
     """Blocks of ``W_recur`` packed for ``nl_gemm_packed``, one after another, or None
-    where the kernels use BLAS (float64, or the generic path).  A block is ``(first
+    where the kernels use BLAS (float64).  A block is ``(first
     row, rows, transposed)``: rows ``first:first + rows`` of ``W_recur`` (``H``
     columns), packed as ``B`` of ``(H, rows)`` (their transpose, for ``h @ W.T``) when
     ``transposed``, else of ``(rows, H)`` (for ``dZ @ W``)."""

@@ -128,6 +128,22 @@ class Backend(abc.ABC):
     def matmul(self, a, b, out=None):
         """``a @ b`` with ``np.matmul`` semantics; into ``out`` when given."""
 
+    def pack_dense_weights(self, W, previous=None):
+        """The derived state of :meth:`dense_infer` for weights ``W (nout, nin)``
+        as they are now (the CPU's packed panels): ``previous`` (what this returned
+        before, or None) while it is still current; by default ``W`` itself."""
+        return W
+
+    def dense_infer(self, x, packed, out, bias=None, transform=None):
+        """``out = transform(x @ W.T + bias)`` on 2-D ``x`` with ``packed`` from
+        :meth:`pack_dense_weights`: the inference product of the dense layers.  A
+        row's result depends on that row and the weights only (the CPU's packed
+        GEMM); by default a :meth:`matmul` and :meth:`bias_act_fprop`."""
+        self.matmul(x, packed.T, out=out)
+        if bias is not None or transform is not None:
+            self.bias_act_fprop(out, bias, transform, out)
+        return out
+
     # The activation dispatch, the same on every device: element-wise transforms run
     # fused in the device's kernel (``_bias_act``, ``_act_bprop``), Softmax as a bias
     # add then :meth:`softmax`, any other transform as its own array expression.

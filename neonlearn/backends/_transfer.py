@@ -96,7 +96,8 @@ def move_to_backend(layer, backend, memo=None):
         return layer
     memo[id(layer)] = (layer, layer)
     state = layer.__dict__
-    state.pop("_buffers", None)
+    for key in ("_buffers", "_inference_local", "_derived"):
+        state.pop(key, None)  # scratch and derived state, rebuilt on demand
     for key in list(state):
         if key != "_be":
             state[key] = convert(state[key])

@@ -23,13 +23,12 @@ import copy
 import functools
 import inspect
 import numbers
-import threading
 from collections.abc import Mapping
 
 import numpy as np
 
 from .._params import HyperParams
-from ._buffers import _REUSE, drop_dead_threads
+from ._buffers import _REUSE, inference_buffers
 
 __all__ = ["Layer", "ParameterLayer", "CompoundLayer", "CompoundList", "in_shape_of",
            "check_number", "check_lengths", "sequence_shape", "INT_MAX"]
@@ -111,6 +110,11 @@ def in_shape_of(in_obj):
     if any(s < 1 for s in shape):
         raise ValueError("Input shape %r has a zero or negative dimension" % (shape,))
     return shape
+
+
+#: what copies and pickles of a layer leave out, rebuilt on demand: the training
+#: buffers, every thread's inference buffers and the derived state
+_NOT_COPIED = ("_buffers", "_inference_local", "_derived")
 
 
 class Layer(HyperParams):
@@ -217,19 +221,36 @@ class Layer(HyperParams):
         if inference:
             if not getattr(_REUSE, "on", False):
                 return self.be.empty(shape)
-            key = ("inference", key, threading.get_ident())
-        bufs = self.__dict__.setdefault("_buffers", {})
+            bufs = inference_buffers(self)  # this thread's own
+        else:
+            bufs = self.__dict__.setdefault("_buffers", {})
         buf = bufs.get(key)
         n = shape[0]
         if buf is None or buf.shape[1:] != tuple(shape[1:]) or buf.shape[0] < n:
-            if buf is None and inference:
-                drop_dead_threads(bufs)
             buf = bufs[key] = self.be.empty(shape)
         return buf[:n]
 
+    # ---- derived state ---------------------------------------------------------
+    def derived(self, key, refresh):
+        """State derived from the parameters (packed weights): ``refresh(previous)``
+        returns it, given what was kept under ``key`` (None at first), which it
+        returns as it is while still current.  Never pickled, copied or moved
+        between backends; a training pass and every write of the weights through
+        the model (``set_weights``, loading, ``to_backend``) drop it."""
+        cache = self.__dict__.get("_derived")
+        if cache is None:
+            cache = self.__dict__.setdefault("_derived", {})
+        value = cache[key] = refresh(cache.get(key))
+        return value
+
+    def drop_derived(self):
+        """Forget the derived state (the parameters changed or will)."""
+        self.__dict__.pop("_derived", None)
+
     def __getstate__(self):
         state = self.__dict__.copy()
-        state.pop("_buffers", None)  # scratch space, rebuilt on demand
+        for key in _NOT_COPIED:
+            state.pop(key, None)
         be = state.get("_be")
         if be is None:
             return state
@@ -263,7 +284,8 @@ class Layer(HyperParams):
         new = type(self).__new__(type(self))
         memo[id(self)] = new
         state = self.__dict__.copy()
-        state.pop("_buffers", None)
+        for key in _NOT_COPIED:
+            state.pop(key, None)
         new.__dict__.update(copy.deepcopy(state, memo))
         return new
 

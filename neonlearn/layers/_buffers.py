@@ -2,29 +2,40 @@
 
 Training passes reuse one buffer per layer and key (``Layer._output``) and keep what
 their backward pass reads; :func:`release_training_state` drops both at the end of
-an estimator's ``fit`` and before a model is pickled.  Inference passes allocate fresh arrays, except inside
-:func:`reused_inference_buffers` (``Model.predict``), where each layer keeps one set
-per thread between calls.
+an estimator's ``fit`` and before a model is pickled.  Inference passes allocate
+fresh arrays, except inside :func:`reused_inference_buffers` (``Model.predict``),
+where each layer keeps one set per thread between calls, in a ``threading.local``
+of the layer: a thread reads and writes its own set only (no shared dict to race
+on), and a thread's set is freed when the thread ends (keys of thread idents were
+reused by new threads, so a pool that replaced its threads kept every set).
+:func:`release_inference_buffers` drops every thread's sets at once.
 """
 import contextlib
 import threading
 
 import numpy as np
 
-__all__ = ["reused_inference_buffers", "release_training_state", "drop_dead_threads"]
+__all__ = ["reused_inference_buffers", "release_training_state",
+           "release_inference_buffers", "inference_buffers"]
 
 # Whether this thread's inference passes reuse their buffers (reused_inference_buffers)
 _REUSE = threading.local()
 
 
-def drop_dead_threads(buffers):
-    """Drop from a layer's ``buffers`` the inference buffers of threads that have
-    ended (a service's thread pool may replace its threads); called when a thread
-    adds its first one."""
-    alive = {t.ident for t in threading.enumerate()}
-    for key in [k for k in buffers
-                if isinstance(k, tuple) and k[0] == "inference" and k[2] not in alive]:
-        del buffers[key]
+def inference_buffers(layer):
+    """This thread's inference buffers of ``layer`` (a dict, created on first use)."""
+    local = layer.__dict__.get("_inference_local")
+    if local is None:  # setdefault: two threads arriving together share one local
+        local = layer.__dict__.setdefault("_inference_local", threading.local())
+    return local.__dict__
+
+
+def release_inference_buffers(root):
+    """Drop the inference buffers that every thread keeps for the layers under
+    ``root`` (``Model.release_inference_buffers``); the next ``predict`` allocates
+    them again.  Call it when no ``predict`` runs on these layers."""
+    for layer in _layer_objects(root):
+        layer.__dict__.pop("_inference_local", None)
 
 
 def _layer_objects(root):
@@ -56,8 +67,8 @@ def release_training_state(root):
     buffers = []
     for layer in layers:
         bufs = layer.__dict__.get("_buffers", {})
-        for key in [k for k in bufs if not (isinstance(k, tuple) and k[0] == "inference")]:
-            buffers.append(bufs.pop(key))
+        buffers.extend(bufs.values())
+        bufs.clear()
     if not buffers:
         return
     for layer in layers:

@@ -46,12 +46,22 @@ class Linear(ParameterLayer):
         self.weight_shape = (nout, self.nin)
         return self
 
-    def fprop(self, inputs, inference=False):
+    def fprop(self, inputs, inference=False, bias=None, activation=None):
+        """``y = x @ W.T``, or ``activation(x @ W.T + bias)`` when given (the fused
+        :class:`~._fusion.DenseBiasAct` step).  Inference runs the backend's
+        row-invariant :meth:`dense_infer` on ``W`` packed once (derived state,
+        repacked when ``W`` has changed); training runs :meth:`matmul`."""
         self._check_input(inputs)
         x = inputs.reshape(-1, self.nin)
         out = self._output((x.shape[0], self.weight_shape[0]), inference)
-        self.be.matmul(x, self.W.T, out=out)
-        if not inference:
+        if inference:
+            packed = self.derived("W", lambda old: self.be.pack_dense_weights(self.W, old))
+            self.be.dense_infer(x, packed, out, bias, activation)
+        else:
+            self.drop_derived()  # the weights are about to change
+            self.be.matmul(x, self.W.T, out=out)
+            if bias is not None or activation is not None:
+                self.be.bias_act_fprop(out, bias, activation, out)
             self.inputs = x
         return out.reshape((inputs.shape[0],) + self.out_shape)
 

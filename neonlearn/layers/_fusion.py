@@ -6,7 +6,8 @@ when a model is configured (:func:`plan_network`), for every chain of layers in 
 network (the parts of compound layers, containers and their branches):
 
 - ``Linear -> Bias -> Activation``: :class:`DenseBiasAct`, the GEMM, then bias and
-  activation in one kernel (``be.bias_act_fprop``), in place on the GEMM's output;
+  activation in one kernel (``be.bias_act_fprop``), in place on the GEMM's output
+  (inference: in the packed GEMM's epilogue, ``be.dense_infer``);
   backward ``be.act_bprop`` with the bias gradient in the same pass;
 - ``Convolution [-> Bias] -> Activation`` on images: :class:`ConvBiasAct`, bias and
   an element-wise activation in the convolution kernel's epilogue, the bias
@@ -59,11 +60,9 @@ class DenseBiasAct(_Step):
         self.width = linear.out_shape[-1]
 
     def fprop(self, inputs, inference=False):
-        z = self.linear.fprop(inputs, inference)
-        z2 = z.reshape(-1, self.width)
-        self.be.bias_act_fprop(z2, self.bias.W, self.act.transform, z2)
+        z = self.linear.fprop(inputs, inference, self.bias.W, self.act.transform)
         if not inference:
-            self.outputs = z2
+            self.outputs = z.reshape(-1, self.width)
         return z
 
     def bprop(self, error):

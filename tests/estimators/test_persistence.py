@@ -407,3 +407,33 @@ def test_load_weights_refuses_damaged_archives(tmp_path):
     assert not hasattr(est, "model_")
     with pytest.raises(FileNotFoundError):  # a missing file is not a format error
         est.load_weights(tmp_path / "missing.npz")
+
+
+def test_save_weights_interrupted_keeps_the_previous_file(tmp_path, monkeypatch):
+    """A write killed half-way leaves the old weights file whole (temporary file,
+    fsync, rename) and no temporary file behind; the checkpoint shares the helper."""
+    from neonlearn import NeonClassifier
+    from neonlearn._estimators import _weights_file
+
+    X = np.random.default_rng(0).standard_normal((60, 5))
+    y = np.arange(60) % 3
+    clf = NeonClassifier(epochs=2, random_state=0).fit(X, y)
+    path = tmp_path / "w.npz"
+    clf.save_weights(path)
+    good = path.read_bytes()
+    real = np.savez
+
+    def dies_half_way(f, **arrays):
+        real(f, **dict(list(arrays.items())[:1]))
+        raise KeyboardInterrupt("killed while writing")
+    monkeypatch.setattr(_weights_file.np, "savez", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        NeonClassifier(epochs=3, random_state=1).fit(X, y).save_weights(path)
+    monkeypatch.setattr(_weights_file.np, "savez", real)
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]
+    again = NeonClassifier(epochs=2, random_state=0).load_weights(path)
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+    # without the suffix, as np.savez does
+    clf.save_weights(tmp_path / "other")
+    assert (tmp_path / "other.npz").exists()

@@ -1,7 +1,7 @@
-"""``Model.predict`` runs fixed blocks: the default block size depends only on the
-configured network (a byte budget for the largest activation), every GEMM of a pass
-sees exactly that many rows, whatever the call's size, and the outputs are the
-blocked reference's, bit for bit."""
+"""``Model.predict`` runs blocks sized to the call: the largest block depends only on
+the configured network (a byte budget for the largest activation), a call of n rows
+computes n rows (no padding), and every row's output is that row's computed alone,
+bit for bit (the dense layers' packed, row-invariant GEMM)."""
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -31,29 +31,23 @@ def _convnet():
 
 
 def _gemm_rows(model, monkeypatch):
-    """Record ``(rows of a, bytes of a + out)`` of every matmul the backend runs."""
+    """Record ``(rows of x, bytes of x + out)`` of every dense product of a pass."""
     calls = []
-    real = model.be.matmul
+    real = model.be.dense_infer
 
-    def spy(a, b, out=None):
-        res = real(a, b, out=out)
-        calls.append((a.shape[0], a.nbytes + res.nbytes))
+    def spy(x, packed, out, *args, **kwargs):
+        res = real(x, packed, out, *args, **kwargs)
+        calls.append((x.shape[0], x.nbytes + res.nbytes))
         return res
-    monkeypatch.setattr(model.be, "matmul", spy)
+    monkeypatch.setattr(model.be, "dense_infer", spy)
     return calls
 
 
-def _reference(model, X, rows):
-    """Blocks of exactly ``rows`` rows, the last padded with copies of its last row."""
-    outs = []
+def _reference(model, X):
+    """Every row through the network alone."""
     with model.be.compute_scope():
-        for s in range(0, len(X), rows):
-            block = X[s:s + rows]
-            k = len(block)
-            if k < rows:
-                block = np.concatenate([block, np.repeat(block[-1:], rows - k, axis=0)])
-            outs.append(model.be.to_numpy(model.fprop(model.be.array(block), True))[:k])
-    return np.concatenate(outs)
+        return np.concatenate([model.be.to_numpy(model.fprop(model.be.array(X[i:i + 1]),
+                                                             True)) for i in range(len(X))])
 
 
 def _row_bytes_by_hand(model):
@@ -66,7 +60,11 @@ def _row_bytes_by_hand(model):
     return max(sizes) * np.dtype(model.be.dtype).itemsize
 
 
-def test_default_block_is_fixed_per_model(monkeypatch):
+def _blocks(n, rows):
+    return [min(rows, n - s) for s in range(0, n, rows)]
+
+
+def test_blocks_are_sized_to_the_call(monkeypatch):
     model = _mlp()
     rows = model.predict_block_rows()
     assert rows == models.PREDICT_MAX_ROWS  # a small MLP: the cap, not the budget
@@ -75,9 +73,8 @@ def test_default_block_is_fixed_per_model(monkeypatch):
     for n in (1, 7, rows - 1, rows, rows + 1, 2 * rows + 3):
         del calls[:]
         model.predict(X[:n])
-        blocks = -(-n // rows)
-        assert len(calls) == 3 * blocks  # three Affine layers per block
-        assert {r for r, _ in calls} == {rows}
+        # three Affine layers per block, each block no larger than the call
+        assert [r for r, _ in calls] == [b for b in _blocks(n, rows) for _ in range(3)]
 
 
 @pytest.mark.parametrize("budget_rows", [1, 5, 40, 300])
@@ -94,10 +91,10 @@ def test_memory_budget_bounds_every_gemm(monkeypatch, budget_rows):
     calls = _gemm_rows(model, monkeypatch)
     X = np.random.default_rng(1).random((700, 64), dtype=np.float32)
     y = model.predict(X)
-    assert {r for r, _ in calls} == {rows}
-    # no GEMM's input + output goes over the budget
+    assert sorted({r for r, _ in calls}) == sorted(set(_blocks(700, rows)))
+    # no product's input + output goes over the budget
     assert max(b for _, b in calls) <= budget
-    np.testing.assert_array_equal(y, _reference(model, X, rows))
+    np.testing.assert_array_equal(y, _reference(model, X))
 
 
 def test_explicit_batch_size_is_used_as_given(monkeypatch):
@@ -105,8 +102,8 @@ def test_explicit_batch_size_is_used_as_given(monkeypatch):
     calls = _gemm_rows(model, monkeypatch)
     X = np.random.default_rng(2).random((50, 64), dtype=np.float32)
     y = model.predict(X, batch_size=32)
-    assert {r for r, _ in calls} == {32} and len(calls) == 6
-    np.testing.assert_array_equal(y, _reference(model, X, 32))
+    assert [r for r, _ in calls] == [32] * 3 + [18] * 3
+    np.testing.assert_array_equal(y, _reference(model, X))
 
 
 def test_layers_that_keep_the_shape_count_once():
@@ -121,7 +118,7 @@ def test_layers_that_keep_the_shape_count_once():
 
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("build", [_mlp, _convnet], ids=["mlp", "conv"])
-def test_outputs_equal_blocked_reference_and_batch_free(build, n_threads, monkeypatch):
+def test_outputs_equal_rows_alone_and_batch_free(build, n_threads, monkeypatch):
     model = build()
     shape = (1, 8, 8) if build is _convnet else (64,)
     # a small budget, so that calls span several blocks
@@ -132,7 +129,7 @@ def test_outputs_equal_blocked_reference_and_batch_free(build, n_threads, monkey
     X = rng.standard_normal((250,) + shape).astype(np.float32)
     with threadpool_limits(n_threads, user_api="openmp"):
         full = model.predict(X)
-        np.testing.assert_array_equal(full, _reference(model, X, rows))
+        np.testing.assert_array_equal(full, _reference(model, X))
         for i in (0, 95, 96, 249):
             np.testing.assert_array_equal(model.predict(X[i:i + 1])[0], full[i])
         for size in (2, 97, 193):
@@ -146,7 +143,7 @@ def test_empty_and_float64():
     rows = model.predict_block_rows()
     assert rows == models.PREDICT_MAX_ROWS
     X = np.random.default_rng(4).standard_normal((3, 64))
-    np.testing.assert_array_equal(model.predict(X), _reference(model, X, rows))
+    np.testing.assert_array_equal(model.predict(X), _reference(model, X))
 
 
 def test_recurrent_layers_count_their_gates(monkeypatch):
@@ -168,7 +165,7 @@ def test_predict_results_never_alias_the_reused_buffers():
     model = _mlp()
     rng = np.random.default_rng(4)
     A, B = (rng.random((300, 64), dtype=np.float32) for _ in range(2))
-    first = model.predict(A, batch_size=128)  # three blocks, the last one padded
+    first = model.predict(A, batch_size=128)  # three blocks, the last one shorter
     kept = first.copy()
     second = model.predict(B, batch_size=128)
     np.testing.assert_array_equal(first, kept)
@@ -195,25 +192,73 @@ def test_inference_buffers_reused_only_inside_the_scope():
     assert not np.shares_memory(model.fprop(x, inference=True), e)
 
 
-def test_inference_buffers_of_ended_threads_are_dropped():
+def _inference_buffer_bytes(model):
+    from neonlearn.layers._buffers import _layer_objects
+
+    return sum(b.nbytes for layer in _layer_objects(model.layers)
+               for local in [layer.__dict__.get("_inference_local")] if local is not None
+               for b in vars(local).values())
+
+
+def test_inference_buffers_of_ended_threads_are_freed():
+    import gc
     import threading
+    import weakref
 
     from neonlearn.layers._buffers import _layer_objects
 
     model = _mlp()
     X = np.random.default_rng(6).random((40, 64), dtype=np.float32)
     expected = model.predict(X, batch_size=16)
+    mine = _inference_buffer_bytes(model)
+    assert mine > 0
+    theirs = []
 
-    def keys():
-        return {k[2] for layer in _layer_objects(model.layers)
-                for k in layer.__dict__.get("_buffers", {}) if k[0] == "inference"}
-    counts = []
-    for _ in range(4):  # threads that predict once and end
-        t = threading.Thread(target=lambda: np.testing.assert_array_equal(
-            model.predict(X, batch_size=16), expected))
+    def work():
+        np.testing.assert_array_equal(model.predict(X, batch_size=16), expected)
+        assert _inference_buffer_bytes(model) == mine  # its own set, not this thread's
+        theirs.extend(weakref.ref(b) for layer in _layer_objects(model.layers)
+                      if "_inference_local" in layer.__dict__
+                      for b in vars(layer.__dict__["_inference_local"]).values())
+    for _ in range(4):  # threads that predict once and end (their idents are reused)
+        t = threading.Thread(target=work)
         t.start()
         t.join()
-        counts.append(len(keys()))
-    # a new thread drops the buffers of the ended ones: this thread's and the last
-    # ended thread's are left, however many threads came and went
-    assert counts == [2, 2, 2, 2]
+        gc.collect()
+        assert theirs and all(ref() is None for ref in theirs)  # freed with the thread
+        assert _inference_buffer_bytes(model) == mine
+        del theirs[:]
+    model.release_inference_buffers()
+    assert _inference_buffer_bytes(model) == 0
+    np.testing.assert_array_equal(model.predict(X, batch_size=16), expected)
+
+
+def test_concurrent_predicts_equal_the_serial_call():
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = _mlp()
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((300, 64)).astype(np.float32)
+    expected = model.predict(X)
+    calls = [rng.choice(300, int(rng.integers(1, 300)), replace=False) for _ in range(64)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda idx: model.predict(X[idx]), calls))
+    for idx, res in zip(calls, results):
+        np.testing.assert_array_equal(res, expected[idx])
+
+
+def test_packed_weights_follow_every_weight_change():
+    model = _mlp()
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((20, 64)).astype(np.float32)
+    before = model.predict(X)
+    weights = model.get_weights()
+    changed = [[w * 0.5 for w in layer] for layer in weights]
+    model.set_weights(changed)
+    after = model.predict(X)
+    assert not np.array_equal(before, after)
+    fresh = _mlp()
+    fresh.set_weights(changed)
+    np.testing.assert_array_equal(after, fresh.predict(X))
+    model.set_weights(weights)
+    np.testing.assert_array_equal(model.predict(X), before)

@@ -1,7 +1,8 @@
 """CPU dense operations: GEMMs, fused bias + activation, softmax, dropout."""
 import numpy as np
 
-from ..._kernels import _dense, _matmul
+from ..._kernels import _dense, _gemm, _matmul
+from .._interface import _IDENTITY_CODE, _IDENTITY_PARAM, _code_of
 from .._threads import blas_single_thread
 
 # GEMMs below this many multiply-adds stay on one thread (about 50 microseconds of
@@ -42,6 +43,34 @@ class CPUDenseOps:
                     _matmul.matmul(a, b, out, n)
                 return out
         return np.matmul(a, b, out=out)
+
+    def pack_dense_weights(self, W, previous=None):
+        """``W.T`` packed into the panels of the row-invariant GEMM
+        (``_kernels/_gemm.pyx``), with a snapshot of ``W``: ``previous`` is kept
+        while ``W`` holds the snapshot's bytes (a ``memcmp``, 20 us for 784 x 256
+        float32), so weights written in place, by hand or by any code, are never
+        used stale."""
+        if previous is not None and _gemm.same_bytes(W, previous[1]):
+            return previous
+        W = np.ascontiguousarray(W)
+        return _gemm.pack(W.T), W.copy()
+
+    def dense_infer(self, x, packed, out, bias=None, transform=None):
+        """``out = transform(x @ W.T + bias)`` on the packed GEMM, bias and an
+        element-wise transform in its epilogue (Softmax and other transforms after
+        it, row by row): every row's bits depend on that row and ``W`` only, for
+        any number of rows, any row order and any thread count."""
+        kernel = None if transform is None else transform.kernel
+        code, param = (_IDENTITY_CODE, _IDENTITY_PARAM) if kernel is None else _code_of(kernel)
+        fused_bias = bias if transform is None or kernel is not None else None
+        if x.strides[-1] != x.itemsize:
+            x = np.ascontiguousarray(x)
+        work = x.shape[0] * x.shape[1] * out.shape[1]
+        n = 1 if work < MIN_PARALLEL_GEMM else self.threads
+        _gemm.gemm_packed(x, packed[0], out, fused_bias, code, param, n)
+        if transform is not None and kernel is None:
+            self.bias_act_fprop(out, bias, transform, out)
+        return out
 
     def _bias_act(self, x, bias, code, param, out):
         b = bias if bias is not None else np.empty(0, dtype=x.dtype)
