@@ -337,6 +337,16 @@ class Checkpoint(Callback):
     drawn again from it).  A missing file starts a new run.  Only for estimators;
     ``Model.fit`` alone has nothing to write.
 
+    A file belongs to one run, as with Keras' ``BackupAndRestore``: when the run
+    completes, the file is marked finished (its weights stay: ``load_weights``
+    reads them) and is never resumed; the next fit starts anew and overwrites it.
+    Resuming an unfinished file from another run (other training data, another
+    start epoch such as a warm start, other estimator parameters than ``epochs``,
+    ``callbacks``, ``verbose``, ``warm_start``, ``device``, ``predict_batch_size``
+    or ``feature_layer``) is a ValueError that names what differs.  With early
+    stopping the file also holds the best epoch's weights, which are restored at
+    the end of a resumed run as of an uninterrupted one.
+
     Parameters
     ----------
     path : str or path-like
@@ -366,9 +376,8 @@ class Checkpoint(Callback):
         self._path = os.fspath(self.path)
         if not self._path.endswith(".npz"):
             self._path += ".npz"
-        self._restored = self.resume and os.path.exists(self._path)
-        if self._restored:
-            run.restore(self._path)
+        self._restored = (self.resume and os.path.exists(self._path)
+                          and run.restore(self._path))
 
     def on_train_begin(self, model, epochs):
         if getattr(self, "_run", None) is None:

@@ -6,21 +6,35 @@ extra members: ``__training__``, JSON with the epoch records of the run, the
 number of epochs done, every optimizer's training state (Adam's ``t_``, the time of
 the latest update, the run-time rate multiplier) and learning rate, the random
 generator's state and the counters of the callbacks; and
-``s<i>_<j>_<k>``, the optimizer states of the parameter layers.  Resuming reads the
-file as untrusted input, like ``load_weights``: the weights through the same checks,
-the training state checked field by field against the network being trained.
+``s<i>_<j>_<k>``, the optimizer states of the parameter layers; with early stopping
+also ``b<i>_<j>``, the best epoch's weights, which the stopping rule restores at the
+end.  Resuming reads the file as untrusted input, like ``load_weights``: the weights
+through the same checks, the training state checked field by field against the
+network being trained.
+
+A checkpoint belongs to one run (as Keras' ``BackupAndRestore``): the JSON holds the
+run's identity (:func:`run_identity`: the epoch it started from, the number of
+samples and a fingerprint of the data, a hash of every estimator parameter that
+shapes training) and whether the run finished.  A finished run's file is not resumed
+(the next fit starts anew and overwrites it); an unfinished one whose identity
+differs from the run at hand is a ValueError naming what differs, never a silent
+resume of another run (a cross-validation fold of another split, a warm start, other
+hyperparameters).
 """
+import hashlib
 import json
 import math
 import os
 
+import joblib
 import numpy as np
 
 from ._weights_file import (
     TRAINING_KEY, InvalidWeightsFile, WeightsContainer, short, write_npz_atomic,
 )
 
-__all__ = ["write_checkpoint", "read_checkpoint"]
+__all__ = ["write_checkpoint", "read_checkpoint", "run_identity", "checkpoint_finished",
+           "mark_finished", "param_hash"]
 
 _MAX_TRAINING_CHARS = 2 ** 26
 
@@ -28,6 +42,94 @@ _MAX_TRAINING_CHARS = 2 ** 26
 def _optimizers(optimizer):
     mapping = getattr(optimizer, "optimizer_mapping", None)
     return [optimizer] + (list(mapping.values()) if mapping is not None else [])
+
+
+#: estimator parameters that may differ on resume: they do not change what one
+#: epoch of training does (``epochs`` is raised to continue a run)
+_FREE_PARAMS = ("epochs", "callbacks", "verbose", "warm_start", "device",
+                "predict_batch_size", "feature_layer")
+
+
+def param_hash(value):
+    """A hash of an estimator parameter's value, equal for equal values across
+    processes (``joblib.hash``); a value that does not pickle (a lambda scorer) by
+    its qualified name."""
+    try:
+        return joblib.hash(value)
+    except Exception:  # noqa: BLE001 - any pickling failure
+        return "unpicklable %s" % getattr(value, "__qualname__", type(value).__name__)
+
+
+def _data_fingerprint(X, T):
+    """A cheap fingerprint of a run's data: shapes and the bytes of up to 64 rows
+    spread over it (every row when fewer)."""
+    h = hashlib.blake2b(digest_size=16)
+    arrays = list(X.values()) if isinstance(X, dict) else [X]
+    n = arrays[0].shape[0] if arrays else 0
+    rows = np.unique(np.linspace(0, max(n - 1, 0), min(n, 64)).astype(np.int64))
+    for a in arrays + [T]:
+        a = np.asarray(a.get() if hasattr(a, "get") and not isinstance(a, dict) else a)
+        h.update(repr((a.shape, a.dtype.str)).encode())
+        h.update(np.ascontiguousarray(a[rows]).tobytes())
+    return h.hexdigest()
+
+
+def run_identity(estimator, X, T, start_epoch):
+    """What a checkpoint must match to be resumed by a run: the epoch the run
+    started from, the number of samples and :func:`_data_fingerprint` of the data,
+    and a hash of each estimator parameter except ``_FREE_PARAMS``."""
+    params = estimator.get_params(deep=False)
+    return {"start_epoch": int(start_epoch), "n_samples": int(X.shape[0]),
+            "data": _data_fingerprint(dict(X) if hasattr(X, "keys") else X, T),
+            "params": {k: param_hash(v) for k, v in sorted(params.items())
+                       if k not in _FREE_PARAMS}}
+
+
+def _identity_mismatch(saved, run):
+    """What differs between a checkpoint's run identity and this run's, or None."""
+    if not isinstance(saved, dict) or set(saved) != set(run):
+        return "it holds no run identity"
+    if saved["start_epoch"] != run["start_epoch"]:
+        return ("its run started at epoch %r, this one at epoch %d (a warm start or "
+                "another fit)" % (saved["start_epoch"], run["start_epoch"]))
+    if saved["n_samples"] != run["n_samples"] or saved["data"] != run["data"]:
+        return ("it was written for other training data (%r samples; this fit has %d, "
+                "%s)" % (saved["n_samples"], run["n_samples"],
+                         "same number, other values" if saved["n_samples"]
+                         == run["n_samples"] else "another number"))
+    saved_params = saved["params"] if isinstance(saved["params"], dict) else {}
+    changed = sorted(k for k in set(saved_params) | set(run["params"])
+                     if saved_params.get(k) != run["params"].get(k))
+    if changed:
+        return ("it was written with other values of %s (resuming would apply the "
+                "file's state, not these)" % ", ".join(changed))
+    return None
+
+
+def checkpoint_finished(path):
+    """Whether the checkpoint at ``path`` was marked finished by its run (False
+    for anything unreadable: resuming reports that)."""
+    try:
+        with WeightsContainer(path) as container:
+            if TRAINING_KEY not in container.members:
+                return False
+            training = json.loads(str(container.read(TRAINING_KEY,
+                                                     _check_training_text)[()]),
+                                  parse_constant=_infinity)
+    except (InvalidWeightsFile, ValueError, OSError, RecursionError):
+        return False
+    return isinstance(training, dict) and training.get("finished") is True
+
+
+def mark_finished(path):
+    """Mark the checkpoint at ``path`` as belonging to a finished run (rewritten
+    atomically, the weights unchanged)."""
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    training = json.loads(str(arrays[TRAINING_KEY][()]), parse_constant=_infinity)
+    training["finished"] = True
+    arrays[TRAINING_KEY] = np.array(json.dumps(training, default=_json_default))
+    write_npz_atomic(path, arrays, add_suffix=False)
 
 
 def write_checkpoint(run, path):
@@ -52,7 +154,16 @@ def write_checkpoint(run, path):
         "callbacks": {key: {"class": type(cb).__name__, "state": cb.get_state()}
                       for key, cb in run._stateful()
                       if cb.get_state() is not None},
+        "run": run.identity,
+        "finished": False,
+        "best": None,
     }
+    best = getattr(run.callbacks.get("stopper"), "best_weights", None)
+    if best is not None:  # the weights early stopping restores at the end
+        training["best"] = [len(layer) for layer in best]
+        for i, layer in enumerate(best):
+            for j, a in enumerate(layer):
+                arrays["b%d_%d" % (i, j)] = a
     arrays[TRAINING_KEY] = np.array(json.dumps(training, default=_json_default))
     write_npz_atomic(path, arrays, add_suffix=False)
 
@@ -105,6 +216,11 @@ def read_checkpoint(run, path):
         fitted = est._weights_state(path)  # the checks of load_weights
         with WeightsContainer(path) as container:
             training, states = _read_training(container, model)
+            best = _read_best(container, model, training["best"])
+        mismatch = _identity_mismatch(training["run"], run.identity)
+        if mismatch is not None:
+            raise InvalidWeightsFile(
+                mismatch + "; delete it or give this run another path")
         saved_model = fitted["model_"]
         if tuple(saved_model.in_shape) != tuple(model.in_shape):
             raise InvalidWeightsFile("it was written for samples of shape %s, this fit "
@@ -134,12 +250,20 @@ def read_checkpoint(run, path):
     for layer, layer_states in zip(model.layers_to_optimize, states):
         layer.states = [[model.be.array(a) for a in s] for s in layer_states]
     for opt, state in zip(opts, saved):
+        # the optimizer's class and hyperparameters are this run's (the identity's
+        # parameter hashes): its run-time state, a reduced rate included, comes back
         for key, value in state.items():
             setattr(opt, key, tuple(value) if key == "time_" else value)
     model.be.rng.bit_generator.state = rng_state
     run.restored_history = training["history"]
     run.restored_states = training["callbacks"]
+    run.restored_best = best
     return training["epochs_done"]
+
+
+def _check_training_text(shape, dtype):
+    if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * _MAX_TRAINING_CHARS:
+        raise InvalidWeightsFile("%r must be a 0-d unicode array" % TRAINING_KEY)
 
 
 def _read_training(container, model):
@@ -148,17 +272,14 @@ def _read_training(container, model):
         raise InvalidWeightsFile("it holds weights but no training state (write it "
                                  "with neonlearn.callbacks.Checkpoint)")
 
-    def check_text(shape, dtype):
-        if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * _MAX_TRAINING_CHARS:
-            raise InvalidWeightsFile("%r must be a 0-d unicode array" % TRAINING_KEY)
-
-    text = str(container.read(TRAINING_KEY, check_text)[()])
+    text = str(container.read(TRAINING_KEY, _check_training_text)[()])
     try:
         training = json.loads(text, parse_constant=_infinity)
     except (ValueError, RecursionError) as exc:
         raise InvalidWeightsFile("the training state is not valid JSON (%s)"
                                  % short(str(exc))) from None
-    keys = {"epochs_done", "history", "optimizers", "rng", "states", "callbacks"}
+    keys = {"epochs_done", "history", "optimizers", "rng", "states", "callbacks", "run",
+            "finished", "best"}
     if not isinstance(training, dict) or set(training) != keys:
         raise InvalidWeightsFile("the training state must have the fields %s"
                                  % sorted(keys))
@@ -209,3 +330,32 @@ def _read_training(container, model):
             layer_states.append(state)
         states.append(layer_states)
     return training, states
+
+
+def _read_best(container, model, counts):
+    """The best epoch's weights kept for early stopping (``b<i>_<j>``), checked
+    against the network's parameter arrays, or None."""
+    if counts is None:
+        return None
+    shapes = [[tuple(a.shape) for a in model._weight_arrays(layer)]
+              for layer in model.layers_to_optimize]
+    if counts != [len(s) for s in shapes]:
+        raise InvalidWeightsFile("'best' must give the array count of each of the %d "
+                                 "parameter layers" % len(shapes))
+    best = []
+    for i, layer_shapes in enumerate(shapes):
+        layer = []
+        for j, shape in enumerate(layer_shapes):
+            def check(s, dtype, shape=shape):
+                if tuple(s) != shape or dtype.kind != "f":
+                    raise InvalidWeightsFile("a best-epoch array has shape %s of %s; "
+                                             "its parameter %s" % (s, dtype, shape))
+            key = "b%d_%d" % (i, j)
+            if key not in container.members:
+                raise InvalidWeightsFile("the best-epoch array %r is missing" % key)
+            a = container.read(key, check)
+            if not np.isfinite(a).all():
+                raise InvalidWeightsFile("the best-epoch array %r is not finite" % key)
+            layer.append(a)
+        best.append(layer)
+    return best

@@ -26,8 +26,12 @@ from .._input_dict import InputDict, sample_shape
 from ..backends import get_backend
 from ..callbacks import EarlyStopping, EpochSnapshot, History, LossPlateau, ProgressCallback
 from ..exceptions import TrainingDivergedError
+from ..layers._buffers import _layer_objects
 from ..models import Model
-from ._checkpoint import read_checkpoint, write_checkpoint
+from ._checkpoint import (
+    checkpoint_finished, mark_finished, param_hash, read_checkpoint, run_identity,
+    write_checkpoint,
+)
 from ._finite import check_diverged
 from ._sklearn_callbacks import SklearnCallbackBridge, with_callbacks
 
@@ -68,6 +72,40 @@ def _on_device(model, X):
     if isinstance(X, InputDict):
         return X.map(lambda a: a if a.dtype.kind in "iu" else model.be.array(a))
     return model.be.array(X)
+
+
+#: estimator parameters that make the network: changing them needs a new one
+_ARCHITECTURE_PARAMS = ("dtype", "input_shape", "cost", "task")
+#: layer parameters read at every pass: a warm start applies their new values
+_LAYER_RUN_PARAMS = ("trainable", "keep")
+
+
+def _param_snapshot(estimator):
+    """``{name: hash}`` of every leaf of ``get_params(deep=True)`` (a nested
+    object by its class, its parameters by their own names)."""
+    out = {}
+    for key, value in estimator.get_params(deep=True).items():
+        if key in ("callbacks", "verbose") or (key == "layers" and value is not None):
+            continue  # callbacks are the run's, not the network's; layers by name
+        if hasattr(value, "get_params"):
+            out[key] = type(value).__name__
+        elif isinstance(value, (list, tuple)):  # a container's layers: their structure
+            out[key] = param_hash(_structure(value))
+        else:
+            out[key] = param_hash(value)
+    return out
+
+
+def _structure(value):
+    """Nested layers as classes and parameters, without the parameters a warm
+    start applies (``_LAYER_RUN_PARAMS``)."""
+    if hasattr(value, "get_params"):
+        return (type(value).__name__, {k: _structure(v) for k, v in
+                                       value.get_params(deep=False).items()
+                                       if k not in _LAYER_RUN_PARAMS})
+    if isinstance(value, (list, tuple)):
+        return [_structure(v) for v in value]
+    return param_hash(value)
 
 
 class TrainingMixin:
@@ -144,12 +182,50 @@ class TrainingMixin:
         without rebuilding it."""
         model = self._model_on_device(copy.deepcopy(self.model_))
         self._sync_trainable(model)
+        optimizer = self._apply_changed_params(model, copy.deepcopy(self.optimizer_))
         past = {"loss_curve": list(self.loss_curve_),
                 "validation_scores": list(self.validation_scores_ or []),
                 "n_iter": self.n_iter_,
                 "best_loss": self.best_loss_ if self.best_loss_ is not None else np.inf,
                 "history": [dict(r) for r in getattr(self, "history_", [])]}
-        return model, copy.deepcopy(self.optimizer_), past
+        return model, optimizer, past
+
+    def _apply_changed_params(self, model, optimizer):
+        """What ``set_params`` changed since the last fit, on the network and the
+        optimizer a warm start or ``partial_fit`` trains (scikit-learn's rule):
+        a change of the architecture (a layer's size, activation, initializer, the
+        layers themselves, ``dtype``, ``input_shape``, ``cost``, ``task``) is a
+        ValueError; ``trainable`` and Dropout's ``keep`` reach the fitted layers of
+        those names; another optimizer class replaces the fitted one (fresh
+        optimizer states), new hyperparameters of the same class are set on it
+        (its run-time state kept).  Returns the optimizer to train with."""
+        before = self.__dict__.get("_fitted_params")
+        if before is None:  # fitted by load_weights or an older version
+            return optimizer
+        now = _param_snapshot(self)
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        arch = [k for k in changed if k in _ARCHITECTURE_PARAMS or (
+            k.startswith("layers__") and k.rsplit("__", 1)[-1] not in _LAYER_RUN_PARAMS)]
+        if arch:
+            raise ValueError(
+                "warm_start/partial_fit: the network's parameters changed since the last "
+                "fit (%s); the fitted weights do not fit them.  Fit with "
+                "warm_start=False to build the network anew." % ", ".join(arch))
+        by_name = {getattr(layer, "name", None): layer for layer in
+                   _layer_objects(model.layers)}
+        for key in changed:
+            if key.startswith("layers__") and key.endswith("__keep"):
+                layer = by_name.get(key.split("__")[-2])
+                if layer is not None:
+                    layer.keep = self.get_params(deep=True)[key]
+        if "optimizer" in changed:
+            for layer in model.layers_to_optimize:
+                layer.states = []
+            return (clone(self.optimizer) if self.optimizer is not None
+                    else self._default_optimizer())
+        if any(k.startswith("optimizer__") for k in changed):
+            optimizer.set_params(**clone(self.optimizer).get_params(deep=False))
+        return optimizer
 
     def _sync_trainable(self, model):
         """Copy the ``trainable`` flags of ``self.layers`` onto the fitted layers of
@@ -161,9 +237,18 @@ class TrainingMixin:
             target = fitted.get(given.name)
             if target is None:
                 continue
-            pairs = [(given, target)] + list(zip(given.sublayers(), target.sublayers()))
+            try:
+                pairs = [(given, target)] + list(zip(given.sublayers(),
+                                                     target.sublayers()))
+            except AttributeError:
+                # a container builds its parts at configure: match the parts of the
+                # unconfigured one to the fitted ones by name
+                by_name = {getattr(layer, "name", None): layer
+                           for layer in _layer_objects(target)}  # (steps: no name)
+                by_name.pop(None, None)
+                pairs = [(src, by_name.get(src.name)) for src in _layer_objects(given)]
             for src, dst in pairs:
-                if "trainable" in getattr(src, "__dict__", {}):
+                if dst is not None and "trainable" in getattr(src, "__dict__", {}):
                     dst.trainable = src.trainable
 
     def _training_callbacks(self, val, incremental, task):
@@ -230,7 +315,7 @@ class TrainingMixin:
         stopper = callbacks.get("stopper")
         flat = [cb for cb in callbacks.values() for cb in
                 (cb if isinstance(cb, list) else [cb])]
-        run = TrainingRun(self, model, optimizer, task, callbacks, start_epoch)
+        run = TrainingRun(self, model, optimizer, task, callbacks, start_epoch, X, T)
         model.optimizer = optimizer  # neon's callbacks read the optimizer here
         try:
             for cb in flat:
@@ -247,6 +332,7 @@ class TrainingMixin:
                       start_epoch=start_epoch + run.resumed_epochs,
                       bucket_keys=self._bucket_keys(X))
             check_diverged(model, X, self.batch_size)
+            run.finish()
         except KeyboardInterrupt:
             # keep a usable estimator: the weights of the last finished epoch (or, with
             # early stopping, of the best one, which EarlyStopping already restored)
@@ -264,6 +350,7 @@ class TrainingMixin:
             warn_at_caller("%s; stopped and restored the weights of the best epoch (%d)."
                            % (exc, stopper.best_epoch), UserWarning)
             model.finished = True
+            run.finish()
         finally:
             for cb in flat:
                 cb.bind(None)
@@ -286,6 +373,7 @@ class TrainingMixin:
         self.__dict__.pop("_loaded_on_host", None)  # fitted here: no silent fallback
         self.layers_ = model.layers.layers_
         self.optimizer_ = optimizer
+        self._fitted_params = _param_snapshot(self)
         self.cost_ = model.cost
         self.history_ = past["history"] + history
         self.n_iter_ = past["n_iter"] + len(run)
@@ -376,7 +464,8 @@ class TrainingRun:
     ``resumed_epochs`` is the number of epochs a checkpoint restored (they are not
     trained again)."""
 
-    def __init__(self, estimator, model, optimizer, task, callbacks, start_epoch):
+    def __init__(self, estimator, model, optimizer, task, callbacks, start_epoch,
+                 X=None, T=None):
         self.estimator = estimator
         self.model = model
         self.optimizer = optimizer
@@ -384,6 +473,18 @@ class TrainingRun:
         self.callbacks = callbacks
         self.start_epoch = start_epoch
         self.resumed_epochs = 0
+        self.restored_best = None
+        self._data = (X, T)
+        self._identity = None
+        self._written = set()
+
+    @property
+    def identity(self):
+        """What a checkpoint of this run holds and must match to be resumed
+        (``_checkpoint.run_identity``: start epoch, data, parameters)."""
+        if self._identity is None:
+            self._identity = run_identity(self.estimator, *self._data, self.start_epoch)
+        return self._identity
 
     @property
     def history(self):
@@ -401,16 +502,33 @@ class TrainingRun:
     def save(self, path):
         """Write the model's weights and the training state to ``path``."""
         write_checkpoint(self, path)
+        self._written.add(path)
 
     def restore(self, path):
         """Load the training state written by :meth:`save` into this run (the
         model, the optimizer, the random generator); the epoch records and the
-        callbacks' counters follow in :meth:`apply_callback_states`."""
+        callbacks' counters follow in :meth:`apply_callback_states`.  Returns
+        False, loading nothing, when the file's run has finished (this run starts
+        anew and overwrites it); a file of another run is a ValueError."""
+        if checkpoint_finished(path):
+            return False
         self.resumed_epochs = read_checkpoint(self, path)
+        self._written.add(path)
+        return True
+
+    def finish(self):
+        """The run completed: mark its checkpoint files finished, so that they are
+        never resumed by another run."""
+        for path in sorted(self._written):
+            if os.path.exists(path):
+                mark_finished(path)
 
     def apply_callback_states(self):
         """After ``on_train_begin``: the restored epoch records and counters."""
         self.callbacks["record"].records.extend(self.restored_history)
+        stopper = self.callbacks.get("stopper")
+        if stopper is not None and self.restored_best is not None:
+            stopper.best_weights = self.restored_best
         for key, cb in self._stateful():
             saved = self.restored_states.get(key)
             if saved is not None and saved.get("class") == type(cb).__name__:

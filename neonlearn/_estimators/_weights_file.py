@@ -61,7 +61,7 @@ _MAX_NPY_HEADER = 10_000
 META_KEY = "__meta__"
 CLASSES_KEY = "classes_"
 TRAINING_KEY = "__training__"
-_STATE_MEMBER = re.compile(r"s[0-9]{1,5}_[0-9]{1,3}_[0-9]{1,2}")
+_STATE_MEMBER = re.compile(r"s[0-9]{1,5}_[0-9]{1,3}_[0-9]{1,2}|b[0-9]{1,5}_[0-9]{1,3}")
 
 
 # what a damaged zip or .npy container raises while being read
@@ -464,7 +464,7 @@ def read_arrays(container, meta):
     if meta["has_classes"]:
         expected.add(CLASSES_KEY)
     present = set(container.members)
-    if TRAINING_KEY in present:  # a checkpoint: its optimizer states may follow
+    if TRAINING_KEY in present:  # a checkpoint: optimizer states and best weights follow
         expected |= {TRAINING_KEY} | {k for k in present if _STATE_MEMBER.fullmatch(k)}
     if present != expected:
         raise InvalidWeightsFile(

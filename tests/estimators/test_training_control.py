@@ -305,8 +305,10 @@ def test_checkpoint_resumes_to_the_same_weights(iris, tmp_path):
 def test_checkpoint_refuses_a_file_of_another_network(iris, tmp_path):
     X, y = iris
     path = str(tmp_path / "run.npz")
-    NeonClassifier(_net(), epochs=2, callbacks=[Checkpoint(path, monitor=None)],
-                   random_state=0).fit(X, y)
+    with pytest.warns(UserWarning, match="interrupted"):  # an unfinished run's file
+        NeonClassifier(_net(), epochs=2, callbacks=[Checkpoint(path, monitor=None),
+                                                    _Interrupt(1)],
+                       random_state=0).fit(X, y)
     other = NeonClassifier([Affine(8, GlorotUniform(), activation=Rectlin(), name="h1")],
                            epochs=4, callbacks=[Checkpoint(path, monitor=None,
                                                            resume=True)])
