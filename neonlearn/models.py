@@ -509,7 +509,7 @@ class Model:
         -------
         outputs : ndarray of shape (n_samples,) + the layer's ``out_shape``
         """
-        from .layers._base import fprop_layer
+        from .layers._base import lengths_role, run_chain
 
         root = self.layers
         steps = root.__dict__.get("steps_")
@@ -541,12 +541,9 @@ class Model:
         else:
             raise ValueError("Layer %r is not on the network's main path" % layer_name)
 
-        def forward(x):
-            lengths = None
-            for step in plan:
-                if getattr(step, "gives_lengths", False):
-                    lengths = step.lengths_of(x)
-                x = fprop_layer(step, x, True, lengths)
-            return x
+        plan = [(step, lengths_role(step)) for step in plan]
+
+        def forward(x):  # the containers' lengths protocol: out_lengths applied too
+            return run_chain(plan, x, True)[0]
 
         return self._in_blocks(X, batch_size, forward, target.out_shape)

@@ -20,6 +20,7 @@ decides once at configure (which layer's input gradient is never used, the
 cost/softmax shortcut, the fused runs of :mod:`._fusion`) are planning facts.
 """
 import copy
+import enum
 import functools
 import inspect
 import numbers
@@ -153,13 +154,24 @@ class Layer(HyperParams):
     # ---- backend ---------------------------------------------------------------
     @property
     def be(self):
-        try:
-            return self.__dict__["_be"]
-        except KeyError:
-            raise AttributeError(
-                "%s has no backend: configure it through a Model, or call "
-                "set_backend(neonlearn.backends.get_backend('cpu')) first"
-                % (self.name or type(self).__name__)) from None
+        """The layer's backend: the model's, the one given to ``set_backend``, or,
+        for a layer used on its own (neon's ``configure``, ``allocate``, ``fprop``
+        on one layer), a CPU backend of the default dtype (float32) made on first
+        use.
+
+        That default belongs to this layer alone (a container passes it to its
+        parts as it passes any backend): no backend is global, and a model or
+        ``set_backend`` replaces it.
+        """
+        be = self.__dict__.get("_be")
+        if be is None:
+            # deferred: the backends import this module to move layers between
+            # devices (backends._transfer)
+            from ..backends import get_backend
+
+            be = get_backend("cpu")
+            self.set_backend(be)
+        return be
 
     @be.setter
     def be(self, backend):
@@ -379,15 +391,43 @@ class ParameterLayer(Layer):
         return [self]
 
 
-def _lengths_role(layer):
-    """How a container calls ``layer``: 0 plain, 1 with ``lengths=``, 2 reading the
-    lengths from its input first, 3 with ``lengths=`` and then passing its
-    ``out_lengths`` on (decided once, when the steps are set)."""
+class LengthsRole(enum.IntEnum):
+    """How a chain of steps runs a step with respect to the batch's sequence
+    lengths (decided once per step, when the steps are set: :func:`lengths_role`)."""
+
+    PLAIN = 0    # takes no lengths
+    TAKES = 1    # ``fprop(..., lengths=lengths)``
+    GIVES = 2    # the lengths are read from its input first (the sequence mask)
+    CHANGES = 3  # takes them, then passes its ``out_lengths`` on (a strided
+    #              temporal convolution or pooling)
+
+
+def lengths_role(layer):
+    """The :class:`LengthsRole` of ``layer``."""
     if getattr(layer, "gives_lengths", False):
-        return 2
+        return LengthsRole.GIVES
     if getattr(layer, "changes_lengths", False):
-        return 3
-    return 1 if getattr(layer, "uses_lengths", False) else 0
+        return LengthsRole.CHANGES
+    return LengthsRole.TAKES if getattr(layer, "uses_lengths", False) else LengthsRole.PLAIN
+
+
+def run_chain(plan, inputs, inference, lengths=None):
+    """Run ``plan``, ``(step, role)`` pairs, in order: the one implementation of the
+    lengths protocol, for containers (:meth:`CompoundLayer.fprop`) and for
+    ``Model.predict_until`` alike.  Returns ``(outputs, lengths)``: the lengths of
+    the outputs' sequences (None when every sequence is full)."""
+    for step, role in plan:
+        if role == LengthsRole.PLAIN:
+            inputs = step.fprop(inputs, inference)
+        elif role == LengthsRole.TAKES:
+            inputs = step.fprop(inputs, inference, lengths=lengths)
+        elif role == LengthsRole.CHANGES:
+            inputs = step.fprop(inputs, inference, lengths=lengths)
+            lengths = step.out_lengths(lengths)
+        else:
+            lengths = step.lengths_of(inputs)
+            inputs = step.fprop(inputs, inference)
+    return inputs, lengths
 
 
 def fprop_layer(layer, inputs, inference, lengths):
@@ -467,10 +507,11 @@ class CompoundLayer(Layer):
     def set_steps(self, steps):
         """Set what ``fprop``/``bprop`` run (configure-time planning)."""
         self.steps_ = steps
-        self._plan = [(step, _lengths_role(step)) for step in steps]
+        self._plan = [(step, lengths_role(step)) for step in steps]
         self._reversed = steps[::-1]
-        self.uses_lengths = any(role in (1, 3) for _, role in self._plan)
-        self.changes_lengths = any(role == 3 for _, role in self._plan)
+        self.uses_lengths = any(role in (LengthsRole.TAKES, LengthsRole.CHANGES)
+                                for _, role in self._plan)
+        self.changes_lengths = any(role == LengthsRole.CHANGES for _, role in self._plan)
 
     def plan_input_grad(self, needed):
         self.skip_input_grad = not needed
@@ -484,22 +525,11 @@ class CompoundLayer(Layer):
             layer.allocate()
 
     def fprop(self, inputs, inference=False, lengths=None):
-        for step, role in self._plan:
-            if role == 0:
-                inputs = step.fprop(inputs, inference)
-            elif role == 1:
-                inputs = step.fprop(inputs, inference, lengths=lengths)
-            elif role == 3:
-                inputs = step.fprop(inputs, inference, lengths=lengths)
-                lengths = step.out_lengths(lengths)
-            else:
-                lengths = step.lengths_of(inputs)
-                inputs = step.fprop(inputs, inference)
-        return inputs
+        return run_chain(self._plan, inputs, inference, lengths)[0]
 
     def out_lengths(self, lengths):
         for step, role in self._plan:
-            if role == 3:
+            if role == LengthsRole.CHANGES:
                 lengths = step.out_lengths(lengths)
         return lengths
 

@@ -110,3 +110,26 @@ def test_sequence_features_summary_and_per_step():
     np.testing.assert_allclose([s.mean(0) for s in steps], summary, rtol=1e-5,
                                atol=1e-6)
     assert model.get_feature_names_out().shape == (5,)
+
+
+def test_transform_after_a_strided_temporal_convolution_applies_its_lengths():
+    """``predict_until`` runs the containers' lengths protocol (issue 21, item 1): after
+    ``Conv(strides=2)`` the LSTM reads each sequence's own output steps, so a batch
+    with a long sequence no longer raises and a short sequence's features are its
+    features alone."""
+    import warnings
+
+    g = GlorotUniform()
+    rng = np.random.default_rng(0)
+    X = [rng.standard_normal((int(rng.integers(4, 12)), 3)).astype(np.float32)
+         for _ in range(40)]
+    y = np.arange(40) % 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = NeonSequenceModel([Conv((3, 4), g, strides=2, name="conv"),
+                               LSTM(5, g, name="lstm"), RecurrentMean(name="mean")],
+                              epochs=2, random_state=0, feature_layer="mean").fit(X, y)
+    F = m.transform(X)
+    assert F.shape == (40, 5) == (40, len(m.get_feature_names_out()))
+    for i in [i for i, x in enumerate(X) if len(x) < 7][:3]:
+        np.testing.assert_array_equal(m.transform([X[i]])[0], F[i])
