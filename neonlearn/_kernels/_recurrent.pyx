@@ -51,13 +51,15 @@ from libc.string cimport memset
 cimport numpy as cnp
 import numpy as np
 
+from ._gemm import pack
+
 from ._activations cimport _act_row, NL_ACT_LOGISTIC, NL_ACT_TANH
 from ._isa cimport isa_level, nl_isa_bind
 # the rows of one step: generic loops, and the fused float32 C of nl_recurrent.h
 from ._recurrent_cells cimport (
     _chunk_end, _gru_r_bprop, _gru_zc_bprop, _lstm_cell_bprop, _packed_size, _rnn_delta,
     nl_gru_c_fprop_row, nl_gru_rz_fprop_row, nl_lstm_bprop_row,
-    nl_lstm_fprop_row, nl_pack_b, nl_use_packed_gemm,
+    nl_lstm_fprop_row, nl_use_packed_gemm,
 )
 # the rows of a chunk: who runs at step t, state buffers, the step GEMM
 from ._recurrent_rows cimport (
@@ -77,29 +79,17 @@ nl_isa_bind(isa_level())
 
 
 def _packed_weights(W_recur, blocks):
-    """Blocks of ``W_recur`` packed for ``nl_gemm_packed``, one after another, or None
-    where the kernels use BLAS (float64).  A block is ``(first
+    """Blocks of ``W_recur`` packed for the packed GEMM (``_gemm.pack``: float32 or
+    float64), one after another, or None for empty weights.  A block is ``(first
     row, rows, transposed)``: rows ``first:first + rows`` of ``W_recur`` (``H``
     columns), packed as ``B`` of ``(H, rows)`` (their transpose, for ``h @ W.T``) when
     ``transposed``, else of ``(rows, H)`` (for ``dZ @ W``)."""
-    cdef const float[:, ::1] W
-    cdef float[::1] out
-    cdef Py_ssize_t H, first, K, N, offset = 0
     W_recur = np.asarray(W_recur)
-    if W_recur.dtype != np.float32 or not nl_use_packed_gemm() or W_recur.size == 0:
+    if W_recur.size == 0 or not nl_use_packed_gemm():
         return None
-    W = W_recur
-    H = W.shape[1]
-    # B of (K x N) for each block
-    shapes = [(H, rows) if transposed else (rows, H) for _, rows, transposed in blocks]
-    out = np.empty(sum(_packed_size(K, N) for K, N in shapes), dtype=np.float32)
-    for (first, _, transposed), (K, N) in zip(blocks, shapes):
-        if transposed:  # B[k, j] = W[first + j, k]
-            nl_pack_b(&W[first, 0], 1, H, K, N, &out[offset])
-        else:  # B[k, j] = W[first + k, j]
-            nl_pack_b(&W[first, 0], H, 1, K, N, &out[offset])
-        offset += _packed_size(K, N)
-    return np.asarray(out)
+    parts = [pack(W_recur[first:first + rows].T if transposed
+                  else W_recur[first:first + rows]) for first, rows, transposed in blocks]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _row_order(const int[::1] lengths, Py_ssize_t N):
@@ -163,8 +153,8 @@ def rnn_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_rec
         return
     cdef const int[::1] order = _row_order(lengths, N)
     cdef floating[:, ::1] S = _scratch(h0, N, H)
-    cdef float[::1] packed = _packed_weights(W_recur, [(0, H, True)])
-    cdef const floating *Wp = _packed_ptr(packed, p)
+    cdef floating[::1] packed = _packed_weights(W_recur, [(0, H, True)])
+    cdef const floating *Wp = _packed_ptr(packed)
     cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
     with nogil:
@@ -221,8 +211,8 @@ def rnn_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1] 
     cdef const int[::1] order = _row_order(lengths, N)
     cdef floating[:, ::1] D = _scratch(dh, N, H)
     cdef floating[:, ::1] Dh = _scratch(dh, N, H)
-    cdef float[::1] packed = _packed_weights(W_recur, [(0, H, False)])
-    cdef const floating *Wp = _packed_ptr(packed, p)
+    cdef floating[::1] packed = _packed_weights(W_recur, [(0, H, False)])
+    cdef const floating *Wp = _packed_ptr(packed)
     cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
     with nogil:
@@ -317,8 +307,8 @@ def lstm_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_re
         return
     cdef const int[::1] order = _row_order(lengths, N)
     cdef floating[:, ::1] S = _scratch(h0, N, H)
-    cdef float[::1] packed = _packed_weights(W_recur, [(0, G, True)])
-    cdef const floating *Wp = _packed_ptr(packed, p)
+    cdef floating[::1] packed = _packed_weights(W_recur, [(0, G, True)])
+    cdef const floating *Wp = _packed_ptr(packed)
     cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
     with nogil:
@@ -393,8 +383,8 @@ def lstm_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1]
     cdef const int[::1] order = _row_order(lengths, N)
     cdef floating[:, ::1] D = _scratch(dh, N, G)
     cdef floating[:, ::1] Dh = _scratch(dh, N, H)
-    cdef float[::1] packed = _packed_weights(W_recur, [(0, G, False)])
-    cdef const floating *Wp = _packed_ptr(packed, p)
+    cdef floating[::1] packed = _packed_weights(W_recur, [(0, G, False)])
+    cdef const floating *Wp = _packed_ptr(packed)
     cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
     with nogil:
@@ -424,7 +414,8 @@ cdef void _gru_fprop_rows(const floating[:, :, ::1] Z, const floating[:, ::1] W_
     cdef floating *g
     cdef floating *rhn
     cdef floating *hn
-    cdef const floating *Wc = NULL if Wp == NULL else Wp + _packed_size(H, 2 * H)
+    cdef const floating *Wc = (NULL if Wp == NULL
+                               else Wp + _packed_size(H, 2 * H, floating is float))
     # the usual float32 cell: fused C rows (nl_recurrent.h)
     cdef bint fused = (floating is float and act == NL_ACT_TANH
                        and gate_act == NL_ACT_LOGISTIC)
@@ -503,9 +494,9 @@ def gru_fprop(const floating[:, :, ::1] Z not None, const floating[:, ::1] W_rec
     cdef floating[:, ::1] S = _scratch(h0, N, H)
     cdef floating[:, ::1] RH = _scratch(h0, N, H)
     # W_rz.T (H x 2H), then W_c.T (H x H)
-    cdef float[::1] packed = _packed_weights(W_recur,
+    cdef floating[::1] packed = _packed_weights(W_recur,
                                              [(0, 2 * H, True), (2 * H, H, True)])
-    cdef const floating *Wp = _packed_ptr(packed, p)
+    cdef const floating *Wp = _packed_ptr(packed)
     cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
     with nogil:
@@ -528,7 +519,8 @@ cdef void _gru_bprop_rows(const floating[:, :, ::1] err, const floating[:, :, ::
     cdef Py_ssize_t T = err.shape[1], H = W_recur.shape[1], G = 3 * H, t, i, k, n
     cdef const floating *g
     cdef const floating *hpn
-    cdef const floating *Wrz = NULL if Wp == NULL else Wp + _packed_size(H, H)
+    cdef const floating *Wrz = (NULL if Wp == NULL
+                                else Wp + _packed_size(H, H, floating is float))
     _zero_rows(Dh, i0, i1)
     for t in range(T - 1, -1, -1):
         k = _running(lengths, order, i0, i1, T, t)
@@ -585,9 +577,9 @@ def gru_bprop(const floating[:, :, ::1] err not None, const floating[:, :, ::1] 
     cdef floating[:, ::1] D = _scratch(dh, N, G)
     cdef floating[:, ::1] Dh = _scratch(dh, N, H)
     # W_c (H x H), then W_rz (2H x H)
-    cdef float[::1] packed = _packed_weights(W_recur,
+    cdef floating[::1] packed = _packed_weights(W_recur,
                                              [(2 * H, H, False), (0, 2 * H, False)])
-    cdef const floating *Wp = _packed_ptr(packed, p)
+    cdef const floating *Wp = _packed_ptr(packed)
     cdef Py_ssize_t chunk = _chunk_rows(Wp != NULL, N, n_threads, lengths)
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
     with nogil:

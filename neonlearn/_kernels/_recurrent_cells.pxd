@@ -8,7 +8,7 @@ from cython cimport floating
 
 from ._activations cimport _dact, NL_ACT_LOGISTIC, NL_ACT_TANH
 
-# call nl_gemm_packed only where nl_use_packed_gemm()
+# the packed GEMMs of nl_gemm.h (float32 and float64, every path)
 cdef extern from "nl_recurrent.h":
     int nl_use_packed_gemm() noexcept nogil
     void nl_pack_b(const float *B, Py_ssize_t sk, Py_ssize_t sn, Py_ssize_t K,
@@ -16,6 +16,9 @@ cdef extern from "nl_recurrent.h":
     void nl_gemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
                         Py_ssize_t lda, const float *Bp, float *C, Py_ssize_t ldc,
                         int accumulate) noexcept nogil
+    void nl_dgemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A,
+                         Py_ssize_t lda, const double *Bp, double *C, Py_ssize_t ldc,
+                         int accumulate) noexcept nogil
     void nl_lstm_fprop_row(const float *z, const float *r, const float *b,
                            const float *cp, float *g, float *c, float *h,
                            Py_ssize_t H) noexcept nogil
@@ -31,9 +34,12 @@ cdef extern from "nl_recurrent.h":
                             Py_ssize_t H) noexcept nogil
 
 
-cdef inline Py_ssize_t _packed_size(Py_ssize_t k, Py_ssize_t n) noexcept nogil:
-    """Floats of a (k x n) block packed for nl_gemm_packed."""
-    return ((n + 15) // 16) * 16 * k
+cdef inline Py_ssize_t _packed_size(Py_ssize_t k, Py_ssize_t n,
+                                    bint single=True) noexcept nogil:
+    """Values of a (k x n) block packed for nl_gemm_packed (``single``: panels of 16
+    floats) or nl_dgemm_packed (panels of 8 doubles)."""
+    cdef Py_ssize_t nr = 16 if single else 8
+    return ((n + nr - 1) // nr) * nr * k
 
 
 cdef inline Py_ssize_t _chunk_end(Py_ssize_t ch, Py_ssize_t N,

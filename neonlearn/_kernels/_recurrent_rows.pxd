@@ -9,7 +9,7 @@ from cython cimport floating
 from libc.string cimport memcpy, memset
 
 from ._blas cimport gemm as _gemm
-from ._recurrent_cells cimport nl_gemm_packed
+from ._recurrent_cells cimport nl_dgemm_packed, nl_gemm_packed
 
 
 # Rows per chunk.  With BLAS the chunks do not depend on the thread count, so every
@@ -75,14 +75,16 @@ cdef inline void _mm(bint trans_w, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                      Py_ssize_t ldw, const floating *Wp, floating *C, Py_ssize_t ldc,
                      bint accumulate) noexcept nogil:
     """``C (M x N) = A @ op(W)``, ``C += ...`` with ``accumulate``; ``op(W) = W.T``
-    with ``trans_w``.  Through ``Wp``, ``op(W)`` packed for ``nl_gemm_packed``, where
-    given (float32), else BLAS."""
+    with ``trans_w``.  Through ``Wp``, ``op(W)`` packed for the packed GEMM (a row's
+    result independent of the rows beside it), where given, else BLAS."""
     if M == 0:
         return
-    if floating is float:
-        if Wp != NULL:
+    if Wp != NULL:
+        if floating is float:
             nl_gemm_packed(M, N, K, A, lda, Wp, C, ldc, accumulate)
-            return
+        else:
+            nl_dgemm_packed(M, N, K, A, lda, Wp, C, ldc, accumulate)
+        return
     _gemm(False, trans_w, <int>M, <int>N, <int>K, 1, A, <int>lda, W, <int>ldw,
           1 if accumulate else 0, C, <int>ldc)
 
@@ -111,9 +113,8 @@ cdef inline void _zero_rows(floating[:, ::1] S, Py_ssize_t i0,
         memset(&S[i0, 0], 0, (i1 - i0) * S.shape[1] * sizeof(floating))
 
 
-cdef inline const floating *_packed_ptr(float[::1] packed, floating dtype) noexcept:
-    """The packed weights for the float32 kernels, else NULL (BLAS)."""
-    if floating is float:
-        if packed is not None:
-            return &packed[0]
+cdef inline const floating *_packed_ptr(floating[::1] packed) noexcept:
+    """The packed weights, or NULL (BLAS)."""
+    if packed is not None:
+        return &packed[0]
     return NULL
