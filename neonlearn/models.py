@@ -15,6 +15,7 @@ from .layers._buffers import (
 from .layers._containers import Sequential
 from .layers._dense import Activation
 from .layers._fusion import plan_network
+from .layers._lengths import lengths_role, run_chain
 
 __all__ = ["Model", "bucket_order"]
 
@@ -509,8 +510,6 @@ class Model:
         -------
         outputs : ndarray of shape (n_samples,) + the layer's ``out_shape``
         """
-        from .layers._base import lengths_role, run_chain
-
         root = self.layers
         steps = root.__dict__.get("steps_")
         if steps is None:

@@ -20,7 +20,6 @@ decides once at configure (which layer's input gradient is never used, the
 cost/softmax shortcut, the fused runs of :mod:`._fusion`) are planning facts.
 """
 import copy
-import enum
 import functools
 import inspect
 import numbers
@@ -30,6 +29,7 @@ import numpy as np
 
 from .._params import HyperParams
 from ._buffers import _REUSE, inference_buffers
+from ._lengths import LengthsRole, lengths_role, run_chain
 
 __all__ = ["Layer", "ParameterLayer", "CompoundLayer", "CompoundList", "in_shape_of",
            "check_number", "check_lengths", "sequence_shape", "INT_MAX"]
@@ -154,24 +154,13 @@ class Layer(HyperParams):
     # ---- backend ---------------------------------------------------------------
     @property
     def be(self):
-        """The layer's backend: the model's, the one given to ``set_backend``, or,
-        for a layer used on its own (neon's ``configure``, ``allocate``, ``fprop``
-        on one layer), a CPU backend of the default dtype (float32) made on first
-        use.
-
-        That default belongs to this layer alone (a container passes it to its
-        parts as it passes any backend): no backend is global, and a model or
-        ``set_backend`` replaces it.
-        """
-        be = self.__dict__.get("_be")
-        if be is None:
-            # deferred: the backends import this module to move layers between
-            # devices (backends._transfer)
-            from ..backends import get_backend
-
-            be = get_backend("cpu")
-            self.set_backend(be)
-        return be
+        """The backend: the model's, ``set_backend``'s, or, for a layer used on its
+        own, a CPU backend of the default dtype made on first use (this layer's and
+        its parts', never global)."""
+        if self.__dict__.get("_be") is None:
+            from ..backends import get_backend  # deferred: the backends import layers
+            self.set_backend(get_backend("cpu"))
+        return self.__dict__["_be"]
 
     @be.setter
     def be(self, backend):
@@ -389,52 +378,6 @@ class ParameterLayer(Layer):
 
     def layers_to_optimize(self):
         return [self]
-
-
-class LengthsRole(enum.IntEnum):
-    """How a chain of steps runs a step with respect to the batch's sequence
-    lengths (decided once per step, when the steps are set: :func:`lengths_role`)."""
-
-    PLAIN = 0    # takes no lengths
-    TAKES = 1    # ``fprop(..., lengths=lengths)``
-    GIVES = 2    # the lengths are read from its input first (the sequence mask)
-    CHANGES = 3  # takes them, then passes its ``out_lengths`` on (a strided
-    #              temporal convolution or pooling)
-
-
-def lengths_role(layer):
-    """The :class:`LengthsRole` of ``layer``."""
-    if getattr(layer, "gives_lengths", False):
-        return LengthsRole.GIVES
-    if getattr(layer, "changes_lengths", False):
-        return LengthsRole.CHANGES
-    return LengthsRole.TAKES if getattr(layer, "uses_lengths", False) else LengthsRole.PLAIN
-
-
-def run_chain(plan, inputs, inference, lengths=None):
-    """Run ``plan``, ``(step, role)`` pairs, in order: the one implementation of the
-    lengths protocol, for containers (:meth:`CompoundLayer.fprop`) and for
-    ``Model.predict_until`` alike.  Returns ``(outputs, lengths)``: the lengths of
-    the outputs' sequences (None when every sequence is full)."""
-    for step, role in plan:
-        if role == LengthsRole.PLAIN:
-            inputs = step.fprop(inputs, inference)
-        elif role == LengthsRole.TAKES:
-            inputs = step.fprop(inputs, inference, lengths=lengths)
-        elif role == LengthsRole.CHANGES:
-            inputs = step.fprop(inputs, inference, lengths=lengths)
-            lengths = step.out_lengths(lengths)
-        else:
-            lengths = step.lengths_of(inputs)
-            inputs = step.fprop(inputs, inference)
-    return inputs, lengths
-
-
-def fprop_layer(layer, inputs, inference, lengths):
-    """``layer.fprop`` with ``lengths`` when its class takes them."""
-    if getattr(layer, "uses_lengths", False):
-        return layer.fprop(inputs, inference, lengths=lengths)
-    return layer.fprop(inputs, inference)
 
 
 class CompoundLayer(Layer):

@@ -2,7 +2,8 @@
 MergeSum, Tree and SingleOutputTree."""
 import numpy as np
 
-from ._base import CompoundLayer, Layer, check_number, fprop_layer, in_shape_of
+from ._base import CompoundLayer, Layer, check_number, in_shape_of
+from ._lengths import fprop_layer
 
 __all__ = ["Sequential", "SkipNode", "BranchNode", "MergeBroadcast", "MergeSum",
            "Tree", "SingleOutputTree", "flatten_layers"]
