@@ -56,6 +56,7 @@ API_MODULES = [
     ("neonlearn.plot", "Plotting"),
     ("neonlearn.exceptions", "Exceptions"),
     ("neonlearn.onnx", "ONNX export"),
+    ("neonlearn.neon_io", "Importing neon models"),
 ]
 
 

@@ -6,9 +6,12 @@ mapping of those names to arrays with the same number of rows.  ``InputDict`` is
 such a mapping that behaves like one data set of ``n_samples`` rows wherever
 scikit-learn or the training loop handle rows: ``len`` and ``shape[0]`` are the
 number of rows, and a row index (an int, a slice, an integer or boolean array, a
-list) selects those rows of every array and returns an ``InputDict``.  So
+list) selects those rows of every array, by position (``iloc`` for a pandas
+DataFrame or Series), and returns an ``InputDict``.  So
 ``train_test_split``, ``cross_val_score`` and ``GridSearchCV`` split it as they
 split an array.  A string index returns that input's array, as a dict does.
+An ``InputDict`` is read-only (its row count is checked once): build a new one
+to change its inputs.
 """
 from collections.abc import Mapping
 
@@ -74,17 +77,25 @@ class InputDict(dict):
             if key.dtype.kind not in "biu":
                 raise ValueError("InputDict rows are selected by integers, slices or "
                                  "booleans, got an index of dtype %s" % key.dtype)
-        return InputDict({name: value[key] for name, value in self.items()})
+        return InputDict({name: _take_rows(value, key) for name, value in self.items()})
 
-    def __setitem__(self, key, value):
-        raise TypeError("InputDict is read-only: build a new one with the inputs changed")
+    # An InputDict checks its inputs and counts their rows once, in __init__: a
+    # mutation would leave ``len`` and ``shape`` (what scikit-learn splits by)
+    # describing inputs it no longer holds, so every mutating method is refused.
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("InputDict is read-only: build a new one with the inputs changed, "
+                        "e.g. InputDict(X, name=array) or InputDict({**X, name: array})")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    update = pop = popitem = setdefault = clear = _read_only
 
     def __reduce__(self):
         return (InputDict, (dict(self),))
 
     def __repr__(self):
         return "InputDict(%s)" % ", ".join(
-            "%s=<%s %s>" % (name, getattr(value, "dtype", ""), tuple(value.shape))
+            "%s=<%s %s>" % (name, getattr(value, "dtype", type(value).__name__),
+                            tuple(value.shape))
             for name, value in self.items())
 
     def copy(self):
@@ -93,6 +104,17 @@ class InputDict(dict):
     def map(self, function):
         """A new ``InputDict`` with ``function(array)`` for every input."""
         return InputDict({name: function(value) for name, value in self.items()})
+
+
+def _take_rows(value, rows):
+    """The rows ``rows`` of one input, by position.
+
+    ``value[rows]`` picks rows of an array but columns of a pandas DataFrame (and
+    labels of a Series), so pandas objects are indexed through ``iloc``.
+    """
+    if hasattr(value, "iloc"):
+        return value.iloc[rows]
+    return value[rows]
 
 
 def is_named_inputs(X):

@@ -28,20 +28,24 @@ class HyperParams:
         return out
 
     def set_params(self, **params):
-        """Set constructor arguments; ``a__b=v`` sets ``b`` on the object ``a``."""
-        valid = self._param_names()
-        nested = {}
-        for key, value in params.items():
-            name, _, sub = key.partition("__")
-            if name not in valid:
-                raise ValueError(
-                    "Invalid parameter %r for %s. Valid parameters are: %s."
-                    % (name, type(self).__name__, valid)
-                )
-            if sub:
-                nested.setdefault(name, {})[sub] = value
-            else:
-                setattr(self, name, value)
+        """Set constructor arguments; ``a__b=v`` sets ``b`` on the object ``a``.
+
+        Every name, nested ones included, is checked before anything is set, so an
+        unknown one is a ValueError that leaves the object as it was.
+
+        Raises
+        ------
+        ValueError
+            An unknown name, or a nested name ``a__b`` where ``a`` holds no object
+            with parameters (None, a number).
+        """
+        simple, nested = _split_params(self, params)
+        for name, sub_params in nested.items():
+            target = simple.get(name, getattr(self, name))
+            if isinstance(target, HyperParams):
+                _check_names(target, sub_params)
+        for name, value in simple.items():
+            setattr(self, name, value)
         for name, sub_params in nested.items():
             getattr(self, name).set_params(**sub_params)
         return self
@@ -65,6 +69,40 @@ class HyperParams:
             if not same:
                 parts.append("%s=%r" % (name, value))
         return "%s(%s)" % (cls.__name__, ", ".join(parts))
+
+
+def _split_params(obj, params):
+    """``(simple, nested)``: ``{name: value}`` and ``{name: {sub: value}}`` of
+    ``params`` for ``obj``, every name checked (the objects nested names reach
+    must have parameters)."""
+    valid = obj._param_names()
+    simple, nested = {}, {}
+    for key, value in params.items():
+        name, _, sub = key.partition("__")
+        if name not in valid:
+            raise ValueError("Invalid parameter %r for %s. Valid parameters are: %s."
+                             % (name, type(obj).__name__, valid))
+        if sub:
+            nested.setdefault(name, {})[sub] = value
+        else:
+            simple[name] = value
+    for name, sub_params in nested.items():
+        target = simple.get(name, getattr(obj, name))
+        if not hasattr(target, "set_params") or isinstance(target, type):
+            raise ValueError("Invalid parameter %r for %s: %s=%r has no parameters to "
+                             "set" % (name + "__" + next(iter(sub_params)),
+                                      type(obj).__name__, name, target))
+    return simple, nested
+
+
+def _check_names(obj, params):
+    """Raise the ValueError ``obj.set_params(**params)`` would raise for an unknown
+    name, without setting anything."""
+    simple, nested = _split_params(obj, params)
+    for name, sub_params in nested.items():
+        target = simple.get(name, getattr(obj, name))
+        if isinstance(target, HyperParams):
+            _check_names(target, sub_params)
 
 
 @functools.lru_cache(maxsize=None)

@@ -22,7 +22,7 @@ RANKS = [
     ("neonlearn.layers", 3), ("neonlearn.costs", 3), ("neonlearn.optimizers", 3),
     ("neonlearn.schedules", 3),
     ("neonlearn.metrics", 3),
-    ("neonlearn.models", 4), ("neonlearn.callbacks", 4),
+    ("neonlearn.models", 4), ("neonlearn.callbacks", 4), ("neonlearn.neon_io", 4),
     ("neonlearn", 5),  # the estimators, the package root and the tools around them
     ("neonlearn.onnx", 6),  # the ONNX export reads fitted estimators; nothing imports it
 ]

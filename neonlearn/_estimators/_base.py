@@ -66,6 +66,18 @@ def _default_names(layers):
     return names
 
 
+def _checked_copy(target, sub_params, prefix):
+    """A copy of ``target`` with ``sub_params`` set, so that every nested name is
+    checked now and the user's object is left as it was."""
+    target = clone(target)
+    try:
+        target.set_params(**sub_params)
+    except ValueError as exc:
+        raise ValueError("%s: %s" % (", ".join(prefix + k for k in sub_params), exc)
+                         ) from None
+    return target
+
+
 class BaseNeonEstimator(CallbackSupportMixin, TrainingMixin, ValidationMixin,
                         FeatureExtractionMixin, PersistenceMixin, BaseEstimator):
     """Shared parameters and training logic; see NeonClassifier for the docs."""
@@ -122,11 +134,13 @@ class BaseNeonEstimator(CallbackSupportMixin, TrainingMixin, ValidationMixin,
 
     # ---- layer hyperparameters by name -------------------------------------------
     def get_params(self, deep=True):
-        """Estimator parameters; with ``deep``, also ``layers__<name>__<param>``."""
+        """Estimator parameters; with ``deep``, also ``layers__<name>__<param>``
+        (of the default network when ``layers`` is None: what ``set_params``
+        accepts)."""
         params = super().get_params(deep=deep)
-        if deep and isinstance(self.layers, (list, tuple)):
+        if deep and (self.layers is None or isinstance(self.layers, (list, tuple))):
             try:
-                flat = flatten_layers(self.layers)
+                flat = self._layer_list()
                 names = _default_names(flat)
             except (ValueError, TypeError):  # fit reports what is wrong
                 return params
@@ -139,25 +153,75 @@ class BaseNeonEstimator(CallbackSupportMixin, TrainingMixin, ValidationMixin,
     def set_params(self, **params):
         """Set parameters; ``layers__<name>__<param>`` sets a layer's hyperparameter.
 
-        The layer is copied first, so layer objects the user passed in are never
-        modified.
+        ``layers=None`` and ``optimizer=None`` stand for the default network and
+        optimizer: a nested name (``layers__hidden1__nout``,
+        ``optimizer__learning_rate``) sets it on a copy of that default, which
+        becomes the parameter.  Layers, optimizers and costs are copied before a
+        nested name changes them, so objects the user passed in are never
+        modified.  Every name is checked before anything is set: an unknown one
+        (of the estimator, a layer, or an object inside one) is a ValueError here,
+        not later in ``fit`` or in a search's workers, and leaves the estimator as
+        it was.
+
+        Raises
+        ------
+        ValueError
+            An unknown parameter name, a layer name the network does not have, or
+            a nested name on a parameter that has none (``cost__*`` with
+            ``cost=None``, whose default is chosen at fit).
         """
-        layer_params = {k: v for k, v in params.items() if k.startswith("layers__")}
-        rest = {k: v for k, v in params.items() if k not in layer_params}
-        if (any(k.startswith("optimizer__") for k in rest)
-                and rest.get("optimizer", self.optimizer) is None):
+        valid = self._get_param_names()
+        simple, nested, layer_params = {}, {}, {}
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if name not in valid:
+                raise ValueError("Invalid parameter %r for estimator %s. Valid parameters "
+                                 "are: %s." % (name, type(self).__name__, valid))
+            if not sub:
+                simple[key] = value
+            elif name == "layers":
+                layer_params[key] = value
+            else:
+                nested.setdefault(name, {})[sub] = value
+        # everything is built, and so checked, on copies before anything is set
+        for name, sub_params in nested.items():
+            simple[name] = self._nested_target(name, simple.get(name, getattr(self, name)),
+                                               sub_params)
+        if layer_params:
+            simple["layers"] = self._set_layer_params(simple.get("layers", self.layers),
+                                                      layer_params)
+        super().set_params(**simple)
+        return self
+
+    def _nested_target(self, name, target, sub_params):
+        """A copy of the parameter ``name`` (``target``, its value after this
+        ``set_params``) that nested names ``name__<sub>`` may change, with every
+        ``sub`` checked; ``optimizer=None`` gives the default optimizer."""
+        if target is None and name == "optimizer":
             # optimizer=None stands for the default optimizer: searches over
             # optimizer__learning_rate tune that one
-            rest["optimizer"] = self._default_optimizer()
-        if "layers" in rest:
-            super().set_params(layers=rest.pop("layers"))
-        super().set_params(**rest)
-        if not layer_params:
-            return self
-        if not isinstance(self.layers, (list, tuple)):
+            return _checked_copy(self._default_optimizer(), sub_params, name + "__")
+        if not hasattr(target, "set_params") or isinstance(target, type):
+            why = (" (cost=None is the task's default cost, chosen at fit: pass cost="
+                   "<a Cost>(...) to set its parameters)" if name == "cost" else "")
+            raise ValueError("Invalid parameter %r for estimator %s: %s=%r has no "
+                             "parameters%s." % (name + "__" + next(iter(sub_params)),
+                                                type(self).__name__, name, target, why))
+        return _checked_copy(target, sub_params, name + "__")
+
+    def _layer_list(self, layers=None):
+        """The flat list of ``layers`` (default: ``self.layers``), or the default
+        network when it is None."""
+        layers = self.layers if layers is None else layers
+        return self._default_layers() if layers is None else flatten_layers(layers)
+
+    def _set_layer_params(self, layers, layer_params):
+        """The layer list with ``layers__<name>[__<param>]`` set: copies of the
+        layers they change (the default network when ``layers`` is None)."""
+        if layers is not None and not isinstance(layers, (list, tuple)):
             raise ValueError("layers__* parameters need a list of layers, got layers=%r"
-                             % (self.layers,))
-        given = flatten_layers(self.layers)
+                             % (layers,))
+        given = self._layer_list(layers)
         layers = list(given)
         names = _default_names(layers)
         for key, value in layer_params.items():
@@ -169,11 +233,13 @@ class BaseNeonEstimator(CallbackSupportMixin, TrainingMixin, ValidationMixin,
             if sub:
                 if layers[i] is given[i]:
                     layers[i] = clone(layers[i])
-                layers[i].set_params(**{sub[0]: value})
+                try:
+                    layers[i].set_params(**{sub[0]: value})
+                except ValueError as exc:
+                    raise ValueError("%s: %s" % (key, exc)) from None
             else:
                 layers[i] = value
-        self.layers = layers
-        return self
+        return layers
 
     # ---- building the network ------------------------------------------------------
     def _default_layers(self):

@@ -5,12 +5,13 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 
 from ._base import BaseNeonEstimator
+from ._from_neon import FromNeonMixin
 from ._tasks import Classification
 
 __all__ = ["NeonClassifier"]
 
 
-class NeonClassifier(ClassifierMixin, BaseNeonEstimator):
+class NeonClassifier(FromNeonMixin, ClassifierMixin, BaseNeonEstimator):
     """A neural-network classifier built from a list of neon layers.
 
     Parameters

@@ -2,12 +2,13 @@
 from sklearn.base import RegressorMixin
 
 from ._base import BaseNeonEstimator
+from ._from_neon import FromNeonMixin
 from ._tasks import Regression
 
 __all__ = ["NeonRegressor"]
 
 
-class NeonRegressor(RegressorMixin, BaseNeonEstimator):
+class NeonRegressor(FromNeonMixin, RegressorMixin, BaseNeonEstimator):
     """A neural-network regressor built from a list of neon layers.
 
     Parameters are those of :class:`~neonlearn.NeonClassifier` without

@@ -36,6 +36,7 @@ from ..layers._containers import flatten_layers
 from ..layers import LSTM, RecurrentLast
 from ..layers._sequence_layers import ID_BASE, SequenceMask, StepMask
 from ._base import BaseNeonEstimator
+from ._from_neon import FromNeonMixin
 from ._finite import check_finite_outputs
 from ._tasks import Classification, Regression, Tagging
 from ._validation import check_sequence
@@ -66,7 +67,7 @@ def _ndim(X):
     return len(X.shape) if hasattr(X, "shape") else np.asarray(X).ndim
 
 
-class NeonSequenceModel(BaseNeonEstimator):
+class NeonSequenceModel(FromNeonMixin, BaseNeonEstimator):
     """A recurrent network for sequences: sequence classification, sequence
     regression, or a label per step (tagging, e.g. next-character prediction).
 
@@ -252,11 +253,16 @@ class NeonSequenceModel(BaseNeonEstimator):
         if self.task == "regression":
             return r2_score(y, pred, sample_weight=sample_weight)
         if self.task == "tagging":
+            if len(y) != len(pred):
+                raise ValueError("Found input variables with inconsistent numbers of "
+                                 "samples: [%d, %d]" % (len(pred), len(y)))
             if sample_weight is not None:
                 sample_weight = np.concatenate(
                     [np.full(len(p), w) for p, w in zip(pred, sample_weight)])
+            # per sample: misaligned labels could otherwise sum to the right total
+            y = np.concatenate([Tagging.check_labels(t, len(p), i)
+                                for i, (t, p) in enumerate(zip(y, pred))])
             pred = np.concatenate([np.asarray(p).ravel() for p in pred])
-            y = np.concatenate([np.asarray(t).ravel() for t in y])
         return accuracy_score(y, pred, sample_weight=sample_weight)
 
     # ---- input conversion --------------------------------------------------------------
@@ -426,7 +432,7 @@ class NeonSequenceModel(BaseNeonEstimator):
         Xm, lengths, _ = self._prepare(X, reset, min_T=1 if reset else self._fit_T)
         n = Xm.shape[0]
         if self.task == "tagging":
-            y = self._pad_tags(y, lengths, Xm.shape[1])
+            y = Tagging.pad_labels(y, lengths, Xm.shape[1])
         else:
             y = np.asarray(y)
             if y.dtype == object and self.task == "regression":
@@ -461,7 +467,7 @@ class NeonSequenceModel(BaseNeonEstimator):
             elif T > self._fit_T:
                 self._lengthen(T)
         if self.task == "tagging":
-            yv = self._pad_tags(y_val, lengths, T)
+            yv = Tagging.pad_labels(y_val, lengths, T, "y_val", "X_val")
         else:
             yv = np.asarray(y_val)
             if yv.dtype == object and self.task == "regression":
@@ -482,21 +488,6 @@ class NeonSequenceModel(BaseNeonEstimator):
         self.model_ = model
         self.layers_ = model.layers.layers_
         self._fit_T = T
-
-    @staticmethod
-    def _pad_tags(y, lengths, T):
-        """Per-step labels ``(n, T)`` (object array; padding is None)."""
-        if len(y) != len(lengths):
-            raise ValueError("Found input variables with inconsistent numbers of "
-                             "samples: [%d, %d]" % (len(lengths), len(y)))
-        out = np.empty((len(lengths), T), dtype=object)
-        for i, (t, L) in enumerate(zip(y, lengths)):
-            t = np.asarray(t)
-            if t.ndim != 1 or len(t) < L:
-                raise ValueError("y[%d] must have one label per step (%d), got shape %r"
-                                 % (i, L, t.shape))
-            out[i, :L] = list(t[:L])
-        return out
 
     # ---- targets ----------------------------------------------------------------------------
     def _new_task(self):

@@ -202,6 +202,35 @@ class Tagging(Classification):
     def valid_steps(y):
         return np.frompyfunc(lambda v: v is not None, 1, 1)(y).astype(bool)
 
+    @staticmethod
+    def check_labels(labels, n_steps, i, what="y", of="X"):
+        """The labels ``what[i]`` of the sequence ``of[i]`` as a 1-D array of exactly
+        ``n_steps`` labels.
+
+        Labels are matched to steps one to one: a longer row is refused as a
+        shorter one is, since cutting it would train on (or score) labels that
+        belong to no step, or to a sequence the caller aligned differently.
+        """
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or len(labels) != n_steps:
+            raise ValueError("%s[%d] must have one label per step of %s[%d] (%d steps), "
+                             "got %s" % (what, i, of, i, n_steps,
+                                         "%d labels" % len(labels) if labels.ndim == 1
+                                         else "an array of shape %r" % (labels.shape,)))
+        return labels
+
+    @classmethod
+    def pad_labels(cls, y, lengths, T, what="y", of="X"):
+        """Per-step labels ``(n, T)`` (object array; padding is None) of the labels
+        ``what`` of the sequences ``of`` (names for the messages) of ``lengths``."""
+        if len(y) != len(lengths):
+            raise ValueError("Found input variables with inconsistent numbers of "
+                             "samples: [%d, %d]" % (len(lengths), len(y)))
+        out = np.empty((len(lengths), T), dtype=object)
+        for i, (labels, L) in enumerate(zip(y, lengths)):
+            out[i, :L] = list(cls.check_labels(labels, L, i, what, of))
+        return out
+
     def encode(self, y, classes=None):
         valid = self.valid_steps(y)
         labels = np.array(list(y[valid]))

@@ -12,6 +12,7 @@ something else, so it is refused with :class:`NotExportableError` rather than
 exported as its parent.
 """
 import numpy as np
+from onnx import TensorProto
 
 from ..layers import (
     LRN, Activation, BatchNorm, Bias, BranchNode, CompoundLayer, Convolution,
@@ -228,8 +229,37 @@ def _lrn(layer, graph, x):
 # ---- embedding -----------------------------------------------------------------------------
 @converts(LookupTable)
 def _lookup(layer, graph, x):
-    ids = graph.op("Cast", [x], hint="ids", to=7)  # int64 (float ids are accepted)
-    return graph.op("Gather", [graph.const(host(layer, "W"), "table"), ids],
+    """The table's ``Gather``, refusing the ids ``predict`` refuses.
+
+    ONNX's ``Gather`` reads a negative index from the end (id -1 would embed as the
+    last row) and calls an index outside ``[-vocab_size, vocab_size)`` an error.
+    ONNX has no assertion operator, so every id ``predict`` refuses (below 0, at or
+    above ``vocab_size``, or a float id that is not an integer) is replaced by the
+    index ``vocab_size``: the ``Gather`` then fails, and the whole call with it, as
+    ``predict`` does (onnxruntime: ``INVALID_ARGUMENT ... indices element out of
+    data bounds, idx=<vocab_size>``).  The padded steps of a sequence model (past
+    ``lengths``) are never read, whatever they hold, as in ``predict``.
+    """
+    vocab = int(layer.weight_shape[0])
+    ids = graph.op("Cast", [x], hint="ids", to=TensorProto.INT64)  # float ids too
+    valid = graph.op("And", [graph.op("GreaterOrEqual", [ids, graph.ints(0, "zero")]),
+                             graph.op("Less", [ids, graph.ints(vocab, "vocab_size")])],
+                     hint="valid_ids")
+    # Cast truncates a float id 2.5 to 2 (and NaN to anything): an id is valid only
+    # if it is the input's value.  Compared in float64, which holds both an int64 and
+    # a float32 input exactly enough (the graph does not say which one x is).
+    integral = graph.op("Equal", [graph.op("Cast", [ids], to=TensorProto.DOUBLE),
+                                  graph.op("Cast", [x], to=TensorProto.DOUBLE)],
+                        hint="integral_ids")
+    valid = graph.op("And", [valid, integral], hint="valid_ids")
+    mask = graph.step_mask() if x == graph.time_source else None
+    if mask is not None:  # padding: whatever it holds, it is not read
+        padding = graph.op("Less", [mask, graph.const(0.5, "half")], hint="padded_steps")
+        valid = graph.op("Or", [valid, padding], hint="valid_ids")
+        ids = graph.op("Where", [padding, graph.ints(0, "zero"), ids], hint="ids")
+    index = graph.op("Where", [valid, ids, graph.ints(vocab, "vocab_size")],
+                     hint="checked_ids")
+    return graph.op("Gather", [graph.const(host(layer, "W"), "table"), index],
                     hint="embedding", axis=0)
 
 

@@ -236,6 +236,50 @@ def test_token_ids_ragged():
     check_classifier(est, run, X, n_big=300)
 
 
+def test_token_ids_that_predict_refuses_fail_in_the_graph():
+    # Gather alone reads id -1 as the last row of the table (and -30 as the first)
+    # where predict refuses them: the graph must fail as predict does
+    rng = np.random.default_rng(7)
+    X = [rng.integers(1, 30, size=rng.integers(2, 8)) for _ in range(60)]
+    y = np.array([int(x.max() > 20) for x in X])
+    est = perturb(NeonSequenceModel(
+        [LookupTable(30, 4, Gaussian(0.5)), LSTM(4, g), RecurrentMean()],
+        epochs=1, random_state=0).fit(X, y))
+    sess = session(to_onnx(est, None))
+    # padding is never read, whatever it holds: -1 is a common padding id
+    values, lengths = padded(X[:6], dtype=np.int64, fill=lambda shape: np.full(shape, -1))
+    label, proba = sess.run(None, {"X": values, "lengths": lengths})
+    np.testing.assert_allclose(proba, est.predict_proba(X[:6]), rtol=0, atol=ATOL)
+    np.testing.assert_array_equal(label, est.predict(X[:6]))
+    for bad in (-1, -30, 30, 2 ** 40):
+        seqs = [x.copy() for x in X[:6]]
+        seqs[2][1] = bad
+        with pytest.raises(ValueError, match="token ids must be integers in"):
+            est.predict(seqs)
+        values, lengths = padded(seqs, dtype=np.int64)
+        with pytest.raises(Exception, match="out of data bounds, idx=30 "):
+            sess.run(None, {"X": values, "lengths": lengths})
+
+
+def test_float_token_ids_that_are_not_integers_fail_in_the_graph():
+    rng = np.random.default_rng(8)
+    X = rng.integers(0, 12, size=(80, 5))
+    y = (X[:, 0] > 5).astype(int)
+    est = perturb(NeonClassifier([LookupTable(12, 3, Gaussian(0.5)), RecurrentMean()],
+                                 epochs=1, random_state=0).fit(X, y))
+    sess = session(to_onnx(est, X[:2].astype(np.float32)))  # a float input
+    assert sess.get_inputs()[0].type == "tensor(float)"
+    label, proba = sess.run(None, {"X": X.astype(np.float32)})
+    np.testing.assert_allclose(proba, est.predict_proba(X), rtol=0, atol=ATOL)
+    for bad in (2.5, -1.0, 12.0, np.nan):
+        Xb = X[:4].astype(np.float32)
+        Xb[1, 3] = bad
+        with pytest.raises(ValueError, match="ids must be integers|contains NaN"):
+            est.predict(Xb)
+        with pytest.raises(Exception, match="out of data bounds, idx=12 "):
+            sess.run(None, {"X": Xb})
+
+
 # ---- errors -------------------------------------------------------------------------------
 def test_custom_layer_in_an_estimator_is_refused_by_name():
     est = NeonClassifier([Affine(4, g, activation=Tanh()), Scale(0.5, name="halve")],
