@@ -87,7 +87,9 @@ def _param_snapshot(estimator):
     for key, value in estimator.get_params(deep=True).items():
         if key in ("callbacks", "verbose") or (key == "layers" and value is not None):
             continue  # callbacks are the run's, not the network's; layers by name
-        if hasattr(value, "get_params"):
+        if key == "optimizer" and value is None:  # the default optimizer's class
+            out[key] = type(estimator._default_optimizer()).__name__
+        elif hasattr(value, "get_params"):
             out[key] = type(value).__name__
         elif isinstance(value, (list, tuple)):  # a container's layers: their structure
             out[key] = param_hash(_structure(value))

@@ -191,3 +191,15 @@ def test_deep_bidirectional_warm_start_and_partial_fit():
         m.fit(X, y)
         m.partial_fit(X, y)
     assert m.n_iter_ == 5
+
+
+def test_new_learning_rate_on_the_default_optimizer_keeps_its_state(iris):
+    """``optimizer=None`` is Adam: setting its learning rate is a new hyperparameter
+    of the same optimizer (its step count and moments go on), not a new optimizer."""
+    X, y = iris
+    clf = NeonClassifier(epochs=2, warm_start=True, random_state=0).fit(X, y)
+    steps = clf.optimizer_.t_
+    clf.set_params(optimizer__learning_rate=1e-4).fit(X, y)
+    assert type(clf.optimizer_).__name__ == "Adam"
+    assert clf.optimizer_.learning_rate == 1e-4
+    assert clf.optimizer_.t_ == 2 * steps
