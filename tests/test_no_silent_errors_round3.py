@@ -277,3 +277,18 @@ def test_a_layers_set_params_checks_every_name_before_setting_any():
     assert layer.nout == 8 and layer.bias.val == 0.0
     layer.set_params(nout=3, bias__val=2.0)
     assert layer.nout == 3 and layer.bias.val == 2.0
+
+
+def test_a_layer_allocated_alone_then_put_in_a_float64_model_follows_its_dtype():
+    from neonlearn.layers import Linear
+    from neonlearn.models import Model
+
+    layer = Linear(4, GlorotUniform())
+    layer.configure(3)
+    layer.allocate()  # its own float32 backend
+    W = layer.W.astype(np.float64)
+    model = Model([layer], get_backend("cpu", dtype="float64")).configure(3)
+    assert layer.W.dtype == np.float64
+    np.testing.assert_array_equal(layer.W, W)  # the weights it had, in float64
+    x = np.random.default_rng(0).standard_normal((2, 3))
+    np.testing.assert_allclose(model.predict(x), x @ W.T, rtol=1e-12)

@@ -358,6 +358,9 @@ class ParameterLayer(Layer):
 
     def allocate(self, shared_outputs=None):
         if getattr(self, "W", None) is not None and self.W.shape == self.weight_shape:
+            if self.W.dtype != self.be.dtype:  # allocated alone, then put in a model
+                self.W = self.be.array(self.be.to_numpy(self.W))
+                self.dW = self.be.zeros(self.weight_shape)
             return  # keep trained weights (warm start)
         from ..initializers import check_initializer
 
