@@ -1,7 +1,7 @@
 """Sphinx configuration of the neonlearn documentation.
 
-Build with ``sphinx-build -W -b html doc doc/_build/html`` (``pip install
-"neonlearn[docs]"``).  The API reference pages (``doc/api/*.rst``) are generated here
+Build with ``sphinx-build -W -b html doc doc/_build/html`` (after ``pip install
+".[tests]"`` or ``".[docs]"`` in the checkout).  The API reference pages (``doc/api/*.rst``) are generated here
 from each public module's ``__all__``, so every public name is documented.
 """
 import os

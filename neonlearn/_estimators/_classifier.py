@@ -60,8 +60,13 @@ class NeonClassifier(FromNeonMixin, ClassifierMixin, BaseNeonEstimator):
         the best epoch's weights.  Otherwise training stops when the training cost has
         not improved by ``tol`` for ``n_iter_no_change`` epochs.
     validation_fraction : float in (0, 1), default=0.1
+        The share of the training data held out for ``early_stopping`` (stratified
+        by class for classifiers); unused when ``fit`` gets ``X_val``.
     n_iter_no_change : int, default=10
+        Epochs without an improvement of more than ``tol`` after which training
+        stops (the validation score with ``early_stopping``, else the training cost).
     tol : float, default=1e-4
+        The smallest change of the monitored value that counts as an improvement.
     warm_start : bool, default=False
         Continue training the fitted network on the next ``fit``.
     class_weight : dict, "balanced" or None, default=None
@@ -72,6 +77,9 @@ class NeonClassifier(FromNeonMixin, ClassifierMixin, BaseNeonEstimator):
         :class:`~neonlearn.callbacks.ReduceLROnPlateau`).  scikit-learn's callbacks
         are set with ``set_callbacks`` (scikit-learn >= 1.9).
     dtype : {"float32", "float64"}, default="float32"
+        The floating-point type of the weights and of every computation; inputs of
+        the other type are converted.  float64 is for checking results (gradients,
+        references) and costs about twice the time.
     device : {"cpu", "gpu"} or "cuda:N", default="cpu"
         Where the network runs (``"gpu"`` is ``"cuda:0"``; needs CuPy, see
         ``doc/gpu.md``).  Changing it after ``fit`` (``set_params(device="gpu")``)

@@ -44,6 +44,8 @@ class PersistenceMixin:
         return state
 
     def __setstate__(self, state):
+        """Restore a pickled estimator; a pickle of another format version is a
+        ValueError that says how to move the weights instead."""
         fmt = state.pop("_neonlearn_format", None)
         version = state.pop("_neonlearn_version", "unknown")
         if fmt != FORMAT_VERSION:
