@@ -14,8 +14,13 @@
   the sequence estimator (SequenceMask, StepMask)
 - ``_containers``: Sequential, SkipNode, BranchNode, MergeSum, MergeBroadcast, Tree,
   SingleOutputTree
+- ``_multistream``: MergeMultistream (named inputs)
+- ``_embedding``: LookupTable
+- ``_temporal``: the time axis of Convolution and Pooling on sequences
 - ``_fusion``: the model's planning pass (fused Linear/Convolution -> Bias ->
   Activation runs)
+- ``_lengths``: the sequence-lengths protocol of chains of layers
+- ``_buffers``: the layers' buffers between calls (training, per-thread inference)
 """
 from ._base import CompoundLayer, Layer, ParameterLayer
 from ._containers import Sequential, SkipNode
