@@ -210,7 +210,34 @@ class Recurrent(ParameterLayer):
         return self._input_grads(dZ)
 
 
-class LSTM(Recurrent):
+class _GatedRecurrent(Recurrent):
+    """What LSTM and GRU share: the gate activation and the gate-gradient buffer."""
+
+    def __init__(self, output_size, init=None, init_inner=None, activation=None,
+                 gate_activation=None, reset_cells=True, name=None):
+        self.output_size = output_size
+        self.init = init
+        self.init_inner = init_inner
+        self.activation = activation
+        self.gate_activation = gate_activation
+        self.reset_cells = reset_cells
+        self.name = name
+
+    def _transforms(self):
+        super()._transforms()
+        self.gate_activation_ = get_transform(self.gate_activation) or Logistic()
+        self.be.check_recurrent_transform(self.gate_activation_, "gate_activation")
+
+    def _gate_grads(self, shape):
+        """The buffer of the gate pre-activation gradients: the forward pass's gates
+        where the backend's kernels may overwrite them (their last reader), else a
+        buffer of its own; a forward pass's state serves one backward pass."""
+        if self.be.gate_grads_over_gates:
+            return self.gates
+        return self._output(shape, False, key="dZ")
+
+
+class LSTM(_GatedRecurrent):
     """Long short-term memory with neon's gate order **i, f, o, g**.
 
     ``i, f, o = gate_act(.)``, ``g = act(.)``, ``c_t = f * c_{t-1} + i * g``,
@@ -238,21 +265,6 @@ class LSTM(Recurrent):
 
     ngates = 4
 
-    def __init__(self, output_size, init=None, init_inner=None, activation=None,
-                 gate_activation=None, reset_cells=True, name=None):
-        self.output_size = output_size
-        self.init = init
-        self.init_inner = init_inner
-        self.activation = activation
-        self.gate_activation = gate_activation
-        self.reset_cells = reset_cells
-        self.name = name
-
-    def _transforms(self):
-        super()._transforms()
-        self.gate_activation_ = get_transform(self.gate_activation) or Logistic()
-        self.be.check_recurrent_transform(self.gate_activation_, "gate_activation")
-
     def fprop(self, inputs, inference=False, lengths=None):
         N, T, H = inputs.shape[0], self.in_shape[0], self.H
         lengths = check_lengths(lengths, N, T, self.name or type(self).__name__)
@@ -271,14 +283,6 @@ class LSTM(Recurrent):
             self.h0, self.c0, self.lengths_ = h0, c0, lengths
         return h
 
-    def _gate_grads(self, shape):
-        """The buffer of the gate pre-activation gradients: the forward pass's gates
-        where the backend's kernels may overwrite them (their last reader), else a
-        buffer of its own; a forward pass's state serves one backward pass."""
-        if self.be.gate_grads_over_gates:
-            return self.gates
-        return self._output(shape, False, key="dZ")
-
     def bprop(self, error):
         N, T, H = error.shape[0], self.in_shape[0], self.H
         err = self.be.array(error)
@@ -291,7 +295,7 @@ class LSTM(Recurrent):
         return self._input_grads(dZ)
 
 
-class GRU(LSTM):
+class GRU(_GatedRecurrent):
     """Gated recurrent unit with neon's gate order **r, z, candidate**.
 
     ``r, z = gate_act(W_input x_t + W_recur h_{t-1} + b)``,
