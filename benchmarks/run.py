@@ -63,6 +63,7 @@ from _paths import use_working_tree  # noqa: E402
 use_working_tree()
 
 import report  # noqa: E402
+import registry  # noqa: E402
 import workloads as W  # noqa: E402
 from targets import ratios, targets  # noqa: E402
 
@@ -127,7 +128,7 @@ def serve(framework, workload, args, out):
     """
     base = rss_kb()
     try:
-        unit = W.builder(framework, workload)(args.quick)
+        unit = registry.builder(framework, workload)(args.quick)
     except (NotImplementedError, ImportError) as exc:
         return _reply(out, {"status": "not available", "note": str(exc)})
     except Exception as exc:  # noqa: BLE001 - reported as the workload's error

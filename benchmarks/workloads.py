@@ -494,14 +494,3 @@ WORKLOADS = {
     "digits_grid": ("digits 4-point GridSearchCV (cv=3) of the same MLP",
                     ["neonlearn", "sklearn"]),
 }
-
-
-def builder(framework, workload):
-    import workloads_infer
-    import workloads_train
-
-    name = "%s_%s" % (framework, workload)
-    for module in (workloads_infer, workloads_train):
-        if hasattr(module, name):
-            return getattr(module, name)
-    return globals()[name]

@@ -12,8 +12,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, "benchmarks")
 
 
-BENCH_MODULES = ("run", "report", "targets", "workloads", "workloads_infer",
-                 "workloads_train")
+BENCH_MODULES = ("run", "report", "targets", "registry", "workloads",
+                 "workloads_infer", "workloads_train")
 
 
 @pytest.fixture
@@ -62,6 +62,8 @@ def _row(workload, fw, median, threads=2, peak=10.0, throughput=None):
 
 def test_targets_marked_from_rows(bench_modules):
     report, targets, workloads = bench_modules
+    import registry
+
     rows = [_row("w1_mlp_train", "neonlearn", 1.0), _row("w1_mlp_train", "torch", 1.4),
             _row("w5_fashion_train", "neonlearn", 1.0), _row("w5_fashion_train", "torch", 1.2),
             _row("lenet_infer", "neonlearn", 1.0, peak=30.0),
@@ -104,7 +106,7 @@ def test_targets_marked_from_rows(bench_modules):
     # every workload of the registry has a builder for each of its frameworks
     for name, (_, frameworks) in workloads.WORKLOADS.items():
         for fw in frameworks:
-            assert callable(workloads.builder(fw, name)), (fw, name)
+            assert callable(registry.builder(fw, name)), (fw, name)
 
 
 def test_runs_alternate_between_frameworks(bench_modules, monkeypatch):
