@@ -3,21 +3,22 @@
 import copy
 
 import numpy as np
+from scipy import sparse
 
 from .backends import get_backend
 from ._input_dict import InputDict
 from .exceptions import TrainingDivergedError
-from .layers._base import Layer, in_shape_of
+from .layers._base import CompoundList, Layer, in_shape_of
 from .layers._buffers import (
     _layer_objects, release_inference_buffers, release_training_state,
     reused_inference_buffers,
 )
-from .layers._containers import Sequential
+from .layers._containers import Sequential, flatten_layers
 from .layers._dense import Activation
 from .layers._fusion import plan_network
 from .layers._lengths import lengths_role, run_chain
 
-__all__ = ["Model", "bucket_order"]
+__all__ = ["Model", "bucket_order", "sparse_input_layer"]
 
 #: ``predict``'s default block: the most rows whose largest layer input + output
 #: stays under this many bytes, at most ``PREDICT_MAX_ROWS``.
@@ -88,6 +89,24 @@ def bucket_order(keys, batch_size, rng, shuffle=True):
     if shuffle:
         buckets = buckets[rng.permutation(full)]
     return np.concatenate([buckets.reshape(-1), partial])
+
+
+def sparse_input_layer(layer):
+    """The layer that takes a network's sparse inputs: its first layer when that is a
+    layer with ``sparse_inputs`` (a Linear), or a chain (``Sequential``, a compound
+    layer such as ``Affine``) that starts with one; else None (a layer list is read
+    as a ``Sequential``)."""
+    if isinstance(layer, (list, tuple)) and not isinstance(layer, CompoundList):
+        layer = Sequential(list(layer))
+    while layer is not None and not getattr(layer, "sparse_inputs", False):
+        if isinstance(layer, CompoundList):
+            parts = list(layer)
+        elif isinstance(layer, Sequential):
+            parts = layer.__dict__.get("layers_") or flatten_layers(layer.layers)
+        else:
+            return None
+        layer = parts[0] if parts else None
+    return layer
 
 
 def _last_leaf(layer):
@@ -217,10 +236,25 @@ class Model:
         if isinstance(last, Activation):
             last.shortcut_error = self.shortcut
 
+    def check_sparse_input(self):
+        """Raise a ValueError unless the network's first layer takes sparse inputs
+        (:func:`sparse_input_layer`)."""
+        if isinstance(self.in_shape, dict) or sparse_input_layer(self.layers) is None:
+            first = self.layers.sublayers()[0] if self.layers.sublayers() else self.layers
+            raise ValueError(
+                "Sparse X (scipy.sparse) needs a network whose first layer is Linear or "
+                "Affine, the layers that take sparse input; this network starts with "
+                "%s %r. Pass dense X (X.toarray()) or start the network with an Affine "
+                "layer." % (type(first).__name__, getattr(first, "name", None)))
+
     def _batch(self, x):
         """``x`` on the backend in its dtype; integer arrays stay integers (int64) for
         a first layer that takes token ids, so every id is exact.  Named inputs (an
-        ``InputDict``) move input by input."""
+        ``InputDict``) move input by input; a sparse minibatch becomes the backend's
+        CSR matrix (:meth:`check_sparse_input` first)."""
+        if sparse.issparse(x):
+            self.check_sparse_input()
+            return self.be.sparse_array(x)
         ints = self.__dict__.get("integer_inputs_")
         if isinstance(ints, set):
             return InputDict({name: self.be.array(v, dtype=np.int64)
@@ -267,8 +301,10 @@ class Model:
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, ...)
-            Inputs (already in the backend's dtype).
+        X : ndarray of shape (n_samples, ...) or scipy.sparse matrix
+            Inputs (already in the backend's dtype); a sparse (CSR) ``X`` of shape
+            ``(n_samples, n_features)`` stays on the host, each minibatch sliced
+            from it as CSR (never densified) and moved by the backend.
         T : ndarray of shape (n_samples, ...)
             Targets in the network's output layout.
         optimizer : Optimizer
@@ -340,8 +376,10 @@ class Model:
             total = 0.0
             for mb, start in enumerate(range(0, n, batch_size)):
                 idx = order[start:start + batch_size]
-                # data already on the device are indexed with device indices
-                rows = idx if isinstance(X, np.ndarray) else be.xp.asarray(idx)
+                # data already on the device are indexed with device indices; sparse
+                # X stays CSR on the host: its minibatch rows are sliced there, as CSR
+                rows = (idx if isinstance(X, np.ndarray) or sparse.issparse(X)
+                        else be.xp.asarray(idx))
                 for cb in callbacks:
                     cb.on_minibatch_begin(self, epoch, mb)
                 self.batch_cost = self.train_batch(

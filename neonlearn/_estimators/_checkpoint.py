@@ -68,6 +68,10 @@ def _data_fingerprint(X, T):
     n = arrays[0].shape[0] if arrays else 0
     rows = np.unique(np.linspace(0, max(n - 1, 0), min(n, 64)).astype(np.int64))
     for a in arrays + [T]:
+        if hasattr(a, "tocsr"):  # scipy.sparse: the sampled rows, densified
+            h.update(repr((a.shape, a.dtype.str, int(a.nnz))).encode())
+            h.update(np.ascontiguousarray(a.tocsr()[rows].toarray()).tobytes())
+            continue
         a = np.asarray(a.get() if hasattr(a, "get") and not isinstance(a, dict) else a)
         h.update(repr((a.shape, a.dtype.str)).encode())
         h.update(np.ascontiguousarray(a[rows]).tobytes())

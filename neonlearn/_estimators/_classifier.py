@@ -176,6 +176,11 @@ class NeonClassifier(FromNeonMixin, ClassifierMixin, BaseNeonEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or ``(n_samples, *input_shape)``
+            A NumPy array (or anything ``np.asarray`` takes, a DataFrame
+            included), or a ``scipy.sparse`` matrix or array of shape (n_samples,
+            n_features) when the network's first layer is ``Linear`` or ``Affine``
+            (CSR is used as it is, other formats are converted to CSR; minibatches
+            are sliced from it, never densified; CPU only).
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Class labels (any hashable type), or a binary indicator matrix for
             multilabel classification.

@@ -51,6 +51,9 @@ class NeonRegressor(FromNeonMixin, RegressorMixin, BaseNeonEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or ``(n_samples, *input_shape)``
+            As for :meth:`NeonClassifier.fit`: dense arrays, DataFrames, or
+            ``scipy.sparse`` matrices and arrays when the first layer is ``Linear``
+            or ``Affine``.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
         sample_weight : array-like of shape (n_samples,), default=None
         X_val, y_val : validation data like ``X`` and ``y``, default=None

@@ -16,6 +16,7 @@ import time
 import warnings
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedShuffleSplit
@@ -68,7 +69,12 @@ class ValidationSet:
 
 def _on_device(model, X):
     """The training inputs on the model's device (named inputs one by one; token ids
-    stay integers, the model moves them per minibatch)."""
+    stay integers, the model moves them per minibatch).  Sparse X stays as it is,
+    on the host (the model slices and moves each minibatch), once the network is
+    known to take it."""
+    if sparse.issparse(X):
+        model.check_sparse_input()
+        return X
     if isinstance(X, InputDict):
         return X.map(lambda a: a if a.dtype.kind in "iu" else model.be.array(a))
     return model.be.array(X)

@@ -9,6 +9,7 @@ masked, see ``_sequence.py``) and ``_validate_validation_set``.
 from numbers import Integral
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import is_classifier
 from sklearn.metrics import check_scoring
 from sklearn.utils import check_array
@@ -17,6 +18,7 @@ from sklearn.utils.validation import _check_sample_weight, validate_data
 from .._input_dict import as_input_dict
 from ..callbacks import Callback
 from ..layers._containers import flatten_layers
+from ..models import sparse_input_layer
 from ._named_inputs import validate_named_X, validate_named_Xy
 
 __all__ = ["ValidationMixin", "check_sequence"]
@@ -88,7 +90,7 @@ class ValidationMixin:
         if named is not None:
             return validate_named_X(self, named, reset), len(named)
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
-                          allow_nd=True)
+                          allow_nd=True, accept_sparse="csr")
         return self._reshape_X(X, reset), X.shape[0]
 
     def _plain_fitted_array(self, X):
@@ -111,7 +113,7 @@ class ValidationMixin:
         if named is not None:
             return validate_named_Xy(self, named, y, reset)
         X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32],
-                             allow_nd=True, multi_output=True,
+                             allow_nd=True, multi_output=True, accept_sparse="csr",
                              y_numeric=not self._is_classifier())
         return self._reshape_X(X, reset), y
 
@@ -144,10 +146,12 @@ class ValidationMixin:
         return sw
 
     def _check_dtype_range(self, X):
-        """float64 values beyond the network dtype's range would become inf."""
+        """float64 values beyond the network dtype's range would become inf (of a
+        sparse ``X``, its stored values; no copy of ``X`` is made)."""
         limit = np.finfo(np.dtype(self.dtype)).max
-        if X.dtype.itemsize > np.dtype(self.dtype).itemsize and X.size and (
-                np.abs(X).max() > limit):
+        values = X.data if sparse.issparse(X) else X
+        if values.dtype.itemsize > np.dtype(self.dtype).itemsize and values.size and (
+                max(values.max(), -values.min()) > limit):
             raise ValueError("X has values beyond the range of dtype=%r (|x| > %.3g): "
                              "scale the inputs (e.g. StandardScaler) or use "
                              "dtype='float64'" % (np.dtype(self.dtype).name, limit))
@@ -155,10 +159,34 @@ class ValidationMixin:
     def _is_classifier(self):
         return is_classifier(self)
 
+    def _takes_sparse_X(self):
+        """Whether ``fit`` takes ``scipy.sparse`` X: the estimator checks its inputs
+        here (a subclass with its own input handling, the sequence model, does not)
+        and its network (``layers``, or the default one) starts with a Linear or
+        Affine layer (:func:`~neonlearn.models.sparse_input_layer`)."""
+        if type(self)._validate_Xy is not ValidationMixin._validate_Xy:
+            return False
+        try:
+            return sparse_input_layer(self._layer_list()) is not None
+        except (TypeError, ValueError, AttributeError):
+            return False
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = self._takes_sparse_X()
+        return tags
+
     def _reshape_X(self, X, reset):
         self._check_dtype_range(X)
         shape = tuple(self.input_shape) if self.input_shape is not None else None
-        if X.ndim == 2 and shape is not None and len(shape) > 1:
+        if sparse.issparse(X):  # CSR (n_samples, n_features): a first Linear takes it
+            if shape is not None and shape != X.shape[1:]:
+                raise ValueError(
+                    "Sparse X has samples of shape %r but input_shape is %r: sparse X "
+                    "is taken as (n_samples, n_features) only (input_shape=None); pass "
+                    "dense X to reshape it" % (X.shape[1:], shape))
+            shape = None
+        elif X.ndim == 2 and shape is not None and len(shape) > 1:
             if X.shape[1] != int(np.prod(shape)):
                 raise ValueError("X has %d features, which cannot be reshaped to "
                                  "input_shape=%r" % (X.shape[1], shape))

@@ -7,8 +7,9 @@ each operation once, with its documentation, and implements what is the same on
 every device (the activation dispatch, and the optimizer steps as array expressions
 that a device may replace by fused kernels); ``backends/cpu/`` and ``backends/cuda/``
 implement the rest, in modules of the same names (``dense``, ``normalization``,
-``conv``, ``conv3d``, ``recurrent``, ``embedding``, ``optimizers``).
-``tests/test_backend_contract.py`` checks that both implement every abstract method.
+``conv``, ``conv3d``, ``recurrent``, ``embedding``, ``optimizers``, ``sparse``).
+``tests/backends/test_backend_contract.py`` checks that both implement every abstract
+method.
 
 Conventions
 -----------
@@ -33,6 +34,7 @@ import abc
 import math
 
 import numpy as np
+from scipy import sparse
 
 from .._kernels._dense import ACTIVATION_CODES
 from ..transforms import Softmax
@@ -143,6 +145,34 @@ class Backend(abc.ABC):
         if bias is not None or transform is not None:
             self.bias_act_fprop(out, bias, transform, out)
         return out
+
+    # ---- sparse inputs -------------------------------------------------------------
+    # A network whose first layer is a Linear takes ``scipy.sparse`` inputs: the
+    # estimators keep ``X`` as CSR on the host, ``Model`` slices its minibatches
+    # there and moves each with :meth:`sparse_array`; the Linear layer runs the two
+    # products below (its input gradient is never needed).
+    def is_sparse(self, x):
+        """Whether ``x`` is a sparse matrix (what :meth:`sparse_array` returns)."""
+        return sparse.issparse(x)
+
+    @abc.abstractmethod
+    def sparse_array(self, x):
+        """``x``, a ``scipy.sparse`` matrix or array of any format, as this device's
+        CSR matrix of the backend dtype (int32 indices); a ValueError where the
+        device takes no sparse inputs."""
+
+    @abc.abstractmethod
+    def sparse_linear_fprop(self, x, W, out, bias=None, transform=None):
+        """``out = transform(x @ W.T + bias)`` for CSR ``x (N, F)`` from
+        :meth:`sparse_array` and ``W (K, F)``.  Row ``i`` of ``out`` depends on the
+        stored values of row ``i`` and on ``W`` only (summed in their stored order),
+        so it is the same alone or in any batch, for any thread count; the bias and
+        activation are applied as :meth:`bias_act_fprop` does."""
+
+    @abc.abstractmethod
+    def sparse_linear_weight_grad(self, error, x, dW):
+        """``dW (K, F) = error.T @ x`` for the error ``(N, K)`` and CSR ``x (N, F)``;
+        the same bits for any thread count (the sum over samples in one order)."""
 
     # The activation dispatch, the same on every device: element-wise transforms run
     # fused in the device's kernel (``_bias_act``, ``_act_bprop``), Softmax as a bias

@@ -20,6 +20,10 @@ class Linear(ParameterLayer):
 
     Images ``(C, H, W)`` are flattened first; after a recurrent layer (input shape
     ``(T, F)``) the same weights apply at every time step: ``(N, T, F) -> (N, T, nout)``.
+    As the network's first layer it also takes sparse (CSR) minibatches of ``(N,
+    F)`` inputs (``sparse_inputs``): both passes run the backend's sparse products
+    (``sparse_linear_fprop``, ``sparse_linear_weight_grad``), and no input gradient
+    is computed for them.
 
     Parameters
     ----------
@@ -28,6 +32,9 @@ class Linear(ParameterLayer):
     init : Initializer
     name : str or None
     """
+
+    #: takes the backend's sparse (CSR) minibatches as the network's first layer
+    sparse_inputs = True
 
     def __init__(self, nout, init=None, name=None):
         self.nout = nout
@@ -50,8 +57,11 @@ class Linear(ParameterLayer):
         """``y = x @ W.T``, or ``activation(x @ W.T + bias)`` when given (the fused
         :class:`~._fusion.DenseBiasAct` step).  Inference runs the backend's
         row-invariant :meth:`dense_infer` on ``W`` packed once (derived state,
-        repacked when ``W`` has changed); training runs :meth:`matmul`."""
+        repacked when ``W`` has changed); training runs :meth:`matmul`.  A sparse
+        minibatch runs :meth:`sparse_linear_fprop` in both."""
         self._check_input(inputs)
+        if self.be.is_sparse(inputs):
+            return self._fprop_sparse(inputs, inference, bias, activation)
         x = inputs.reshape(-1, self.nin)
         out = self._output((x.shape[0], self.weight_shape[0]), inference)
         if inference:
@@ -65,9 +75,29 @@ class Linear(ParameterLayer):
             self.inputs = x
         return out.reshape((inputs.shape[0],) + self.out_shape)
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        inputs = self.__dict__.get("inputs")
+        if inputs is not None and self.be.is_sparse(inputs):
+            # the last sparse minibatch, kept for bprop, is no state of the network
+            # (and no array that a pickle or a skops file should hold)
+            state.pop("inputs", None)
+        return state
+
+    def _fprop_sparse(self, x, inference, bias, activation):
+        """:meth:`fprop` of a CSR minibatch ``(N, nin)`` (``in_shape`` is ``(nin,)``)."""
+        out = self._output((x.shape[0], self.weight_shape[0]), inference)
+        if not inference:
+            self.drop_derived()
+            self.inputs = x
+        return self.be.sparse_linear_fprop(x, self.W, out, bias, activation)
+
     def bprop(self, error):
         e = error.reshape(-1, self.weight_shape[0])
-        self.be.matmul(e.T, self.inputs, out=self.dW)
+        if self.be.is_sparse(self.inputs):
+            self.be.sparse_linear_weight_grad(e, self.inputs, self.dW)
+        else:
+            self.be.matmul(e.T, self.inputs, out=self.dW)
         if self.skip_input_grad:
             return None
         dx = self._output((e.shape[0], self.nin), False, key="dx")

@@ -8,6 +8,7 @@ Outputs are named as scikit-learn's converters name them: a classifier gives
 import numpy as np
 from onnx import TensorProto, helper
 from onnx.defs import onnx_opset_version
+from scipy import sparse
 from sklearn.utils.validation import check_is_fitted
 
 from .._estimators import NeonClassifier, NeonRegressor, NeonSequenceModel
@@ -136,6 +137,8 @@ def _plain_inputs(model, X_sample, graph):
     when ``X_sample`` is 2-D and the network takes another shape (Pipelines), else
     the network's sample shape."""
     shape = tuple(model.in_shape)
+    if sparse.issparse(X_sample):  # the graph takes dense rows: one shows the shape
+        X_sample = X_sample[:1].toarray()
     integer = (bool(getattr(model, "integer_inputs_", False))
                and np.asarray(X_sample).dtype.kind in "iu")
     elem = TensorProto.INT64 if integer else TensorProto.FLOAT
@@ -170,6 +173,9 @@ def to_onnx(estimator, X_sample=None, target_opset=None):
         the graph takes ``(N, *sample_shape)``.  Integer samples make the input
         int64 for a network that starts with a LookupTable.  A sequence model
         always takes padded ``X (N, T, F)`` (int64 ids ``(N, T)``) and ``lengths``.
+        A model fitted on sparse ``X`` (scipy.sparse) exports like any other: the
+        graph takes dense ``(N, n_features)`` rows (ONNX's standard operators have
+        no sparse inputs), and a sparse ``X_sample`` is read for its shape only.
     target_opset : int or None
         ONNX opset (``>= 14``); default 18.
 

@@ -64,7 +64,7 @@ def test_backends_have_the_same_family_modules(cuda):
     cpu_dir = Path(inspect.getfile(CPUBackend)).parent
     cuda_dir = Path(cuda.__file__).parent
     families = {"dense", "normalization", "conv", "conv3d", "recurrent", "embedding",
-                "optimizers"}
+                "optimizers", "sparse"}
 
     def modules(d):
         return {p.stem for p in d.glob("*.py") if not p.stem.startswith("_")}

@@ -151,8 +151,10 @@ def machine():
     """What decides the bits besides the code: BLAS and its kernel, CPU features."""
     from threadpoolctl import threadpool_info
 
-    blas = [(i.get("internal_api"), i.get("architecture"), i.get("version"))
-            for i in threadpool_info() if i.get("user_api") == "blas"]
+    # sorted: the order of the libraries follows the order they were loaded in
+    blas = sorted((str(i.get("internal_api")), str(i.get("architecture")),
+                   str(i.get("version")))
+                  for i in threadpool_info() if i.get("user_api") == "blas")
     flags = ""
     try:
         with open("/proc/cpuinfo") as f:

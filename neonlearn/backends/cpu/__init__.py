@@ -2,7 +2,8 @@
 
 :class:`CPUBackend` is assembled from one mixin per family of operations, in the
 modules named as in ``backends/cuda/``: ``dense``, ``normalization``, ``conv``,
-``recurrent``, ``embedding`` and ``optimizers``.  This module holds what they share:
+``recurrent``, ``embedding`` and ``optimizers``, and ``sparse`` (CSR inputs of a
+first Linear layer).  This module holds what they share:
 arrays, the thread count and the choice of one thread for small calls.
 """
 import numpy as np
@@ -18,6 +19,7 @@ from .embedding import CPUEmbeddingOps
 from .normalization import CPUNormalizationOps
 from .optimizers import CPUOptimizerOps
 from .recurrent import CPURecurrentOps
+from .sparse import CPUSparseOps
 
 __all__ = ["CPUBackend", "MIN_PARALLEL_WORK"]
 
@@ -31,8 +33,9 @@ MIN_PARALLEL_WORK = 200_000
 _CHEAP_CODES = (_dense.ACT_IDENTITY, _dense.ACT_RECTLIN)
 
 
-class CPUBackend(CPUDenseOps, CPUNormalizationOps, CPUConvOps, CPUConv3dOps,
-                 CPURecurrentOps, CPUEmbeddingOps, CPUOptimizerOps, Backend):
+class CPUBackend(CPUDenseOps, CPUSparseOps, CPUNormalizationOps, CPUConvOps,
+                 CPUConv3dOps, CPURecurrentOps, CPUEmbeddingOps, CPUOptimizerOps,
+                 Backend):
     """NumPy + Cython/OpenMP kernels.
 
     Parameters

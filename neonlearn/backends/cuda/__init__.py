@@ -17,7 +17,8 @@ in the modules named as in ``backends/cpu/``:
   positions, so no atomics are needed and results are deterministic;
 - batch norm's forward and backward, on rows and per channel of images, are fused
   ``ElementwiseKernel`` s around CuPy's reductions (statistics, ``dgamma``/``dbeta``),
-  which also serve bias gradients and sequence summaries.
+  which also serve bias gradients and sequence summaries;
+- sparse inputs are refused (``sparse.py``): they run on the CPU backend.
 
 CuPy is imported in ``_device.py`` only.  The random generator used by
 initializers, shuffling and validation splits stays a NumPy ``Generator`` (so a seed
@@ -43,6 +44,7 @@ from .embedding import CudaEmbeddingOps
 from .normalization import CudaNormalizationOps
 from .optimizers import CudaOptimizerOps
 from .recurrent import CudaRecurrentOps
+from .sparse import CudaSparseOps
 
 __all__ = ["CupyBackend"]
 
@@ -55,8 +57,9 @@ def _device_id(device):
     return number
 
 
-class CupyBackend(CudaDenseOps, CudaNormalizationOps, CudaConvOps, CudaConv3dOps,
-                  CudaRecurrentOps, CudaEmbeddingOps, CudaOptimizerOps, Backend):
+class CupyBackend(CudaDenseOps, CudaSparseOps, CudaNormalizationOps, CudaConvOps,
+                  CudaConv3dOps, CudaRecurrentOps, CudaEmbeddingOps, CudaOptimizerOps,
+                  Backend):
     """CuPy arrays on one NVIDIA GPU.
 
     Parameters
