@@ -16,7 +16,7 @@ from .layers._buffers import (
 from .layers._containers import Sequential, flatten_layers
 from .layers._dense import Activation
 from .layers._fusion import plan_network
-from .layers._lengths import lengths_role, run_chain
+from .layers._lengths import LengthsRole, lengths_role, run_chain
 
 __all__ = ["Model", "bucket_order", "sparse_input_layer"]
 
@@ -548,6 +548,27 @@ class Model:
         -------
         outputs : ndarray of shape (n_samples,) + the layer's ``out_shape``
         """
+        plan, target = self._plan_until(layer_name)
+
+        def forward(x):  # the containers' lengths protocol: out_lengths applied too
+            return run_chain(plan, x, True)[0]
+
+        return self._in_blocks(X, batch_size, forward, target.out_shape)
+
+    def lengths_until(self, layer_name, lengths):
+        """The sequence lengths at the output of the layer named ``layer_name`` for
+        inputs of ``lengths`` (None: every sequence full): each strided temporal
+        convolution or pooling on the way applies its ``out_lengths``."""
+        plan, _ = self._plan_until(layer_name)
+        for step, role in plan:
+            if role == LengthsRole.CHANGES:
+                lengths = step.out_lengths(lengths)
+        return lengths
+
+    def _plan_until(self, layer_name):
+        """``(plan, target)``: the ``(step, role)`` pairs that run the network up to
+        the layer named ``layer_name`` (its fused run split where it ends inside one),
+        and that layer."""
         root = self.layers
         steps = root.__dict__.get("steps_")
         if steps is None:
@@ -578,9 +599,4 @@ class Model:
         else:
             raise ValueError("Layer %r is not on the network's main path" % layer_name)
 
-        plan = [(step, lengths_role(step)) for step in plan]
-
-        def forward(x):  # the containers' lengths protocol: out_lengths applied too
-            return run_chain(plan, x, True)[0]
-
-        return self._in_blocks(X, batch_size, forward, target.out_shape)
+        return [(step, lengths_role(step)) for step in plan], target

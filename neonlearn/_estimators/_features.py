@@ -42,7 +42,10 @@ class FeatureExtractionMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
         out = model.predict_until(X, layer.name, batch_size=self._predict_block())
         check_finite_outputs(out)
         out = out.astype(np.float64)
-        if per_step:
+        if per_step:  # each sequence's valid steps at that layer
+            lengths = model.lengths_until(layer.name, lengths)
+            if lengths is None:
+                return [out[i] for i in range(out.shape[0])]
             return [out[i, :L] for i, L in enumerate(lengths)]
         return out.reshape(out.shape[0], -1)
 

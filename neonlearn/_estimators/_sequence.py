@@ -545,8 +545,8 @@ class NeonSequenceModel(FromNeonMixin, BaseNeonEstimator):
         return Xm, lengths, model
 
     def _per_step(self, model, layer):
-        shape = tuple(layer.out_shape)
-        return len(shape) == 2 and shape[0] == model.in_shape[0]
+        # a time axis kept (after a strided temporal convolution too: T' steps)
+        return len(tuple(layer.out_shape)) == 2 and len(tuple(model.in_shape)) == 2
 
     def _predict_raw(self, X):
         check_is_fitted(self, "model_")

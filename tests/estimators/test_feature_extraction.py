@@ -133,3 +133,30 @@ def test_transform_after_a_strided_temporal_convolution_applies_its_lengths():
     assert F.shape == (40, 5) == (40, len(m.get_feature_names_out()))
     for i in [i for i, x in enumerate(X) if len(x) < 7][:3]:
         np.testing.assert_array_equal(m.transform([X[i]])[0], F[i])
+
+
+def test_per_step_features_after_a_strided_convolution_follow_its_lengths():
+    """The features of a layer that keeps a (strided) time axis are per step, each
+    sequence's own valid output steps: their width is the layer's, whatever the
+    longest sequence of the call (issue 21, item 1)."""
+    import warnings
+
+    g = GlorotUniform()
+    rng = np.random.default_rng(0)
+    X = [rng.standard_normal((int(rng.integers(4, 30)), 3)).astype(np.float32)
+         for _ in range(40)]
+    y = np.arange(40) % 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = NeonSequenceModel([Conv((3, 4), g, strides=2, name="conv"),
+                               LSTM(5, g, name="lstm"), RecurrentMean(name="mean")],
+                              epochs=2, random_state=0, feature_layer="conv").fit(X, y)
+    F = m.transform(X)
+    assert len(m.get_feature_names_out()) == 4
+    for x, f in zip(X, F):
+        assert f.shape == ((len(x) - 3) // 2 + 1, 4)
+    longer = rng.standard_normal((61, 3)).astype(np.float32)  # beyond the fitted length
+    G = m.transform(X[:3] + [longer])
+    assert G[3].shape == (30, 4)
+    for a, b in zip(G[:3], F[:3]):
+        np.testing.assert_array_equal(a, b)
