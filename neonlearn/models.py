@@ -556,9 +556,8 @@ class Model:
         return self._in_blocks(X, batch_size, forward, target.out_shape)
 
     def lengths_until(self, layer_name, lengths):
-        """The sequence lengths at the output of the layer named ``layer_name`` for
-        inputs of ``lengths`` (None: every sequence full): each strided temporal
-        convolution or pooling on the way applies its ``out_lengths``."""
+        """Sequence lengths at the output of layer ``layer_name`` for inputs of
+        ``lengths`` (None: all full), each step's ``out_lengths`` applied."""
         plan, _ = self._plan_until(layer_name)
         for step, role in plan:
             if role == LengthsRole.CHANGES:
@@ -567,8 +566,7 @@ class Model:
 
     def _plan_until(self, layer_name):
         """``(plan, target)``: the ``(step, role)`` pairs that run the network up to
-        the layer named ``layer_name`` (its fused run split where it ends inside one),
-        and that layer."""
+        layer ``layer_name`` (a fused run split where it ends inside one)."""
         root = self.layers
         steps = root.__dict__.get("steps_")
         if steps is None:
