@@ -150,8 +150,9 @@ def neonlearn_w1_mlp_train(quick):
     return _nl_train(_nl_mlp_layers(), X, y, 10, MLP_BATCH)
 
 
-def neonlearn_w1_mlp_infer(quick):
-    """``NeonClassifier.predict_proba`` on 1024-row calls, input validation included."""
+def fitted_w1_classifier(quick):
+    """The W1 ``NeonClassifier`` of the inference workloads, fitted for one epoch on
+    1024 rows (the weights do not matter for the timing)."""
     from neonlearn import NeonClassifier
     from neonlearn.initializers import Constant, GlorotUniform
     from neonlearn.layers import Affine
@@ -162,7 +163,13 @@ def neonlearn_w1_mlp_infer(quick):
     clf = NeonClassifier([Affine(MLP_SIZES[1], g, bias=z, activation=Rectlin()),
                           Affine(MLP_SIZES[2], g, bias=z, activation=Rectlin())],
                          epochs=1, batch_size=MLP_BATCH, random_state=0)
-    _quiet_fit(clf, X[:1024], y[:1024])  # weights do not matter for the timing
+    return _quiet_fit(clf, X[:1024], y[:1024])
+
+
+def neonlearn_w1_mlp_infer(quick):
+    """``NeonClassifier.predict_proba`` on 1024-row calls, input validation included."""
+    X, _ = make_data("w1_mlp_infer", quick)
+    clf = fitted_w1_classifier(quick)
     calls = [X[s:s + INFER_BATCH] for s in range(0, len(X), INFER_BATCH)]
 
     def run():

@@ -13,7 +13,7 @@ import os
 import tempfile
 
 from workloads import (INFER_BATCH, Unit, _nl_model, _nl_rnn, _torch_mlp, _torch_rnn_model,
-                       make_data)
+                       fitted_w1_classifier, make_data)
 
 LENET_BATCH = 1000
 LSTM_BATCH = 64
@@ -178,23 +178,6 @@ def onnxruntime_lstm_infer(quick):
 SERVE_ROWS = {"w1_serve1": 1, "w1_serve16": 16, "w1_serve64": 64}
 
 
-def _fitted_w1(quick):
-    """The W1 classifier of ``w1_mlp_infer``, fitted for one epoch on 1024 rows."""
-    from neonlearn import NeonClassifier
-    from neonlearn.initializers import Constant, GlorotUniform
-    from neonlearn.layers import Affine
-    from neonlearn.transforms import Rectlin
-    from workloads import MLP_BATCH, MLP_SIZES, _quiet_fit
-
-    X, y = make_data("w1_mlp_infer", quick)
-    g, z = GlorotUniform(), Constant(0)
-    clf = NeonClassifier([Affine(MLP_SIZES[1], g, bias=z, activation=Rectlin()),
-                          Affine(MLP_SIZES[2], g, bias=z, activation=Rectlin())],
-                         epochs=1, batch_size=MLP_BATCH, random_state=0)
-    _quiet_fit(clf, X[:1024], y[:1024])
-    return clf
-
-
 def _serve(predict, workload, quick):
     X, _ = make_data(workload, quick)
     calls = _calls(X, SERVE_ROWS[workload])
@@ -207,7 +190,7 @@ def _serve(predict, workload, quick):
 
 
 def _neonlearn_serve(workload):
-    return lambda quick: _serve(_fitted_w1(quick).predict_proba, workload, quick)
+    return lambda quick: _serve(fitted_w1_classifier(quick).predict_proba, workload, quick)
 
 
 def _sklearn_serve(workload):

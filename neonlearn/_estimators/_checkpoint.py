@@ -316,22 +316,9 @@ def _read_training(container, model):
         layer_states = []
         for j, (param, k_count) in enumerate(zip(params, layer_counts)):
             shape = tuple(param.shape)
-
-            def check(s, dtype, shape=shape):
-                if tuple(s) != shape or dtype.kind != "f":
-                    raise InvalidWeightsFile("an optimizer state has shape %s of %s; "
-                                             "its parameter %s" % (s, dtype, shape))
-
-            state = []
-            for k in range(k_count):
-                key = "s%d_%d_%d" % (i, j, k)
-                if key not in container.members:
-                    raise InvalidWeightsFile("the optimizer state %r is missing" % key)
-                a = container.read(key, check)
-                if not np.isfinite(a).all():
-                    raise InvalidWeightsFile("the optimizer state %r is not finite" % key)
-                state.append(a)
-            layer_states.append(state)
+            layer_states.append([_read_finite(container, "s%d_%d_%d" % (i, j, k), shape,
+                                              "optimizer state")
+                                 for k in range(k_count)])
         states.append(layer_states)
     return training, states
 
@@ -346,20 +333,20 @@ def _read_best(container, model, counts):
     if counts != [len(s) for s in shapes]:
         raise InvalidWeightsFile("'best' must give the array count of each of the %d "
                                  "parameter layers" % len(shapes))
-    best = []
-    for i, layer_shapes in enumerate(shapes):
-        layer = []
-        for j, shape in enumerate(layer_shapes):
-            def check(s, dtype, shape=shape):
-                if tuple(s) != shape or dtype.kind != "f":
-                    raise InvalidWeightsFile("a best-epoch array has shape %s of %s; "
-                                             "its parameter %s" % (s, dtype, shape))
-            key = "b%d_%d" % (i, j)
-            if key not in container.members:
-                raise InvalidWeightsFile("the best-epoch array %r is missing" % key)
-            a = container.read(key, check)
-            if not np.isfinite(a).all():
-                raise InvalidWeightsFile("the best-epoch array %r is not finite" % key)
-            layer.append(a)
-        best.append(layer)
-    return best
+    return [[_read_finite(container, "b%d_%d" % (i, j), shape, "best-epoch array")
+             for j, shape in enumerate(layer_shapes)]
+            for i, layer_shapes in enumerate(shapes)]
+
+
+def _read_finite(container, key, shape, what):
+    """Member ``key``: a finite float array of its parameter's ``shape``."""
+    def check(s, dtype):
+        if tuple(s) != shape or dtype.kind != "f":
+            raise InvalidWeightsFile("the %s %r has shape %s of %s; its parameter %s"
+                                     % (what, key, s, dtype, shape))
+    if key not in container.members:
+        raise InvalidWeightsFile("the %s %r is missing" % (what, key))
+    a = container.read(key, check)
+    if not np.isfinite(a).all():
+        raise InvalidWeightsFile("the %s %r is not finite" % (what, key))
+    return a

@@ -24,21 +24,6 @@ import numpy as np
 from ._activations cimport _bias_act_row, NL_ACT_IDENTITY
 from ._isa cimport isa_level, nl_isa_bind
 
-cdef extern from "nl_gemm.h":
-    enum:
-        NL_NR
-        NL_NRD
-    void nl_pack_b(const float *B, Py_ssize_t sk, Py_ssize_t sn, Py_ssize_t K,
-                   Py_ssize_t N, float *Bp) noexcept nogil
-    void nl_pack_bd(const double *B, Py_ssize_t sk, Py_ssize_t sn, Py_ssize_t K,
-                    Py_ssize_t N, double *Bp) noexcept nogil
-    void nl_gemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
-                        Py_ssize_t lda, const float *Bp, float *C, Py_ssize_t ldc,
-                        int accumulate) noexcept nogil
-    void nl_dgemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A,
-                         Py_ssize_t lda, const double *Bp, double *C, Py_ssize_t ldc,
-                         int accumulate) noexcept nogil
-
 nl_isa_bind(isa_level())
 
 #: rows per block of work (a multiple of the register blocks, 6 and 8 rows): a

@@ -18,11 +18,11 @@ that order; as the rows of a chunk are sorted, the rows still running at step ``
 are its first ``k(t)``, and the step's GEMM and cells cover only those (PyTorch's
 ``PackedSequence`` idea, inside the kernel): a ragged batch costs its real steps, and
 padded steps are zeroed once per row.  Chunks are scheduled dynamically, as sorted
-chunks differ in length.  The GEMMs are BLAS calls (``scipy.linalg.cython_blas``),
-except in float32 on the AVX2 and AVX-512 paths (``_isa``): there the recurrent
-weights are packed once per call for ``nl_gemm_packed``, as BLAS would pack them
-again at every step (as long as the products themselves for 32-64 rows), and a row's
-result does not depend on the rows computed with it.  Backpropagation through time is
+chunks differ in length.  The step GEMMs run the packed GEMM of ``_gemm`` (float32
+and float64, every ``_isa`` path): the recurrent weights are packed once per call,
+where BLAS would pack them again at every step (as long as the products themselves
+for 32-64 rows), and a row's result does not depend on the rows computed with it.
+Backpropagation through time is
 the same loop reversed, over the same chunks; it produces the gradients with respect
 to the pre-activations ``dZ (N, T, G*H)``, from which the layer gets every weight
 gradient with one GEMM each (over all steps at once). The backend limits BLAS to one
@@ -59,7 +59,7 @@ from ._isa cimport isa_level, nl_isa_bind
 from ._recurrent_cells cimport (
     _chunk_end, _gru_r_bprop, _gru_zc_bprop, _lstm_cell_bprop, _packed_size, _rnn_delta,
     nl_gru_c_fprop_row, nl_gru_rz_fprop_row, nl_lstm_bprop_row,
-    nl_lstm_fprop_row, nl_use_packed_gemm,
+    nl_lstm_fprop_row,
 )
 # the rows of a chunk: who runs at step t, state buffers, the step GEMM
 from ._recurrent_rows cimport (
@@ -85,7 +85,7 @@ def _packed_weights(W_recur, blocks):
     columns), packed as ``B`` of ``(H, rows)`` (their transpose, for ``h @ W.T``) when
     ``transposed``, else of ``(rows, H)`` (for ``dZ @ W``)."""
     W_recur = np.asarray(W_recur)
-    if W_recur.size == 0 or not nl_use_packed_gemm():
+    if W_recur.size == 0:
         return None
     parts = [pack(W_recur[first:first + rows].T if transposed
                   else W_recur[first:first + rows]) for first, rows, transposed in blocks]

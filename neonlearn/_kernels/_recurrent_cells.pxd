@@ -1,24 +1,14 @@
 # One step of one row of each recurrent cell, for the whole-sequence loops of
 # ``_recurrent.pyx``: the generic Cython loops (any activation, float32 and float64)
 # and, declared from ``include/nl_recurrent.h``, the fused float32 rows of the usual
-# cells (``NL_ACT_LOGISTIC`` gates, ``NL_ACT_TANH``) and the packed GEMM of the
-# recurrent projections.  Inline: each loop is compiled into its caller, with
+# cells (``NL_ACT_LOGISTIC`` gates, ``NL_ACT_TANH``); the packed GEMM of the
+# recurrent projections is ``_gemm.pxd``'s.  Inline: each loop is compiled into its caller, with
 # constant activation codes where the caller passes them.
 from cython cimport floating
 
 from ._activations cimport _dact, NL_ACT_LOGISTIC, NL_ACT_TANH
 
-# the packed GEMMs of nl_gemm.h (float32 and float64, every path)
 cdef extern from "nl_recurrent.h":
-    int nl_use_packed_gemm() noexcept nogil
-    void nl_pack_b(const float *B, Py_ssize_t sk, Py_ssize_t sn, Py_ssize_t K,
-                   Py_ssize_t N, float *Bp) noexcept nogil
-    void nl_gemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
-                        Py_ssize_t lda, const float *Bp, float *C, Py_ssize_t ldc,
-                        int accumulate) noexcept nogil
-    void nl_dgemm_packed(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A,
-                         Py_ssize_t lda, const double *Bp, double *C, Py_ssize_t ldc,
-                         int accumulate) noexcept nogil
     void nl_lstm_fprop_row(const float *z, const float *r, const float *b,
                            const float *cp, float *g, float *c, float *h,
                            Py_ssize_t H) noexcept nogil

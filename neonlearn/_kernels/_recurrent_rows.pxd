@@ -9,7 +9,7 @@ from cython cimport floating
 from libc.string cimport memcpy, memset
 
 from ._blas cimport gemm as _gemm
-from ._recurrent_cells cimport nl_dgemm_packed, nl_gemm_packed
+from ._gemm cimport nl_dgemm_packed, nl_gemm_packed
 
 
 # Rows per chunk.  With BLAS the chunks do not depend on the thread count, so every

@@ -112,23 +112,30 @@ def test_sequence_features_summary_and_per_step():
     assert model.get_feature_names_out().shape == (5,)
 
 
+def _strided_conv_lstm(feature_layer, max_length):
+    """Ragged sequences of 4 to ``max_length`` steps and a fitted
+    ``Conv(strides=2) -> LSTM -> RecurrentMean`` sequence model."""
+    import warnings
+
+    g = GlorotUniform()
+    rng = np.random.default_rng(0)
+    X = [rng.standard_normal((int(rng.integers(4, max_length)), 3)).astype(np.float32)
+         for _ in range(40)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = NeonSequenceModel([Conv((3, 4), g, strides=2, name="conv"),
+                               LSTM(5, g, name="lstm"), RecurrentMean(name="mean")],
+                              epochs=2, random_state=0,
+                              feature_layer=feature_layer).fit(X, np.arange(40) % 2)
+    return X, m
+
+
 def test_transform_after_a_strided_temporal_convolution_applies_its_lengths():
     """``predict_until`` runs the containers' lengths protocol (issue 21, item 1): after
     ``Conv(strides=2)`` the LSTM reads each sequence's own output steps, so a batch
     with a long sequence no longer raises and a short sequence's features are its
     features alone."""
-    import warnings
-
-    g = GlorotUniform()
-    rng = np.random.default_rng(0)
-    X = [rng.standard_normal((int(rng.integers(4, 12)), 3)).astype(np.float32)
-         for _ in range(40)]
-    y = np.arange(40) % 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m = NeonSequenceModel([Conv((3, 4), g, strides=2, name="conv"),
-                               LSTM(5, g, name="lstm"), RecurrentMean(name="mean")],
-                              epochs=2, random_state=0, feature_layer="mean").fit(X, y)
+    X, m = _strided_conv_lstm("mean", max_length=12)
     F = m.transform(X)
     assert F.shape == (40, 5) == (40, len(m.get_feature_names_out()))
     for i in [i for i, x in enumerate(X) if len(x) < 7][:3]:
@@ -139,23 +146,12 @@ def test_per_step_features_after_a_strided_convolution_follow_its_lengths():
     """The features of a layer that keeps a (strided) time axis are per step, each
     sequence's own valid output steps: their width is the layer's, whatever the
     longest sequence of the call (issue 21, item 1)."""
-    import warnings
-
-    g = GlorotUniform()
-    rng = np.random.default_rng(0)
-    X = [rng.standard_normal((int(rng.integers(4, 30)), 3)).astype(np.float32)
-         for _ in range(40)]
-    y = np.arange(40) % 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m = NeonSequenceModel([Conv((3, 4), g, strides=2, name="conv"),
-                               LSTM(5, g, name="lstm"), RecurrentMean(name="mean")],
-                              epochs=2, random_state=0, feature_layer="conv").fit(X, y)
+    X, m = _strided_conv_lstm("conv", max_length=30)
     F = m.transform(X)
     assert len(m.get_feature_names_out()) == 4
     for x, f in zip(X, F):
         assert f.shape == ((len(x) - 3) // 2 + 1, 4)
-    longer = rng.standard_normal((61, 3)).astype(np.float32)  # beyond the fitted length
+    longer = np.ones((61, 3), np.float32)  # beyond the fitted length
     G = m.transform(X[:3] + [longer])
     assert G[3].shape == (30, 4)
     for a, b in zip(G[:3], F[:3]):

@@ -14,7 +14,6 @@
 
 #include "nl_activations.h"
 #include "nl_dispatch.h"
-#include "nl_gemm.h"
 
 #if NL_DISPATCH
 #include <immintrin.h>
@@ -135,11 +134,5 @@ NL_STATIC_INLINE void nl_gru_zc_bprop_row(
         ptrdiff_t H) {
     NL_PICK(nl_gru_zc_bprop_row, (g + H, g + 2 * H, hp, e, dhn, dz + H, dz + 2 * H, H));
 }
-
-/* The recurrent projections run nl_gemm.h's packed GEMM (float32, every path): the
-   kernels pack the recurrent weights once per call instead of BLAS packing them
-   again at every time step (as much time as the multiplications themselves for
-   32-64 rows), and a row's result does not depend on the rows beside it. */
-NL_STATIC_INLINE int nl_use_packed_gemm(void) { return 1; }
 
 #endif /* NL_RECURRENT_H */
