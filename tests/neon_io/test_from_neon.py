@@ -109,3 +109,35 @@ def test_regressor():
     np.testing.assert_allclose(reg.predict(X), reference(model, X)[:, 0], atol=ATOL)
     _quiet(reg.partial_fit, X, np.ones(8))
     assert reg.loss_curve_ and np.isfinite(reg.loss_)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "lenet", "lstm"])
+def test_imported_estimators_export_to_onnx(kind):
+    """A neon model brought over exports to ONNX, and ONNX Runtime computes what
+    neon's forward pass does (issue 24: "export to ONNX")."""
+    from deploy.onnx_sessions import ort_session
+
+    from neonlearn.onnx import to_onnx
+
+    rng = np.random.default_rng(3)
+    if kind == "mlp":
+        model, data, _ = neon_file(mlp)
+        X = rng.normal(size=(40, 7)).astype(np.float32)
+        est, flat = NeonClassifier.from_neon(io.BytesIO(data), classes=[1, 2, 3, 4]), X
+    elif kind == "lenet":
+        model, data, _ = neon_file(lenet)
+        X = rng.normal(size=(6, 2, 14, 14)).astype(np.float32)
+        est = NeonClassifier.from_neon(io.BytesIO(data), input_shape=(2, 14, 14))
+        flat = X.reshape(6, -1)
+    else:
+        model, data, x_shape = neon_file(lstm)
+        X = rng.normal(size=x_shape).astype(np.float32)
+        est, flat = NeonSequenceModel.from_neon(io.BytesIO(data)), X
+    sess = ort_session(to_onnx(est, flat[:1]))
+    names = [o.name for o in sess.get_outputs()]
+    feed = {"X": flat}
+    if kind == "lstm":  # sequence graphs take the lengths beside the padded values
+        feed["lengths"] = np.full(len(X), X.shape[1], dtype=np.int64)
+    got = sess.run(None, feed)[names.index("probabilities")]
+    np.testing.assert_allclose(got, reference(model, X), atol=ATOL)
+    np.testing.assert_allclose(got, est.predict_proba(flat), atol=1e-5)
