@@ -50,7 +50,7 @@ def gpu_unavailable_reason():
     try:
         import cupy
     except ImportError:
-        return "CuPy is not installed (pip install 'neonlearn[gpu]')"
+        return "CuPy is not installed (pip install '.[gpu]' from the neonlearn checkout)"
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             return "no CUDA device is visible"

@@ -31,6 +31,7 @@ def bench_modules(monkeypatch):
         sys.modules.pop(name, None)
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_results(tmp_path):
     cmd = [sys.executable, os.path.join(BENCH, "run.py"), "--smoke", "--only", "sgemm",
            "w1_mlp_infer", "--frameworks", "neonlearn", "sklearn", "--out", str(tmp_path),

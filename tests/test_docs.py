@@ -7,14 +7,15 @@ import pytest
 
 import neonlearn
 
-pytest.importorskip("sphinx", reason="sphinx is not installed (pip install 'neonlearn[docs]')")
-pytest.importorskip("numpydoc", reason="numpydoc is not installed (pip install 'neonlearn[docs]')")
+pytest.importorskip("sphinx", reason="sphinx is not installed (pip install '.[docs]' from the checkout)")
+pytest.importorskip("numpydoc", reason="numpydoc is not installed (pip install '.[docs]' from the checkout)")
 pytest.importorskip("myst_parser",
-                    reason="myst-parser is not installed (pip install 'neonlearn[docs]')")
+                    reason="myst-parser is not installed (pip install '.[docs]' from the checkout)")
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "doc")
 
 
+@pytest.mark.slow
 def test_sphinx_build_without_warnings(tmp_path):
     if not os.path.exists(os.path.join(DOC, "conf.py")):
         pytest.skip("doc/conf.py is not in this checkout")

@@ -87,6 +87,7 @@ def quick_runs(tmp_path_factory):
     return outside, runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_example_quick_mode_runs(name, quick_runs):
     reason = _missing(name)

@@ -79,6 +79,7 @@ def _run(kind, cycles):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc (Linux)")
 @pytest.mark.parametrize("kind, cycles", [("dense", 200), ("conv", 60), ("sequence", 30)])
 def test_fit_predict_cycles_keep_rss_flat(kind, cycles):

@@ -36,7 +36,7 @@ def get_backend(device="cpu", dtype="float32", seed=None, n_threads=None):
     except ImportError as exc:
         raise ValueError(
             "device=%r needs the GPU backend, but CuPy cannot be imported (%s). "
-            "Fix: pip install \"neonlearn[gpu]\" (CuPy) on a machine with an "
+            "Fix: pip install \".[gpu]\" from the neonlearn checkout (CuPy) on a machine with an "
             "NVIDIA GPU, or use device='cpu'." % (device, exc)
         ) from exc
     return CupyBackend(device=device, dtype=dtype, seed=seed)

@@ -45,12 +45,13 @@ def digits():
 def test_gpu_without_cupy_raises_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # "import cupy" raises ImportError
     _fake_cupy.forget_backend_module(monkeypatch)
-    with pytest.raises(ValueError, match=r'pip install "neonlearn\[gpu\]"'):
+    fix = r'pip install "\.\[gpu\]" from the neonlearn checkout'
+    with pytest.raises(ValueError, match=fix):
         get_backend("gpu")
-    with pytest.raises(ValueError, match=r'pip install "neonlearn\[gpu\]"'):
+    with pytest.raises(ValueError, match=fix):
         get_backend("cuda:1")
     X, y = load_digits(return_X_y=True)
-    with pytest.raises(ValueError, match=r"neonlearn\[gpu\]"):
+    with pytest.raises(ValueError, match=r"\.\[gpu\]. from the neonlearn checkout"):
         NeonClassifier(device="gpu", epochs=1).fit(X[:50], y[:50])
 
 
@@ -575,7 +576,7 @@ def test_device_switch_without_cupy(digits, gpu, monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # "import cupy" raises ImportError
     _fake_cupy.forget_backend_module(monkeypatch)
     cpu_est.set_params(device="gpu")
-    with pytest.raises(ValueError, match=r"neonlearn\[gpu\]"):
+    with pytest.raises(ValueError, match=r"\.\[gpu\]. from the neonlearn checkout"):
         cpu_est.predict(X)
     assert cpu_est.model_.be.name == "cpu"  # still usable after the failed move
     cpu_est.set_params(device="cpu")
@@ -584,11 +585,11 @@ def test_device_switch_without_cupy(digits, gpu, monkeypatch):
     with pytest.warns(UserWarning, match="predicting on the CPU"):
         proba = loaded.predict_proba(X)
     assert proba.shape == (len(X), 10) and loaded.model_.be.name == "cpu"
-    with pytest.raises(ValueError, match=r"neonlearn\[gpu\]"):  # training is not silent
+    with pytest.raises(ValueError, match=r"\.\[gpu\]. from the neonlearn checkout"):  # training is not silent
         loaded.set_params(warm_start=True).fit(X, y)
     loaded.set_params(device="cpu").fit(X, y)  # refitted here: no fallback any more
     loaded.set_params(device="gpu")
-    with pytest.raises(ValueError, match=r"neonlearn\[gpu\]"):
+    with pytest.raises(ValueError, match=r"\.\[gpu\]. from the neonlearn checkout"):
         loaded.predict(X)
 
 
@@ -633,7 +634,8 @@ def test_no_cuda_device_raises_clear_error(monkeypatch):
         pytest.skip("no C++ compiler for the CuPy emulation")
     mod = _fake_cupy.install(monkeypatch)
     monkeypatch.setattr(mod.cupy.cuda.runtime, "getDeviceCount", lambda: 0)
-    with pytest.raises(ValueError, match=r"no CUDA device.*neonlearn\[gpu\]"):
+    with pytest.raises(ValueError,
+                       match=r"no CUDA device.*\.\[gpu\]. from the neonlearn checkout"):
         get_backend("gpu")
     monkeypatch.setattr(mod.cupy.cuda.runtime, "getDeviceCount", lambda: 1)
     with pytest.raises(ValueError, match=r"only 1 CUDA device"):

@@ -84,6 +84,7 @@ def _ran_on_workers(client, compute):  # noqa: F811
     return result, {task["worker"] for task in stream.data}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make, data", [(_dense, "digits"), (_conv, "digits"),
                                         (_token_model, "tokens")])
 def test_incremental_trains_block_by_block(client, digits, make, data):  # noqa: F811

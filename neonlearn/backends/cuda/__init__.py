@@ -90,12 +90,12 @@ class CupyBackend(CudaDenseOps, CudaSparseOps, CudaNormalizationOps, CudaConvOps
             raise ValueError(
                 "device=%r: CuPy is installed but no CUDA device is usable (%s). Check "
                 "the NVIDIA driver and that the cupy-cudaXXx wheel matches its CUDA "
-                "version (pip install 'neonlearn[gpu]'), or use device='cpu'."
+                "version (pip install '.[gpu]' from the neonlearn checkout), or use device='cpu'."
                 % (device, exc)) from exc
         if count == 0:
             raise ValueError(
                 "device=%r: CuPy is installed but sees no CUDA device. Run on a machine "
-                "with an NVIDIA GPU (pip install 'neonlearn[gpu]' there), or use "
+                "with an NVIDIA GPU (pip install '.[gpu]' from the neonlearn checkout there), or use "
                 "device='cpu'." % (device,))
         if self.device_id >= count:
             raise ValueError("device=%r: only %d CUDA device(s) are visible; use "

@@ -23,7 +23,7 @@ try:
     import cupy
 except ImportError as exc:  # pragma: no cover - exercised without CuPy
     raise ImportError(
-        "the GPU backend needs CuPy: pip install 'neonlearn[gpu]' (or the "
+        "the GPU backend needs CuPy: pip install '.[gpu]' from the neonlearn checkout (or the "
         "cupy-cudaXXx wheel matching your CUDA version)") from exc
 
 __all__ = ["cupy", "SOURCE_DIR", "RAW_SOURCES", "source", "elementwise", "raw_module",
