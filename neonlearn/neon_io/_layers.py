@@ -17,6 +17,17 @@ the window, ``LSTM`` ``reset_cells=False``.  What differs on purpose:
   neonlearn's rule that every sample is its own sequence); neon's default
   ``reset_cells=False`` carried the state across minibatches in training.  Inference
   from a fresh network is the same either way.
+
+3-D layers (volumes ``(C, D, H, W)``): a ``Convolution`` with a 4-tuple ``fshape``
+``(T, R, S, K)`` is a ``Convolution3D``, a ``Pooling`` with a 3-tuple ``fshape`` a
+``Pooling3D``; an int ``strides``/``padding``/``dilation`` sets height and width
+only, as neon's code does (the depth keeps 1 / 0 / 1; pooling's depth stride the
+window's).  After a 3-D layer, a ``Pooling`` with an int ``fshape`` pools ``1 x R x
+S`` windows (neon's ``T=1``), and ``Bias`` and ``BatchNorm`` (neon: one value per
+channel) are read between two ``Reshape`` layers, ``(K, M, P, Q) -> (K, M, P*Q) ->
+(K, M, P, Q)``, because neonlearn's ``Bias``/``BatchNorm`` on volumes keep one value
+per last axis (the second ``Reshape``'s shape is set when the network is configured;
+:func:`save_neon` writes such a triple back as neon's layer).
 """
 import warnings
 
@@ -46,6 +57,9 @@ NEON_CONTAINER_TYPES = tuple(_CONT + c for c in ("Sequential", "Tree", "SingleOu
 # batch sum for the next BatchNorm)
 _IGNORED = ("parallelism", "bsum")
 _MAX_DEPTH = 64
+# layers that keep a volume a volume (for reading Pooling, Bias, BatchNorm after them)
+_SAME_SHAPE = (L.Bias, L.Activation, L.BatchNorm, L.Dropout, L.Reshape,
+               L.DataTransform, L.SkipNode, L.BranchNode)
 
 
 def _unscales(dropout, nxt):
@@ -71,8 +85,10 @@ class LayerReader:
         The file's backend ``compat_mode`` is ``'caffe'``.
     """
 
-    def __init__(self, caffe=False):
+    def __init__(self, caffe=False, volumes=False):
         self.caffe = caffe
+        self.volumes = volumes  # the current layer's input is (C, D, H, W)
+        self.restores = []  # (front, back) Reshapes around a per-channel layer
         self.bindings = []  # (layer, params, states, where)
         self.counts = {}
 
@@ -137,7 +153,12 @@ class LayerReader:
                 i += 1
             desc.check_used()
             return L.Sequential(layers, name=name)
-        branches = [self._branch(sub, depth) for sub in subs]
+        entry, branches, end = self.volumes, [], None
+        for sub in subs:
+            self.volumes = entry
+            branches.append(self._branch(sub, depth))
+            end = self.volumes if end is None else end
+        self.volumes = end
         if desc.cls in ("Tree", "SingleOutputTree"):
             # neonlearn's Tree reads each branch as a list that starts with its node
             branches = [b.layers if isinstance(b, L.Sequential) else b for b in branches]
@@ -184,7 +205,20 @@ class LayerReader:
                                             NEON_LAYER_TYPES + NEON_CONTAINER_TYPES]))
         layers = getattr(self, "_" + desc.cls)(desc)
         desc.check_used(ignored=_IGNORED)
+        for layer in layers:
+            if isinstance(layer, (L.Convolution3D, L.Pooling3D)):
+                self.volumes = True
+            elif not isinstance(layer, _SAME_SHAPE):
+                self.volumes = False
         return layers
+
+    def _per_channel(self, layer, name):
+        """neon's per-channel ``layer`` on volumes: ``(K, M, P, Q) -> (K, M, P*Q)``,
+        the layer, back (the shape is set at configure, see load_model)."""
+        front = L.Reshape((0, 0, -1), name=name + "_in")
+        back = L.Reshape((-1,), name=name + "_out")
+        self.restores.append((front, back))
+        return [front, layer, back]
 
     # ---- one method per neon type -----------------------------------------------------
     def _Linear(self, d):
@@ -193,7 +227,9 @@ class LayerReader:
         return [self._bind(layer, d)]
 
     def _Bias(self, d):
-        return [self._bind(L.Bias(init=self._init(d), name=self._name(d)), d)]
+        name = self._name(d)
+        layer = self._bind(L.Bias(init=self._init(d), name=name), d)
+        return self._per_channel(layer, name) if self.volumes else [layer]
 
     def _Activation(self, d):
         transform = transform_from_neon(d.nested("transform", required=True))
@@ -203,25 +239,38 @@ class LayerReader:
         transform = transform_from_neon(d.nested("transform", required=True))
         return [L.DataTransform(transform, name=self._name(d))]
 
+    def _conv3d_args(self, d, fshape):
+        sub = Description({"type": d.type, "config": dict(zip("TRSK", fshape))}, d.where)
+        return dict(fshape=tuple(sub.integer(k) for k in "TRSK"),
+                    strides=d.geometry3("strides", "str") or 1,
+                    padding=d.geometry3("padding", "pad") or 0,
+                    dilation=d.geometry3("dilation", "dil") or 1,
+                    init=self._init(d, required=False))
+
     def _conv_args(self, d, what):
         fshape = d.get("fshape", required=True)
+        if what == "K" and isinstance(fshape, (list, tuple)) and len(fshape) == 4:
+            return L.Convolution3D, self._conv3d_args(d, fshape)
         if not isinstance(fshape, (list, tuple)) or len(fshape) != 3:
-            d._fail("fshape must be (R, S, %s) (3-D filters are not read), got %r"
-                    % (what, fshape))
+            d._fail("fshape must be (R, S, %s)%s, got %r" % (
+                what, " or (T, R, S, K)" if what == "K" else
+                " (3-D deconvolution is not read)", fshape))
         sub = Description({"type": d.type, "config": dict(zip("RSK", fshape))}, d.where)
         fshape = tuple(sub.integer(k) for k in "RSK")
-        return dict(fshape=fshape, strides=d.geometry("strides", "str", 1) or 1,
+        cls = L.Convolution if what == "K" else L.Deconvolution
+        return cls, dict(fshape=fshape, strides=d.geometry("strides", "str", 1) or 1,
                     padding=d.geometry("padding", "pad", 0) or 0,
                     dilation=d.geometry("dilation", "dil", 1) or 1,
                     init=self._init(d, required=False))
 
     def _Convolution(self, d):
-        layer = L.Convolution(name=self._name(d), **self._conv_args(d, "K"))
-        return [self._bind(layer, d)]
+        cls, args = self._conv_args(d, "K")
+        return [self._bind(cls(name=self._name(d), **args), d)]
 
     def _Convolution_bias(self, d):
         name = self._name(d)
-        conv = L.Convolution(name=name, **self._conv_args(d, "K"))
+        cls, args = self._conv_args(d, "K")
+        conv = cls(name=name, **args)
         bias = L.Bias(init=self._init(d, "bias", required=False), name=name + "_bias")
         params, states = d.desc.get("params"), d.desc.get("states")
         if not isinstance(params, dict) or set(params) != {"W", "weight_bias"}:
@@ -232,14 +281,38 @@ class LayerReader:
         s_w, s_b = (None, None) if states is None else states
         self._bind(conv, d, {"W": params["W"]}, s_w)
         self._bind(bias, d, {"W": params["weight_bias"]}, s_b)
+        if cls is L.Convolution3D:
+            return [conv] + self._per_channel(bias, name + "_bias")
         return [conv, bias]
 
     def _Deconvolution(self, d):
-        layer = L.Deconvolution(name=self._name(d), **self._conv_args(d, "C"))
-        return [self._bind(layer, d)]
+        _, args = self._conv_args(d, "C")
+        return [self._bind(L.Deconvolution(name=self._name(d), **args), d)]
+
+    def _pooling3d(self, d, fshape):
+        if isinstance(fshape, str):
+            d._fail("fshape=%r after a 3-D layer is not read (neon's 'all' pools the "
+                    "whole height and width at depth 1)" % (fshape,))
+        if isinstance(fshape, (list, tuple)):
+            if len(fshape) != 3:
+                d._fail("fshape must be an int or (T, R, S) on volumes, got %r"
+                        % (fshape,))
+            sub = Description({"type": d.type, "config": dict(zip("TRS", fshape))},
+                              d.where)
+            fshape = tuple(sub.integer(k) for k in "TRS")
+        else:
+            fshape = (1,) + (d.integer("fshape"),) * 2  # neon: an int is R = S, T = 1
+        op = d.get("op", "max")
+        if op not in ("max", "avg"):
+            d._fail("op must be 'max' or 'avg' for 3-D pooling, got %r" % (op,))
+        return [L.Pooling3D(fshape, op=op, strides=d.geometry3("strides", "str"),
+                            padding=d.geometry3("padding", "pad") or 0,
+                            name=self._name(d))]
 
     def _Pooling(self, d):
         fshape = d.get("fshape", required=True)
+        if self.volumes or (isinstance(fshape, (list, tuple)) and len(fshape) == 3):
+            return self._pooling3d(d, fshape)
         if isinstance(fshape, (list, tuple)):
             if len(fshape) != 2:
                 d._fail("fshape must be an int, (R, S) or 'all', got %r" % (fshape,))
@@ -257,9 +330,11 @@ class LayerReader:
     def _BatchNorm(self, d):
         if d.boolean("binary", False):
             d._fail("binary (shift-based) batch normalization is not read")
+        name = self._name(d)
         layer = L.BatchNorm(rho=d.number("rho", 0.9, 0, 1), eps=d.number("eps", 1e-3, 0),
-                            name=self._name(d))
-        return [self._bind(layer, d)]
+                            name=name)
+        layer = self._bind(layer, d)
+        return self._per_channel(layer, name) if self.volumes else [layer]
 
     def _Dropout(self, d):
         keep = d.number("keep", 0.5, 0, 1)

@@ -4,7 +4,8 @@ The file (neon v2.x ``Model.serialize``, ``neon/models/model.py``) is a dict:
 ``neon_version``, ``backend`` (``type``, ``compat_mode``, ``rng_seed``,
 ``rng_state``), ``model`` (the root container's description, with every layer's
 ``params`` and ``states``), ``epoch_index`` and ``train_input_shape`` (the root's
-``in_shape`` in neon's layout: ``(C, H, W)`` images, ``(F, T)`` sequences, ``F``
+``in_shape`` in neon's layout: ``(C, H, W)`` images, ``(C, D, H, W)`` volumes,
+``(F, T)`` sequences, ``F``
 or ``(F,)`` features), optionally ``cost``, ``optimizer``, ``callbacks``.  Older
 files (``Model.deserialize``'s "old model serialization format") hold only
 ``layer_params_states``: one ``{params, states}`` per parameter layer, matched to
@@ -21,8 +22,8 @@ import numpy as np
 from sklearn.base import clone
 
 from ..backends import get_backend
-from ..layers import (BiRNN, Linear, LookupTable, Pooling, Recurrent, RecurrentLast,
-                      RecurrentMean, RecurrentSum, BiSum, Sequential)
+from ..layers import (BiRNN, Linear, LookupTable, Pooling, Pooling3D, Recurrent,
+                      RecurrentLast, RecurrentMean, RecurrentSum, BiSum, Sequential)
 from ..layers._base import Layer
 from ..layers._containers import flatten_layers
 from ..models import Model
@@ -85,10 +86,10 @@ def _shape_from_neon(shape, first):
         shape = shape.tolist()
     if isinstance(shape, (numbers.Integral, np.integer)) and not isinstance(shape, bool):
         shape = (int(shape),)
-    if (not isinstance(shape, (list, tuple)) or not 1 <= len(shape) <= 3
+    if (not isinstance(shape, (list, tuple)) or not 1 <= len(shape) <= 4
             or not all(isinstance(s, (numbers.Integral, np.integer)) and 0 < s < 2 ** 31
                        for s in shape)):
-        raise NeonFormatError("train_input_shape must be an int or a tuple of 1 to 3 "
+        raise NeonFormatError("train_input_shape must be an int or a tuple of 1 to 4 "
                               "positive ints, got %r" % (shape,))
     shape = tuple(int(s) for s in shape)
     if isinstance(first, LookupTable):
@@ -162,11 +163,16 @@ def _check_compat_pooling(root):
     (``Backend.output_dim``); neonlearn rounds down, so such a network loads only
     where the two agree."""
     for leaf in root.sublayers():
-        if not isinstance(leaf, Pooling) or leaf.temporal:
+        if isinstance(leaf, Pooling3D):
+            axes = zip(leaf.in_shape[1:], leaf.window, leaf.geom[:3], leaf.geom[3:],
+                       leaf.out_shape[1:])
+        elif isinstance(leaf, Pooling) and not leaf.temporal:
+            (_, H, W), (R, S), (sh, sw, ph, pw) = leaf.image_in_, leaf.window, leaf.geom
+            axes = ((H, R, sh, ph, leaf.image_out_[1]),
+                    (W, S, sw, pw, leaf.image_out_[2]))
+        else:
             continue
-        (_, H, W), (R, S), (sh, sw, ph, pw) = leaf.image_in_, leaf.window, leaf.geom
-        for X, k, s, p, got in ((H, R, sh, ph, leaf.image_out_[1]),
-                                (W, S, sw, pw, leaf.image_out_[2])):
+        for X, k, s, p, got in axes:
             size = -(-(X - k + 2 * p) // s) + 1
             if p > 0 and (size - 1) * s >= X + p:
                 size -= 1
@@ -175,6 +181,32 @@ def _check_compat_pooling(root):
                     "%s: with compat_mode='caffe' neon's pooling gives %d outputs where "
                     "neonlearn gives %d; neonlearn does not round pooling sizes up"
                     % (leaf.name, size, got))
+
+
+def _configure_volumes(root, shape, restores):
+    """Configure ``root`` (no allocation), setting the shape of each ``Reshape``
+    that restores a volume (:mod:`._layers`) to its partner's input shape: one
+    pass per such pair, in reading order (a pair's inputs come before it)."""
+    for k in range(len(restores) + 1):
+        for front, _ in restores[k:]:
+            front.__dict__.pop("in_shape", None)
+        try:
+            root.configure(shape)
+            error = None
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            error = exc
+        if k == len(restores):
+            break
+        front, back = restores[k]
+        if "in_shape" not in front.__dict__:
+            break
+        if len(front.in_shape) != 4:
+            raise NeonFormatError("%s: the input of this per-channel layer has shape "
+                                  "%r, not a volume (C, D, H, W)"
+                                  % (front.name, front.in_shape))
+        back.reshape = tuple(int(v) for v in front.in_shape)
+    if error is not None:
+        raise error
 
 
 def load_model(path, input_shape=None, layers=None, dtype="float32", device="cpu",
@@ -225,7 +257,9 @@ def load_model(path, input_shape=None, layers=None, dtype="float32", device="cpu
         raise NeonFormatError("backend compat_mode %r is not neon's ('neon' or 'caffe')"
                               % (compat,))
     if "model" in pdict:
-        reader = LayerReader(caffe=compat == "caffe")
+        hint = input_shape if input_shape is not None else pdict.get("train_input_shape")
+        reader = LayerReader(caffe=compat == "caffe", volumes=isinstance(
+            hint, (list, tuple, np.ndarray)) and len(hint) == 4)
         desc = Description(pdict["model"], "model")
         if desc.type in NEON_CONTAINER_TYPES:
             root = reader.container(desc)
@@ -258,7 +292,7 @@ def load_model(path, input_shape=None, layers=None, dtype="float32", device="cpu
     be = get_backend(device, dtype=dtype, seed=0)
     try:
         root.set_backend(be)
-        root.configure(shape)
+        _configure_volumes(root, shape, reader.restores if legacy is None else [])
     except (ValueError, TypeError, IndexError, KeyError) as exc:
         raise NeonFormatError("the network of the file cannot be built for inputs of "
                               "shape %r: %s" % (shape, exc)) from None
@@ -317,8 +351,9 @@ def save_neon(model, path, keep_states=True, compress=None):
     Raises
     ------
     ValueError
-        For a layer neon does not have (a temporal convolution, a 3-D convolution,
-        named inputs, ...); nothing is written then.
+        For a layer neon does not have (a temporal convolution, named inputs, a
+        ``Bias`` or ``BatchNorm`` on volumes that is not per channel, ...); nothing
+        is written then.
     """
     epoch = int(getattr(model, "n_iter_", 0) or 0)
     model = getattr(model, "model_", model)

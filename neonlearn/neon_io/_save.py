@@ -6,8 +6,11 @@ keep_states=True)`` writes: ``{"type", "config", "params", "states"}`` per layer
 which neon always has), containers as ``{"type", "config": {"name", "layers"},
 "container": True}``.  The inverse of :mod:`._layers`: ``Convolution`` + ``Bias``
 are written as one ``Convolution_bias`` (what neon's ``Conv(bias=...)`` builds and
-its ``load_weights`` expects); ``Dropout`` is written with the scaling that makes
-neon's dropout compute neonlearn's (see :mod:`._layers`).
+its ``load_weights`` expects), ``Convolution3D`` + a per-channel ``Bias`` (between
+the two ``Reshape`` layers that :mod:`._layers` reads it as) likewise; ``Dropout`` is
+written with the scaling that makes neon's dropout compute neonlearn's (see
+:mod:`._layers`).  A ``Bias`` or ``BatchNorm`` straight on volumes is refused: it
+keeps one value per last axis, neon's one per channel.
 """
 import numbers
 
@@ -44,6 +47,37 @@ def _geometry(value, prefix, default):
     if h == w == default:
         return None
     return {prefix + "_h": h, prefix + "_w": w}
+
+
+def _triple(values, prefix, default):
+    """A 3-D layer's ``(d, h, w)`` -> neon's dict, all three keys (neon reads an int
+    as height and width only); None for the default."""
+    if all(int(v) == default for v in values):
+        return None
+    return {prefix + "_" + a: int(v) for a, v in zip("dhw", values)}
+
+
+def _per_channel(leaves, i):
+    """The ``Bias``/``BatchNorm`` at ``leaves[i + 1]`` when ``leaves[i:i + 3]`` is the
+    triple ``Reshape((K, M, P, Q) -> (K, M, P*Q))``, it, ``Reshape`` back."""
+    if i + 2 >= len(leaves):
+        return None
+    front, mid, back = leaves[i:i + 3]
+    if type(front) is not L.Reshape or type(back) is not L.Reshape or type(mid) not in (
+            L.Bias, L.BatchNorm):
+        return None
+    shape = tuple(front.in_shape)
+    if (len(shape) == 4 and tuple(front.out_shape) == shape[:2] + (shape[2] * shape[3],)
+            and tuple(back.out_shape) == shape):
+        return mid
+    return None
+
+
+def _volumes(layer):
+    if len(layer.in_shape) == 4:
+        raise ValueError("%s: neonlearn's %s on volumes keeps one value per last axis, "
+                         "neon's one per channel (neon_io reads neon's between two "
+                         "Reshape layers)" % (layer.name, type(layer).__name__))
 
 
 class LayerWriter:
@@ -85,6 +119,16 @@ class LayerWriter:
             if type(layer) is L.Convolution and type(nxt) is L.Bias:
                 out.append(self._conv_bias(layer, nxt))
                 i += 2
+                continue
+            if type(layer) is L.Convolution3D and type(_per_channel(leaves, i + 1)) \
+                    is L.Bias:
+                out.append(self._conv_bias(layer, leaves[i + 2]))
+                i += 4
+                continue
+            mid = _per_channel(leaves, i)
+            if mid is not None:
+                out.append(getattr(self, "_" + type(mid).__name__)(mid, False))
+                i += 3
                 continue
             if type(layer) is L.Dropout:
                 out.extend(self._dropout(layer, nxt))
@@ -147,7 +191,9 @@ class LayerWriter:
         return self._desc(layer, _LAYER, "Linear", {
             "nout": int(layer.nout), "init": initializer_to_neon(layer.init)})
 
-    def _Bias(self, layer):
+    def _Bias(self, layer, check=True):
+        if check:
+            _volumes(layer)
         return self._desc(layer, _LAYER, "Bias", {"init": initializer_to_neon(layer.init)})
 
     def _Activation(self, layer):
@@ -173,10 +219,30 @@ class LayerWriter:
     def _Deconvolution(self, layer):
         return self._desc(layer, _LAYER, "Deconvolution", self._conv_config(layer))
 
+    def _conv3d_config(self, layer):
+        geom = layer.geom  # strides, padding, dilation: (d, h, w) each
+        return {"fshape": tuple(int(v) for v in layer.fshape),
+                "strides": _triple(geom[:3], "str", 1),
+                "padding": _triple(geom[3:6], "pad", 0),
+                "dilation": _triple(geom[6:], "dil", 1),
+                "init": initializer_to_neon(layer.init)}
+
+    def _Convolution3D(self, layer):
+        return self._desc(layer, _LAYER, "Convolution", self._conv3d_config(layer))
+
+    def _Pooling3D(self, layer):
+        window = tuple(int(v) for v in layer.window)
+        strides, pads = layer.geom[:3], layer.geom[3:]
+        return self._desc(layer, _LAYER, "Pooling", {
+            "fshape": window, "op": None if layer.op == "max" else layer.op,
+            "strides": None if tuple(strides) == window else _triple(strides, "str", 0),
+            "padding": _triple(pads, "pad", 0)}, False)
+
     def _conv_bias(self, conv, bias):
-        if conv.temporal:
+        if getattr(conv, "temporal", False):
             raise ValueError("%s: neon has no convolution over time" % conv.name)
-        config = self._conv_config(conv)
+        config = (self._conv3d_config(conv) if isinstance(conv, L.Convolution3D)
+                  else self._conv_config(conv))
         config["bias"] = initializer_to_neon(bias.init if bias.init is not None
                                              else Constant(0.0))
         desc = self._desc(conv, _LAYER, "Convolution_bias", config)
@@ -199,7 +265,9 @@ class LayerWriter:
             "fshape": fshape, "op": None if layer.op == "max" else layer.op,
             "strides": strides, "padding": _geometry(layer.padding, "pad", 0)}, False)
 
-    def _BatchNorm(self, layer):
+    def _BatchNorm(self, layer, check=True):
+        if check:
+            _volumes(layer)
         return self._desc(layer, _LAYER, "BatchNorm", {
             "rho": None if layer.rho == 0.9 else float(layer.rho),
             "eps": None if layer.eps == 1e-3 else float(layer.eps)})

@@ -132,6 +132,28 @@ class Description:
             return default
         return out
 
+    def geometry3(self, key, prefix):
+        """neon's int-or-dict argument of a 3-D layer: an int sets height and width
+        only (``{prefix_h, prefix_w}``, as neon's ``__init__`` code does; the depth
+        keeps its default), a dict may also set ``prefix_d``; None for ``{}``."""
+        value = self.get(key, {})
+        if isinstance(value, np.integer):
+            value = int(value)
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            value = {prefix + "_h": value, prefix + "_w": value}
+        if not isinstance(value, dict):
+            self._fail("%s must be an int or a dict, got %s" % (key, _short(value)))
+        out = {}
+        for k, v in value.items():
+            if k not in (prefix + "_d", prefix + "_h", prefix + "_w"):
+                self._fail("%s has the key %r, which a 3-D layer does not take"
+                           % (key, k))
+            if prefix == "str" and v is None:  # neon Pooling: None is the window
+                continue
+            sub = Description({"type": self.type, "config": {k: v}}, self.where)
+            out[k] = sub.integer(k, minimum=0 if prefix == "pad" else 1)
+        return out or None
+
     def nested(self, key, required=False):
         value = self.get(key, required=required)
         if value is None:

@@ -8,6 +8,9 @@ Where each neon layout comes from (NervanaSystems/neon v2.6.0):
 - ``Convolution``: ``W (C*R*S, K)`` (``ConvLayer.dimF2`` in
   ``backends/layer_cpu.py``), read as ``(C, R, S, K)`` by ``xprop_conv``; neonlearn
   ``(K, C, R, S)``.  ``Convolution_bias`` adds ``weight_bias (K, 1)``.
+- 3-D ``Convolution`` (``fshape (T, R, S, K)``): ``W (C*T*R*S, K)``
+  (``ConvLayer.dimF2``), read as ``dimF = (C, T, R, S, K)`` by ``xprop_conv``;
+  neonlearn's ``Convolution3D`` ``(K, C, T, R, S)``.
 - ``Deconvolution``: ``W (C_out*R*S, C_in)`` (``DeconvLayer.dimF2``); neonlearn
   ``(C_in, C_out, R, S)``.
 - ``BatchNorm``: ``beta, gamma, gmean, gvar`` each ``(n, 1)``
@@ -28,14 +31,14 @@ lists for ``BatchNorm`` (beta, gamma) and ``Convolution_bias`` (W, bias).
 """
 import numpy as np
 
-from ..layers import (BatchNorm, Bias, BiRNN, Convolution, Deconvolution, Linear,
-                      LookupTable, Recurrent)
+from ..layers import (BatchNorm, Bias, BiRNN, Convolution, Convolution3D,
+                      Deconvolution, Linear, LookupTable, Recurrent)
 from ._spec import NeonFormatError
 
 __all__ = ["NeonParam", "neon_params", "PARAMETER_LAYERS"]
 
-PARAMETER_LAYERS = (Linear, Bias, Convolution, Deconvolution, BatchNorm, LookupTable,
-                    Recurrent, BiRNN)
+PARAMETER_LAYERS = (Linear, Bias, Convolution, Convolution3D, Deconvolution, BatchNorm,
+                    LookupTable, Recurrent, BiRNN)
 
 
 class NeonParam:
@@ -75,6 +78,14 @@ def _filters(K, C, R, S):
         "W", (C * R * S, K), ["W"],
         lambda a: [a.reshape(C, R, S, K).transpose(3, 0, 1, 2)],
         lambda arrays: arrays[0].transpose(1, 2, 3, 0).reshape(C * R * S, K))
+
+
+def _filters3(K, C, T, R, S):
+    """neon's ``(C*T*R*S, K)`` <-> neonlearn's ``(K, C, T, R, S)``."""
+    return NeonParam(
+        "W", (C * T * R * S, K), ["W"],
+        lambda a: [a.reshape(C, T, R, S, K).transpose(4, 0, 1, 2, 3)],
+        lambda arrays: arrays[0].transpose(1, 2, 3, 4, 0).reshape(C * T * R * S, K))
 
 
 def _packed(nin, H, G, prefixes):
@@ -119,6 +130,8 @@ def neon_params(layer):
         if getattr(layer, "temporal", False):
             raise ValueError("%s: neon has no convolution over time" % layer.name)
         return [_filters(*layer.weight_shape)]
+    if isinstance(layer, Convolution3D):
+        return [_filters3(*layer.weight_shape)]
     if isinstance(layer, Deconvolution):
         C_in, C_out, R, S = layer.weight_shape
         # neon's DeconvLayer: C output channels, K input channels

@@ -23,12 +23,13 @@ with these classes, which copy what neon's serialization reads from its objects
 - ``save_obj`` (``neon/util/persist.py`` 108-130): ``pickle.dump(obj, f, 2)``.
 
 The weight shapes are neon's: ``Linear`` ``(nout, nin)`` (``Linear.configure``),
-``Bias`` ``(n, 1)``, convolution ``(C*R*S, K)`` (``ConvLayer.dimF2``,
-``backends/layer_cpu.py`` 84-88), BatchNorm ``(n, 1)`` (``BatchNorm.init_params``),
-recurrent ``(nin + nout + 1, G*nout)`` (``Recurrent.init_params``,
-``layers/recurrent.py`` 178-216) and ``(2*(nin + nout + 1), G*nout)``
+``Bias`` ``(n, 1)``, convolution ``(C*R*S, K)``, 3-D ``(C*T*R*S, K)``
+(``ConvLayer.dimF2``, ``backends/layer_cpu.py`` 84-88), BatchNorm ``(n, 1)``
+(``BatchNorm.init_params``), recurrent ``(nin + nout + 1, G*nout)``
+(``Recurrent.init_params``, ``layers/recurrent.py`` 178-216) and
+``(2*(nin + nout + 1), G*nout)``
 (``BiRNN.init_params`` 1185-1240).  Shapes are neon's too: ``(C, H, W)`` images,
-``(F, T)`` sequences, ``(F, 1)`` dense outputs.
+``(C, D, H, W)`` volumes, ``(F, T)`` sequences, ``(F, 1)`` dense outputs.
 """
 import inspect
 import io
@@ -219,8 +220,10 @@ class Convolution(ParameterLayer):
         self.fshape, self.strides, self.padding, self.dilation = (fshape, strides, padding,
                                                                   dilation)
         self.bsum = bsum
-        p = {"str_h": 1, "str_w": 1, "pad_h": 0, "pad_w": 0, "dil_h": 1, "dil_w": 1}
-        p.update(dict(zip("RSK", fshape)))
+        # layer.py 795-821: 3-D defaults; a 4-tuple is (T, R, S, K); an int sets h, w
+        p = {"str_h": 1, "str_w": 1, "pad_h": 0, "pad_w": 0, "dil_h": 1, "dil_w": 1,
+             "str_d": 1, "pad_d": 0, "dil_d": 1, "T": 1, "D": 1}
+        p.update(dict(zip("RSK" if len(fshape) == 3 else "TRSK", fshape)))
         for value, key in ((strides, "str"), (padding, "pad"), (dilation, "dil")):
             p.update({key + "_h": value, key + "_w": value} if isinstance(value, int)
                      else value)
@@ -228,12 +231,15 @@ class Convolution(ParameterLayer):
 
     def configure(self, in_shape):
         self.in_shape = in_shape
-        C, H, W = in_shape
+        C, D, H, W = in_shape if len(in_shape) == 4 else (in_shape[0], 1) + in_shape[1:]
         p = self.convparams
+        M = _output_dim(D, p["T"], p["pad_d"], p["str_d"], dilation=p["dil_d"])
         P = _output_dim(H, p["R"], p["pad_h"], p["str_h"], dilation=p["dil_h"])
         Q = _output_dim(W, p["S"], p["pad_w"], p["str_w"], dilation=p["dil_w"])
-        self.out_shape = (p["K"], P, Q)
-        self.weights = [("W", (C * p["R"] * p["S"], p["K"]))]  # ConvLayer.dimF2
+        # layer.py 865: (K, P, Q) if M == 1 else (K, M, P, Q)
+        self.out_shape = (p["K"], P, Q) if M == 1 else (p["K"], M, P, Q)
+        # ConvLayer.dimF2 (layer_cpu.py 87): (C*T*R*S, K)
+        self.weights = [("W", (C * p["T"] * p["R"] * p["S"], p["K"]))]
         return self.out_shape
 
 
@@ -264,15 +270,24 @@ class Pooling(Layer):
         self.op, self.fshape, self.strides, self.padding = op, fshape, strides, padding
 
     def configure(self, in_shape):
+        # layer.py 518-546 and PoolLayer (layer_cpu.py 403-425): an int fshape is
+        # R = S (T = 1), a 3-tuple (T, R, S); int strides/padding set h and w only;
+        # a stride left None is the window's
         self.in_shape = in_shape
-        C, H, W = in_shape
-        R, S = (self.fshape, self.fshape) if isinstance(self.fshape, int) else self.fshape
+        C, D, H, W = in_shape if len(in_shape) == 4 else (in_shape[0], 1) + in_shape[1:]
+        f = self.fshape
+        T, R, S = (1, f, f) if isinstance(f, int) else (1,) + f if len(f) == 2 else f
         s = self.strides
-        sh, sw = (s, s) if isinstance(s, int) else (s.get("str_h", R), s.get("str_w", S))
+        s = {"str_h": s, "str_w": s} if isinstance(s, int) else s
+        sd, sh, sw = s.get("str_d", T), s.get("str_h", R), s.get("str_w", S)
         p = self.padding
-        ph, pw = (p, p) if isinstance(p, int) else (p.get("pad_h", 0), p.get("pad_w", 0))
+        p = {"pad_h": p, "pad_w": p} if isinstance(p, int) else p
+        pd, ph, pw = p.get("pad_d", 0), p.get("pad_h", 0), p.get("pad_w", 0)
         self.geom = (R, S, sh, sw, ph, pw)
-        self.out_shape = (C, _output_dim(H, R, ph, sh, True), _output_dim(W, S, pw, sw, True))
+        self.geom3 = (T, R, S, sd, sh, sw, pd, ph, pw)
+        P, Q = _output_dim(H, R, ph, sh, True), _output_dim(W, S, pw, sw, True)
+        self.out_shape = ((C, _output_dim(D, T, pd, sd, True), P, Q)
+                          if len(in_shape) == 4 else (C, P, Q))
         return self.out_shape
 
 

@@ -11,9 +11,11 @@ hold them.  The sources, by layer:
   ``(bias_size, -1)`` (``Bias.fprop``);
 - Convolution: ``ConvLayer.xprop_conv`` with ``fprop_slice`` (``layer_cpu.py``
   120-233), ``F`` read as ``(C, R, S, K)``; ``Convolution_bias`` adds the bias in
-  ``compound_ops``;
+  ``compound_ops``; 3-D (``(C, D, H, W, N)`` volumes): the same loop over ``M, P,
+  Q`` with ``F`` read as ``dimF = (C, T, R, S, K)`` (``layer_cpu.py`` 222-236);
 - Pooling: ``NervanaCPU.fprop_pool`` with ``PoolLayer.pool_slice`` (max, avg over
-  the cells inside the image);
+  the cells inside the image), 3-D over ``mSlice, pSlice, qSlice`` alike
+  (``nervanacpu.py`` 1417-1439);
 - BatchNorm at inference: ``compound_fprop_bn(inference=True)``: ``(x - gmean) /
   sqrt(gvar + eps) * gamma + beta`` on ``(nfm, -1)``;
 - Dropout at inference: ``x * keep`` (``Dropout.fprop``, not caffe mode);
@@ -75,6 +77,48 @@ def _conv(layer, x, N):
     if isinstance(layer, nl.Convolution_bias):
         O = (O.reshape(K, -1) + layer.weight_bias).reshape(O.shape)
     return O.reshape(K * P * Q, N)
+
+
+def _conv3d(layer, x, N):
+    """xprop_conv on dimI (C, D, H, W, N), dimF (C, T, R, S, K), dimO (K, M, P, Q, N)."""
+    C, D, H, W = layer.in_shape
+    p = layer.convparams
+    T, R, S, K = p["T"], p["R"], p["S"], p["K"]
+    M = nl._output_dim(D, T, p["pad_d"], p["str_d"], dilation=p["dil_d"])
+    P = nl._output_dim(H, R, p["pad_h"], p["str_h"], dilation=p["dil_h"])
+    Q = nl._output_dim(W, S, p["pad_w"], p["str_w"], dilation=p["dil_w"])
+    I = x.reshape(C, D, H, W, N)
+    F = layer.W.astype(np.float64).reshape(C, T, R, S, K)
+    O = np.zeros((K, M, P, Q, N))
+    for m in range(M):
+        sT, sD = _fprop_slice(m, T, D, p["pad_d"], p["str_d"], p["dil_d"])
+        for i in range(P):
+            sR, sH = _fprop_slice(i, R, H, p["pad_h"], p["str_h"], p["dil_h"])
+            for j in range(Q):
+                sS, sW = _fprop_slice(j, S, W, p["pad_w"], p["str_w"], p["dil_w"])
+                sliced_F = F[:, sT, sR, sS].reshape(-1, K)
+                sliced_I = I[:, sD, sH, sW].reshape(-1, N)
+                O[:, m, i, j] = sliced_F.T @ sliced_I
+    if isinstance(layer, nl.Convolution_bias):
+        O = (O.reshape(K, -1) + layer.weight_bias).reshape(O.shape)
+    return O.reshape(-1, N)
+
+
+def _pool3d(layer, x, N):
+    C, D, H, W = layer.in_shape
+    _, M, P, Q = layer.out_shape
+    T, R, S, sd, sh, sw, pd, ph, pw = layer.geom3
+    I = x.reshape(C, D, H, W, N)
+    O = np.zeros((C, M, P, Q, N))
+    for m in range(M):
+        sD = _pool_slice(m, T, D, pd, sd)
+        for i in range(P):
+            sH = _pool_slice(i, R, H, ph, sh)
+            for j in range(Q):
+                cells = I[:, sD, sH, _pool_slice(j, S, W, pw, sw)].reshape(C, -1, N)
+                O[:, m, i, j] = (cells.max(axis=1) if layer.op == "max"
+                                 else cells.mean(axis=1))
+    return O.reshape(-1, N)
 
 
 def _pool_slice(q, S, X, padding, strides):
@@ -186,9 +230,9 @@ def fprop(layer, x, N):
     if isinstance(layer, nl.Activation):
         return _transform(layer.transform, x)
     if isinstance(layer, nl.Convolution):
-        return _conv(layer, x, N)
+        return (_conv3d if len(layer.in_shape) == 4 else _conv)(layer, x, N)
     if isinstance(layer, nl.Pooling):
-        return _pool(layer, x, N)
+        return (_pool3d if len(layer.in_shape) == 4 else _pool)(layer, x, N)
     if isinstance(layer, nl.BatchNorm):
         xv = x.reshape(layer.nfm, -1)
         xhat = (xv - layer.gmean) / np.sqrt(layer.gvar + layer.eps)
@@ -214,7 +258,7 @@ def to_neon(X):
     if X.ndim == 3:  # (N, T, F) -> (F, T*N), column t*N + n
         N, T, F = X.shape
         return X.transpose(2, 1, 0).reshape(F, T * N)
-    return X.transpose(1, 2, 3, 0).reshape(-1, X.shape[0])
+    return np.moveaxis(X, 0, -1).reshape(-1, X.shape[0])  # images, volumes
 
 
 def from_neon(Y, N, steps=None):

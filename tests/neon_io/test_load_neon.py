@@ -83,7 +83,30 @@ def inception():
         (2, 5, 5), (3, 2, 5, 5)
 
 
-FAMILIES = {"mlp": mlp, "lenet_batchnorm": lenet, "lstm": lstm, "gru": gru,
+def conv3d():
+    # Conv((3,3,3,4), bias) -> Rectlin -> Pooling((2,2,2)) -> Affine(5, Softmax) on
+    # (C, D, H, W) volumes
+    return [nl.Convolution_bias((3, 3, 3, 4), padding={"pad_d": 1, "pad_h": 1},
+                                init=G, bias=G, name="conv3d"),
+            nl.Activation(nl.Rectlin(), name="conv3d_Rectlin"),
+            nl.Pooling((2, 2, 2), name="pool3d"),
+            nl.Linear(5, G, name="fc"), nl.Bias(G, name="fc_bias"),
+            nl.Activation(nl.Softmax(), name="fc_Softmax")], (2, 5, 6, 7), (3, 2, 5, 6, 7)
+
+
+def conv3d_int_geometry():
+    # neon's ints on volumes: strides=2 steps height and width only, Pooling(2) is
+    # 1x2x2 with padding 1 on height and width; BatchNorm and Bias per channel (the
+    # Bias apart from the convolution, so that save_neon writes it apart too)
+    return [nl.Convolution((2, 3, 3, 4), strides=2, init=G, name="c3"),
+            nl.BatchNorm(name="c3_bnorm"), nl.Bias(G, name="c3_bias"),
+            nl.Activation(nl.Rectlin(), name="c3_Rectlin"),
+            nl.Pooling(2, op="avg", padding=1, name="p3"),
+            nl.Linear(3, G, name="fc")], (2, 4, 9, 9), (4, 2, 4, 9, 9)
+
+
+FAMILIES = {"mlp": mlp, "conv3d": conv3d, "conv3d_int_geometry": conv3d_int_geometry,
+            "lenet_batchnorm": lenet, "lstm": lstm, "gru": gru,
             "rnn_per_step": rnn_per_step, "bilstm": bilstm, "tree": tree,
             "merge_broadcast": inception}
 
@@ -242,3 +265,29 @@ def test_input_shape_from_the_weights_when_the_file_has_none():
         load_model(io.BytesIO(nl.save_obj(pdict)))
     assert load_model(io.BytesIO(nl.save_obj(pdict)), input_shape=(2, 14, 14)).out_shape \
         == (10,)
+
+
+def test_3d_layers_follow_neons_geometry():
+    _, data, _ = neon_file(conv3d_int_geometry)
+    layers = load_model(io.BytesIO(data)).layers.sublayers()
+    conv, pool = layers[0], [l for l in layers if type(l).__name__ == "Pooling3D"][0]
+    assert type(conv).__name__ == "Convolution3D" and conv.geom[:3] == (1, 2, 2)
+    assert conv.out_shape == (4, 3, 4, 4)
+    assert pool.window == (1, 2, 2) and pool.geom == (1, 2, 2, 0, 1, 1)
+    bias = [l for l in layers if l.name == "c3_bias"][0]
+    assert bias.weight_shape == (4,)  # one per channel, as neon's
+
+
+def test_save_neon_refuses_a_bias_per_last_axis_on_volumes(tmp_path):
+    from neonlearn import layers as L
+    from neonlearn.backends import get_backend
+    from neonlearn.initializers import Constant, Gaussian
+    from neonlearn.models import Model
+
+    net = L.Sequential([L.Convolution3D((2, 2, 2, 3), init=Gaussian()),
+                        L.Bias(init=Constant(0.0))])
+    be = get_backend("cpu", dtype="float32", seed=0)
+    model = Model(net, be).configure((1, 3, 3, 3))
+    with pytest.raises(ValueError, match="per last axis"):
+        save_neon(model, tmp_path / "x.p")
+    assert not (tmp_path / "x.p").exists()

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 import neon_like as nl  # noqa: E402
-from test_load_neon import lenet, lstm, mlp, neon_file  # noqa: E402
+from test_load_neon import conv3d, lenet, lstm, mlp, neon_file  # noqa: E402
 from neonlearn.neon_io import load_model, read_neon  # noqa: E402
 
 
@@ -149,7 +149,7 @@ def test_malformed_recurrent_and_conv_fields():
     with pytest.raises(ValueError, match="negative running variance"):
         _load(bad)
     bad = copy.deepcopy(pdict)
-    _layer(bad, 0)["config"]["fshape"] = (5, 5, 6, 2)
+    _layer(bad, 0)["config"]["fshape"] = (5, 5, 6, 2, 1)
     with pytest.raises(ValueError, match="fshape must be"):
         _load(bad)
     bad = copy.deepcopy(pdict)
@@ -174,3 +174,38 @@ def test_nothing_is_allocated_before_the_checks(monkeypatch):
     with pytest.raises(ValueError, match="fc2"):
         _load(pdict)
     assert calls == []
+
+
+def _set(i, key, value):
+    def change(pdict):
+        _layer(pdict, i)[key if key in ("params", "states") else "config"].update(
+            {key: value} if key not in ("params", "states") else value)
+    return change
+
+
+@pytest.mark.parametrize("change, message", [
+    (_set(0, "params", {"W": np.zeros((53, 4), np.float32)}),
+     r"conv3d.*expected shape \(54, 4\)"),
+    (_set(0, "params", {"weight_bias": np.zeros((3, 1), np.float32)}),
+     r"expected shape \(4, 1\)"),
+    (_set(0, "fshape", (3, 3, 0, 4)), "S must be an integer"),
+    (_set(0, "fshape", (3, 3, True, 4)), "S must be an integer"),
+    (_set(0, "strides", {"str_d": 1, "str_x": 2}), "str_x"),
+    (_set(0, "padding", {"pad_d": -1}), "pad_d must be an integer"),
+    (_set(0, "dilation", 1.5), "dilation must be an int or a dict"),
+    (_set(0, "dilation", {"dil_d": 4}), "cannot be built"),
+    (_set(2, "fshape", (2, 2, 2, 2)), r"fshape must be an int or \(T, R, S\)"),
+    (_set(2, "fshape", "all"), "'all'"),
+    (_set(2, "op", "l2"), "op must be 'max' or 'avg'"),
+    (_set(2, "padding", {"pad_d": 2}), "padding .* must be smaller than the window"),
+    (lambda p: p.update(train_input_shape=(2, 5, 6)), "cannot be built"),
+    (lambda p: p.update(train_input_shape=(2, 5, 6, 7, 1)), "1 to 4 positive ints"),
+    (lambda p: _layer(p, 0).update(type="neon.layers.layer.Deconvolution"),
+     "3-D deconvolution is not read"),
+])
+def test_malformed_3d_fields_name_the_problem(change, message):
+    _, data, _ = neon_file(conv3d)
+    pdict = read_neon(io.BytesIO(data))
+    change(pdict)
+    with pytest.raises(ValueError, match=message):
+        _load(pdict)
