@@ -151,6 +151,11 @@ class Layer(HyperParams):
     """Planning fact set at configure (:meth:`plan_input_grad`): ``bprop`` fills the
     weight gradients but returns None, since nothing uses the input gradient."""
 
+    @property
+    def display_name(self):
+        """The layer's name, or its class name when it has none (for messages)."""
+        return self.name or type(self).__name__
+
     # ---- backend ---------------------------------------------------------------
     @property
     def be(self):
@@ -294,7 +299,7 @@ class Layer(HyperParams):
         if tuple(inputs.shape[1:]) != tuple(self.in_shape):
             raise ValueError(
                 "%s expects inputs of shape (N, %s), got %r"
-                % (self.name or type(self).__name__,
+                % (self.display_name,
                    ", ".join(map(str, self.in_shape)), inputs.shape)
             )
 
@@ -364,7 +369,7 @@ class ParameterLayer(Layer):
             return  # keep trained weights (warm start)
         from ..initializers import check_initializer
 
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         if self.init is None:
             raise ValueError(
                 "%s needs an initializer: pass init=Gaussian(scale=0.01) or similar"

@@ -25,7 +25,7 @@ class BiSum(Layer):
         self.name = name
 
     def configure(self, in_obj):
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         self.in_shape = sequence_shape(in_obj, owner)
         T, F = self.in_shape
         if F % 2:
@@ -112,7 +112,7 @@ class DeepBiRNN(CompoundLayer):
         return plan
 
     def configure(self, in_obj):
-        base = self.name or type(self).__name__
+        base = self.display_name
         if (not isinstance(self.depth, numbers.Integral) or isinstance(self.depth, bool)
                 or self.depth < 1):
             raise ValueError("%s: depth must be a positive integer, got %r"

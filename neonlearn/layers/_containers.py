@@ -120,7 +120,7 @@ class _Branches(CompoundLayer):
         self.name = name
 
     def _configure_branches(self, in_obj):
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         if not isinstance(self.layers, (list, tuple)) or len(self.layers) < 1:
             raise ValueError("%s needs a list of branches" % owner)
         self.layers_ = [_as_branch(b) for b in self.layers]
@@ -141,7 +141,7 @@ class _Branches(CompoundLayer):
                     out is not None and not np.array_equal(out, outs[0])):
                 raise ValueError("%s: the branches give sequences of different lengths; "
                                  "give their temporal layers the same strides and "
-                                 "output lengths" % (self.name or type(self).__name__))
+                                 "output lengths" % self.display_name)
         return outs[0]
 
     def plan_input_grad(self, needed):
@@ -291,7 +291,7 @@ class Tree(CompoundLayer):
         self.name = name
 
     def configure(self, in_obj):
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         if not isinstance(self.layers, (list, tuple)) or len(self.layers) < 1:
             raise ValueError("%s needs a list of branches, trunk first" % owner)
         alphas = [1.0] * len(self.layers) if self.alphas is None else list(self.alphas)

@@ -71,7 +71,7 @@ class _ConvBase(ParameterLayer):
         self.name = name
 
     def _plan(self, in_obj):
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         self.in_shape = image_shape(in_obj, owner)
         if not isinstance(self.fshape, (tuple, list)) or len(self.fshape) != 3:
             raise ValueError("%s: fshape must be (R, S, %s), got %r"
@@ -140,7 +140,7 @@ class Convolution(TemporalLayer, _ConvBase):
 
     def _configure_time(self, in_obj):
         """Sequences ``(T, F)``: the image ``(F, 1, T)`` and a ``1 x k`` filter."""
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         self.in_shape = T, F = in_shape_of(in_obj)
         if not isinstance(self.fshape, (tuple, list)) or len(self.fshape) != 2:
             raise ValueError("%s: on sequences (T, F) fshape must be (k, K): the "
@@ -309,7 +309,7 @@ class Conv(CompoundList):
         self.name = name
 
     def _parts(self):
-        base = self.name or type(self).__name__
+        base = self.display_name
         first = self._part(self._first, fshape=self.fshape, strides=self.strides,
                            padding=self.padding, dilation=self.dilation, init=self.init,
                            name=base)

@@ -94,7 +94,7 @@ class Convolution3D(ParameterLayer):
         self.name = name
 
     def configure(self, in_obj):
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         self.in_shape = C, D, H, W = volume_shape(in_obj, owner)
         if not isinstance(self.fshape, (tuple, list)) or len(self.fshape) != 4:
             raise ValueError("%s: fshape must be (T, R, S, K): filter depth, height, "
@@ -158,7 +158,7 @@ class Pooling3D(Layer):
         self.name = name
 
     def configure(self, in_obj):
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         self.in_shape = C, D, H, W = volume_shape(in_obj, owner)
         if self.op not in ("max", "avg"):
             raise ValueError("%s: op must be 'max' or 'avg', got %r" % (owner, self.op))

@@ -179,7 +179,7 @@ class Activation(Layer):
 
     def configure(self, in_obj):
         super().configure(in_obj)
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         if not isinstance(self.transform, Transform):
             raise ValueError(
                 "%s: Activation needs a neonlearn.transforms.Transform, got %r"
@@ -331,7 +331,7 @@ class Affine(CompoundList):
         self.name = name
 
     def _parts(self):
-        base = self.name or type(self).__name__
+        base = self.display_name
         return postfilter_parts(self, self._part(Linear, nout=self.nout, init=self.init,
                                                  name=base))
 

@@ -47,7 +47,7 @@ class LookupTable(ParameterLayer):
         self.name = name
 
     def configure(self, in_obj):
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         self.in_shape = in_shape_of(in_obj)
         if len(self.in_shape) != 1:
             raise ValueError("%s expects token ids of shape (T,) (batch axis excluded), "

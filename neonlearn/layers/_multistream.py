@@ -52,7 +52,7 @@ class MergeMultistream(CompoundLayer):
         self.name = name
 
     def _check(self):
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         if not isinstance(self.layers, (list, tuple)) or not self.layers:
             raise ValueError("%s needs a list of branches" % owner)
         if self.merge not in _MERGE_AXES:
@@ -122,7 +122,7 @@ class MergeMultistream(CompoundLayer):
     def fprop(self, inputs, inference=False):
         if not isinstance(inputs, Mapping):
             raise ValueError("%s reads named inputs, got a %s"
-                             % (self.name or type(self).__name__, type(inputs).__name__))
+                             % (self.display_name, type(inputs).__name__))
         outs = [branch.fprop(inputs[name], inference)
                 for branch, name in zip(self.layers_, self.inputs)]
         n = outs[0].shape[0]

@@ -87,7 +87,7 @@ class BatchNorm(ParameterLayer):
         if len(self.in_shape) != 2:
             return None
         N, T = shape[0], shape[1]
-        lengths = check_lengths(lengths, N, T, self.name or type(self).__name__)
+        lengths = check_lengths(lengths, N, T, self.display_name)
         if lengths is None:
             return None
         return np.flatnonzero(np.arange(T)[None, :] < lengths[:, None])
@@ -189,7 +189,7 @@ class LRN(Layer):
 
     def configure(self, in_obj):
         super().configure(in_obj)
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         if len(self.in_shape) != 3:
             raise ValueError("%s needs image inputs of shape (C, H, W), got %r"
                              % (owner, self.in_shape))

@@ -55,7 +55,7 @@ class Pooling(TemporalLayer, Layer):
         self.name = name
 
     def configure(self, in_obj):
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         if self.op not in ("max", "avg", "l2"):
             raise ValueError("%s: op must be 'max', 'avg' or 'l2', got %r"
                              % (owner, self.op))

@@ -89,7 +89,7 @@ class Recurrent(ParameterLayer):
         self.be.check_recurrent_transform(self.activation_, "activation")
 
     def configure(self, in_obj):
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         self.in_shape = sequence_shape(in_obj, owner)
         H = self.output_size
         if not isinstance(H, numbers.Integral) or isinstance(H, bool) or H < 1:
@@ -109,7 +109,7 @@ class Recurrent(ParameterLayer):
                 and self.W_input.shape == self.weight_shape
                 and self.W_recur.shape == self.recur_shape):
             return  # keep trained weights (warm start)
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         if self.init is None:
             raise ValueError("%s needs an initializer: pass init=GlorotUniform() or "
                              "similar" % owner)
@@ -188,7 +188,7 @@ class Recurrent(ParameterLayer):
 
     def fprop(self, inputs, inference=False, lengths=None):
         N, T = inputs.shape[0], self.in_shape[0]
-        lengths = check_lengths(lengths, N, T, self.name or type(self).__name__)
+        lengths = check_lengths(lengths, N, T, self.display_name)
         Z = self._project(inputs, inference, lengths)
         (h0,) = self._initial_state(N, inference, 1)
         h = self._output((N, T, self.H), inference)
@@ -267,7 +267,7 @@ class LSTM(_GatedRecurrent):
 
     def fprop(self, inputs, inference=False, lengths=None):
         N, T, H = inputs.shape[0], self.in_shape[0], self.H
-        lengths = check_lengths(lengths, N, T, self.name or type(self).__name__)
+        lengths = check_lengths(lengths, N, T, self.display_name)
         Z = self._project(inputs, inference, lengths)
         h0, c0 = self._initial_state(N, inference, 2)
         # inference keeps the running step's gates and the last two cells only
@@ -325,7 +325,7 @@ class GRU(_GatedRecurrent):
 
     def fprop(self, inputs, inference=False, lengths=None):
         N, T, H = inputs.shape[0], self.in_shape[0], self.H
-        lengths = check_lengths(lengths, N, T, self.name or type(self).__name__)
+        lengths = check_lengths(lengths, N, T, self.display_name)
         Z = self._project(inputs, inference, lengths)
         (h0,) = self._initial_state(N, inference, 1)
         gates = self._output((N, T, 3 * H), inference, key="gates")
@@ -405,8 +405,8 @@ class BiRNN(ParameterLayer):
         if not self.reset_cells:
             raise ValueError("%s: bidirectional layers need reset_cells=True (the "
                              "backward direction sees the whole sequence)"
-                             % (self.name or type(self).__name__))
-        base = self.name or type(self).__name__
+                             % self.display_name)
+        base = self.display_name
         T, F = sequence_shape(in_obj, base)
         if self.split_inputs and F % 2:
             raise ValueError("%s: split_inputs=True needs an even number of input "
@@ -447,7 +447,7 @@ class BiRNN(ParameterLayer):
         self._check_input(inputs)
         be, H = self.be, self.H
         N, T = inputs.shape[0], self.in_shape[0]
-        lengths = check_lengths(lengths, N, T, self.name or type(self).__name__)
+        lengths = check_lengths(lengths, N, T, self.display_name)
         x = xf = xb = be.array(inputs)
         if self.split_inputs:  # contiguous halves, as the cells' GEMMs read them
             F2 = self.fwd_.nin

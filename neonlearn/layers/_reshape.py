@@ -33,7 +33,7 @@ class Reshape(Layer):
         self.name = name
 
     def configure(self, in_obj):
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         self.in_shape = in_shape_of(in_obj)
         shape = self.reshape
         if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
@@ -102,7 +102,7 @@ class DataTransform(Layer):
 
     def configure(self, in_obj):
         super().configure(in_obj)
-        owner = self.name or type(self).__name__
+        owner = self.display_name
         if not isinstance(self.transform, Transform) or isinstance(self.transform,
                                                                    Softmax):
             raise ValueError("%s: DataTransform needs an element-wise "

@@ -23,14 +23,14 @@ class _Summary(Layer):
     mode = None
 
     def configure(self, in_obj):
-        self.in_shape = sequence_shape(in_obj, self.name or type(self).__name__)
+        self.in_shape = sequence_shape(in_obj, self.display_name)
         self.out_shape = (self.in_shape[1],)
         return self
 
     def fprop(self, inputs, inference=False, lengths=None):
         self._check_input(inputs)
         N, T = inputs.shape[0], self.in_shape[0]
-        lengths = check_lengths(lengths, N, T, self.name or type(self).__name__)
+        lengths = check_lengths(lengths, N, T, self.display_name)
         out = self._output((N, self.out_shape[0]), inference)
         self.be.summary_fprop(self.be.array(inputs), lengths, self.mode, out)
         if not inference:
@@ -114,7 +114,7 @@ class SequenceMask(Layer):
         self.name = name
 
     def configure(self, in_obj):
-        self.in_shape = sequence_shape(in_obj, self.name or type(self).__name__)
+        self.in_shape = sequence_shape(in_obj, self.display_name)
         T, F = self.in_shape
         if self.ids and F != 2:
             raise ValueError("SequenceMask(ids=True) expects (T, 2) inputs, got %r"
@@ -157,13 +157,13 @@ class StepMask(Layer):
     uses_lengths = True
 
     def configure(self, in_obj):
-        self.in_shape = sequence_shape(in_obj, self.name or type(self).__name__)
+        self.in_shape = sequence_shape(in_obj, self.display_name)
         self.out_shape = self.in_shape
         return self
 
     def fprop(self, inputs, inference=False, lengths=None):
         N, T = inputs.shape[0], self.in_shape[0]
-        lengths = check_lengths(lengths, N, T, self.name or type(self).__name__)
+        lengths = check_lengths(lengths, N, T, self.display_name)
         if not inference:
             self.lengths_ = lengths
         if lengths is None:

@@ -92,7 +92,7 @@ class TemporalLayer:
         return None if np.all(out == self.out_shape[0]) else out
 
     def _owner(self):
-        return self.name or type(self).__name__
+        return self.display_name
 
     # ---- per-batch masks ------------------------------------------------------------
     def _time_masks(self, N, lengths):
