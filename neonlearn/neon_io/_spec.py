@@ -107,10 +107,9 @@ class Description:
             self._fail("name must be a string, got %s" % _short(value))
         return value
 
-    def geometry(self, key, prefix, default):
-        """neon's int-or-dict argument (``strides``, ``padding``, ``dilation``):
-        an int for height and width, or ``{prefix_h, prefix_w}`` (``{}`` is the
-        default); a dict keeps only the 2-D keys (3-D ones must be the default)."""
+    def _int_or_dict(self, key, prefix):
+        """neon's int-or-dict argument as a dict: an int sets ``prefix_h`` and
+        ``prefix_w`` (``{}`` when absent)."""
         value = self.get(key, {})
         if isinstance(value, np.integer):
             value = int(value)
@@ -118,8 +117,14 @@ class Description:
             value = {prefix + "_h": value, prefix + "_w": value}
         if not isinstance(value, dict):
             self._fail("%s must be an int or a dict, got %s" % (key, _short(value)))
+        return value
+
+    def geometry(self, key, prefix, default):
+        """neon's int-or-dict argument (``strides``, ``padding``, ``dilation``):
+        an int for height and width, or ``{prefix_h, prefix_w}`` (``{}`` is the
+        default); a dict keeps only the 2-D keys (3-D ones must be the default)."""
         out = {}
-        for k, v in value.items():
+        for k, v in self._int_or_dict(key, prefix).items():
             if k in (prefix + "_h", prefix + "_w"):
                 sub = Description({"type": self.type, "config": {k: v}}, self.where)
                 out[k] = sub.integer(k, minimum=0 if prefix == "pad" else 1)
@@ -136,15 +141,8 @@ class Description:
         """neon's int-or-dict argument of a 3-D layer: an int sets height and width
         only (``{prefix_h, prefix_w}``, as neon's ``__init__`` code does; the depth
         keeps its default), a dict may also set ``prefix_d``; None for ``{}``."""
-        value = self.get(key, {})
-        if isinstance(value, np.integer):
-            value = int(value)
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            value = {prefix + "_h": value, prefix + "_w": value}
-        if not isinstance(value, dict):
-            self._fail("%s must be an int or a dict, got %s" % (key, _short(value)))
         out = {}
-        for k, v in value.items():
+        for k, v in self._int_or_dict(key, prefix).items():
             if k not in (prefix + "_d", prefix + "_h", prefix + "_w"):
                 self._fail("%s has the key %r, which a 3-D layer does not take"
                            % (key, k))
