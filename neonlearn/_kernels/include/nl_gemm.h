@@ -52,99 +52,64 @@ static void nl_pack_bd(const double *B, ptrdiff_t sk, ptrdiff_t sn, ptrdiff_t K,
 }
 
 /* ---- generic C: one row of one panel at a time ---------------------------------- */
-static void nl_gemm_packed_generic(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                                   const float *A, ptrdiff_t lda, const float *Bp,
-                                   float *C, ptrdiff_t ldc, int accumulate) {
-    for (ptrdiff_t j0 = 0; j0 < N; j0 += NL_NR) {
-        const float *bp = Bp + j0 * K;
-        ptrdiff_t nc = N - j0 < NL_NR ? N - j0 : NL_NR;
-        for (ptrdiff_t i = 0; i < M; i++) {
-            float acc[NL_NR] = {0};
-            const float *a = A + i * lda;
-            float *c = C + i * ldc + j0;
-            for (ptrdiff_t k = 0; k < K; k++)
-                for (int r = 0; r < NL_NR; r++)
-                    acc[r] = fmaf(a[k], bp[k * NL_NR + r], acc[r]);
-            for (ptrdiff_t r = 0; r < nc; r++)
-                c[r] = accumulate ? acc[r] + c[r] : acc[r];
-        }
-    }
+#define NL_GENERIC_GEMM(NAME, T, NRX, FMA)                                           \
+static void NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda,   \
+                 const T *Bp, T *C, ptrdiff_t ldc, int accumulate) {                 \
+    for (ptrdiff_t j0 = 0; j0 < N; j0 += NRX) {                                      \
+        const T *bp = Bp + j0 * K;                                                   \
+        ptrdiff_t nc = N - j0 < NRX ? N - j0 : NRX;                                  \
+        for (ptrdiff_t i = 0; i < M; i++) {                                          \
+            T acc[NRX] = {0};                                                        \
+            const T *a = A + i * lda;                                                \
+            T *c = C + i * ldc + j0;                                                 \
+            for (ptrdiff_t k = 0; k < K; k++)                                        \
+                for (int r = 0; r < NRX; r++)                                        \
+                    acc[r] = FMA(a[k], bp[k * NRX + r], acc[r]);                     \
+            for (ptrdiff_t r = 0; r < nc; r++)                                       \
+                c[r] = accumulate ? acc[r] + c[r] : acc[r];                          \
+        }                                                                            \
+    }                                                                                \
 }
-
-static void nl_dgemm_packed_generic(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                                    const double *A, ptrdiff_t lda, const double *Bp,
-                                    double *C, ptrdiff_t ldc, int accumulate) {
-    for (ptrdiff_t j0 = 0; j0 < N; j0 += NL_NRD) {
-        const double *bp = Bp + j0 * K;
-        ptrdiff_t nc = N - j0 < NL_NRD ? N - j0 : NL_NRD;
-        for (ptrdiff_t i = 0; i < M; i++) {
-            double acc[NL_NRD] = {0};
-            const double *a = A + i * lda;
-            double *c = C + i * ldc + j0;
-            for (ptrdiff_t k = 0; k < K; k++)
-                for (int r = 0; r < NL_NRD; r++)
-                    acc[r] = fma(a[k], bp[k * NL_NRD + r], acc[r]);
-            for (ptrdiff_t r = 0; r < nc; r++)
-                c[r] = accumulate ? acc[r] + c[r] : acc[r];
-        }
-    }
-}
+NL_GENERIC_GEMM(nl_gemm_packed_generic, float, NL_NR, fmaf)
+NL_GENERIC_GEMM(nl_dgemm_packed_generic, double, NL_NRD, fma)
+#undef NL_GENERIC_GEMM
 
 #if NL_DISPATCH
 /* ---- AVX2 + FMA: MR x (2 vectors) blocks, MR <= 6 a constant where inlined -------- */
-NL_AVX2 NL_INLINE static void nl_kernel_avx2(
-        const int MR, const int ACC, ptrdiff_t K, const float *A, ptrdiff_t lda,
-        const float *Bp, float *C, ptrdiff_t ldc) {
-    __m256 c0[6], c1[6];
-    for (int r = 0; r < MR; r++) {
-        c0[r] = _mm256_setzero_ps();
-        c1[r] = _mm256_setzero_ps();
-    }
-    for (ptrdiff_t k = 0; k < K; k++) {
-        __m256 b0 = _mm256_loadu_ps(Bp + k * NL_NR);
-        __m256 b1 = _mm256_loadu_ps(Bp + k * NL_NR + 8);
-        for (int r = 0; r < MR; r++) {
-            __m256 a = _mm256_broadcast_ss(A + r * lda + k);
-            c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
-            c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
-        }
-    }
-    for (int r = 0; r < MR; r++) {
-        if (ACC) {
-            c0[r] = _mm256_add_ps(c0[r], _mm256_loadu_ps(C + r * ldc));
-            c1[r] = _mm256_add_ps(c1[r], _mm256_loadu_ps(C + r * ldc + 8));
-        }
-        _mm256_storeu_ps(C + r * ldc, c0[r]);
-        _mm256_storeu_ps(C + r * ldc + 8, c1[r]);
-    }
+#define NL_AVX2_KERNEL(NAME, T, VEC, HALF, NRX, SETZERO, LOAD, BCAST, FMADD, ADD,   \
+                       STORE)                                                        \
+NL_AVX2 NL_INLINE static void NAME(const int MR, const int ACC, ptrdiff_t K,         \
+                                   const T *A, ptrdiff_t lda, const T *Bp, T *C,     \
+                                   ptrdiff_t ldc) {                                  \
+    VEC c0[6], c1[6];                                                                \
+    for (int r = 0; r < MR; r++) {                                                   \
+        c0[r] = SETZERO();                                                           \
+        c1[r] = SETZERO();                                                           \
+    }                                                                                \
+    for (ptrdiff_t k = 0; k < K; k++) {                                              \
+        VEC b0 = LOAD(Bp + k * NRX), b1 = LOAD(Bp + k * NRX + HALF);                 \
+        for (int r = 0; r < MR; r++) {                                               \
+            VEC a = BCAST(A + r * lda + k);                                          \
+            c0[r] = FMADD(a, b0, c0[r]);                                             \
+            c1[r] = FMADD(a, b1, c1[r]);                                             \
+        }                                                                            \
+    }                                                                                \
+    for (int r = 0; r < MR; r++) {                                                   \
+        if (ACC) {                                                                   \
+            c0[r] = ADD(c0[r], LOAD(C + r * ldc));                                   \
+            c1[r] = ADD(c1[r], LOAD(C + r * ldc + HALF));                            \
+        }                                                                            \
+        STORE(C + r * ldc, c0[r]);                                                   \
+        STORE(C + r * ldc + HALF, c1[r]);                                            \
+    }                                                                                \
 }
-
-NL_AVX2 NL_INLINE static void nl_dkernel_avx2(
-        const int MR, const int ACC, ptrdiff_t K, const double *A, ptrdiff_t lda,
-        const double *Bp, double *C, ptrdiff_t ldc) {
-    __m256d c0[6], c1[6];
-    for (int r = 0; r < MR; r++) {
-        c0[r] = _mm256_setzero_pd();
-        c1[r] = _mm256_setzero_pd();
-    }
-    for (ptrdiff_t k = 0; k < K; k++) {
-        __m256d b0 = _mm256_loadu_pd(Bp + k * NL_NRD);
-        __m256d b1 = _mm256_loadu_pd(Bp + k * NL_NRD + 4);
-        for (int r = 0; r < MR; r++) {
-            __m256d a = _mm256_broadcast_sd(A + r * lda + k);
-            c0[r] = _mm256_fmadd_pd(a, b0, c0[r]);
-            c1[r] = _mm256_fmadd_pd(a, b1, c1[r]);
-        }
-    }
-    for (int r = 0; r < MR; r++) {
-        if (ACC) {
-            c0[r] = _mm256_add_pd(c0[r], _mm256_loadu_pd(C + r * ldc));
-            c1[r] = _mm256_add_pd(c1[r], _mm256_loadu_pd(C + r * ldc + 4));
-        }
-        _mm256_storeu_pd(C + r * ldc, c0[r]);
-        _mm256_storeu_pd(C + r * ldc + 4, c1[r]);
-    }
-}
+NL_AVX2_KERNEL(nl_kernel_avx2, float, __m256, 8, NL_NR, _mm256_setzero_ps,
+               _mm256_loadu_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_add_ps,
+               _mm256_storeu_ps)
+NL_AVX2_KERNEL(nl_dkernel_avx2, double, __m256d, 4, NL_NRD, _mm256_setzero_pd,
+               _mm256_loadu_pd, _mm256_broadcast_sd, _mm256_fmadd_pd, _mm256_add_pd,
+               _mm256_storeu_pd)
+#undef NL_AVX2_KERNEL
 
 /* one panel's rows: full panels in place, the last, narrower one through a buffer
    (the same chains; only the stores differ) */
