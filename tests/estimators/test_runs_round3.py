@@ -10,11 +10,12 @@ from sklearn.model_selection import cross_val_score
 from sklearn.preprocessing import StandardScaler
 
 from neonlearn import NeonClassifier, NeonSequenceModel
-from neonlearn.callbacks import Callback, Checkpoint
+from neonlearn.callbacks import Checkpoint
 from neonlearn.initializers import GlorotUniform
 from neonlearn.layers import (Affine, DeepBiLSTM, Dropout, MergeBroadcast, MergeSum,
                               RecurrentLast, Sequential, SkipNode)
 from neonlearn.optimizers import Adam, GradientDescentMomentum
+from test_training_control import _Interrupt  # KeyboardInterrupt after `at` epochs
 
 g = GlorotUniform()
 
@@ -23,15 +24,6 @@ g = GlorotUniform()
 def iris():
     X, y = load_iris(return_X_y=True)
     return StandardScaler().fit_transform(X), y
-
-
-class _Interrupt(Callback):
-    def __init__(self, at):
-        self.at = at
-
-    def on_epoch_end(self, model, epoch):
-        if epoch + 1 == self.at:
-            raise KeyboardInterrupt
 
 
 def _interrupted(path, at=2, **params):

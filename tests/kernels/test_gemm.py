@@ -8,19 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from neonlearn._kernels import _dense, _gemm, _isa
+from test_matmul import _naive  # the float64 reference product of the kernel tests
 
 CODES = _dense.ACTIVATION_CODES
 SHAPES = [(1, 1, 1), (3, 5, 7), (7, 16, 16), (13, 33, 17), (50, 64, 100), (97, 300, 33),
           (6, 8, 9), (1, 0, 5)]
-
-
-def _naive(a, b):
-    """Explicit sums in float64."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    out = np.zeros((a.shape[0], b.shape[1]))
-    for k in range(a.shape[1]):
-        out += a[:, k:k + 1] * b[k:k + 1, :]
-    return out
 
 
 def _run(a, packed, n, bias=None, act="identity", param=0.0, threads=1):
