@@ -128,21 +128,9 @@ class FromNeonMixin:
             if saved.__dict__.get("states"):
                 mine.states = [[be.array(be.to_numpy(s)) for s in per]
                                for per in saved.states]
-        model.set_cost(clone(self.cost) if self.cost is not None
-                       else self._default_cost(model, task))
-        self.task_ = task
-        self.n_outputs_ = task.n_outputs
+        epoch = imported.neon_info.get("epoch_index")
+        self._adopt_loaded_model(model, task, int(epoch) if isinstance(
+            epoch, (int, np.integer)) else 0)
         if getattr(task, "classes", None) is not None:
             self.classes_ = task.classes
-        self.model_ = model
-        self.layers_ = model.layers.layers_
-        self.optimizer_ = (clone(self.optimizer) if self.optimizer is not None
-                           else self._default_optimizer())
-        self.cost_ = model.cost
-        epoch = imported.neon_info.get("epoch_index")
-        self.n_iter_ = int(epoch) if isinstance(epoch, (int, np.integer)) else 0
-        self.loss_curve_ = []
-        self.history_ = []
-        self.loss_ = self.best_loss_ = None
-        self.validation_scores_ = self.best_validation_score_ = None
         self.neon_info_ = dict(imported.neon_info)

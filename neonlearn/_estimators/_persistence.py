@@ -235,18 +235,24 @@ class PersistenceMixin:
                 raise InvalidWeightsFile(
                     "layer %r has a negative running variance" % layer.name)
         model.set_weights(weights)
-        model.set_cost(clone(work.cost) if work.cost is not None
-                       else work._default_cost(model, task))
-        work.task_ = task
-        work.n_outputs_ = task.n_outputs
-        work.model_ = model
-        work.layers_ = model.layers.layers_
-        work.optimizer_ = (clone(work.optimizer) if work.optimizer is not None
-                           else work._default_optimizer())
-        work.cost_ = model.cost
-        work.n_iter_ = meta["n_iter"]
-        work.loss_curve_ = []
-        work.history_ = []
-        work.loss_ = work.best_loss_ = None
-        work.validation_scores_ = work.best_validation_score_ = None
+        work._adopt_loaded_model(model, task, meta["n_iter"])
         return {k: v for k, v in work.__dict__.items() if _is_fitted_attr(k, params)}
+
+    def _adopt_loaded_model(self, model, task, n_iter):
+        """Become fitted with ``model``, whose weights were loaded (a weights file,
+        a neon file): its cost, a fresh optimizer, ``n_iter`` epochs and no
+        records of this process's training."""
+        model.set_cost(clone(self.cost) if self.cost is not None
+                       else self._default_cost(model, task))
+        self.task_ = task
+        self.n_outputs_ = task.n_outputs
+        self.model_ = model
+        self.layers_ = model.layers.layers_
+        self.optimizer_ = (clone(self.optimizer) if self.optimizer is not None
+                           else self._default_optimizer())
+        self.cost_ = model.cost
+        self.n_iter_ = n_iter
+        self.loss_curve_ = []
+        self.history_ = []
+        self.loss_ = self.best_loss_ = None
+        self.validation_scores_ = self.best_validation_score_ = None
