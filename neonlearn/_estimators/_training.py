@@ -142,7 +142,10 @@ class TrainingMixin:
         task = self._new_task() if first else copy.deepcopy(self.task_)
         T = task.encode(y, classes)
         weights = self._sample_weights(X, y, sample_weight)
-        model, optimizer, past = self._initialize(X, task) if first else self._resume()
+        params = _param_snapshot(self)  # what this fit's network is trained with
+        model, optimizer, past = (self._initialize(X, task) if first
+                                  else self._resume(params))
+        past["params"] = params
         T = task.adapt(T)
         val = None
         if X_val is not None:
@@ -180,17 +183,19 @@ class TrainingMixin:
         return model, optimizer, {"loss_curve": [], "validation_scores": [], "n_iter": 0,
                                   "best_loss": np.inf, "history": []}
 
-    def _resume(self):
+    def _resume(self, params):
         """A copy of the fitted network to train on (an error, such as divergence,
         leaves the fitted model intact): ``(model, optimizer, past record)``.
 
         Layer hyperparameters that do not change the network's shape and that the
         layers read at every pass (``trainable``) are taken from ``self.layers``, so
         ``set_params(layers__h1__trainable=False)`` reaches the fitted network
-        without rebuilding it."""
+        without rebuilding it; ``params`` (:func:`_param_snapshot` now) decides what
+        else changed (:meth:`_apply_changed_params`)."""
         model = self._model_on_device(copy.deepcopy(self.model_))
         self._sync_trainable(model)
-        optimizer = self._apply_changed_params(model, copy.deepcopy(self.optimizer_))
+        optimizer = self._apply_changed_params(model, copy.deepcopy(self.optimizer_),
+                                               params)
         past = {"loss_curve": list(self.loss_curve_),
                 "validation_scores": list(self.validation_scores_ or []),
                 "n_iter": self.n_iter_,
@@ -198,7 +203,7 @@ class TrainingMixin:
                 "history": [dict(r) for r in getattr(self, "history_", [])]}
         return model, optimizer, past
 
-    def _apply_changed_params(self, model, optimizer):
+    def _apply_changed_params(self, model, optimizer, now):
         """What ``set_params`` changed since the last fit, on the network and the
         optimizer a warm start or ``partial_fit`` trains (scikit-learn's rule):
         a change of the architecture (a layer's size, activation, initializer, the
@@ -210,7 +215,6 @@ class TrainingMixin:
         before = self.__dict__.get("_fitted_params")
         if before is None:  # fitted by load_weights or an older version
             return optimizer
-        now = _param_snapshot(self)
         changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
         arch = [k for k in changed if k in _ARCHITECTURE_PARAMS or (
             k.startswith("layers__") and k.rsplit("__", 1)[-1] not in _LAYER_RUN_PARAMS)]
@@ -381,7 +385,7 @@ class TrainingMixin:
         self.__dict__.pop("_loaded_on_host", None)  # fitted here: no silent fallback
         self.layers_ = model.layers.layers_
         self.optimizer_ = optimizer
-        self._fitted_params = _param_snapshot(self)
+        self._fitted_params = past["params"]
         self.cost_ = model.cost
         self.history_ = past["history"] + history
         self.n_iter_ = past["n_iter"] + len(run)
