@@ -10,13 +10,13 @@ from ._input_dict import InputDict
 from .exceptions import TrainingDivergedError
 from .layers._base import CompoundList, Layer, in_shape_of
 from .layers._buffers import (
-    _layer_objects, release_inference_buffers, release_training_state,
-    reused_inference_buffers,
+    release_inference_buffers, release_training_state, reused_inference_buffers,
 )
 from .layers._containers import Sequential, flatten_layers
 from .layers._dense import Activation
 from .layers._fusion import plan_network
 from .layers._lengths import LengthsRole, lengths_role, run_chain
+from .layers._state import walk_layers
 
 __all__ = ["Model", "bucket_order", "sparse_input_layer"]
 
@@ -115,22 +115,19 @@ def _last_leaf(layer):
 
 
 def _take_learned_state(old, new):
-    """Copy the parameters, running statistics and optimizer states of leaf ``old``
-    into leaf ``new`` (a rebuilt copy of it)."""
-    pairs = list(zip(old.param_grads(), new.param_grads()))
-    for (p_old, _), (p_new, _) in pairs:
-        if p_old.shape != p_new.shape:
+    """Copy the declared weights (parameters and persistent state) and optimizer
+    states of leaf ``old`` into leaf ``new`` (a rebuilt copy of it)."""
+    pairs = list(zip(old.weights(), new.weights()))
+    for a, b in pairs:
+        if a.shape != b.shape:
             raise ValueError(
                 "%s: parameter of shape %r cannot replace one of shape %r"
-                % (new.name or type(new).__name__, p_old.shape, p_new.shape))
-    for (p_old, _), (p_new, _) in pairs:
-        p_new[...] = p_old
-    for key in ("W", "gmean", "gvar"):  # W: also frozen tables (no param_grads)
-        a, b = old.__dict__.get(key), new.__dict__.get(key)
-        if a is not None and b is not None and a.shape == b.shape:
-            b[...] = a
-    if "states" in old.__dict__:
-        new.states = old.states
+                % (new.display_name, a.shape, b.shape))
+    for a, b in pairs:
+        b[...] = a
+    for name in type(old).state_spec.optimizer:
+        if name in old.__dict__:
+            setattr(new, name, getattr(old, name))
 
 
 class Model:
@@ -342,7 +339,7 @@ class Model:
         """Drop what the layers derived from their parameters (the packed weights
         of inference): called by every method that writes the parameters; call it
         after writing a layer's arrays by hand."""
-        for layer in _layer_objects(self.layers):
+        for layer in walk_layers(self.layers):
             layer.drop_derived()
         return self
 
@@ -486,30 +483,24 @@ class Model:
         E.g. ``model.to_backend(get_backend("gpu"))`` predicts on the GPU with a
         model fitted on the CPU (and ``get_backend("cpu")`` brings it back).
         """
-        from .backends import move_to_backend
-
         self.weights_changed()
-        move_to_backend(self.layers, backend)
+        memo = {}
+        for layer in walk_layers(self.layers):
+            layer.move_state(backend, memo)
         self.be = backend
         return self
 
     # ---- parameters -------------------------------------------------------------
-    @staticmethod
-    def _weight_arrays(layer):
-        """A parameter layer's parameters and BatchNorm running statistics."""
-        arrays = [p for p, _ in layer.param_grads()]
-        return arrays + [getattr(layer, k) for k in ("gmean", "gvar") if hasattr(layer, k)]
-
     def weights_finite(self):
         """True when no parameter or running statistic is NaN or infinite (checked
         in place: no copies)."""
         xp = self.be.xp
         return all(bool(xp.isfinite(a).all()) for layer in self.layers_to_optimize
-                   for a in self._weight_arrays(layer))
+                   for a in layer.weights())
 
     def get_weights(self):
         """Copies of every parameter array and BatchNorm running statistic."""
-        return [[self.be.to_numpy(a).copy() for a in self._weight_arrays(layer)]
+        return [[self.be.to_numpy(a).copy() for a in layer.weights()]
                 for layer in self.layers_to_optimize]
 
     def set_weights(self, weights):
@@ -519,7 +510,7 @@ class Model:
             raise ValueError("set_weights got arrays for %d parameter layers, the network "
                              "has %d" % (len(weights), len(self.layers_to_optimize)))
         for layer, saved in zip(self.layers_to_optimize, weights):
-            arrays = self._weight_arrays(layer)
+            arrays = layer.weights()
             if [tuple(a.shape) for a in arrays] != [tuple(s.shape) for s in saved]:
                 raise ValueError("set_weights: layer %r has arrays of shapes %s, got %s" % (
                     layer.name, [a.shape for a in arrays], [s.shape for s in saved]))

@@ -38,6 +38,7 @@ that ``bprop`` applies itself (Tree's ``alphas``), tolerances for the finite
 differences.
 """
 import contextlib
+import copy
 import pickle
 import re
 import sys
@@ -49,11 +50,13 @@ import pytest
 import _fake_cupy
 from conftest import check_layer_grads
 from neonlearn.backends import get_backend
+from neonlearn.layers import undeclared_arrays, walk_layers
 from neonlearn.models import Model
 
 __all__ = ["LayerCase", "CHECKS", "DTYPE_CHECKS", "check_layer",
            "check_finite_differences", "check_planned_input_grad",
            "check_float32_vs_float64", "check_one_vs_two_threads", "check_pickle",
+           "check_declared_state",
            "check_cpu_vs_gpu"]
 
 F32_VS_F64 = dict(rtol=1e-3, atol=1e-4)
@@ -326,6 +329,37 @@ def check_pickle(case, dtype="float32"):
              "unpickled vs original")
 
 
+def check_declared_state(case, dtype="float64"):
+    """Every layer declares its state (``neonlearn.layers.StateSpec``): after a
+    training step, no layer holds an array outside its declared entries; releasing
+    the training state leaves no ``saved`` entry and no training buffer; a pickle
+    and a copy hold none of them; and ``Model.get_weights`` is exactly the declared
+    weights of the layers to optimize."""
+    model = build(case, "cpu", dtype)
+    run(model, case, case.inputs())
+    layers = walk_layers(model.layers)
+    for layer in layers:
+        assert not undeclared_arrays(layer), (type(layer).__name__,
+                                              undeclared_arrays(layer))
+    for restored in (pickle.loads(pickle.dumps(model.layers)),
+                     copy.deepcopy(model.layers)):
+        for layer in walk_layers(restored):
+            dropped = type(layer).state_spec.dropped
+            assert not set(dropped) & set(vars(layer)), type(layer).__name__
+    model.release_training_state()
+    for layer in layers:
+        left = set(type(layer).state_spec.saved + ("_buffers",)) & set(vars(layer))
+        assert not left, (type(layer).__name__, left)
+    weights = model.get_weights()
+    declared = [[getattr(layer, n) for n in type(layer).state_spec.weights
+                 if n in vars(layer)] for layer in model.layers_to_optimize]
+    assert [len(w) for w in weights] == [len(layer.weights())
+                                         for layer in model.layers_to_optimize]
+    for layer, arrays in zip(model.layers_to_optimize, declared):
+        if arrays:  # parts' weights (bidirectional layers) are the parts' own
+            assert all(a is b for a, b in zip(layer.weights(), arrays))
+
+
 @contextlib.contextmanager
 def gpu_backend():
     """The GPU backend on a real device, or else on the CPU emulation of CuPy
@@ -352,6 +386,7 @@ CHECKS = {
     "float32_vs_float64": check_float32_vs_float64,
     "one_vs_two_threads": check_one_vs_two_threads,
     "pickle": check_pickle,
+    "declared_state": check_declared_state,
     "cpu_vs_gpu": check_cpu_vs_gpu,
 }
 # checks that take a dtype (the others fix theirs)

@@ -30,8 +30,6 @@ ONLY_BACKENDS_IMPORT_KERNELS = True
 MAX_LINES = 600
 
 KNOWN_LAYERING = {
-    ("neonlearn.backends", "neonlearn.layers._base"):
-        "move_to_backend walks layers (issue 12: transfer module)",
 }
 KNOWN_CYCLES = {
 }

@@ -328,7 +328,7 @@ def _read_best(container, model, counts):
     against the network's parameter arrays, or None."""
     if counts is None:
         return None
-    shapes = [[tuple(a.shape) for a in model._weight_arrays(layer)]
+    shapes = [[tuple(a.shape) for a in layer.weights()]
               for layer in model.layers_to_optimize]
     if counts != [len(s) for s in shapes]:
         raise InvalidWeightsFile("'best' must give the array count of each of the %d "

@@ -27,7 +27,7 @@ from .._input_dict import InputDict, sample_shape
 from ..backends import get_backend
 from ..callbacks import EarlyStopping, EpochSnapshot, History, LossPlateau, ProgressCallback
 from ..exceptions import TrainingDivergedError
-from ..layers._buffers import _layer_objects
+from ..layers._state import walk_layers
 from ..models import Model
 from ._checkpoint import (
     checkpoint_finished, mark_finished, param_hash, read_checkpoint, run_identity,
@@ -224,7 +224,7 @@ class TrainingMixin:
                 "fit (%s); the fitted weights do not fit them.  Fit with "
                 "warm_start=False to build the network anew." % ", ".join(arch))
         by_name = {getattr(layer, "name", None): layer for layer in
-                   _layer_objects(model.layers)}
+                   walk_layers(model.layers)}
         for key in changed:
             if key.startswith("layers__") and key.endswith("__keep"):
                 layer = by_name.get(key.split("__")[-2])
@@ -256,9 +256,9 @@ class TrainingMixin:
                 # a container builds its parts at configure: match the parts of the
                 # unconfigured one to the fitted ones by name
                 by_name = {getattr(layer, "name", None): layer
-                           for layer in _layer_objects(target)}  # (steps: no name)
+                           for layer in walk_layers(target)}  # (steps: no name)
                 by_name.pop(None, None)
-                pairs = [(src, by_name.get(src.name)) for src in _layer_objects(given)]
+                pairs = [(src, by_name.get(src.name)) for src in walk_layers(given)]
             for src, dst in pairs:
                 if dst is not None and "trainable" in getattr(src, "__dict__", {}):
                     dst.trainable = src.trainable

@@ -10,11 +10,11 @@ backend (``backends/cuda/``, the only package that imports CuPy).  Device names
 and host transfer are in ``_transfer.py``.
 """
 from ._interface import Backend
-from ._transfer import backend_device, move_to_backend, parse_device, to_host
+from ._transfer import backend_device, parse_device, to_host
 from .cpu import CPUBackend
 
 __all__ = ["Backend", "CPUBackend", "get_backend", "parse_device", "backend_device",
-           "to_host", "move_to_backend"]
+           "to_host"]
 
 
 def get_backend(device="cpu", dtype="float32", seed=None, n_threads=None):

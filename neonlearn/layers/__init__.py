@@ -57,3 +57,10 @@ __all__ += ["BiSum", "Reshape", "DataTransform", "Convolution3D", "Pooling3D"]
 from ._multistream import MergeMultistream  # noqa: E402
 
 __all__ += ["MergeMultistream"]
+from ._state import StateSpec, undeclared_arrays, walk_layers  # noqa: E402
+from ._base import in_shape_of, sequence_shape  # noqa: E402
+from ._checks import check_lengths  # noqa: E402
+
+# what a custom layer uses besides the base classes (doc/user_guide/custom_layers.rst)
+__all__ += ["StateSpec", "walk_layers", "undeclared_arrays", "in_shape_of",
+            "sequence_shape", "check_lengths"]

@@ -22,7 +22,6 @@ cost/softmax shortcut, the fused runs of :mod:`._fusion`) are planning facts.
 import copy
 import functools
 import inspect
-import numbers
 from collections.abc import Mapping
 
 import numpy as np
@@ -30,66 +29,10 @@ import numpy as np
 from .._params import HyperParams
 from ._buffers import _REUSE, inference_buffers
 from ._lengths import LengthsRole, lengths_role, run_chain
+from ._state import StateSpec, map_arrays
 
 __all__ = ["Layer", "ParameterLayer", "CompoundLayer", "CompoundList", "in_shape_of",
-           "check_number", "check_lengths", "sequence_shape", "INT_MAX"]
-
-INT_MAX = 2 ** 31 - 1  # sizes, strides and paddings reach the kernels as C ints
-
-
-def check_number(value, what, owner, low=None, high=None, low_open=False):
-    """``value`` as a float, or a ValueError naming ``owner`` and ``what``.
-
-    The value must be a finite real number (not a bool) in ``[low, high]`` (``(low,
-    high]`` when ``low_open``); ``None`` bounds are open.
-    """
-    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-          and np.isfinite(value)
-          and (low is None or (value > low if low_open else value >= low))
-          and (high is None or value <= high))
-    if not ok:
-        if low is None and high is None:
-            want = "a finite number"
-        elif high is None:
-            want = "a finite number %s %r" % (">" if low_open else ">=", low)
-        else:
-            want = "a number in %s%r, %r]" % ("(" if low_open else "[", low, high)
-        raise ValueError("%s: %s must be %s, got %r" % (owner, what, want, value))
-    return float(value)
-
-
-def check_lengths(lengths, N, T, owner):
-    """The sequence ``lengths`` of a batch of ``N`` sequences of ``T`` steps as a
-    host int32 array, or None when every sequence is full (or ``lengths`` is None)."""
-    if lengths is None:
-        return None
-    lengths = np.ascontiguousarray(lengths, dtype=np.int32)
-    if lengths.shape != (N,):
-        raise ValueError("%s: lengths has shape %r for a batch of %d sequences"
-                         % (owner, lengths.shape, N))
-    if lengths.size and (lengths.min() < 1 or lengths.max() > T):
-        raise ValueError("%s: sequence lengths must be in [1, %d]" % (owner, T))
-    if np.all(lengths == T):
-        return None
-    return lengths
-
-
-def sequence_shape(in_obj, owner):
-    """The ``(T, F)`` input shape of a sequence layer, or a clear error."""
-    shape = in_shape_of(in_obj)
-    if len(shape) != 2:
-        raise ValueError(
-            "%s expects sequences of shape (T, F) (batch axis excluded), got %r; "
-            "put a LookupTable first for token ids" % (owner, shape))
-    return shape
-
-
-def _is_device_array(value):
-    """An array that is not a NumPy array (a CuPy array), recognized without
-    importing its module."""
-    return (hasattr(value, "shape") and hasattr(value, "dtype")
-            and not isinstance(value, (np.ndarray, np.generic)))
-
+           "sequence_shape"]
 
 def in_shape_of(in_obj):
     """Shape (without batch axis) described by a layer, an int or a tuple (a dict
@@ -113,9 +56,14 @@ def in_shape_of(in_obj):
     return shape
 
 
-#: what copies and pickles of a layer leave out, rebuilt on demand: the training
-#: buffers, every thread's inference buffers and the derived state
-_NOT_COPIED = ("_buffers", "_inference_local", "_derived")
+def sequence_shape(in_obj, owner):
+    """The ``(T, F)`` input shape of a sequence layer, or a clear error."""
+    shape = in_shape_of(in_obj)
+    if len(shape) != 2:
+        raise ValueError(
+            "%s expects sequences of shape (T, F) (batch axis excluded), got %r; "
+            "put a LookupTable first for token ids" % (owner, shape))
+    return shape
 
 
 class Layer(HyperParams):
@@ -128,8 +76,24 @@ class Layer(HyperParams):
         ``layers__<name>__<param>``.  Unnamed layers get ``<ClassName>_<k>``.
     """
 
+    state_spec = StateSpec()
+    """What the layer holds besides its hyperparameters, by kind (:mod:`._state`):
+    a subclass declares what it adds, merged with its bases' entries."""
+    _own_state_spec = state_spec
+
     def __init__(self, name=None):
         self.name = name
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # the class's own declaration over its bases' (each kept as declared)
+        cls._own_state_spec = cls.__dict__.get("state_spec", StateSpec())
+        spec = StateSpec()
+        for klass in reversed(cls.__mro__):
+            own = klass.__dict__.get("_own_state_spec")
+            if own is not None:
+                spec = own.merged(spec)
+        cls.state_spec = spec
 
     trainable = True
     """Whether the optimizer updates the layer's parameters; a hyperparameter
@@ -188,7 +152,11 @@ class Layer(HyperParams):
         return self
 
     def allocate(self, shared_outputs=None):
-        """Create parameters and buffers (nothing for parameter-free layers)."""
+        """Create parameters and buffers (nothing for parameter-free layers).
+
+        ``shared_outputs`` is neon's argument, accepted by the base classes so that
+        layers ported from neon keep their signature, and never used: a layer's
+        output buffers are its own (``_output``); concrete layers take none."""
 
     def fprop(self, inputs, inference=False):
         raise NotImplementedError
@@ -253,47 +221,74 @@ class Layer(HyperParams):
         """Forget the derived state (the parameters changed or will)."""
         self.__dict__.pop("_derived", None)
 
+    # ---- declared state: pickling, copies, device moves, release -----------------
+    def weights(self):
+        """The arrays of the declared parameters, then of the persistent state (what
+        ``Model.get_weights`` copies), that the layer has allocated."""
+        d = self.__dict__
+        return [d[name] for name in type(self).state_spec.weights if name in d]
+
     def __getstate__(self):
+        spec = type(self).state_spec
         state = self.__dict__.copy()
-        for key in _NOT_COPIED:
+        for key in spec.dropped:
             state.pop(key, None)
         be = state.get("_be")
         if be is None:
             return state
-        # device (CuPy) arrays go to host memory: the pickle loads without CuPy
+        # device (CuPy) arrays go to host memory: the pickle loads without CuPy;
+        # arrays shared between entries stay shared
         memo = {}
 
-        def host(value):
-            # layers inside (compound layers are lists) pickle themselves
-            if isinstance(value, Layer):
-                return value
-            if type(value) is list:
-                return [host(v) for v in value]
-            if type(value) is tuple:
-                return tuple(host(v) for v in value)
-            if type(value) is dict:
-                return {k: host(v) for k, v in value.items()}
-            if _is_device_array(value):
-                if id(value) not in memo:  # arrays shared between keys stay shared
-                    memo[id(value)] = (value, be.to_numpy(value))
-                return memo[id(value)][1]
-            return value
+        def host(a):
+            if isinstance(a, np.ndarray):
+                return a
+            if id(a) not in memo:  # keep the original alive so that its id stays unique
+                memo[id(a)] = (a, be.to_numpy(a))
+            return memo[id(a)][1]
 
-        state = host(state)
+        for key in spec.kept:
+            if key in state:
+                state[key] = map_arrays(state[key], host)
         state["_be"] = be.for_saving()
         return state
 
     def __deepcopy__(self, memo):
         # copies stay on the layer's device (pickling moves arrays to the host)
-        import copy
-
         new = type(self).__new__(type(self))
         memo[id(self)] = new
         state = self.__dict__.copy()
-        for key in _NOT_COPIED:
+        for key in type(self).state_spec.dropped:
             state.pop(key, None)
         new.__dict__.update(copy.deepcopy(state, memo))
         return new
+
+    def move_state(self, backend, memo):
+        """Put this layer's declared arrays on ``backend`` (not its parts':
+        ``Model.to_backend`` walks them) and drop what is rebuilt on demand;
+        ``memo`` keeps arrays shared between entries and layers shared."""
+        spec = type(self).state_spec
+        d = self.__dict__
+
+        def convert(a):
+            if id(a) not in memo:  # keep the original alive so that its id stays unique
+                memo[id(a)] = (a, backend.array(a, dtype=a.dtype))
+            return memo[id(a)][1]
+
+        for key in spec.dropped:
+            d.pop(key, None)
+        for key in spec.kept:
+            if key in d:
+                d[key] = map_arrays(d[key], convert)
+        d["_be"] = backend
+
+    def release_training_state(self):
+        """Drop what the training passes keep for the backward pass (the declared
+        ``saved`` entries) and the training buffers (not the parts': the model
+        walks them)."""
+        d = self.__dict__
+        for key in type(self).state_spec.saved + ("_buffers",):
+            d.pop(key, None)
 
     def _check_input(self, inputs):
         if tuple(inputs.shape[1:]) != tuple(self.in_shape):
@@ -352,6 +347,8 @@ class ParameterLayer(Layer):
     trainable : bool, default=True
     """
 
+    state_spec = StateSpec(params={"W": "dW"}, optimizer=("states",))
+
     def __init__(self, init=None, name=None, trainable=True):
         self.init = init
         self.name = name
@@ -402,6 +399,8 @@ class CompoundLayer(Layer):
     """
 
     runs_in_order = True  # False for containers whose fprop is not a chain of steps
+    # the parts as given (before configure) and configured, and the planned steps
+    state_spec = StateSpec(parts=("layers", "layers_", "steps_"))
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -13,7 +13,7 @@ reused by new threads, so a pool that replaced its threads kept every set).
 import contextlib
 import threading
 
-import numpy as np
+from ._state import walk_layers
 
 __all__ = ["reused_inference_buffers", "release_training_state",
            "release_inference_buffers", "inference_buffers"]
@@ -34,50 +34,18 @@ def release_inference_buffers(root):
     """Drop the inference buffers that every thread keeps for the layers under
     ``root`` (``Model.release_inference_buffers``); the next ``predict`` allocates
     them again.  Call it when no ``predict`` runs on these layers."""
-    for layer in _layer_objects(root):
+    for layer in walk_layers(root):
         layer.__dict__.pop("_inference_local", None)
-
-
-def _layer_objects(root):
-    """Every Layer (what has ``Layer._output``) reachable from ``root`` through
-    attributes, lists, tuples and dicts (compound layers, fused steps, branches),
-    each once."""
-    seen, stack, found = set(), [root], []
-    while stack:
-        obj = stack.pop()
-        if hasattr(type(obj), "_output") and hasattr(obj, "__dict__"):
-            if id(obj) not in seen:
-                seen.add(id(obj))
-                found.append(obj)
-                stack.extend(vars(obj).values())
-        elif isinstance(obj, (list, tuple)):
-            stack.extend(obj)
-        elif isinstance(obj, dict):
-            stack.extend(obj.values())
-    return found
 
 
 def release_training_state(root):
     """Drop what the training passes of the layers under ``root`` keep for their
-    backward pass: their training buffers and every attribute that points into one
-    (the last minibatch's activations), so that a fitted network holds its
-    parameters only (in memory and in its pickles); the next training pass
-    allocates the buffers again (``Model.release_training_state``)."""
-    layers = _layer_objects(root)
-    buffers = []
-    for layer in layers:
-        bufs = layer.__dict__.get("_buffers", {})
-        buffers.extend(bufs.values())
-        bufs.clear()
-    if not buffers:
-        return
-    for layer in layers:
-        xp = getattr(layer.__dict__.get("_be"), "xp", np)
-        shares = getattr(xp, "may_share_memory", np.may_share_memory)
-        for name, value in list(vars(layer).items()):
-            if hasattr(value, "shape") and hasattr(value, "dtype") and any(
-                    shares(value, b) for b in buffers):
-                delattr(layer, name)
+    backward pass (each layer's declared ``saved`` state) and their training
+    buffers, so that a fitted network holds its parameters only (in memory and in
+    its pickles); the next training pass allocates them again
+    (``Model.release_training_state``)."""
+    for layer in walk_layers(root):
+        layer.release_training_state()
 
 
 @contextlib.contextmanager

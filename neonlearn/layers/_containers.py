@@ -2,8 +2,10 @@
 MergeSum, Tree and SingleOutputTree."""
 import numpy as np
 
-from ._base import CompoundLayer, Layer, check_number, in_shape_of
+from ._base import CompoundLayer, Layer, in_shape_of
+from ._checks import check_number
 from ._lengths import fprop_layer
+from ._state import StateSpec
 
 __all__ = ["Sequential", "SkipNode", "BranchNode", "MergeBroadcast", "MergeSum",
            "Tree", "SingleOutputTree", "flatten_layers"]
@@ -73,6 +75,8 @@ class BranchNode(Layer):
     ----------
     name : str or None
     """
+
+    state_spec = StateSpec(saved=("outputs", "_pending"))
 
     def __init__(self, name=None):
         self.name = name
@@ -284,6 +288,8 @@ class Tree(CompoundLayer):
     """
 
     runs_in_order = False
+
+    state_spec = StateSpec(parts=("branches_",))
 
     def __init__(self, layers, alphas=None, name=None):
         self.layers = layers

@@ -7,9 +7,11 @@ F)`` a Convolution with ``fshape=(k, K)`` convolves over time (:mod:`._temporal`
 """
 import numbers
 
-from ._base import INT_MAX, CompoundList, ParameterLayer, in_shape_of
+from ._base import CompoundList, ParameterLayer, in_shape_of
+from ._checks import INT_MAX
 from ._dense import check_postfilter, postfilter_parts
 from ._temporal import TemporalLayer, steps_int
+from ._state import StateSpec
 
 __all__ = ["Convolution", "Deconvolution", "Conv", "Deconv"]
 
@@ -61,6 +63,8 @@ def image_shape(in_obj, owner):
 
 class _ConvBase(ParameterLayer):
     """Shared argument handling of Convolution and Deconvolution."""
+
+    state_spec = StateSpec(saved=("inputs", "masks_"))
 
     def __init__(self, fshape, strides=1, padding=0, dilation=1, init=None, name=None):
         self.fshape = fshape

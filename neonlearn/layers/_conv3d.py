@@ -8,6 +8,7 @@ layers plan the geometry once and call the backend contract's 3-D family
 import numbers
 
 from ._base import Layer, ParameterLayer, in_shape_of
+from ._state import StateSpec
 
 __all__ = ["Convolution3D", "Pooling3D"]
 
@@ -85,6 +86,8 @@ class Convolution3D(ParameterLayer):
     name : str or None
     """
 
+    state_spec = StateSpec(saved=("inputs",))
+
     def __init__(self, fshape, strides=1, padding=0, dilation=1, init=None, name=None):
         self.fshape = fshape
         self.strides = strides
@@ -149,6 +152,8 @@ class Pooling3D(Layer):
         Must be smaller than the window; a dict sets ``pad_d``/``pad_h``/``pad_w``.
     name : str or None
     """
+
+    state_spec = StateSpec(saved=("argmax", "in_rows", "_argmax_buf"))
 
     def __init__(self, fshape, op="max", strides=None, padding=0, name=None):
         self.fshape = fshape

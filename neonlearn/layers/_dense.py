@@ -5,6 +5,7 @@ import numpy as np
 
 from ..transforms import Transform, get_transform
 from ._base import CompoundList, Layer, ParameterLayer, in_shape_of
+from ._state import StateSpec
 
 __all__ = ["Linear", "Bias", "Activation", "Dropout", "Affine"]
 
@@ -35,6 +36,7 @@ class Linear(ParameterLayer):
 
     #: takes the backend's sparse (CSR) minibatches as the network's first layer
     sparse_inputs = True
+    state_spec = StateSpec(saved=("inputs",))
 
     def __init__(self, nout, init=None, name=None):
         self.nout = nout
@@ -74,15 +76,6 @@ class Linear(ParameterLayer):
                 self.be.bias_act_fprop(out, bias, activation, out)
             self.inputs = x
         return out.reshape((inputs.shape[0],) + self.out_shape)
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        inputs = self.__dict__.get("inputs")
-        if inputs is not None and self.be.is_sparse(inputs):
-            # the last sparse minibatch, kept for bprop, is no state of the network
-            # (and no array that a pickle or a skops file should hold)
-            state.pop("inputs", None)
-        return state
 
     def _fprop_sparse(self, x, inference, bias, activation):
         """:meth:`fprop` of a CSR minibatch ``(N, nin)`` (``in_shape`` is ``(nin,)``)."""
@@ -173,6 +166,8 @@ class Activation(Layer):
     name : str or None
     """
 
+    state_spec = StateSpec(saved=("outputs",))
+
     def __init__(self, transform, name=None):
         self.transform = transform
         self.name = name
@@ -222,6 +217,8 @@ class Dropout(Layer):
     keep : float in (0, 1], default=0.5
     name : str or None
     """
+
+    state_spec = StateSpec(saved=("mask",))
 
     def __init__(self, keep=0.5, name=None):
         self.keep = keep

@@ -4,6 +4,7 @@ import numbers
 import numpy as np
 
 from ._base import ParameterLayer, in_shape_of
+from ._state import StateSpec
 
 __all__ = ["LookupTable"]
 
@@ -37,6 +38,8 @@ class LookupTable(ParameterLayer):
 
     integer_inputs = True  # Model passes integer batches through as int64
 
+    state_spec = StateSpec(saved=("ids",))
+
     def __init__(self, vocab_size, embedding_dim, init=None, update=True, pad_idx=None,
                  name=None):
         self.vocab_size = vocab_size
@@ -66,9 +69,9 @@ class LookupTable(ParameterLayer):
         self.weight_shape = (int(self.vocab_size), int(self.embedding_dim))
         return self
 
-    def allocate(self, shared_outputs=None):
+    def allocate(self):
         fresh = getattr(self, "W", None) is None or self.W.shape != self.weight_shape
-        super().allocate(shared_outputs)
+        super().allocate()
         if fresh and self.pad_idx is not None:
             self.W[self.pad_idx] = 0
 

@@ -27,6 +27,7 @@ during a pass.  A layer list used without a model runs its parts one by one, wit
 the same results.
 """
 from ._base import CompoundLayer, Layer
+from ._state import StateSpec
 from ._conv import Convolution, Deconvolution
 from ._dense import Activation, Bias, Linear
 from ._normalization import BatchNorm
@@ -37,6 +38,11 @@ __all__ = ["plan_network", "plan_fusion", "plan_steps", "DenseBiasAct", "ConvBia
 
 class _Step(Layer):
     """A fused run of layers: runs them, owns the buffers of the fused kernels."""
+
+    # the layers it runs (also named: linear, conv, bias, act) and their outputs
+    state_spec = StateSpec(saved=("outputs",),
+                           parts=("layers", "linear", "conv", "bias", "act"))
+    name = None  # planned, not named: the layers it runs have the names
 
     def __init__(self, *layers):
         self.layers = layers

@@ -3,7 +3,9 @@ import numbers
 
 import numpy as np
 
-from ._base import Layer, ParameterLayer, check_lengths
+from ._base import Layer, ParameterLayer
+from ._checks import check_lengths, check_number
+from ._state import StateSpec
 
 __all__ = ["BatchNorm", "LRN"]
 
@@ -38,6 +40,9 @@ class BatchNorm(ParameterLayer):
     """
 
     uses_lengths = True
+    state_spec = StateSpec(params={"gamma": "dgamma", "beta": "dbeta"},
+                           persistent=("gmean", "gvar"),
+                           saved=("xhat", "mean", "var", "rows_", "frozen_"))
 
     def __init__(self, rho=0.9, eps=1e-3, name=None):
         self.rho = rho
@@ -56,19 +61,26 @@ class BatchNorm(ParameterLayer):
         self.weight_shape = (n,)
         return self
 
-    def allocate(self, shared_outputs=None):
+    def allocate(self):
         if getattr(self, "gamma", None) is not None and self.gamma.shape == self.weight_shape:
             return
         be = self.be
-        self.gamma = self.W = be.array(np.ones(self.weight_shape))
+        self.gamma = be.array(np.ones(self.weight_shape))
         self.beta = be.zeros(self.weight_shape)
-        self.dgamma = self.dW = be.zeros(self.weight_shape)
+        self.dgamma = be.zeros(self.weight_shape)
         self.dbeta = be.zeros(self.weight_shape)
         self.gmean = be.zeros(self.weight_shape)
         self.gvar = be.array(np.ones(self.weight_shape))
-        self.mean = be.zeros(self.weight_shape)
-        self.var = be.zeros(self.weight_shape)
         self.states = []
+
+    @property
+    def W(self):
+        """``gamma`` (neon's name of a parameter layer's weights)."""
+        return self.gamma
+
+    @property
+    def dW(self):
+        return self.dgamma
 
     def param_grads(self):
         return [(self.gamma, self.dgamma), (self.beta, self.dbeta)]
@@ -117,7 +129,9 @@ class BatchNorm(ParameterLayer):
         elif frozen:
             self.xhat = self._output(x.shape, False, key="xhat")
             fprop(x, self.gmean, self.gvar, self.gamma, self.beta, self.eps, self.xhat, out)
-        else:
+        else:  # the batch statistics, kept for bprop
+            self.mean = self._output(self.weight_shape, False, key="mean")
+            self.var = self._output(self.weight_shape, False, key="var")
             stats(x, self.mean, self.var)
             self.xhat = self._output(x.shape, False, key="xhat")
             fprop(x, self.mean, self.var, self.gamma, self.beta, self.eps, self.xhat, out)
@@ -148,7 +162,7 @@ class BatchNorm(ParameterLayer):
             full_shape = e.shape
             e = e[rows]
         dx = self._output(e.shape, False, key="dx")
-        if self.__dict__.get("frozen_"):  # inference-mode normalization: a fixed scale
+        if self.frozen_:  # inference-mode normalization: a fixed scale
             scale = self.gamma / self.be.xp.sqrt(self.gvar + self.eps)
             self.be.xp.multiply(e, scale[None, :, None, None] if self.images else scale,
                                 out=dx)
@@ -179,6 +193,8 @@ class LRN(Layer):
     name : str or None
     """
 
+    state_spec = StateSpec(saved=("inputs", "outputs", "denom"))
+
     def __init__(self, depth, alpha=1.0, beta=0.0, ascale=1.0, bpower=1.0, name=None):
         self.depth = depth
         self.alpha = alpha
@@ -197,8 +213,6 @@ class LRN(Layer):
                 or not 1 <= self.depth < 2 ** 31 or self.depth % 2 == 0):
             raise ValueError("%s: depth must be a positive odd integer, got %r"
                              % (owner, self.depth))
-        from ._base import check_number  # finite: NaN would only show as divergence
-
         check_number(self.ascale, "ascale", owner, low=0)
         check_number(self.bpower, "bpower", owner)
         return self

@@ -7,6 +7,7 @@ import numpy as np
 from ._base import Layer, in_shape_of
 from ._conv import check_extent, image_shape, spatial_pair
 from ._temporal import TemporalLayer, steps_int
+from ._state import StateSpec
 
 __all__ = ["Pooling"]
 
@@ -46,6 +47,8 @@ class Pooling(TemporalLayer, Layer):
         sequences: an int.
     name : str or None
     """
+
+    state_spec = StateSpec(saved=("inputs", "outputs", "argmax", "masks_", "scale_"))
 
     def __init__(self, fshape, op="max", strides=None, padding=0, name=None):
         self.fshape = fshape

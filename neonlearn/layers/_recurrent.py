@@ -34,7 +34,9 @@ import numpy as np
 
 from ..initializers import check_initializer
 from ..transforms import Logistic, Tanh, get_transform
-from ._base import ParameterLayer, check_lengths, sequence_shape
+from ._base import ParameterLayer, sequence_shape
+from ._checks import check_lengths
+from ._state import StateSpec
 
 __all__ = ["Recurrent", "LSTM", "GRU", "BiRNN", "BiLSTM"]
 
@@ -74,6 +76,11 @@ class Recurrent(ParameterLayer):
     ngates = 1
     uses_lengths = True
 
+    state_spec = StateSpec(
+        params={"W_input": "dW_input", "W_recur": "dW_recur", "b": "db"},
+        # _state: what a stateful layer (reset_cells=False) carries between batches
+        saved=("inputs", "h", "h0", "lengths_", "_state"))
+
     def __init__(self, output_size, init=None, init_inner=None, activation=None,
                  reset_cells=True, name=None):
         self.output_size = output_size
@@ -104,7 +111,7 @@ class Recurrent(ParameterLayer):
         self.recur_shape = (G, self.H)
         return self
 
-    def allocate(self, shared_outputs=None):
+    def allocate(self):
         if (getattr(self, "W_input", None) is not None
                 and self.W_input.shape == self.weight_shape
                 and self.W_recur.shape == self.recur_shape):
@@ -120,14 +127,23 @@ class Recurrent(ParameterLayer):
         inner, what = ((self.init_inner, "init_inner") if self.init_inner is not None
                        else (self.init, "init"))
         check_initializer(inner, owner, what).fill(U, be.rng)
-        self.W_input = self.W = be.array(W)
+        self.W_input = be.array(W)
         self.W_recur = be.array(U)
         self.b = be.zeros((self.recur_shape[0],))
-        self.dW_input = self.dW = be.zeros(self.weight_shape)
+        self.dW_input = be.zeros(self.weight_shape)
         self.dW_recur = be.zeros(self.recur_shape)
         self.db = be.zeros((self.recur_shape[0],))
         self.states = []
         self.reset_state()
+
+    @property
+    def W(self):
+        """``W_input`` (neon's name of a parameter layer's weights)."""
+        return self.W_input
+
+    @property
+    def dW(self):
+        return self.dW_input
 
     def param_grads(self):
         return [(self.W_input, self.dW_input), (self.W_recur, self.dW_recur),
@@ -263,6 +279,8 @@ class LSTM(_GatedRecurrent):
     b : ndarray of shape (4 * H,)
     """
 
+    state_spec = StateSpec(saved=("c", "c0", "gates"))
+
     ngates = 4
 
     def fprop(self, inputs, inference=False, lengths=None):
@@ -320,6 +338,8 @@ class GRU(_GatedRecurrent):
     W_recur : ndarray of shape (3 * H, H)
     b : ndarray of shape (3 * H,)
     """
+
+    state_spec = StateSpec(saved=("rh", "gates"))
 
     ngates = 3
 
@@ -379,6 +399,8 @@ class BiRNN(ParameterLayer):
 
     uses_lengths = True
     _cell = Recurrent
+    # the directions' parameters are theirs; the optimizer's states are this layer's
+    state_spec = StateSpec(params={}, saved=("lengths_",), parts=("fwd_", "bwd_"))
 
     def __init__(self, output_size, init=None, init_inner=None, activation=None,
                  reset_cells=True, split_inputs=False, name=None):
@@ -428,12 +450,23 @@ class BiRNN(ParameterLayer):
         self.weight_shape = self.fwd_.weight_shape
         return self
 
-    def allocate(self, shared_outputs=None):
+    def allocate(self):
         self.fwd_.allocate()
         self.bwd_.allocate()
-        self.W, self.dW = self.fwd_.W_input, self.fwd_.dW_input
         if not hasattr(self, "states"):
             self.states = []
+
+    @property
+    def W(self):
+        """The forward direction's ``W_input``."""
+        return self.fwd_.W_input
+
+    @property
+    def dW(self):
+        return self.fwd_.dW_input
+
+    def weights(self):
+        return self.fwd_.weights() + self.bwd_.weights()
 
     def param_grads(self):
         return self.fwd_.param_grads() + self.bwd_.param_grads()

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..transforms import Softmax, Transform
 from ._base import Layer, in_shape_of
+from ._state import StateSpec
 
 __all__ = ["Reshape", "DataTransform"]
 
@@ -95,6 +96,8 @@ class DataTransform(Layer):
         use :class:`~neonlearn.layers.Activation`).
     name : str or None
     """
+
+    state_spec = StateSpec(saved=("outputs",))
 
     def __init__(self, transform, name=None):
         self.transform = transform

@@ -12,7 +12,9 @@ containers pass them to the layers whose class sets ``uses_lengths``.
 """
 import numpy as np
 
-from ._base import Layer, check_lengths, sequence_shape
+from ._base import Layer, sequence_shape
+from ._checks import check_lengths
+from ._state import StateSpec
 
 __all__ = ["RecurrentSum", "RecurrentMean", "RecurrentLast", "SequenceMask",
            "StepMask", "ID_BASE"]
@@ -21,6 +23,7 @@ __all__ = ["RecurrentSum", "RecurrentMean", "RecurrentLast", "SequenceMask",
 class _Summary(Layer):
     uses_lengths = True
     mode = None
+    state_spec = StateSpec(saved=("lengths_",))
 
     def configure(self, in_obj):
         self.in_shape = sequence_shape(in_obj, self.display_name)

@@ -24,7 +24,7 @@ import numbers
 
 import numpy as np
 
-from ._base import INT_MAX, check_lengths
+from ._checks import INT_MAX, check_lengths
 
 __all__ = ["TemporalLayer", "steps_int"]
 

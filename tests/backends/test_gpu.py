@@ -60,7 +60,7 @@ def test_unknown_device_raises():
         get_backend("tpu")
 
 
-def test_move_to_backend_and_to_host_on_cpu(digits):
+def test_to_backend_and_to_host_on_cpu(digits):
     """The host/device conversion helpers keep a CPU model intact."""
     X, y = digits
     est = NeonClassifier(layers=[Affine(16, GlorotUniform(), batch_norm=True,

@@ -19,7 +19,8 @@ from neonlearn.layers import (
     BranchNode, Conv, Convolution, Convolution3D, DataTransform, Deconv, Deconvolution,
     DeepBiLSTM, DeepBiRNN, Dropout, Layer, Linear, LookupTable, MergeBroadcast,
     MergeSum, ParameterLayer, Pooling, Pooling3D, Recurrent, RecurrentLast,
-    RecurrentMean, RecurrentSum, Reshape, Sequential, SingleOutputTree, SkipNode, Tree,
+    RecurrentMean, RecurrentSum, Reshape, Sequential, SingleOutputTree, SkipNode,
+    StateSpec, Tree,
 )
 from neonlearn.transforms import (Explin, Identity, Logistic, Normalizer,
                                   PixelwiseSoftmax, Rectlin, Rectlinclip, Softmax, Tanh)
@@ -56,6 +57,8 @@ class Scale(Layer):
 
 class Diagonal(ParameterLayer):
     """A user's parameter layer, as the guide writes one: ``y = x * W``."""
+
+    state_spec = StateSpec(saved=("inputs",))
 
     def configure(self, in_obj):
         super().configure(in_obj)
@@ -339,6 +342,11 @@ def test_one_vs_two_threads(dtype, name):
 @pytest.mark.parametrize("name", _params("pickle"))
 def test_pickle(name):
     CHECKS["pickle"](CASES[name])
+
+
+@pytest.mark.parametrize("name", _params("declared_state"))
+def test_declared_state(name):
+    CHECKS["declared_state"](CASES[name])
 
 
 @pytest.mark.parametrize("dtype, name", _params("cpu_vs_gpu", ("float32", "float64")))

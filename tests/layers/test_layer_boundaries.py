@@ -8,6 +8,7 @@ works in plain and in sequence networks.
 """
 import re
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from neonlearn.backends import get_backend
 from neonlearn.initializers import Constant, Gaussian, GlorotUniform
 from neonlearn.layers import (LSTM, Affine, BatchNorm, BiLSTM, BranchNode, Conv, Deconv,
                               Dropout, GRU, Layer, LookupTable, MergeSum, Pooling,
-                              RecurrentMean, SkipNode, Tree)
+                              RecurrentMean, SkipNode, Tree, walk_layers)
 from neonlearn.layers._base import CompoundList
 from neonlearn.models import Model
 from neonlearn.transforms import Rectlin, Tanh
@@ -135,14 +136,16 @@ def test_no_layer_writes_onto_another_in_fused_and_branched_networks(foreign_wri
 
 # ---- custom layers with the seed's signatures ----------------------------------------
 def _guide_namespace():
-    """The classes defined by the custom-layer guide's code blocks."""
+    """The classes defined by the custom-layer guide's code blocks, in a module of
+    their own (so that their instances pickle, as a user's module's would)."""
     if not GUIDE.exists():
         pytest.skip("doc/ is not in this checkout")
     blocks = re.findall(r"\.\. code-block:: python\n\n((?:   .*\n|\n)+)", GUIDE.read_text())
-    namespace = {}
+    module = types.ModuleType("custom_layers_guide")
+    sys.modules[module.__name__] = module
     for block in blocks:
-        exec("\n".join(line[3:] for line in block.splitlines()), namespace)
-    return namespace
+        exec("\n".join(line[3:] for line in block.splitlines()), module.__dict__)
+    return module.__dict__
 
 
 def test_the_guide_documents_the_seed_signatures():
@@ -198,3 +201,38 @@ def test_seed_signature_layer_in_a_sequence_network():
     one = est.predict_proba([X[0]])
     np.testing.assert_allclose(est.predict_proba([X[0], np.zeros((12, 3))])[:1], one,
                                rtol=1e-5, atol=1e-6)
+
+
+def test_the_guides_layer_with_weights_running_state_and_scratch():
+    """The guide's CenteredScale, from the guide alone, through every check of the
+    layer harness (finite differences, dtypes, threads, pickling, declared state,
+    the GPU backend) and in an estimator: its running mean is saved with the
+    weights and moves between backends; nothing of the last batch is kept."""
+    import pickle
+
+    from layer_harness import check_layer, gpu_backend
+
+    ns = _guide_namespace()
+    CenteredScale = ns["CenteredScale"]
+    check_layer(lambda: [CenteredScale(init=Gaussian(scale=0.5)),
+                         Affine(3, Gaussian(scale=0.5), bias=Constant(0.1))], (4,))
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((80, 4)) + 3.0
+    y = (X[:, 0] > 3).astype(int)
+    clf = NeonClassifier([CenteredScale(init=Constant(1.0), rho=0.0, name="center"),
+                          Affine(2, GlorotUniform(), activation="softmax")],
+                         epochs=3, batch_size=80, random_state=0).fit(X, y)
+    layer = [l for l in walk_layers(clf.model_.layers) if l.name == "center"][0]
+    assert "centered" not in vars(layer)  # released at the end of fit
+    W, running_mean = clf.model_.get_weights()[0]
+    np.testing.assert_allclose(running_mean, X.mean(axis=0), rtol=1e-5)  # rho=0
+    proba = clf.predict_proba(X)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X), proba)
+    with gpu_backend():
+        model = clf.model_.to_backend(get_backend("gpu", dtype="float32"))
+        assert layer.be is model.be
+        np.testing.assert_allclose(model.be.to_numpy(layer.running_mean), running_mean)
+        np.testing.assert_allclose(model.predict(X.astype(np.float32)), proba, rtol=1e-4,
+                                   atol=1e-5)
+        model.to_backend(get_backend("cpu", dtype="float32"))
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)

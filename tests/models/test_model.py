@@ -388,7 +388,7 @@ def test_bucket_order_is_random_across_epochs_and_sorted_without_shuffle():
 
 
 def test_release_training_state_keeps_the_parameters_only():
-    from neonlearn.layers._buffers import _layer_objects
+    from neonlearn.layers._state import walk_layers
 
     model = Model([Affine(32, Gaussian(), bias=Constant(0), activation=Rectlin()),
                    Dropout(0.5), Affine(3, Gaussian(), activation=Softmax())],
@@ -398,10 +398,10 @@ def test_release_training_state_keeps_the_parameters_only():
     X = rng.standard_normal((200, 8)).astype(np.float32)
     T = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 200)]
     model.fit(X, T, GradientDescentMomentum(0.1), 2, 50)
-    assert any(layer.__dict__.get("_buffers") for layer in _layer_objects(model.layers))
+    assert any(layer.__dict__.get("_buffers") for layer in walk_layers(model.layers))
     model.release_training_state()
     weights = sum(a.nbytes for layer in model.get_weights() for a in layer)
-    for layer in _layer_objects(model.layers):
+    for layer in walk_layers(model.layers):
         assert not layer.__dict__.get("_buffers")
         kept = sum(v.nbytes for v in vars(layer).values() if isinstance(v, np.ndarray))
         assert kept <= 3 * weights  # weights, gradients, states: no activations

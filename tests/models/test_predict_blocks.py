@@ -193,9 +193,9 @@ def test_inference_buffers_reused_only_inside_the_scope():
 
 
 def _inference_buffer_bytes(model):
-    from neonlearn.layers._buffers import _layer_objects
+    from neonlearn.layers._state import walk_layers
 
-    return sum(b.nbytes for layer in _layer_objects(model.layers)
+    return sum(b.nbytes for layer in walk_layers(model.layers)
                for local in [layer.__dict__.get("_inference_local")] if local is not None
                for b in vars(local).values())
 
@@ -205,7 +205,7 @@ def test_inference_buffers_of_ended_threads_are_freed():
     import threading
     import weakref
 
-    from neonlearn.layers._buffers import _layer_objects
+    from neonlearn.layers._state import walk_layers
 
     model = _mlp()
     X = np.random.default_rng(6).random((40, 64), dtype=np.float32)
@@ -217,7 +217,7 @@ def test_inference_buffers_of_ended_threads_are_freed():
     def work():
         np.testing.assert_array_equal(model.predict(X, batch_size=16), expected)
         assert _inference_buffer_bytes(model) == mine  # its own set, not this thread's
-        theirs.extend(weakref.ref(b) for layer in _layer_objects(model.layers)
+        theirs.extend(weakref.ref(b) for layer in walk_layers(model.layers)
                       if "_inference_local" in layer.__dict__
                       for b in vars(layer.__dict__["_inference_local"]).values())
     for _ in range(4):  # threads that predict once and end (their idents are reused)
