@@ -1,8 +1,9 @@
 /* The AVX-512F kernels of the convolutions (included by nl_conv.h where
    NL_DISPATCH is 1; call only when nl_isa() == NL_ISA_AVX512).  Each computes
-   every value with the operations, in the order, of its AVX2 twin in nl_conv.h,
-   so the two paths give the same bits; they differ in how many values a register
-   holds and how many registers a block keeps. */
+   every value with the operations, in the order, of its AVX2 twin in
+   nl_conv_avx2.h (whose remainder blocks it reuses), so the two paths give the
+   same bits; they differ in how many values a register holds and how many
+   registers a block keeps. */
 #ifndef NL_CONV_AVX512_H
 #define NL_CONV_AVX512_H
 
@@ -10,6 +11,7 @@
 #include <immintrin.h>
 
 #include "nl_dispatch.h"
+#include "nl_conv_avx2.h"
 
 /* C (MR x 16 NP) = init + A's MR rows @ NP panels (16 * L floats apart), MR <= 8
    and NP <= 2 constants where inlined: 2 * MR <= 16 accumulators in registers */
